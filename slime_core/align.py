@@ -1,0 +1,131 @@
+"""Victim space -> attacker space, fitted on N leaked (victim, attacker) pairs of the same public images.
+
+Methods
+  lstsq       the paper's one-step least squares W = argmin ||XW - Y|| (minimum-norm solution via lstsq)
+  ridge       least squares + lambda ||W||^2, lambda chosen by exact leave-one-out error (the default:
+              plain least squares interpolates and collapses when N is near the input dimension)
+  procrustes  W orthogonal (only when both spaces have the same dimension)
+Inputs and outputs are (n, d) float32 arrays; outputs are L2-normalised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from slime_core.encoders.base import l2_normalise
+from slime_core.errors import SlimeError
+
+METHODS = ("ridge", "lstsq", "procrustes")
+LAMBDAS = np.logspace(-4, 2, 13)  # relative to the mean eigenvalue of X X^T
+LOO_ROWS = 256  # leave-one-out error is averaged over at most this many pairs (an unbiased sample)
+
+
+@dataclass
+class Alignment:
+    W: np.ndarray  # (d_victim, d_attacker)
+    method: str
+    n_pairs: int
+    heldout_cosine: float  # mean cosine(aligned, true) on pairs left out of the fit
+    lam: float | None = None
+    info: dict = field(default_factory=dict)
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        X = check_embeddings(X, "victim embeddings", dim=self.W.shape[0])
+        return l2_normalise(X @ self.W)
+
+
+def check_embeddings(X, what: str, dim: int | None = None) -> np.ndarray:
+    """A float32 (n, d) array, or a SlimeError that says what is wrong with it."""
+    try:
+        X = np.asarray(X, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise SlimeError(f"{what}: not a numeric array ({err}).") from None
+    if X.ndim == 1:
+        X = X[None, :]
+    if X.ndim != 2 or X.shape[0] == 0:
+        raise SlimeError(f"{what}: expected a 2-D array (n, d) with n >= 1, got shape {X.shape}.")
+    if dim is not None and X.shape[1] != dim:
+        raise SlimeError(f"{what}: dimension {X.shape[1]} does not match the expected {dim}.")
+    bad = ~np.isfinite(X).all(axis=1)
+    if bad.any():
+        raise SlimeError(f"{what}: {int(bad.sum())} row(s) contain NaN or inf (first: row {int(np.argmax(bad))}).")
+    return X
+
+
+def check_pairs(X, Y) -> tuple[np.ndarray, np.ndarray]:
+    X, Y = check_embeddings(X, "victim embeddings"), check_embeddings(Y, "attacker embeddings")
+    if len(X) != len(Y):
+        raise SlimeError(f"mismatched pairs: {len(X)} victim embeddings but {len(Y)} attacker embeddings.")
+    if len(X) < 2:
+        raise SlimeError("alignment needs at least 2 (victim, attacker) pairs.")
+    return l2_normalise(X), l2_normalise(Y)
+
+
+def mean_cosine(A: np.ndarray, B: np.ndarray) -> float:
+    return float(np.mean(np.sum(l2_normalise(A) * l2_normalise(B), axis=1)))
+
+
+def _ridge(X: np.ndarray, Y: np.ndarray, lambdas=LAMBDAS) -> Alignment:
+    """Kernel form W = X^T (XX^T + lam I)^-1 Y: one eigendecomposition of the n x n Gram matrix serves
+    every lambda, and leave-one-out predictions are exact: y_i - e_i / (1 - H_ii)."""
+    n = len(X)
+    evals, Q = np.linalg.eigh(X @ X.T)
+    evals = np.clip(evals, 0, None)
+    QtY = Q.T @ Y
+    rows = np.random.default_rng(0).permutation(n)[:LOO_ROWS]
+    Qr, Yr = Q[rows], Y[rows]
+    scale = float(evals.mean()) or 1.0
+    best = None
+    for lam in lambdas * scale:
+        shrink = (evals / (evals + lam)).astype(np.float32)  # eigenvalues of the hat matrix H
+        fitted = Qr @ (shrink[:, None] * QtY)
+        h = (Qr * Qr) @ shrink
+        loo = Yr - (Yr - fitted) / np.maximum(1 - h, 1e-6)[:, None]
+        cos = mean_cosine(loo, Yr)
+        if best is None or cos > best[1]:
+            best = (lam, cos)
+    lam, cos = best
+    alpha = Q @ ((1.0 / (evals + lam)).astype(np.float32)[:, None] * QtY)
+    return Alignment((X.T @ alpha).astype(np.float32), "ridge", n, cos, float(lam / scale))
+
+
+def _solve(X: np.ndarray, Y: np.ndarray, method: str) -> np.ndarray:
+    if method == "lstsq":
+        return np.linalg.lstsq(X, Y, rcond=None)[0]
+    from scipy.linalg import orthogonal_procrustes
+
+    return orthogonal_procrustes(X, Y)[0]
+
+
+def _kfold_cosine(X: np.ndarray, Y: np.ndarray, method: str, folds: int = 5, seed: int = 0) -> float:
+    order = np.random.default_rng(seed).permutation(len(X))
+    cosines = []
+    for held in np.array_split(order, min(folds, len(X))):
+        train = np.setdiff1d(order, held)
+        W = _solve(X[train], Y[train], method)
+        cosines.append(np.sum(l2_normalise(X[held] @ W) * Y[held], axis=1))
+    return float(np.mean(np.concatenate(cosines)))
+
+
+def fit_alignment(X, Y, method: str = "ridge") -> Alignment:
+    """Fit a map from victim embeddings X (n, dv) to attacker embeddings Y (n, da) of the same images."""
+    if method not in METHODS:
+        raise SlimeError(f"unknown alignment method '{method}'; use one of {', '.join(METHODS)}.")
+    X, Y = check_pairs(X, Y)
+    if method == "ridge":
+        return _ridge(X, Y)
+    if method == "procrustes" and X.shape[1] != Y.shape[1]:
+        raise SlimeError(f"Procrustes needs equal dimensions; victim has {X.shape[1]}, attacker {Y.shape[1]}. Use ridge or lstsq.")
+    W = _solve(X, Y, method).astype(np.float32)
+    return Alignment(W, method, len(X), _kfold_cosine(X, Y, method))
+
+
+def choose_pairs(pool_size: int, n: int, seed: int = 0) -> np.ndarray:
+    """Indices of the N leaked pairs drawn from the public pool."""
+    if n > pool_size:
+        raise SlimeError(f"N={n} alignment pairs asked for, but the public pool holds only {pool_size} images.")
+    if n < 2:
+        raise SlimeError(f"N={n}: alignment needs at least 2 pairs.")
+    return np.sort(np.random.default_rng(seed).choice(pool_size, size=n, replace=False))

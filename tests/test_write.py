@@ -1,0 +1,145 @@
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from slime_core import write
+from slime_core.errors import MissingModelError, SlimeError
+
+TAGS = ["dog", "grass", "running", "ball"]
+NEIGHBOURS = ["A cat sleeps on a red sofa.", "A dog runs on the grass.", "A brown dog runs across the grass.",
+              "Two dogs play on the grass."]
+
+
+def test_prompts_fill_tags_examples_and_neighbours():
+    msgs = write.CaptionWriter("tags").messages(TAGS)
+    assert [m["role"] for m in msgs] == ["system"] + ["user", "assistant"] * 2 + ["user"]
+    assert "dog, grass, running, ball" in msgs[-1]["content"] and "{" not in msgs[-1]["content"]
+    msgs = write.CaptionWriter("tags+neighbours").messages(TAGS, NEIGHBOURS)
+    assert "- A cat sleeps on a red sofa." in msgs[-1]["content"] and "dog, grass" in msgs[-1]["content"]
+
+
+@pytest.mark.parametrize("raw, clean", [
+    ("A dog runs. It is happy.", "A dog runs."),
+    ('Caption: "A dog runs on the grass."\nMore text', "A dog runs on the grass."),
+    ("\n**A red bus**", "A red bus"),
+])
+def test_clean_caption(raw, clean):
+    assert write.clean_caption(raw) == clean
+
+
+def test_make_writer_specs_and_modes():
+    assert write.make_writer("none", "tags") is None
+    assert isinstance(write.make_writer("consensus"), write.ConsensusWriter)
+    with pytest.raises(SlimeError, match="modes"):
+        write.make_writer("consensus", "tags")
+    with pytest.raises(SlimeError, match="consensus"):
+        write.make_writer("gpt-4o-mini", "neighbours")
+    with pytest.raises(SlimeError, match="caption mode"):
+        write.make_writer("local", "poem")
+
+
+def test_consensus_picks_the_caption_the_others_agree_with():
+    out = write.ConsensusWriter().write(TAGS, NEIGHBOURS)
+    assert out.text == "A dog runs on the grass." and out.mode == "neighbours" and out.prompt is None
+    assert write.ConsensusWriter().write([], ["Only one."]).text == "Only one."
+    with pytest.raises(SlimeError, match="captions"):
+        write.ConsensusWriter().write(TAGS, [])
+
+
+def test_litellm_mock_response(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-real")
+    w = write.make_writer("gpt-4o-mini", "tags", mock_response="A brown dog runs on the grass. Extra words.")
+    out = w.write(TAGS)
+    assert out.text == "A brown dog runs on the grass."
+    assert out.model == "gpt-4o-mini" and "dog, grass" in out.prompt and out.seconds >= 0
+    assert out.cost_usd is None or out.cost_usd >= 0
+
+
+def test_litellm_missing_key_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    with pytest.raises(MissingModelError, match="ANTHROPIC_API_KEY"):
+        write.LiteLLMWriter("anthropic/claude-3-5-haiku-latest")
+
+
+class FakeOpenAI(BaseHTTPRequestHandler):
+    """Answers /v1/chat/completions with the next item of server.plan: ok, 429, 500, slow or bad."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.requests += 1
+        kind = self.server.plan.pop(0)
+        code, body = 200, json.dumps({
+            "id": "x", "object": "chat.completion", "created": 1, "model": "fake",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": "A dog runs on the grass."}}],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 7, "total_tokens": 16}}).encode()
+        if kind in ("429", "500"):
+            code, body = int(kind), json.dumps({"error": {"message": f"fake {kind}", "type": "x"}}).encode()
+        elif kind == "bad":
+            body = b"{not json"
+        elif kind == "slow":
+            time.sleep(2)
+        try:
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:  # the client gave up (timeout test)
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.mark.parametrize("plan, requests, error", [
+    (["ok"], 1, None),
+    (["429", "ok"], 2, None),  # a rate limit is retried
+    (["500", "500"], 2, "InternalServerError"),  # retried, then a clear error
+    (["bad", "bad"], 2, "failed after 2 attempt"),  # malformed JSON: retried, then a clear error
+    (["slow"], 1, "Timeout"),
+])
+def test_litellm_against_a_local_openai_server(server, monkeypatch, plan, requests, error):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # a local server needs no key
+    server.plan, server.requests = list(plan), 0
+    w = write.make_writer("openai/fake", "tags", api_base=f"http://127.0.0.1:{server.server_port}/v1",
+                          timeout=0.5, retries=len(plan) - 1, backoff=0.01)
+    if error:
+        with pytest.raises(SlimeError, match=error):
+            w.write(TAGS)
+    else:
+        out = w.write(TAGS)
+        assert out.text == "A dog runs on the grass." and out.cost_usd is None
+    assert server.requests == requests
+
+
+def test_missing_local_model_names_the_install_command(monkeypatch):
+    monkeypatch.setattr(write.importlib.util, "find_spec", lambda name: None)
+    write._load_local.cache_clear()
+    try:
+        with pytest.raises(MissingModelError, match=re.escape(write.LOCAL_INSTALL)):
+            write.LocalWriter()
+    finally:
+        write._load_local.cache_clear()
+
+
+@pytest.mark.slow
+def test_local_writer_writes_an_english_sentence():
+    out = write.make_writer("local", "tags").write(TAGS)
+    words = re.findall(r"[a-z]+", out.text.lower())
+    assert out.text and out.model == write.LOCAL_GGUF and out.cost_usd == 0.0
+    assert set(words) & {"dog", "grass", "running", "runs", "ball"} or len(words) > 3, out.text
