@@ -122,7 +122,7 @@ def build(cfg: BuildConfig, progress: bool = True, log=print) -> Bundle:
 
     tag_vecs = retrieve.project_tags(heads, tag_text)
     prior = retrieve.log_prior(tag_counts)
-    scale = float(heads.scale())
+    scale = float(heads.scale().detach())
     scorer = NeighbourhoodScorer(vocab, tag_text, lambda ts: text_enc.encode_texts(ts), m=5)
     dev_refs = [list(c) for c in pool_tags[n_train:]]
     dev_u = retrieve.project_images(heads, feats[f"aligned_{cfg.victims[0]}"][n_train:])
@@ -137,7 +137,7 @@ def build(cfg: BuildConfig, progress: bool = True, log=print) -> Bundle:
 
     U_train = retrieve.project_images(heads, X_train)
     _, cand = candidates(U_train, alpha, cfg.ranker.candidates)
-    ranker = train_ranker(U_train, cand, P_train, tag_vecs, prior, cfg.ranker, progress=progress)
+    ranker = train_ranker(U_train, cand, P_train, tag_vecs, prior, cfg.ranker, scale, alpha, progress=progress)
     _, dev_cand = candidates(dev_u, alpha, cfg.ranker.candidates)
     ranked = evaluate_tags(top_tags(*rerank(ranker, dev_u, dev_cand, tag_vecs, prior), vocab, cfg.eval_k), dev_refs, scorer)
     use_ranker = ranked["exact_f1"] + ranked["neighbourhood_f1"] > by_alpha[alpha]["exact_f1"] + by_alpha[alpha]["neighbourhood_f1"]
@@ -155,7 +155,8 @@ def build(cfg: BuildConfig, progress: bool = True, log=print) -> Bundle:
                     "ranker": ranked},
         "build_seconds": round(time.time() - t0, 1),
     }
-    pool_meta = {"images": [s.name for s in pool], "splits": [s.split for s in pool], "captions": [s.captions for s in pool],
+    # Captions stay in the dataset folder (research-use licence); the bundle keeps derived tags only.
+    pool_meta = {"images": [s.name for s in pool], "splits": [s.split for s in pool],
                  "tags": [sorted(c, key=lambda t: (-c[t], t)) for c in pool_tags]}
     pool_embeddings = {spec["image"]: A} | victims
     bundle = Bundle(manifest, heads, ranker, vocab, tag_counts, tag_text, pool_meta, pool_embeddings, semantics)

@@ -6,7 +6,7 @@ models/default/
   vocab.json           tags with their training-image counts
   tags.safetensors     tag text embeddings (V, d_text), float16
   semantics.safetensors  the image tower's ImageNet classifier and class-name embeddings (offline attacker)
-  pool.json            the public alignment pool: image names, splits, captions, tags
+  pool.json            the public alignment pool: image names, splits, tags (captions stay in the dataset folder)
   pool_<encoder>.safetensors  pool embeddings for each encoder, float16
 Never pickles: nothing here executes code when loaded.
 """
@@ -41,7 +41,7 @@ class Bundle:
     tags: list[str]
     tag_counts: np.ndarray  # (V,) training images that carry each tag
     tag_text: np.ndarray  # (V, d_text) float32, L2-normalised
-    pool: dict  # {"images": [...], "splits": [...], "captions": [[...]], "tags": [[...]]}
+    pool: dict  # {"images": [...], "splits": [...], "tags": [[...]]}
     pool_embeddings: dict[str, np.ndarray]  # encoder name -> (n_pool, d) float32, L2-normalised
     semantics: dict[str, np.ndarray] = field(default_factory=dict)
     path: Path | None = None
@@ -90,10 +90,15 @@ def load_bundle(folder: str | Path | None = None) -> Bundle:
         raise SlimeError(f"{folder}: vocab.json does not match the manifest's vocabulary hash; the bundle is inconsistent.")
     arrays = load_file(folder / "heads.safetensors")
     dims = manifest["dims"]
-    heads = DualHeads(dims["image_features"], dims["text"], dims["joint"])
-    heads.load_state_dict(_state(arrays, "heads."))
-    ranker = DCNRanker(dims["joint"])
-    ranker.load_state_dict(_state(arrays, "ranker."))
+    heads, ranker = DualHeads(dims["image_features"], dims["text"], dims["joint"]), DCNRanker(dims["joint"])
+    try:
+        heads.load_state_dict(_state(arrays, "heads."))
+        ranker.load_state_dict(_state(arrays, "ranker."))
+    except RuntimeError as err:
+        first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+        raise SlimeError(f"{folder}: heads.safetensors does not match the manifest's encoders/dims "
+                         f"({manifest['image_encoder']} {dims['image']}-d, {manifest['text_encoder']} {dims['text']}-d): "
+                         f"{first}") from None
     tag_text = load_file(folder / "tags.safetensors")["tag_text"].astype(np.float32)
     if tag_text.shape != (len(vocab["tags"]), dims["text"]):
         raise SlimeError(f"{folder}: tag embeddings {tag_text.shape} do not match {len(vocab['tags'])} tags x {dims['text']}.")
@@ -102,6 +107,10 @@ def load_bundle(folder: str | Path | None = None) -> Bundle:
         semantics = {k: v.astype(np.float32) for k, v in load_file(folder / "semantics.safetensors").items()}
     pool_embeddings = {p.stem[len("pool_"):]: load_file(p)["embeddings"].astype(np.float32)
                        for p in sorted(folder.glob("pool_*.safetensors"))}
+    for name, emb in pool_embeddings.items():
+        expected = dims["image"] if name == manifest["image_encoder"] else None
+        if expected and emb.shape[1] != expected:
+            raise SlimeError(f"{folder}: pool embeddings of {name} are {emb.shape[1]}-d; the manifest says {expected}.")
     pool = json.loads((folder / "pool.json").read_text())
     return Bundle(manifest, heads.eval(), ranker.eval(), vocab["tags"], np.asarray(vocab["counts"], np.float32),
                   tag_text, pool, pool_embeddings, semantics, folder)

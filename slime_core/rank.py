@@ -3,6 +3,8 @@
 Input per (image, tag) pair: [u, v, u*v, |u-v|, cos, prior] with u, v the heads' unit vectors and
 prior the tag's log training frequency. Cross layers x_{l+1} = x0 * (W_l x_l + b_l) + x_l (low-rank W_l,
 as in DCN-v2's mixture-free variant) run beside an MLP; a linear layer reads both.
+The ranker is residual: its score is the retriever's own (scale * cos + alpha * prior) plus a learned
+correction whose output layer starts at zero, so an untrained ranker reproduces retrieval exactly.
 Trained with a grouped pairwise margin loss: in each image's candidate group, every positive must beat
 that group's hardest negatives.
 """
@@ -37,26 +39,31 @@ class CrossLayer(nn.Module):
 
 
 class DCNRanker(nn.Module):
-    def __init__(self, d_joint: int, n_cross: int = 2, rank: int = 64, hidden: int = 256):
+    def __init__(self, d_joint: int, n_cross: int = 2, rank: int = 64, hidden: int = 256, scale: float = 1.0,
+                 alpha: float = 0.0):
         super().__init__()
+        self.register_buffer("base", torch.tensor([scale, alpha], dtype=torch.float32))
         dim = 4 * d_joint + 2
         self.norm = nn.LayerNorm(dim)
         self.cross = nn.ModuleList(CrossLayer(dim, rank) for _ in range(n_cross))
         self.deep = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(0.1), nn.Linear(hidden, 64), nn.ReLU())
         self.out = nn.Linear(dim + 64, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        retrieval = self.base[0] * feats[:, -2] + self.base[1] * feats[:, -1]  # the cos and prior columns
         x0 = x = self.norm(feats)
         for layer in self.cross:
             x = layer(x0, x)
-        return self.out(torch.cat([x, self.deep(x0)], dim=-1)).squeeze(-1)
+        return retrieval + self.out(torch.cat([x, self.deep(x0)], dim=-1)).squeeze(-1)
 
 
 @dataclass
 class RankerConfig:
-    candidates: int = 100
-    epochs: int = 25
-    groups_per_batch: int = 16
+    candidates: int = 50
+    epochs: int = 6
+    groups_per_batch: int = 32
     hard_negatives: int = 10
     margin: float = 0.2
     lr: float = 1e-3
@@ -72,11 +79,12 @@ def grouped_margin_loss(scores: torch.Tensor, positive: torch.Tensor, n_hard: in
 
 
 def train_ranker(u: np.ndarray, cand_ids: np.ndarray, positives: np.ndarray, tag_vecs: np.ndarray, prior: np.ndarray,
-                 cfg: RankerConfig = RankerConfig(), progress: bool = False) -> DCNRanker:
+                 cfg: RankerConfig = RankerConfig(), scale: float = 1.0, alpha: float = 0.0,
+                 progress: bool = False) -> DCNRanker:
     """u (n, d) projected images; cand_ids (n, c) candidate tag ids; positives (n, V) bool;
-    tag_vecs (V, d) projected tags; prior (V,)."""
+    tag_vecs (V, d) projected tags; prior (V,); scale, alpha: the retrieval score the ranker corrects."""
     torch.manual_seed(cfg.seed)
-    ranker = DCNRanker(u.shape[1])
+    ranker = DCNRanker(u.shape[1], scale=scale, alpha=alpha)
     opt = torch.optim.AdamW(ranker.parameters(), lr=cfg.lr, weight_decay=1e-2)
     U, V, Pr = map(lambda a: torch.from_numpy(np.asarray(a, np.float32)), (u, tag_vecs, prior))
     C = torch.from_numpy(cand_ids).long()

@@ -46,9 +46,9 @@ class DualHeads(nn.Module):
 @dataclass
 class HeadConfig:
     d_joint: int = 256
-    epochs: int = 60
-    batch_size: int = 64
-    lr: float = 2e-3
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 3e-3
     weight_decay: float = 1e-2
     hard_negatives: int = 20
     margin: float = 0.1

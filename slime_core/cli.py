@@ -1,0 +1,183 @@
+"""The `slime` command line: attack, eval, build, pool.
+
+Every command reads the default bundle (models/default) unless --bundle says otherwise. Errors the
+user can fix print one line and exit with status 2; nothing prints a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from slime_core.errors import SlimeError
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def add_attack_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bundle", type=Path, default=None, help="attacker bundle folder (default: models/default)")
+    p.add_argument("--victim", default="lite0", help="victim image encoder (lite2 = the no-alignment oracle)")
+    p.add_argument("--method", default="ridge", choices=("ridge", "lstsq", "procrustes"),
+                   help="alignment map: ridge (default), lstsq (the paper's one-step least squares), procrustes")
+    p.add_argument("--seed", type=int, default=0, help="which N pool images are the leaked pairs")
+    p.add_argument("--pool-data", type=Path, default=None,
+                   help="dataset folder holding the pool images/captions (default: ../shared/data/flickr8k_subset1000)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def load_samples(args):
+    from slime_core.data import load_folder
+
+    return load_folder(args.data, args.split)
+
+
+def cmd_attack(args) -> int:
+    from slime_core.pipeline import Attacker
+    from slime_core.write import make_writer
+
+    if sum(x is not None for x in (args.image, args.embedding, args.data)) != 1:
+        raise SlimeError("give --image PATH, --embedding FILE.npy or --data DIR.")
+    attacker = Attacker(args.bundle, args.pool_data)
+    if args.victim_pool is not None:
+        attacker.add_victim_pool(args.victim, np.load(args.victim_pool, allow_pickle=False))
+    writer = make_writer(args.caption, args.caption_mode)
+    run = dict(victim=args.victim, n_align=args.n_align, k=args.k, method=args.method, seed=args.seed, writer=writer)
+    if args.image is not None:
+        results = [attacker.attack(image=str(args.image), **run)]
+    elif args.embedding is not None:
+        emb = np.load(args.embedding, allow_pickle=False)
+        results = [attacker.attack(embedding=row, name=f"{args.embedding}[{i}]", **run)
+                   for i, row in enumerate(np.atleast_2d(emb))]
+    else:
+        from tqdm.auto import tqdm
+
+        samples = [s for s in load_samples(args) if s.path is not None]
+        attacker.embed(args.victim, [str(s.path) for s in samples], progress=not args.no_progress)  # one batched pass
+        results = [attacker.attack(image=str(s.path), name=s.name, **run)
+                   for s in tqdm(samples, desc="attacking", disable=args.no_progress)]
+    dicts = [r.to_dict() for r in results]
+    if args.format == "jsonl":
+        print("\n".join(json.dumps(d) for d in dicts))
+    elif args.format == "json":
+        print(json.dumps(dicts[0] if len(dicts) == 1 else dicts, indent=2))
+    else:
+        for d in dicts:
+            print(f"{d['image']}  (victim {d['victim']} -> {d['attacker']}, N={d['n_align']}, "
+                  f"alignment cosine {d['alignment_cosine']:.3f})")
+            print("  tags:      " + ", ".join(f"{t['tag']} ({t['score']:.2f})" for t in d["tags"]))
+            print("  neighbours: " + ", ".join(f"{n['image']} ({n['score']:.2f})" for n in d["neighbors"]))
+            if d["caption"] is not None:
+                print(f"  caption:   {d['caption']}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from slime_core.evaluate import check_grid, evaluate, format_table
+    from slime_core.pipeline import Attacker
+    from slime_core.write import make_writer
+
+    attacker = Attacker(args.bundle, args.pool_data)
+    check_grid(args.n_align, args.k, len(attacker.pool_attack))
+    writer = make_writer(args.caption, args.caption_mode)
+    samples = load_samples(args)
+    if args.limit:
+        samples = samples[: args.limit]
+    result = evaluate(attacker, samples, args.victim, args.n_align, args.k, args.method, args.seed, writer,
+                      n_boot=args.bootstrap, progress=not args.no_progress)
+    if args.output:
+        Path(args.output).write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2) if args.format == "json" else format_table(result))
+    return 0
+
+
+def cmd_build(args) -> int:
+    from slime_core.build import BuildConfig, build
+
+    cfg = BuildConfig(data=args.data, widen_vocab=args.widen_vocab, tag_backend=args.tags, seed=args.seed)
+    cfg.out = args.out or cfg.out
+    cfg.attacker = args.attacker or cfg.attacker
+    build(cfg, progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr))
+    return 0
+
+
+def cmd_pool(args) -> int:
+    """List the public pool images, so a team can embed them with its own service (--victim-pool)."""
+    from slime_core.bundle import load_bundle
+
+    b = load_bundle(args.bundle)
+    for name in b.pool["images"]:
+        print(name)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="slime", description="Semantic leakage from image embeddings (SLImE).")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("attack", help="attack one image, one embedding file, or every image of a dataset folder")
+    p.add_argument("--image", type=Path)
+    p.add_argument("--embedding", type=Path, help=".npy with one victim embedding (or one per row)")
+    p.add_argument("--victim-pool", type=Path, help=".npy of the victim's embeddings of the pool images, in `slime pool` order")
+    p.add_argument("--data", type=Path, help="dataset folder (captions.jsonl + images/)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--n-align", type=int, default=300)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--caption", default="none", help="none | local | consensus | <litellm model>")
+    p.add_argument("--caption-mode", default=None, help="tags | neighbours | tags+neighbours")
+    p.add_argument("--format", default="text", choices=("text", "json", "jsonl"))
+    add_attack_options(p)
+    p.set_defaults(func=cmd_attack)
+
+    p = sub.add_parser("eval", help="leakage on a labelled split beside the prior baselines")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--n-align", type=int_list, default=[10, 30, 100, 300])
+    p.add_argument("--k", type=int_list, default=[1, 5, 10, 20])
+    p.add_argument("--caption", default="none", help="score captions too: consensus | local | <litellm model>")
+    p.add_argument("--caption-mode", default=None)
+    p.add_argument("--limit", type=int, default=0, help="first L images only")
+    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--format", default="text", choices=("text", "json"))
+    p.add_argument("--output", type=Path, help="also write the JSON result here")
+    add_attack_options(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("build", help="train the attacker's retriever and write a bundle")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--attacker", default=None, help="attacker dual encoder (default lite2-minilm)")
+    p.add_argument("--widen-vocab", type=Path, default=None, help="captions.jsonl folder whose tags join the vocabulary")
+    p.add_argument("--tags", default="spacy", choices=("spacy", "stanza"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("pool", help="list the public pool images in bundle order")
+    p.add_argument("--bundle", type=Path, default=None)
+    p.set_defaults(func=cmd_pool)
+
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SlimeError as err:
+        print(f"slime {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

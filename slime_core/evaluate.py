@@ -1,0 +1,151 @@
+"""`slime eval`: leakage on a labelled split, every figure beside its prior baseline.
+
+Per (N, k) and per image: exact and neighbourhood tag P/R/F1 of the attack and of two baselines that
+need no victim embedding beyond what an attacker already has --
+  frequent   the k most frequent training tags (the prior)
+  nearest    the tags of the nearest public image in attack space (retrieval by neighbour, not by tag)
+-- plus the oracle (tags retrieved from the image's true attacker embedding) as the ceiling.
+Differences attack - baseline come with a paired bootstrap 95% interval over images.
+Captions (optional writer): best-match BLEU-4/ROUGE/METEOR against a random public caption's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from slime_core.data import Sample
+from slime_core.errors import SlimeError
+from slime_core.metrics import NeighbourhoodScorer, bootstrap_ci, exact_prf, paired_difference
+from slime_core.pipeline import Attacker
+from slime_core.tags import make_parser, tags_of_captions
+
+TAG_METRICS = ("exact_precision", "exact_recall", "exact_f1", "neighbourhood_precision", "neighbourhood_recall",
+               "neighbourhood_f1")
+BASELINES = ("frequent", "nearest")
+
+
+def tag_scores(pred: list[list[str]], refs: list[list[str]], scorer: NeighbourhoodScorer) -> dict[str, np.ndarray]:
+    """Per-image arrays of every tag metric."""
+    rows = []
+    for p, r in zip(pred, refs):
+        ex, nb = exact_prf(p, r), scorer.score(p, r)
+        rows.append([ex["precision"], ex["recall"], ex["f1"], nb["precision"], nb["recall"], nb["f1"]])
+    arr = np.asarray(rows, np.float64).reshape(-1, len(TAG_METRICS))
+    return {m: arr[:, i] for i, m in enumerate(TAG_METRICS)}
+
+
+def summarise(attack: dict, baselines: dict[str, dict], n_boot: int, seed: int) -> dict:
+    out = {}
+    for m in TAG_METRICS:
+        mean, lo, hi = bootstrap_ci(attack[m], n_boot, seed)
+        entry = {"attack": mean, "ci_low": lo, "ci_high": hi}
+        for name, scores in baselines.items():
+            entry[name] = float(scores[m].mean())
+            if name in BASELINES:
+                entry[f"vs_{name}"] = paired_difference(attack[m], scores[m], n_boot, seed)
+        out[m] = entry
+    return out
+
+
+def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n_aligns=(10, 30, 100, 300),
+             ks=(1, 5, 10, 20), method: str = "ridge", seed: int = 0, writer=None, caption_k: int = 10,
+             n_boot: int = 1000, progress: bool = True) -> dict:
+    samples = [s for s in samples if s.path is not None]
+    if not samples:
+        raise SlimeError("no images to evaluate (the split has captions only).")
+    b = attacker.bundle
+    pool_names = set(b.pool["images"])
+    if pool_names & {s.name for s in samples}:
+        raise SlimeError("some evaluation images are in the attacker's public pool; evaluate on a held-out split (test).")
+    parser = make_parser("spacy")
+    refs = [list(tags_of_captions(s.captions, parser)) for s in tqdm(samples, desc="tagging references", disable=not progress)]
+    text = attacker.encoder(b.manifest["text_encoder"])
+    scorer = NeighbourhoodScorer(b.tags, b.tag_text, lambda ts: text.encode_texts(ts), m=5)
+    paths = [str(s.path) for s in samples]
+    X = attacker.embed(victim, paths, progress=progress)
+    A = attacker.embed(b.image_encoder, paths, progress=progress)
+    kmax = max(ks)
+    oracle = [[t for t, _ in row] for row in attacker.retrieve(A, kmax)]
+    result = {"victim": victim, "attacker": b.attacker, "method": method, "n_images": len(samples), "seed": seed,
+              "bootstrap": n_boot, "rows": [], "captions": []}
+    for n in tqdm(list(n_aligns), desc="alignment sizes", disable=not progress):
+        fit = attacker.alignment(victim, n, method, seed)
+        aligned = fit.transform(X)
+        cos = np.sum(aligned * A, axis=1) / (np.linalg.norm(aligned, axis=1) * np.linalg.norm(A, axis=1))
+        mean, lo, hi = bootstrap_ci(cos, n_boot, seed)
+        tags = [[t for t, _ in row] for row in attacker.retrieve(aligned, kmax)]
+        nearest = attacker.neighbour_tags(aligned, kmax)
+        for k in ks:
+            attack = tag_scores([t[:k] for t in tags], refs, scorer)
+            base = {"frequent": tag_scores([attacker.frequent_tags(k)] * len(refs), refs, scorer),
+                    "nearest": tag_scores([t[:k] for t in nearest], refs, scorer),
+                    "oracle": tag_scores([t[:k] for t in oracle], refs, scorer)}
+            # The same tags scored against the oracle's tags: how much of what the attacker's own embedding
+            # would reveal survives alignment.
+            vs_oracle = tag_scores([t[:k] for t in tags], [t[:k] for t in oracle], scorer)
+            result["rows"].append({"n_align": n, "k": k, "alignment_cosine": {"heldout": fit.heldout_cosine,
+                                   "test": mean, "ci_low": lo, "ci_high": hi},
+                                   "metrics": summarise(attack, base, n_boot, seed),
+                                   "against_oracle_tags": {m: float(v.mean()) for m, v in vs_oracle.items()}})
+        if writer is not None:
+            result["captions"].append(caption_rows(attacker, samples, aligned, tags, n, writer, caption_k, n_boot, seed,
+                                                   progress))
+    return result
+
+
+def caption_rows(attacker: Attacker, samples, aligned, tags, n, writer, k, n_boot, seed, progress) -> dict:
+    from slime_core.caption_metrics import KEYS, score_caption
+
+    rng = np.random.default_rng(seed)
+    public = attacker.captions_of(attacker.bundle.pool["images"])
+    if not public:
+        raise SlimeError(f"the random-caption baseline needs the public pool's captions; none found in {attacker.data}.")
+    near = attacker.neighbours(aligned, 5)
+    written, prior, examples = [], [], []
+    for i, s in enumerate(tqdm(samples, desc=f"captions (N={n})", disable=not progress)):
+        cap = writer.write(tags[i][:k], attacker.captions_of([name for name, _ in near[i]])).text
+        rand = public[rng.integers(len(public))]
+        written.append(score_caption(cap, s.captions))
+        prior.append(score_caption(rand, s.captions))
+        if len(examples) < 5:
+            examples.append({"image": s.name, "caption": cap, "random_caption": rand, "references": s.captions})
+    metrics = {}
+    for key in KEYS:
+        a, r = np.array([w[key] for w in written]), np.array([p[key] for p in prior])
+        mean, lo, hi = bootstrap_ci(a, n_boot, seed)
+        metrics[key] = {"attack": mean, "ci_low": lo, "ci_high": hi, "random_caption": float(r.mean()),
+                        "vs_random_caption": paired_difference(a, r, n_boot, seed)}
+    return {"n_align": n, "k": k, "writer": writer.model, "mode": writer.mode, "metrics": metrics, "examples": examples}
+
+
+def format_table(result: dict) -> str:
+    """Plain-text table: one line per (N, k)."""
+    head = (f"victim {result['victim']} -> attacker {result['attacker']} ({result['method']}), {result['n_images']} images; "
+            f"F1 as attack [95% CI] | most-frequent tags | nearest public image | oracle; d = attack - frequent [95% CI]")
+    cols = f"{'N':>5} {'k':>3} {'cos':>6} | {'exact F1':>22} {'freq':>6} {'near':>6} {'orac':>6} {'d':>22} | " \
+           f"{'neigh F1':>22} {'freq':>6} {'near':>6} {'orac':>6} {'d':>22}"
+    lines = [head, cols, "-" * len(cols)]
+    for row in result["rows"]:
+        cells = [f"{row['n_align']:>5} {row['k']:>3} {row['alignment_cosine']['test']:>6.3f}"]
+        for m in ("exact_f1", "neighbourhood_f1"):
+            e = row["metrics"][m]
+            d = e["vs_frequent"]
+            cells.append(f"{e['attack']:.3f} [{e['ci_low']:.3f},{e['ci_high']:.3f}]".rjust(22)
+                         + f" {e['frequent']:>6.3f} {e['nearest']:>6.3f} {e['oracle']:>6.3f} "
+                         + f"{d['diff']:+.3f} [{d['ci_low']:+.3f},{d['ci_high']:+.3f}]".rjust(22))
+        lines.append(" | ".join(cells))
+    for cap in result["captions"]:
+        parts = [f"{key} {v['attack']:.3f} vs random {v['random_caption']:.3f} "
+                 f"(d {v['vs_random_caption']['diff']:+.3f} [{v['vs_random_caption']['ci_low']:+.3f},"
+                 f"{v['vs_random_caption']['ci_high']:+.3f}])" for key, v in cap["metrics"].items()]
+        lines.append(f"captions N={cap['n_align']} ({cap['writer']}, {cap['mode']}): " + "; ".join(parts))
+    return "\n".join(lines)
+
+
+def check_grid(n_aligns, ks, pool_size: int) -> None:
+    for n in n_aligns:
+        if n < 2 or n > pool_size:
+            raise SlimeError(f"N={n} alignment pairs asked; the public pool holds {pool_size} images (use 2..{pool_size}).")
+    if any(k < 1 for k in ks):
+        raise SlimeError(f"k must be at least 1 (got {list(ks)}).")

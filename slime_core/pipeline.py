@@ -1,0 +1,179 @@
+"""The attack, end to end: victim embedding -> aligned into attack space -> top-k tags -> neighbours -> caption.
+
+`Attacker` holds one trained bundle. Alignment maps are fitted once per (victim, N, method, seed) on N pairs
+drawn from the bundle's public pool and cached, so a demo slider that moves N does no work twice.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from slime_core import align, retrieve
+from slime_core.bundle import Bundle, load_bundle
+from slime_core.encoders import EmbeddingCache, encoder_spec, get_encoder
+from slime_core.errors import SlimeError
+from slime_core.rank import rerank
+
+REPO = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("SLIME_CACHE", Path.home() / ".cache" / "slime")) / "embeddings"
+DEMO_DATA = REPO / "assets" / "demo"
+
+
+def default_data() -> Path:
+    """The full dataset beside the repo when present (research use), else the committed demo gallery."""
+    env = os.environ.get("SLIME_DATA")
+    if env:
+        return Path(env)
+    shared = REPO.parent / "shared" / "data" / "flickr8k_subset1000"
+    return shared if (shared / "captions.jsonl").exists() else DEMO_DATA
+
+
+@dataclass
+class AttackResult:
+    image: str | None
+    victim: str
+    attacker: str
+    n_align: int
+    k: int
+    alignment_cosine: float  # held-out mean cosine of the fitted map
+    tags: list[dict]  # [{"tag", "score"}], best first
+    neighbors: list[dict]  # [{"image", "score"}], nearest public images in attack space
+    caption: str | None = None
+    aligned: np.ndarray | None = field(default=None, repr=False)  # the image's embedding in attack space
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "aligned"}
+
+
+class Attacker:
+    def __init__(self, bundle: Bundle | str | Path | None = None, data: str | Path | None = None, cache: Path = CACHE):
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        self.data = Path(data) if data else default_data()
+        self.cache = EmbeddingCache(cache)
+        b = self.bundle
+        self.tag_vecs = retrieve.project_tags(b.heads, b.tag_text)
+        self.prior = retrieve.log_prior(b.tag_counts)
+        self.alpha = float(b.manifest["prior_alpha"])
+        _, keys = retrieve.with_prior(np.zeros((1, self.tag_vecs.shape[1]), np.float32), self.tag_vecs, self.prior, 1.0, 0.0)
+        self.index = retrieve.TagIndex(keys)
+        self.pool_attack = b.pool_embeddings[b.image_encoder]
+        self._alignments: dict[tuple, align.Alignment] = {}
+        self._encoders: dict[str, object] = {}
+        self._extra_pools: dict[str, np.ndarray] = {}
+
+    # --- encoders and the public pool -------------------------------------------------------------
+    def encoder(self, name: str):
+        if name not in self._encoders:
+            self._encoders[name] = get_encoder(name)
+        return self._encoders[name]
+
+    def embed(self, victim: str, images: list, progress: bool = False) -> np.ndarray:
+        """Victim embeddings of image paths or PIL images, cached on disk by content."""
+        return self.cache.encode_images(self.encoder(victim), images, progress=progress)
+
+    def pool_paths(self) -> list[Path]:
+        return [self.data / "images" / name for name in self.bundle.pool["images"]]
+
+    def add_victim_pool(self, victim: str, embeddings: np.ndarray) -> None:
+        """Pool embeddings from an encoder the bundle lacks (e.g. a team's own embedding service),
+        one row per pool image in `bundle.pool["images"]` order."""
+        embeddings = align.check_embeddings(embeddings, f"{victim} pool embeddings")
+        if len(embeddings) != len(self.pool_attack):
+            raise SlimeError(f"{victim} pool embeddings have {len(embeddings)} rows; the pool has "
+                             f"{len(self.pool_attack)} images (list them with `slime pool`).")
+        self._extra_pools[victim] = embeddings
+        self._alignments = {key: a for key, a in self._alignments.items() if key[0] != victim}
+
+    def victim_pool(self, victim: str, progress: bool = False) -> np.ndarray:
+        if victim in self.bundle.pool_embeddings:
+            return self.bundle.pool_embeddings[victim]
+        if victim not in self._extra_pools:
+            encoder_spec(victim)  # unknown names fail here with the list of known ones
+            missing = [p for p in self.pool_paths() if not p.exists()]
+            if missing:
+                raise SlimeError(f"the bundle has no pool embeddings for '{victim}', and the pool images are not in "
+                                 f"{self.data / 'images'} to embed them (e.g. {missing[0].name}); point --pool-data at the "
+                                 f"dataset the bundle was built from.")
+            self._extra_pools[victim] = self.embed(victim, [str(p) for p in self.pool_paths()], progress=progress)
+        return self._extra_pools[victim]
+
+    # --- stages ------------------------------------------------------------------------------------
+    def alignment(self, victim: str, n_align: int, method: str = "ridge", seed: int = 0) -> align.Alignment:
+        key = (victim, n_align, method, seed)
+        if key not in self._alignments:
+            X = self.victim_pool(victim)
+            idx = align.choose_pairs(len(X), n_align, seed)
+            self._alignments[key] = align.fit_alignment(X[idx], self.pool_attack[idx], method)
+        return self._alignments[key]
+
+    def retrieve(self, attack_embeddings: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        """Top-k tags for attack-space image embeddings (n, d): prior-weighted retrieval, then the DCN-v2
+        ranker over the candidates when the bundle's dev check kept it."""
+        if k < 1:
+            raise SlimeError(f"k must be at least 1, got {k}.")
+        b = self.bundle
+        u = retrieve.project_images(b.heads, retrieve.image_features(attack_embeddings, b.semantics))
+        q, _ = retrieve.with_prior(u, self.tag_vecs, self.prior, b.manifest["logit_scale"], self.alpha)
+        if b.manifest.get("use_ranker"):
+            _, cand = self.index.search(q, max(k, b.manifest["candidates"]))
+            scores, ids = rerank(b.ranker, u, cand, self.tag_vecs, self.prior)
+        else:
+            scores, ids = self.index.search(q, k)
+        return [[(b.tags[i], float(s)) for i, s in zip(row_ids[:k], row_s[:k])] for row_ids, row_s in zip(ids, scores)]
+
+    def neighbours(self, attack_embeddings: np.ndarray, k: int = 5, exclude: set[str] = frozenset()) -> list[list[tuple[str, float]]]:
+        names = self.bundle.pool["images"]
+        sims = np.atleast_2d(attack_embeddings) @ self.pool_attack.T
+        order = np.argsort(-sims, axis=1)
+        return [[(names[j], float(row[j])) for j in idx if names[j] not in exclude][:k] for row, idx in zip(sims, order)]
+
+    def neighbour_tags(self, attack_embeddings: np.ndarray, k: int, exclude: set[str] = frozenset()) -> list[list[str]]:
+        """Baseline: the k most frequent-in-vocabulary tags of the nearest public image."""
+        rank = {t: i for i, t in enumerate(self.bundle.tags)}
+        by_name = dict(zip(self.bundle.pool["images"], self.bundle.pool["tags"]))
+        out = []
+        for (name, _), *_ in self.neighbours(attack_embeddings, 1, exclude):
+            out.append(sorted(by_name[name], key=lambda t: rank.get(t, len(rank)))[:k])
+        return out
+
+    def frequent_tags(self, k: int) -> list[str]:
+        return self.bundle.tags[:k]  # the vocabulary is stored most frequent first
+
+    # --- the whole attack -------------------------------------------------------------------------
+    def attack(self, image=None, embedding: np.ndarray | None = None, victim: str = "lite0", n_align: int = 300,
+               k: int = 10, method: str = "ridge", seed: int = 0, writer=None, n_neighbours: int = 5,
+               name: str | None = None) -> AttackResult:
+        """Attack one image (path or PIL image, embedded with `victim`) or one victim embedding."""
+        if (image is None) == (embedding is None):
+            raise SlimeError("give exactly one of an image or a victim embedding.")
+        alignment = self.alignment(victim, n_align, method, seed)
+        if embedding is None:
+            embedding = self.embed(victim, [image])
+        x = align.check_embeddings(np.atleast_2d(embedding), "victim embedding")
+        if x.shape[1] != alignment.W.shape[0]:
+            raise SlimeError(f"victim embedding has {x.shape[1]} dims; '{victim}' embeddings have {alignment.W.shape[0]}.")
+        a = alignment.transform(x)
+        tags = self.retrieve(a, k)[0]
+        near = self.neighbours(a, n_neighbours)[0]
+        caption = None
+        if writer is not None:
+            caption = writer.write([t for t, _ in tags], self.captions_of([n for n, _ in near])).text
+        label = name or (str(image) if isinstance(image, (str, Path)) else None)
+        return AttackResult(label, victim, self.bundle.attacker, n_align, k, round(alignment.heldout_cosine, 4),
+                            [{"tag": t, "score": round(s, 4)} for t, s in tags],
+                            [{"image": n, "score": round(s, 4)} for n, s in near], caption, a[0])
+
+    def captions_of(self, names: list[str]) -> list[str]:
+        """First caption of each named public image, from the dataset folder when it is there."""
+        if not hasattr(self, "_captions"):
+            from slime_core.data import load_folder
+
+            try:
+                self._captions = {s.name: s.captions for s in load_folder(self.data, require_images=False)}
+            except SlimeError:
+                self._captions = {}
+        return [self._captions[n][0] for n in names if self._captions.get(n)]
