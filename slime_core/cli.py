@@ -50,7 +50,15 @@ def cmd_attack(args) -> int:
     if args.victim_pool is not None:
         attacker.add_victim_pool(args.victim, np.load(args.victim_pool, allow_pickle=False))
     writer = make_writer(args.caption, args.caption_mode)
-    run = dict(victim=args.victim, n_align=args.n_align, k=args.k, method=args.method, seed=args.seed, writer=writer)
+    graph = None
+    if args.scene_graph == "tags":
+        graph = "tags"
+    elif args.scene_graph:
+        from slime_core.infer import VLMInferrer
+
+        graph = VLMInferrer(args.scene_graph)
+    run = dict(victim=args.victim, n_align=args.n_align, k=args.k, method=args.method, seed=args.seed, writer=writer,
+               scene_graph=graph)
     if args.image is not None:
         results = [attacker.attack(image=str(args.image), **run)]
     elif args.embedding is not None:
@@ -77,6 +85,10 @@ def cmd_attack(args) -> int:
             print("  neighbours: " + ", ".join(f"{n['image']} ({n['score']:.2f})" for n in d["neighbors"]))
             if d["caption"] is not None:
                 print(f"  caption:   {d['caption']}")
+            if d["scene_graph"] is not None:
+                g = d["scene_graph"]
+                rels = "; ".join(" ".join(r) for r in g["relations"] + g["raw_relations"])
+                print(f"  scene graph: objects {', '.join(g['objects'])}; relations {rels or '-'}; scene {g['scene'] or '-'}")
     return 0
 
 
@@ -133,6 +145,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--caption", default="none", help="none | local | consensus | <litellm model>")
     p.add_argument("--caption-mode", default=None, help="tags | neighbours | tags+neighbours")
+    p.add_argument("--scene-graph", default=None, help="tags (offline, from the retrieved tags) | <litellm VLM model>")
     p.add_argument("--format", default="text", choices=("text", "json", "jsonl"))
     add_attack_options(p)
     p.set_defaults(func=cmd_attack)

@@ -6,7 +6,10 @@ need no victim embedding beyond what an attacker already has --
   nearest    the tags of the nearest public image in attack space (retrieval by neighbour, not by tag)
 -- plus the oracle (tags retrieved from the image's true attacker embedding) as the ceiling.
 Differences attack - baseline come with a paired bootstrap 95% interval over images.
-Captions (optional writer): best-match BLEU-4/ROUGE/METEOR against a random public caption's.
+Captions (optional writer): best-match BLEU-4/ROUGE/METEOR of the victim's caption against the human references,
+beside three baselines -- a random public caption (the prior), the nearest public image's caption, the bare tag
+string -- and the oracle's caption (written from the attacker's own embedding). As in the paper's dual-reference
+protocol, the victim's caption is also scored against the oracle's caption.
 """
 
 from __future__ import annotations
@@ -67,6 +70,13 @@ def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n
     A = attacker.embed(b.image_encoder, paths, progress=progress)
     kmax = max(ks)
     oracle = [[t for t, _ in row] for row in attacker.retrieve(A, kmax)]
+    oracle_caps = None
+    if writer is not None:
+        public = attacker.captions_of(b.pool["images"])
+        if not public:
+            raise SlimeError(f"caption baselines need the public pool's captions; none found in {attacker.data} "
+                             f"(point --pool-data at the dataset the bundle was built from).")
+        oracle_caps = write_captions(attacker, writer, oracle, attacker.neighbours(A, 5), caption_k, "oracle", progress)
     result = {"victim": victim, "attacker": b.attacker, "method": method, "n_images": len(samples), "seed": seed,
               "bootstrap": n_boot, "rows": [], "captions": []}
     for n in tqdm(list(n_aligns), desc="alignment sizes", disable=not progress):
@@ -89,33 +99,43 @@ def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n
                                    "metrics": summarise(attack, base, n_boot, seed),
                                    "against_oracle_tags": {m: float(v.mean()) for m, v in vs_oracle.items()}})
         if writer is not None:
-            result["captions"].append(caption_rows(attacker, samples, aligned, tags, n, writer, caption_k, n_boot, seed,
-                                                   progress))
+            near = attacker.neighbours(aligned, 5)
+            caps = write_captions(attacker, writer, tags, near, caption_k, f"N={n}", progress)
+            result["captions"].append(caption_rows(attacker, samples, caps, oracle_caps, tags, near, n, writer, caption_k,
+                                                   n_boot, seed))
     return result
 
 
-def caption_rows(attacker: Attacker, samples, aligned, tags, n, writer, k, n_boot, seed, progress) -> dict:
+def write_captions(attacker: Attacker, writer, tags, near, k: int, label: str, progress: bool) -> list[str]:
+    return [writer.write(t[:k], attacker.captions_of([name for name, _ in nb])).text
+            for t, nb in zip(tqdm(tags, desc=f"captions ({label})", disable=not progress), near)]
+
+
+def caption_rows(attacker: Attacker, samples, caps, oracle_caps, tags, near, n, writer, k, n_boot, seed) -> dict:
     from slime_core.caption_metrics import KEYS, score_caption
 
     rng = np.random.default_rng(seed)
     public = attacker.captions_of(attacker.bundle.pool["images"])
-    if not public:
-        raise SlimeError(f"the random-caption baseline needs the public pool's captions; none found in {attacker.data}.")
-    near = attacker.neighbours(aligned, 5)
-    written, prior, examples = [], [], []
-    for i, s in enumerate(tqdm(samples, desc=f"captions (N={n})", disable=not progress)):
-        cap = writer.write(tags[i][:k], attacker.captions_of([name for name, _ in near[i]])).text
-        rand = public[rng.integers(len(public))]
-        written.append(score_caption(cap, s.captions))
-        prior.append(score_caption(rand, s.captions))
-        if len(examples) < 5:
-            examples.append({"image": s.name, "caption": cap, "random_caption": rand, "references": s.captions})
+    systems = {
+        "attack": caps,
+        "oracle": oracle_caps,
+        "random_caption": [public[i] for i in rng.integers(len(public), size=len(samples))],
+        "nearest_caption": [(attacker.captions_of([nb[0][0]]) or [""])[0] for nb in near],
+        "tag_string": [", ".join(t[:k]) for t in tags],
+    }
+    scores = {name: [score_caption(c, s.captions) for c, s in zip(texts, samples)] for name, texts in systems.items()}
+    vs_oracle = [score_caption(c, [o]) for c, o in zip(caps, oracle_caps)]
     metrics = {}
     for key in KEYS:
-        a, r = np.array([w[key] for w in written]), np.array([p[key] for p in prior])
-        mean, lo, hi = bootstrap_ci(a, n_boot, seed)
-        metrics[key] = {"attack": mean, "ci_low": lo, "ci_high": hi, "random_caption": float(r.mean()),
-                        "vs_random_caption": paired_difference(a, r, n_boot, seed)}
+        per = {name: np.array([x[key] for x in rows]) for name, rows in scores.items()}
+        mean, lo, hi = bootstrap_ci(per["attack"], n_boot, seed)
+        metrics[key] = {"attack": mean, "ci_low": lo, "ci_high": hi,
+                        **{name: float(v.mean()) for name, v in per.items() if name != "attack"},
+                        "vs_random_caption": paired_difference(per["attack"], per["random_caption"], n_boot, seed),
+                        "vs_nearest_caption": paired_difference(per["attack"], per["nearest_caption"], n_boot, seed),
+                        "against_oracle_caption": float(np.mean([x[key] for x in vs_oracle]))}
+    examples = [{"image": s.name, **{name: texts[i] for name, texts in systems.items()}, "references": s.captions}
+                for i, s in enumerate(samples[:5])]
     return {"n_align": n, "k": k, "writer": writer.model, "mode": writer.mode, "metrics": metrics, "examples": examples}
 
 
@@ -136,10 +156,14 @@ def format_table(result: dict) -> str:
                          + f"{d['diff']:+.3f} [{d['ci_low']:+.3f},{d['ci_high']:+.3f}]".rjust(22))
         lines.append(" | ".join(cells))
     for cap in result["captions"]:
-        parts = [f"{key} {v['attack']:.3f} vs random {v['random_caption']:.3f} "
-                 f"(d {v['vs_random_caption']['diff']:+.3f} [{v['vs_random_caption']['ci_low']:+.3f},"
-                 f"{v['vs_random_caption']['ci_high']:+.3f}])" for key, v in cap["metrics"].items()]
-        lines.append(f"captions N={cap['n_align']} ({cap['writer']}, {cap['mode']}): " + "; ".join(parts))
+        lines.append(f"captions N={cap['n_align']} k={cap['k']} ({cap['writer']}, mode {cap['mode']}): attack [95% CI] | "
+                     f"random public caption | nearest image's caption | tag string | oracle | d vs random [95% CI] | "
+                     f"vs oracle caption")
+        for key, v in cap["metrics"].items():
+            d = v["vs_random_caption"]
+            lines.append(f"  {key:>7} {v['attack']:.3f} [{v['ci_low']:.3f},{v['ci_high']:.3f}] | {v['random_caption']:.3f} | "
+                         f"{v['nearest_caption']:.3f} | {v['tag_string']:.3f} | {v['oracle']:.3f} | "
+                         f"{d['diff']:+.3f} [{d['ci_low']:+.3f},{d['ci_high']:+.3f}] | {v['against_oracle_caption']:.3f}")
     return "\n".join(lines)
 
 

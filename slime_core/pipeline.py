@@ -43,6 +43,7 @@ class AttackResult:
     tags: list[dict]  # [{"tag", "score"}], best first
     neighbors: list[dict]  # [{"image", "score"}], nearest public images in attack space
     caption: str | None = None
+    scene_graph: dict | None = None  # objects, attributes, relations, scene (when asked for)
     aligned: np.ndarray | None = field(default=None, repr=False)  # the image's embedding in attack space
 
     def to_dict(self) -> dict:
@@ -146,8 +147,11 @@ class Attacker:
     # --- the whole attack -------------------------------------------------------------------------
     def attack(self, image=None, embedding: np.ndarray | None = None, victim: str = "lite0", n_align: int = 300,
                k: int = 10, method: str = "ridge", seed: int = 0, writer=None, n_neighbours: int = 5,
-               name: str | None = None) -> AttackResult:
-        """Attack one image (path or PIL image, embedded with `victim`) or one victim embedding."""
+               name: str | None = None, scene_graph=None) -> AttackResult:
+        """Attack one image (path or PIL image, embedded with `victim`) or one victim embedding.
+
+        scene_graph: None; "tags" for the offline graph built from the retrieved relational tags; or a
+        `VLMInferrer`, which sees the tags and caption (never the victim's image: the attacker has only the embedding)."""
         if (image is None) == (embedding is None):
             raise SlimeError("give exactly one of an image or a victim embedding.")
         alignment = self.alignment(victim, n_align, method, seed)
@@ -162,10 +166,17 @@ class Attacker:
         caption = None
         if writer is not None:
             caption = writer.write([t for t, _ in tags], self.captions_of([n for n, _ in near])).text
+        graph = None
+        if scene_graph == "tags":
+            from slime_core.infer import graph_from_tags
+
+            graph = asdict(graph_from_tags([t for t, _ in tags]))
+        elif scene_graph is not None:
+            graph = asdict(scene_graph.scene_graph(tags=[t for t, _ in tags], caption=caption))
         label = name or (str(image) if isinstance(image, (str, Path)) else None)
         return AttackResult(label, victim, self.bundle.attacker, n_align, k, round(alignment.heldout_cosine, 4),
                             [{"tag": t, "score": round(s, 4)} for t, s in tags],
-                            [{"image": n, "score": round(s, 4)} for n, s in near], caption, a[0])
+                            [{"image": n, "score": round(s, 4)} for n, s in near], caption, graph, a[0])
 
     def captions_of(self, names: list[str]) -> list[str]:
         """First caption of each named public image, from the dataset folder when it is there."""
