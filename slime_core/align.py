@@ -92,9 +92,12 @@ def _ridge(X: np.ndarray, Y: np.ndarray, lambdas=LAMBDAS) -> Alignment:
 
 
 def _solve(X: np.ndarray, Y: np.ndarray, method: str) -> np.ndarray:
+    from scipy.linalg import lstsq, orthogonal_procrustes
+
     if method == "lstsq":
-        return np.linalg.lstsq(X, Y, rcond=None)[0]
-    from scipy.linalg import orthogonal_procrustes
+        # Minimum-norm least squares by complete orthogonal factorisation (LAPACK gelsy): the same solution
+        # as numpy's SVD-based lstsq, several times faster for N ~ d, and never the squared normal equation.
+        return lstsq(X, Y, lapack_driver="gelsy", check_finite=False)[0]
 
     return orthogonal_procrustes(X, Y)[0]
 

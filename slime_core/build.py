@@ -4,6 +4,10 @@ Order: tags from captions -> vocabulary -> embeddings of every image under every
 cross-fitted aligned copies of the training images (so heads and ranker learn from the noisy inputs
 they will see at attack time) -> contrastive heads -> frequency prior tuned on dev -> DCN-v2 ranker ->
 ranker kept only if it beats retrieval on dev -> bundle.
+
+Paper scale (COCO, ViT-bigG-14, millions of tags) goes through the same steps with the parts in
+`build_scale`: chunked resumable embedding (multi-GPU under `accelerate launch`), sparse positives,
+sampled negatives for the heads, and exact chunked GPU search instead of dense (n, V) matrices.
 """
 
 from __future__ import annotations
@@ -16,14 +20,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slime_core import align, retrieve
+from slime_core import align, build_scale, retrieve
 from slime_core.bundle import DEFAULT_BUNDLE, Bundle, save_bundle
 from slime_core.data import Sample, load_folder
-from slime_core.encoders import EmbeddingCache, attacker_spec, get_encoder
+from slime_core.encoders import EmbeddingCache, attacker_spec, effective_overrides, fingerprint, get_encoder
+from slime_core.errors import SlimeError
 from slime_core.metrics import NeighbourhoodScorer, exact_prf
 from slime_core.rank import RankerConfig, rerank, train_ranker
 from slime_core.retrieve import HeadConfig, TagIndex
-from slime_core.tags import make_parser, tags_of_captions
+from slime_core.tags import make_parser, tags_of_samples
 
 CACHE = Path.home() / ".cache" / "slime" / "embeddings"
 ALPHAS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0)
@@ -32,9 +37,10 @@ ALPHAS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0)
 @dataclass
 class BuildConfig:
     data: Path
-    out: Path = DEFAULT_BUNDLE
+    out: Path | None = None  # default: models/<the attacker's bundle folder> (lite2-minilm: models/default)
     attacker: str = "lite2-minilm"
-    victims: tuple[str, ...] = ("lite0", "lite1")  # pool embeddings kept for these; also used for augmentation
+    victims: tuple[str, ...] | None = None  # pool embeddings kept for these, also used for augmentation;
+    # None: the attacker's registry default (lite0, lite1 offline; none for the CLIP attacker)
     widen_vocab: Path | None = None  # a captions.jsonl whose tags join the vocabulary (e.g. COCO)
     tag_backend: str = "spacy"
     cache: Path = CACHE
@@ -43,6 +49,13 @@ class BuildConfig:
     heads: HeadConfig = field(default_factory=HeadConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
     seed: int = 0
+    # Registry overrides per encoder name (e.g. {"clip-vit-bigg-14": {"pretrained": None, "model_config": ...}}),
+    # on top of $SLIME_ENCODER_OVERRIDES; recorded in the manifest as encoder fingerprints.
+    encoder_overrides: dict = field(default_factory=dict)
+    negatives: build_scale.NegativeSampling = field(default_factory=build_scale.NegativeSampling)
+    device: str | None = None  # heads/ranker training and search at scale (default: cuda if present)
+    image_batch: int = 64
+    image_chunk: int = 2048  # images embedded between two cache writes
 
 
 def cross_fitted(X: np.ndarray, Y: np.ndarray, folds: int, seed: int) -> np.ndarray:
@@ -71,35 +84,48 @@ def evaluate_tags(pred: list[list[str]], refs: list[list[str]], scorer: Neighbou
     return {"exact_f1": float(ex), "neighbourhood_f1": float(nb)}
 
 
-def build(cfg: BuildConfig, progress: bool = True, log=print) -> Bundle:
+def build(cfg: BuildConfig, progress: bool = True, log=print) -> Bundle | None:
+    """Train and write a bundle; None in an accelerate helper process (rank > 0), which only embeds."""
     t0 = time.time()
     torch.manual_seed(cfg.seed)
     spec = attacker_spec(cfg.attacker)
+    victims_names = tuple(spec.get("victims", ()) if cfg.victims is None else cfg.victims)
     samples = load_folder(cfg.data)
     train = [s for s in samples if s.split == "train"]
     dev = [s for s in samples if s.split == "dev"]
+    if not train or not dev:
+        raise SlimeError(f"{cfg.data}: building needs 'train' and 'dev' images; found splits "
+                         f"{sorted({s.split for s in samples})} (see `slime data coco` for COCO).")
     pool = train + dev  # the attacker's public images
     log(f"data: {len(train)} train, {len(dev)} dev images; pool {len(pool)}")
 
     parser = make_parser(cfg.tag_backend)
-    pool_tags = [tags_of_captions(s.captions, parser) for s in pool]
+    pool_tags = build_scale.cached_tags(pool, parser, cfg.tag_backend, cfg.cache, progress=progress)
     counts = Counter(t for c in pool_tags[: len(train)] for t in c)
     extra = []
     if cfg.widen_vocab:
         wide = load_folder(cfg.widen_vocab, require_images=False)
-        extra = sorted({t for s in wide for t in tags_of_captions(s.captions, parser)} - set(counts))
+        extra = sorted({t for c in tags_of_samples(wide, parser, progress=progress) for t in c} - set(counts))
     vocab = sorted(counts, key=lambda t: (-counts[t], t)) + extra
     tag_id = {t: i for i, t in enumerate(vocab)}
     tag_counts = np.array([counts.get(t, 0) for t in vocab], np.float32)
-    log(f"vocabulary: {len(vocab)} tags ({len(extra)} from {cfg.widen_vocab or 'no extra captions'})")
+    large = len(vocab) > cfg.negatives.above  # sampled negatives, sparse positives, chunked search
+    log(f"vocabulary: {len(vocab)} tags ({len(extra)} from {cfg.widen_vocab or 'no extra captions'})"
+        + (f"; above {cfg.negatives.above:,}: sampled negatives" if large else ""))
 
     cache = EmbeddingCache(cfg.cache)
-    image_enc = get_encoder(spec["image"])
-    text_enc = get_encoder(spec["text"])
+
+    def maker(name):
+        return lambda device=None: get_encoder(name, device=device, **cfg.encoder_overrides.get(name, {}))
+
     paths = [str(s.path) for s in pool]
-    A = cache.encode_images(image_enc, paths, progress=progress)
-    victims = {v: cache.encode_images(get_encoder(v), paths, progress=progress) for v in cfg.victims}
-    tag_text = text_enc.encode_texts(vocab, batch_size=256, progress=progress)
+    embed = dict(batch_size=cfg.image_batch, chunk=cfg.image_chunk, progress=progress)
+    A = build_scale.embed_images(cache, maker(spec["image"]), paths, **embed)
+    victims = {v: build_scale.embed_images(cache, maker(v), paths, **embed) for v in victims_names}
+    tag_text = build_scale.embed_tags(cfg.cache, maker(spec["text"]), vocab, progress=progress)
+    if A is None:  # a helper process under `accelerate launch`: its share is embedded and cached
+        return None
+    image_enc, text_enc = maker(spec["image"])(), maker(spec["text"])()
     semantics = {}
     if hasattr(image_enc, "classify"):
         feature_norm = float(np.linalg.norm(image_enc.features(paths[:32]), axis=1).mean())
@@ -110,26 +136,35 @@ def build(cfg: BuildConfig, progress: bool = True, log=print) -> Bundle:
 
     # Inputs the heads see: true attacker embeddings and cross-fitted aligned victims of the same images.
     variants = {"true": A} | {f"aligned_{v}": cross_fitted(X, A, cfg.folds, cfg.seed) for v, X in victims.items()}
-    positives = np.zeros((len(pool), len(vocab)), bool)
-    for i, c in enumerate(pool_tags):
-        positives[i, [tag_id[t] for t in c if t in tag_id]] = True
     n_train = len(train)
     feats = {name: retrieve.image_features(E, semantics) for name, E in variants.items()}
     X_train = np.concatenate([f[:n_train] for f in feats.values()])
-    P_train = np.tile(positives[:n_train], (len(feats), 1))
-    heads = retrieve.train_heads(X_train, tag_text, P_train, cfg.heads, progress=progress)
+    if large:
+        positives = build_scale.SparseRows.from_lists([[tag_id[t] for t in c if t in tag_id] for c in pool_tags[:n_train]],
+                                                     len(vocab))
+        P_train = positives.tile(len(feats))
+        heads = build_scale.train_heads_sampled(X_train, tag_text, P_train, cfg.heads, cfg.negatives, cfg.device,
+                                                progress=progress)
+    else:
+        positives = np.zeros((len(pool), len(vocab)), bool)
+        for i, c in enumerate(pool_tags):
+            positives[i, [tag_id[t] for t in c if t in tag_id]] = True
+        P_train = np.tile(positives[:n_train], (len(feats), 1))
+        heads = retrieve.train_heads(X_train, tag_text, P_train, cfg.heads, progress=progress)
     log(f"heads trained ({time.time() - t0:.0f}s)")
 
     tag_vecs = retrieve.project_tags(heads, tag_text)
     prior = retrieve.log_prior(tag_counts)
     scale = float(heads.scale().detach())
-    scorer = NeighbourhoodScorer(vocab, tag_text, lambda ts: text_enc.encode_texts(ts), m=5)
+    search = (lambda q, m: build_scale.exact_topk(q, tag_text, m, cfg.device)[1]) if large else None
+    scorer = NeighbourhoodScorer(vocab, tag_text, lambda ts: text_enc.encode_texts(ts), m=5, search=search)
     dev_refs = [list(c) for c in pool_tags[n_train:]]
-    dev_u = retrieve.project_images(heads, feats[f"aligned_{cfg.victims[0]}"][n_train:])
+    dev_variant = f"aligned_{victims_names[0]}" if victims_names else "true"  # no victims: the no-alignment oracle
+    dev_u = retrieve.project_images(heads, feats[dev_variant][n_train:])
 
     def candidates(u: np.ndarray, alpha: float, k: int):
         q, keys = retrieve.with_prior(u, tag_vecs, prior, scale, alpha)
-        return TagIndex(keys).search(q, k)
+        return build_scale.exact_topk(q, keys, k, cfg.device) if large else TagIndex(keys).search(q, k)
 
     by_alpha = {a: evaluate_tags(top_tags(*candidates(dev_u, a, cfg.eval_k), vocab, cfg.eval_k), dev_refs, scorer) for a in ALPHAS}
     alpha = max(ALPHAS, key=lambda a: by_alpha[a]["exact_f1"] + by_alpha[a]["neighbourhood_f1"])
@@ -137,7 +172,8 @@ def build(cfg: BuildConfig, progress: bool = True, log=print) -> Bundle:
 
     U_train = retrieve.project_images(heads, X_train)
     _, cand = candidates(U_train, alpha, cfg.ranker.candidates)
-    ranker = train_ranker(U_train, cand, P_train, tag_vecs, prior, cfg.ranker, scale, alpha, progress=progress)
+    ranker = train_ranker(U_train, cand, P_train, tag_vecs, prior, cfg.ranker, scale, alpha, progress=progress,
+                          device=(cfg.device or build_scale.default_device()) if large else "cpu")
     _, dev_cand = candidates(dev_u, alpha, cfg.ranker.candidates)
     ranked = evaluate_tags(top_tags(*rerank(ranker, dev_u, dev_cand, tag_vecs, prior), vocab, cfg.eval_k), dev_refs, scorer)
     use_ranker = ranked["exact_f1"] + ranked["neighbourhood_f1"] > by_alpha[alpha]["exact_f1"] + by_alpha[alpha]["neighbourhood_f1"]
@@ -145,13 +181,19 @@ def build(cfg: BuildConfig, progress: bool = True, log=print) -> Bundle:
 
     manifest = {
         "attacker": cfg.attacker, "image_encoder": spec["image"], "text_encoder": spec["text"],
+        "victims": list(victims_names),
+        # name, or name@hash when registry fields were overridden (a tiny test model, another weight file)
+        "fingerprints": {n: fingerprint(n, cfg.encoder_overrides.get(n)) for n in (spec["image"], spec["text"], *victims_names)},
+        "encoder_overrides": {n: effective_overrides(n, cfg.encoder_overrides.get(n))
+                              for n in (spec["image"], spec["text"], *victims_names) if effective_overrides(n, cfg.encoder_overrides.get(n))},
         "dims": {"image": int(A.shape[1]), "image_features": int(X_train.shape[1]), "text": int(tag_text.shape[1]),
                  "joint": cfg.heads.d_joint},
         "prior_alpha": alpha, "logit_scale": scale, "use_ranker": bool(use_ranker), "candidates": cfg.ranker.candidates,
         "training_data": {"folder": Path(cfg.data).name, "train_images": n_train, "dev_images": len(dev),
                           "widen_vocab": str(cfg.widen_vocab) if cfg.widen_vocab else None, "tag_backend": cfg.tag_backend},
-        "config": {"heads": asdict(cfg.heads), "ranker": asdict(cfg.ranker), "folds": cfg.folds, "seed": cfg.seed},
-        "metrics": {"dev_victim": cfg.victims[0], "dev_k": cfg.eval_k, "retrieval_by_alpha": {str(a): m for a, m in by_alpha.items()},
+        "config": {"heads": asdict(cfg.heads), "ranker": asdict(cfg.ranker), "folds": cfg.folds, "seed": cfg.seed,
+                   "negatives": asdict(cfg.negatives) if large else None},
+        "metrics": {"dev_victim": victims_names[0] if victims_names else spec["image"], "dev_k": cfg.eval_k, "retrieval_by_alpha": {str(a): m for a, m in by_alpha.items()},
                     "ranker": ranked},
         "build_seconds": round(time.time() - t0, 1),
     }
@@ -160,6 +202,7 @@ def build(cfg: BuildConfig, progress: bool = True, log=print) -> Bundle:
                  "tags": [sorted(c, key=lambda t: (-c[t], t)) for c in pool_tags]}
     pool_embeddings = {spec["image"]: A} | victims
     bundle = Bundle(manifest, heads, ranker, vocab, tag_counts, tag_text, pool_meta, pool_embeddings, semantics)
-    bundle.path = save_bundle(bundle, cfg.out)
-    log(f"bundle written to {cfg.out} ({time.time() - t0:.0f}s)")
+    out = Path(cfg.out) if cfg.out is not None else DEFAULT_BUNDLE.parent / spec.get("bundle", cfg.attacker)
+    bundle.path = save_bundle(bundle, out)
+    log(f"bundle written to {out} ({time.time() - t0:.0f}s)")
     return bundle

@@ -114,3 +114,49 @@ def load_bundle(folder: str | Path | None = None) -> Bundle:
     pool = json.loads((folder / "pool.json").read_text())
     return Bundle(manifest, heads.eval(), ranker.eval(), vocab["tags"], np.asarray(vocab["counts"], np.float32),
                   tag_text, pool, pool_embeddings, semantics, folder)
+
+
+MODELS = DEFAULT_BUNDLE.parent
+
+
+def resolve_bundle(bundle: str | Path | None, attacker: str | None) -> Path | None:
+    """The bundle folder for `--bundle`/`--attacker`: an explicit folder wins; else models/<folder named by
+    the attacker's registry entry> (lite2-minilm -> models/default); with neither, None (the default)."""
+    if bundle is not None or attacker is None:
+        return Path(bundle) if bundle is not None else None
+    from slime_core.encoders import attacker_spec
+
+    folder = MODELS / attacker_spec(attacker).get("bundle", attacker)
+    if not (folder / "manifest.json").exists():
+        raise SlimeError(f"no bundle for attacker '{attacker}' in {folder}; build one with "
+                         f"`slime build --attacker {attacker} --data <dataset folder> --out {folder}`, or give --bundle.")
+    return folder
+
+
+def check_bundle(folder: str | Path | None, attacker: str | None = None, victim: str | None = None) -> dict:
+    """The manifest of the bundle in `folder`, after checking that it was built for `attacker` and that the
+    encoders whose embeddings it stores are the ones this process would build (same registry overrides:
+    a bundle made with a tiny random test model must not meet the real one, nor the reverse)."""
+    from slime_core.encoders import encoder_spec, fingerprint
+
+    folder = Path(folder or DEFAULT_BUNDLE)
+    if not (folder / "manifest.json").exists():
+        raise SlimeError(f"{folder}: no attacker bundle here (manifest.json missing); build one with `slime build`.")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if attacker is not None and manifest.get("attacker") != attacker:
+        raise SlimeError(f"{folder} holds a bundle for attacker '{manifest.get('attacker')}', not '{attacker}'; "
+                         f"build one with `slime build --attacker {attacker}` or pick the matching --attacker.")
+    stored = manifest.get("fingerprints", {})
+    names = [manifest["image_encoder"]] + ([victim] if victim in stored else [])
+    for name in names:
+        now = fingerprint(name)
+        if name in stored and stored[name] != now:
+            made = manifest.get("encoder_overrides", {}).get(name) or "the registry entry"
+            raise SlimeError(f"{folder}: the bundle's '{name}' embeddings were made with {made} ({stored[name]}), "
+                             f"but this process builds '{name}' as {now}; rebuild the bundle or set "
+                             f"$SLIME_ENCODER_OVERRIDES as it was at build time.")
+    image = manifest["image_encoder"]
+    if fingerprint(image) == image and "dim" in encoder_spec(image) and encoder_spec(image)["dim"] != manifest["dims"]["image"]:
+        raise SlimeError(f"{folder}: the bundle's {image} embeddings are {manifest['dims']['image']}-d, but the "
+                         f"registry's {image} is {encoder_spec(image)['dim']}-d; the bundle was built with another model.")
+    return manifest

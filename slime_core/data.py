@@ -1,4 +1,6 @@
-"""Datasets: a folder of `captions.jsonl` + `images/`, or COCO's `captions_*.json` with an image folder."""
+"""Datasets: a folder of `captions.jsonl` + `images/`, COCO's `captions_*.json` with an image folder, or
+Karpathy's `dataset_coco.json` split file; `paper_protocol` and `write_folder` turn COCO into the folder
+form that `slime build` reads (full train for the retriever, 500 val images as dev, 500 as test)."""
 
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ def load_coco(captions_json: str | Path, image_dir: str | Path | None = None, sp
     try:
         data = json.loads(captions_json.read_text())
         images = {img["id"]: img["file_name"] for img in data["images"]}
+        domains = {img["id"]: img["domain"] for img in data["images"] if "domain" in img}  # nocaps: in/near/out-domain
         annotations = data["annotations"]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
         raise SlimeError(f"{captions_json}: not a COCO captions file ({err}).") from None
@@ -65,7 +68,8 @@ def load_coco(captions_json: str | Path, image_dir: str | Path | None = None, sp
             path = None
         elif path is None and require_images:
             raise SlimeError("load_coco needs image_dir unless require_images=False.")
-        samples.append(Sample(name, path, by_image.get(image_id, []), split, {"image_id": image_id}))
+        meta = {"image_id": image_id} | ({"domain": domains[image_id]} if image_id in domains else {})
+        samples.append(Sample(name, path, by_image.get(image_id, []), split, meta))
     return samples
 
 
@@ -78,3 +82,69 @@ def select_split(samples: list[Sample], split: str | list[str] | None) -> list[S
         found = sorted({s.split for s in samples})
         raise SlimeError(f"no samples in split {sorted(wanted)}; this dataset has splits {found}.")
     return chosen
+
+
+def load_karpathy(split_json: str | Path, image_dir: str | Path | None = None, split: str | list[str] | None = None,
+                  require_images: bool = True) -> list[Sample]:
+    """Samples from Karpathy's `dataset_coco.json` (also the Flickr8k/30k files of the same format).
+
+    Splits are the file's own ("train", "restval", "val", "test"); images are looked up as
+    image_dir/filepath/filename, then image_dir/filename."""
+    split_json = Path(split_json)
+    try:
+        rows = json.loads(split_json.read_text())["images"]
+        records = [(r["filename"], r.get("filepath", ""), [x["raw"].strip() for x in r["sentences"]], r["split"],
+                    {k: r[k] for k in ("cocoid", "imgid") if k in r}) for r in rows]
+    except (OSError, ValueError, KeyError, TypeError) as err:  # ValueError: bad JSON or not UTF-8 text
+        raise SlimeError(f"{split_json}: not a Karpathy split file ({type(err).__name__}).") from None
+    if require_images and image_dir is None:
+        raise SlimeError("load_karpathy needs image_dir unless require_images=False.")
+    samples = []
+    for name, sub, captions, file_split, meta in records:
+        path = None
+        if image_dir is not None:
+            path = next((p for p in (Path(image_dir) / sub / name, Path(image_dir) / name) if p.exists()), None)
+            if path is None and require_images:
+                raise SlimeError(f"image {name} is not in {Path(image_dir) / sub} or {image_dir}.")
+        samples.append(Sample(name, path, captions, file_split, meta))
+    return select_split(samples, split)
+
+
+def paper_protocol(train: list[Sample], held_out: list[Sample], n_dev: int = 500, n_test: int = 500,
+                   seed: int = 0) -> list[Sample]:
+    """The paper's COCO protocol: every `train` image trains the retriever ("train"); `n_dev` images of
+    `held_out` (COCO val) validate ("dev") and `n_test` others are attacked ("test"), drawn with `seed`.
+    The rest of `held_out` is dropped."""
+    import random
+
+    if n_dev + n_test > len(held_out):
+        raise SlimeError(f"{n_dev} dev + {n_test} test images asked for; the held-out set has {len(held_out)}.")
+    order = list(held_out)
+    random.Random(seed).shuffle(order)
+    relabel = lambda items, split: [Sample(s.name, s.path, s.captions, split, s.meta) for s in items]
+    return relabel(train, "train") + relabel(order[:n_dev], "dev") + relabel(order[n_dev : n_dev + n_test], "test")
+
+
+def write_folder(samples: list[Sample], out: str | Path, link: bool = True) -> Path:
+    """A dataset folder (`captions.jsonl` + `images/`) for `slime build`/`eval`: images symlinked (or
+    copied with link=False) from where they are; samples without an image are recorded as absent."""
+    import shutil
+
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    names = [s.name for s in samples]
+    if len(set(names)) != len(names):
+        raise SlimeError("image file names repeat across the chosen samples; they must be unique in one folder.")
+    with open(out / "captions.jsonl", "w") as f:
+        for s in samples:
+            target = out / "images" / s.name
+            if s.path is not None and not target.exists():
+                if link:
+                    target.symlink_to(Path(s.path).resolve())
+                else:
+                    shutil.copyfile(s.path, target)
+            row = {"image": s.name, "captions": s.captions, "split": s.split, **s.meta}
+            if s.path is None:
+                row["image_present"] = False
+            f.write(json.dumps(row) + "\n")
+    return out

@@ -28,15 +28,28 @@ def exact_prf(retrieved: Sequence[str], reference: Sequence[str]) -> dict:
 class NeighbourhoodScorer:
     """Neighbourhood P/R/F1 over a tag vocabulary with text embeddings (V, d), L2-normalised."""
 
-    def __init__(self, vocab: Sequence[str], vocab_text: np.ndarray, embed: Callable[[list[str]], np.ndarray], m: int = 5):
+    def __init__(self, vocab: Sequence[str], vocab_text: np.ndarray, embed: Callable[[list[str]], np.ndarray], m: int = 5,
+                 search: Callable[[np.ndarray, int], np.ndarray] | None = None, budget: int = 1 << 25):
+        """`search(queries, m) -> (n, m) ids` replaces the brute-force search (e.g. chunked on a GPU for
+        millions of tags); the default computes at most `budget` similarities at a time."""
         self.vocab, self.vocab_text, self.embed, self.m = list(vocab), vocab_text, embed, m
+        self.search, self.budget = search, budget
         self._neighbours: dict[str, set[str]] = {}
+
+    def _top(self, queries: np.ndarray) -> np.ndarray:
+        if self.search is not None:
+            return self.search(queries, self.m)
+        rows = max(1, self.budget // max(len(self.vocab_text), 1))
+        out = []
+        for s in range(0, len(queries), rows):
+            sims = queries[s : s + rows] @ self.vocab_text.T
+            out.append(np.argpartition(-sims, min(self.m, sims.shape[1] - 1), axis=1)[:, : self.m])
+        return np.concatenate(out)
 
     def neighbours(self, tags: Sequence[str]) -> list[set[str]]:
         new = [t for t in dict.fromkeys(tags) if t not in self._neighbours]
         if new:
-            sims = self.embed(new) @ self.vocab_text.T
-            top = np.argpartition(-sims, min(self.m, sims.shape[1] - 1), axis=1)[:, : self.m]
+            top = self._top(self.embed(new))
             for tag, ids in zip(new, top):
                 self._neighbours[tag] = {tag} | {self.vocab[i] for i in ids}
         return [self._neighbours[t] for t in tags]

@@ -80,28 +80,31 @@ def grouped_margin_loss(scores: torch.Tensor, positive: torch.Tensor, n_hard: in
 
 def train_ranker(u: np.ndarray, cand_ids: np.ndarray, positives: np.ndarray, tag_vecs: np.ndarray, prior: np.ndarray,
                  cfg: RankerConfig = RankerConfig(), scale: float = 1.0, alpha: float = 0.0,
-                 progress: bool = False) -> DCNRanker:
-    """u (n, d) projected images; cand_ids (n, c) candidate tag ids; positives (n, V) bool;
-    tag_vecs (V, d) projected tags; prior (V,); scale, alpha: the retrieval score the ranker corrects."""
+                 progress: bool = False, device: str = "cpu") -> DCNRanker:
+    """u (n, d) projected images; cand_ids (n, c) candidate tag ids; positives (n, V) bool, or any object
+    with `gather(cand_ids) -> (n, c) bool` (build_scale.SparseRows); tag_vecs (V, d) projected tags;
+    prior (V,); scale, alpha: the retrieval score the ranker corrects."""
     torch.manual_seed(cfg.seed)
-    ranker = DCNRanker(u.shape[1], scale=scale, alpha=alpha)
+    ranker = DCNRanker(u.shape[1], scale=scale, alpha=alpha).to(device)
     opt = torch.optim.AdamW(ranker.parameters(), lr=cfg.lr, weight_decay=1e-2)
-    U, V, Pr = map(lambda a: torch.from_numpy(np.asarray(a, np.float32)), (u, tag_vecs, prior))
-    C = torch.from_numpy(cand_ids).long()
-    pos = torch.from_numpy(np.take_along_axis(positives, cand_ids, axis=1))
+    U, V, Pr = map(lambda a: torch.from_numpy(np.asarray(a, np.float32)).to(device), (u, tag_vecs, prior))
+    C = torch.from_numpy(cand_ids).long().to(device)
+    gathered = positives.gather(cand_ids) if hasattr(positives, "gather") else np.take_along_axis(positives, cand_ids, axis=1)
+    pos = torch.from_numpy(gathered).to(device)
     keep = pos.any(dim=1)  # groups without a positive teach nothing
     U, C, pos = U[keep], C[keep], pos[keep]
     gen = torch.Generator().manual_seed(cfg.seed)
     ranker.train()
     for _ in tqdm(range(cfg.epochs), desc="training DCN-v2 ranker", disable=not progress):
         for idx in torch.randperm(len(U), generator=gen).split(cfg.groups_per_batch):
+            idx = idx.to(device)
             g, c = len(idx), C.shape[1]
             feats = pair_features(U[idx].repeat_interleave(c, 0), V[C[idx]].reshape(g * c, -1), Pr[C[idx]].reshape(-1))
             loss = grouped_margin_loss(ranker(feats).reshape(g, c), pos[idx], cfg.hard_negatives, cfg.margin)
             opt.zero_grad()
             loss.backward()
             opt.step()
-    return ranker.eval()
+    return ranker.cpu().eval()
 
 
 @torch.inference_mode()

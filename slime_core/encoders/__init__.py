@@ -6,8 +6,10 @@ one module, imported only when that kind is asked for, so the offline path never
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -48,13 +50,49 @@ def attacker_spec(name: str) -> dict:
     return dict(table[name])
 
 
+OVERRIDES_ENV = "SLIME_ENCODER_OVERRIDES"
+
+
+def env_overrides() -> dict[str, dict]:
+    """Per-encoder registry overrides from $SLIME_ENCODER_OVERRIDES, a JSON object such as
+    {"clip-vit-bigg-14": {"model_config": "tiny.json", "pretrained": null}} (tests, local weight files)."""
+    text = os.environ.get(OVERRIDES_ENV, "").strip()
+    if not text:
+        return {}
+    try:
+        table = json.loads(text)
+        if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+            raise ValueError("expected an object of objects")
+    except ValueError as err:
+        raise SlimeError(f"${OVERRIDES_ENV} is not a JSON object of per-encoder objects ({err}).") from None
+    return table
+
+
+def effective_overrides(name: str, overrides: dict | None = None) -> dict:
+    """The registry fields that differ for `name` in this process: $SLIME_ENCODER_OVERRIDES, then `overrides`."""
+    return {**env_overrides().get(name, {}), **(overrides or {})}
+
+
+def fingerprint(name: str, overrides: dict | None = None) -> str:
+    """`name`, or `name@<hash>` when registry fields are overridden: embeddings made under different
+    overrides (a tiny random test model, another weight file) never share a cache entry or a bundle."""
+    over = effective_overrides(name, overrides)
+    if not over:
+        return name
+    return f"{name}@{hashlib.sha1(json.dumps(over, sort_keys=True, default=str).encode()).hexdigest()[:10]}"
+
+
 def get_encoder(name: str, device: str | None = None, **overrides) -> Encoder:
     """Build the encoder called `name`. `overrides` replace fields of its registry entry
-    (e.g. `pretrained=None` for random open_clip weights, `model=` a local folder)."""
-    spec = {**encoder_spec(name), **overrides}
+    (e.g. `pretrained=None` for random open_clip weights, `model=` a local folder); so do the entries
+    of $SLIME_ENCODER_OVERRIDES, with `overrides` winning."""
+    over = effective_overrides(name, overrides)
+    spec = {**encoder_spec(name), **over}
     module_name, func = _FACTORIES[spec["kind"]].split(":")
     factory = getattr(importlib.import_module(module_name), func)
-    return factory(name, spec, device=device)
+    encoder = factory(name, spec, device=device)
+    encoder.cache_key = fingerprint(name, overrides)
+    return encoder
 
 
 def default_device() -> str:
@@ -65,5 +103,6 @@ def default_device() -> str:
 
 __all__ = [
     "Encoder", "EmbeddingCache", "l2_normalise", "load_image", "registry", "encoder_names",
-    "encoder_spec", "attacker_spec", "get_encoder", "default_device",
+    "encoder_spec", "attacker_spec", "get_encoder", "default_device", "env_overrides", "effective_overrides",
+    "fingerprint", "OVERRIDES_ENV",
 ]

@@ -50,7 +50,12 @@ def content_hash(item) -> str:
     elif isinstance(item, (bytes, bytearray)):
         data = bytes(item)
     else:
-        data = Path(item).read_bytes()
+        try:
+            data = Path(item).read_bytes()
+        except FileNotFoundError:
+            raise SlimeError(f"{item}: no such image file.") from None
+        except OSError as err:  # a folder, no permission, ...
+            raise SlimeError(f"{item}: not a readable image ({err.__class__.__name__}: {err}).") from None
     return hashlib.sha1(data).hexdigest()
 
 
@@ -79,29 +84,52 @@ def batched(items: Sequence, size: int) -> Iterable[Sequence]:
 class EmbeddingCache:
     """Image embeddings on disk, one .npy per (encoder, image content hash).
 
-    Keyed by content, not path, so a renamed file is not re-embedded and a changed file is.
+    Keyed by content, not path, so a renamed file is not re-embedded and a changed file is; and by the
+    encoder's `cache_key` (its name, plus a hash of any registry overrides), so a tiny random test model
+    never answers for the real one. With `chunk`, missing images are embedded and written `chunk` at a
+    time, so an interrupted run resumes where it stopped.
     """
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
 
-    def _path(self, encoder_name: str, key: str) -> Path:
-        return self.root / encoder_name / f"{key}.npy"
+    @staticmethod
+    def key_of(encoder: Encoder) -> str:
+        return getattr(encoder, "cache_key", None) or encoder.name
 
-    def encode_images(self, encoder: Encoder, images: Sequence, batch_size: int = 16, progress: bool = False) -> np.ndarray:
+    def _path(self, encoder_key: str, key: str) -> Path:
+        return self.root / encoder_key / f"{key}.npy"
+
+    def encode_images(self, encoder: Encoder, images: Sequence, batch_size: int = 16, progress: bool = False,
+                      chunk: int | None = None) -> np.ndarray:
         keys = [content_hash(img) for img in images]
+        name = self.key_of(encoder)
         out = np.zeros((len(images), encoder.dim), dtype=np.float32)
         missing = []
         for i, key in enumerate(keys):
-            path = self._path(encoder.name, key)
+            path = self._path(name, key)
             if path.exists():
                 out[i] = np.load(path, allow_pickle=False)
             else:
                 missing.append(i)
-        if missing:
-            fresh = encoder.encode_images([images[i] for i in missing], batch_size=batch_size, progress=progress)
-            (self.root / encoder.name).mkdir(parents=True, exist_ok=True)
-            for i, vec in zip(missing, fresh):
+        if not missing:
+            return out
+        (self.root / name).mkdir(parents=True, exist_ok=True)
+        step = chunk or len(missing)
+        bar = None
+        if chunk:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(missing), desc=f"embedding images ({encoder.name})", disable=not progress)
+        for start in range(0, len(missing), step):
+            part = missing[start : start + step]
+            fresh = encoder.encode_images([images[i] for i in part], batch_size=batch_size,
+                                          progress=progress and not chunk)
+            for i, vec in zip(part, fresh):
                 out[i] = vec
-                np.save(self._path(encoder.name, keys[i]), vec.astype(np.float32), allow_pickle=False)
+                np.save(self._path(name, keys[i]), vec.astype(np.float32), allow_pickle=False)
+            if bar is not None:
+                bar.update(len(part))
+        if bar is not None:
+            bar.close()
         return out

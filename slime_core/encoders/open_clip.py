@@ -100,6 +100,25 @@ def _load(model: str, weights: str | None, quick_gelu: bool, preprocess_cfg: tup
     return net.eval(), preprocess, open_clip.get_tokenizer(model)
 
 
+@lru_cache(maxsize=1)
+def _decoder_pool():
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="slime-decode")
+
+
+def register_config(path: str) -> str:
+    """Register an open_clip model config JSON (e.g. a tiny test architecture) under its file stem."""
+    import open_clip
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise SlimeError(f"open_clip model config {p} does not exist.")
+    if open_clip.get_model_config(p.stem) is None:
+        open_clip.add_model_config(p)
+    return p.stem
+
+
 class OpenClipEncoder(Encoder):
     modalities = ("image", "text")
 
@@ -128,8 +147,12 @@ class OpenClipEncoder(Encoder):
         return l2_normalise(np.concatenate(out)) if out else np.zeros((0, self.dim), np.float32)
 
     def encode_images(self, images, batch_size: int = 16, progress: bool = False) -> np.ndarray:
+        def prepare(item):
+            return self.preprocess(load_image(item))
+
         def step(chunk):
-            x = torch.stack([self.preprocess(load_image(i)) for i in chunk])
+            # JPEG decoding and resizing (PIL releases the GIL) in threads, so the GPU is not kept waiting.
+            x = torch.stack(list(_decoder_pool().map(prepare, chunk)) if len(chunk) > 1 else [prepare(chunk[0])])
             return self.model.encode_image(x.to(self.device, self.dtype))
 
         return self._run(images, batch_size, progress, "images", step)
@@ -143,10 +166,15 @@ class OpenClipEncoder(Encoder):
 
 def build_open_clip(name: str, spec: dict, device: str | None = None) -> OpenClipEncoder:
     """spec: `model` (open_clip config name), `pretrained` (tag, weight file path, or None for random
-    weights), optional `path`, `precision` ("fp32" default, "fp16", "bf16"), `seed` (random weights),
-    `quick_gelu` (for a weight file given by path whose model was trained with QuickGELU)."""
+    weights), optional `path`, `precision` ("fp16" on CUDA and "fp32" elsewhere by default, or "bf16"), `seed` (random weights),
+    `quick_gelu` (for a weight file given by path whose model was trained with QuickGELU),
+    `model_config` (a JSON architecture file, registered under its stem, which then replaces `model`)."""
+    spec = dict(spec)
+    if spec.get("model_config"):
+        spec["model"] = register_config(spec["model_config"])
     tag = spec.get("pretrained")
     weights, tag_cfg = find_weights(spec["model"], str(tag), spec.get("path")) if tag else (None, {})
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return OpenClipEncoder(name, spec["model"], weights, tag_cfg, device, spec.get("precision", "fp32"),
+    precision = spec.get("precision") or ("fp16" if str(device).startswith("cuda") else "fp32")  # fp16 on GPUs
+    return OpenClipEncoder(name, spec["model"], weights, tag_cfg, device, precision,
                            int(spec.get("seed", 0)), bool(spec.get("quick_gelu", False)))
