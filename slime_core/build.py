@@ -12,6 +12,7 @@ sampled negatives for the heads, and exact chunked GPU search instead of dense (
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -30,7 +31,7 @@ from slime_core.rank import RankerConfig, rerank, train_ranker
 from slime_core.retrieve import HeadConfig, TagIndex
 from slime_core.tags import make_parser, tags_of_samples
 
-CACHE = Path.home() / ".cache" / "slime" / "embeddings"
+CACHE = Path(os.environ.get("SLIME_CACHE", Path.home() / ".cache" / "slime")) / "embeddings"  # as pipeline.py
 ALPHAS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0)
 
 

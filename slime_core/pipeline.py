@@ -89,26 +89,37 @@ class Attacker:
         self._extra_pools[victim] = embeddings
         self._alignments = {key: a for key, a in self._alignments.items() if key[0] != victim}
 
-    def victim_pool(self, victim: str, progress: bool = False) -> np.ndarray:
+    def victim_rows(self, victim: str, idx: np.ndarray, progress: bool = False) -> np.ndarray:
+        """The victim's embeddings of the pool images `idx`. An encoder the bundle lacks embeds only these
+        N images (an API victim is paid for N calls, not the whole pool), cached on disk."""
         if victim in self.bundle.pool_embeddings:
-            return self.bundle.pool_embeddings[victim]
-        if victim not in self._extra_pools:
-            encoder_spec(victim)  # unknown names fail here with the list of known ones
-            missing = [p for p in self.pool_paths() if not p.exists()]
-            if missing:
-                raise SlimeError(f"the bundle has no pool embeddings for '{victim}', and the pool images are not in "
-                                 f"{self.data / 'images'} to embed them (e.g. {missing[0].name}); point --pool-data at the "
-                                 f"dataset the bundle was built from.")
-            self._extra_pools[victim] = self.embed(victim, [str(p) for p in self.pool_paths()], progress=progress)
-        return self._extra_pools[victim]
+            return self.bundle.pool_embeddings[victim][idx]
+        if victim in self._extra_pools:
+            return self._extra_pools[victim][idx]
+        encoder_spec(victim)  # unknown names fail here with the list of known ones
+        paths = [self.pool_paths()[i] for i in idx]
+        missing = [p for p in paths if not p.exists()]
+        if missing:
+            raise SlimeError(f"the bundle has no pool embeddings for '{victim}', and the pool images are not in "
+                             f"{self.data / 'images'} to embed them (e.g. {missing[0].name}); point --pool-data at the "
+                             f"dataset the bundle was built from.")
+        return self.embed(victim, [str(p) for p in paths], progress=progress)
+
+    def victim_pool(self, victim: str, progress: bool = False) -> np.ndarray:
+        """The victim's embeddings of the whole pool (defence curves and the explorer need them all)."""
+        return self.victim_rows(victim, np.arange(len(self.pool_attack)), progress)
 
     # --- stages ------------------------------------------------------------------------------------
     def alignment(self, victim: str, n_align: int, method: str = "ridge", seed: int = 0) -> align.Alignment:
         key = (victim, n_align, method, seed)
+        if key not in self._alignments and victim == self.bundle.image_encoder:
+            # The attacker's own image tower: nothing to align. This is the no-alignment oracle.
+            align.choose_pairs(len(self.pool_attack), n_align, seed)  # same N checks as every victim
+            d = self.pool_attack.shape[1]
+            self._alignments[key] = align.Alignment(np.eye(d, dtype=np.float32), "identity", 0, 1.0)
         if key not in self._alignments:
-            X = self.victim_pool(victim)
-            idx = align.choose_pairs(len(X), n_align, seed)
-            self._alignments[key] = align.fit_alignment(X[idx], self.pool_attack[idx], method)
+            idx = align.choose_pairs(len(self.pool_attack), n_align, seed)
+            self._alignments[key] = align.fit_alignment(self.victim_rows(victim, idx), self.pool_attack[idx], method)
         return self._alignments[key]
 
     def retrieve(self, attack_embeddings: np.ndarray, k: int) -> list[list[tuple[str, float]]]:

@@ -1,0 +1,163 @@
+"""Alignment: known linear maps recovered on synthetic data, ridge beating least squares near N = d, errors."""
+
+import numpy as np
+import pytest
+
+from slime_core.align import Alignment, check_embeddings, choose_pairs, fit_alignment, mean_cosine
+from slime_core.encoders.base import l2_normalise
+from slime_core.errors import SlimeError
+
+
+def unit_rows(rng, n, d):
+    return l2_normalise(rng.normal(size=(n, d)))
+
+
+def orthonormal_rows(rng, d_in, d_out):
+    """(d_in, d_out) with orthonormal rows: maps unit vectors to unit vectors, so the map survives
+    the L2 normalisation fit_alignment applies to both sides."""
+    q, _ = np.linalg.qr(rng.normal(size=(d_out, d_out)))
+    return q[:d_in].astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def exact_problem():
+    rng = np.random.default_rng(1)
+    W = orthonormal_rows(rng, 8, 16)
+    X = unit_rows(rng, 120, 8)
+    return X, X @ W, W
+
+
+def test_lstsq_recovers_known_map(exact_problem):
+    X, Y, W = exact_problem
+    fit = fit_alignment(X, Y, "lstsq")
+    assert isinstance(fit, Alignment)
+    assert fit.method == "lstsq" and fit.n_pairs == len(X) and fit.W.shape == (8, 16) and fit.W.dtype == np.float32
+    np.testing.assert_allclose(fit.W, W, atol=1e-4)
+    assert fit.heldout_cosine == pytest.approx(1.0, abs=1e-4)
+
+
+def test_ridge_recovers_known_map(exact_problem):
+    X, Y, W = exact_problem
+    fit = fit_alignment(X, Y)  # ridge is the default
+    assert fit.method == "ridge" and fit.lam is not None and fit.lam > 0
+    fresh = unit_rows(np.random.default_rng(2), 50, 8)
+    assert mean_cosine(fit.transform(fresh), fresh @ W) > 0.999
+    assert fit.heldout_cosine > 0.999
+    # With noise-free data the leave-one-out choice picks the smallest lambda on the grid.
+    assert fit.lam == pytest.approx(1e-4)
+
+
+def test_procrustes_recovers_rotation():
+    rng = np.random.default_rng(3)
+    Q = orthonormal_rows(rng, 12, 12)
+    X = unit_rows(rng, 60, 12)
+    fit = fit_alignment(X, X @ Q, "procrustes")
+    np.testing.assert_allclose(fit.W, Q, atol=1e-4)
+    np.testing.assert_allclose(fit.W @ fit.W.T, np.eye(12), atol=1e-4)
+    assert fit.heldout_cosine == pytest.approx(1.0, abs=1e-4)
+
+
+def test_procrustes_requires_equal_dims(exact_problem):
+    X, Y, _ = exact_problem
+    with pytest.raises(SlimeError, match="Procrustes needs equal dimensions; victim has 8, attacker 16"):
+        fit_alignment(X, Y, "procrustes")
+
+
+def test_transform_output_is_unit_norm(exact_problem):
+    X, Y, _ = exact_problem
+    out = fit_alignment(X, Y).transform(X[:5] * 3.0)
+    assert out.shape == (5, 16) and out.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    assert fit_alignment(X, Y).transform(X[0]).shape == (1, 16)  # a single vector is one row
+
+
+def test_ridge_beats_lstsq_near_n_equals_d():
+    """The prototype's lesson: with N ~ d noisy pairs least squares interpolates the noise; ridge does not."""
+    rng = np.random.default_rng(4)
+    d_in, d_out, n = 64, 48, 64
+    W = rng.normal(size=(d_in, d_out))
+    make = lambda m: (lambda X: (X, X @ W + 0.8 * rng.normal(size=(m, d_out)) * np.linalg.norm(X @ W, axis=1).mean() / np.sqrt(d_out)))(rng.normal(size=(m, d_in)))
+    X, Y = make(n)
+    Xt, Yt = make(500)
+    truth = l2_normalise(Xt @ W)
+    ridge, lstsq = fit_alignment(X, Y, "ridge"), fit_alignment(X, Y, "lstsq")
+    ridge_test, lstsq_test = mean_cosine(ridge.transform(Xt), truth), mean_cosine(lstsq.transform(Xt), truth)
+    assert ridge_test > lstsq_test + 0.05
+    # Both held-out estimates are cosines, and ridge's leave-one-out estimate is honest (close to test-set truth
+    # measured against the noisy targets).
+    for fit in (ridge, lstsq):
+        assert -1.0 <= fit.heldout_cosine <= 1.0
+    assert abs(ridge.heldout_cosine - mean_cosine(ridge.transform(Xt), Yt)) < 0.1
+
+
+def test_heldout_cosine_is_low_for_unrelated_spaces():
+    rng = np.random.default_rng(5)
+    X, Y = unit_rows(rng, 80, 10), unit_rows(rng, 80, 10)
+    for method in ("ridge", "lstsq", "procrustes"):
+        fit = fit_alignment(X, Y, method)
+        assert -1.0 <= fit.heldout_cosine < 0.4, method
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_mismatched_pair_counts():
+    with pytest.raises(SlimeError, match="mismatched pairs: 5 victim embeddings but 4 attacker embeddings"):
+        fit_alignment(np.ones((5, 3)), np.ones((4, 3)))
+
+
+def test_fewer_than_two_pairs():
+    with pytest.raises(SlimeError, match="at least 2"):
+        fit_alignment(np.ones((1, 3)), np.ones((1, 3)))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_rows(bad):
+    X = np.ones((6, 3), np.float32)
+    X[4, 1] = bad
+    with pytest.raises(SlimeError, match=r"victim embeddings: 1 row\(s\) contain NaN or inf \(first: row 4\)"):
+        fit_alignment(X, np.ones((6, 3)))
+    with pytest.raises(SlimeError, match="attacker embeddings: 1 row"):
+        fit_alignment(np.ones((6, 3)), X)
+
+
+def test_wrong_dimension_at_transform(exact_problem):
+    X, Y, _ = exact_problem
+    fit = fit_alignment(X, Y, "lstsq")
+    with pytest.raises(SlimeError, match="dimension 5 does not match the expected 8"):
+        fit.transform(np.ones((2, 5)))
+
+
+@pytest.mark.parametrize("value,message", [
+    (np.ones((2, 3, 4)), "expected a 2-D array"),
+    (np.ones((0, 4)), "expected a 2-D array"),
+    ([["a", "b"]], "not a numeric array"),
+])
+def test_check_embeddings_rejects(value, message):
+    with pytest.raises(SlimeError, match=message):
+        check_embeddings(value, "x")
+
+
+def test_check_embeddings_accepts_vector_and_lists():
+    out = check_embeddings([1, 2, 3], "x", dim=3)
+    assert out.shape == (1, 3) and out.dtype == np.float32
+
+
+def test_unknown_method():
+    with pytest.raises(SlimeError, match="unknown alignment method 'cca'"):
+        fit_alignment(np.eye(3), np.eye(3), "cca")
+
+
+def test_choose_pairs():
+    idx = choose_pairs(100, 30, seed=7)
+    assert len(idx) == 30 and len(set(idx)) == 30 and np.all(np.diff(idx) > 0) and idx.max() < 100
+    np.testing.assert_array_equal(idx, choose_pairs(100, 30, seed=7))
+    assert not np.array_equal(idx, choose_pairs(100, 30, seed=8))
+    np.testing.assert_array_equal(choose_pairs(5, 5), np.arange(5))
+
+
+def test_choose_pairs_errors():
+    with pytest.raises(SlimeError, match="N=101 alignment pairs asked for, but the public pool holds only 100"):
+        choose_pairs(100, 101)
+    with pytest.raises(SlimeError, match="N=1: alignment needs at least 2"):
+        choose_pairs(100, 1)

@@ -1,0 +1,92 @@
+"""`slime eval`'s engine on eight demo test images: rows, baselines, intervals, and the guards."""
+
+import numpy as np
+import pytest
+
+from slime_core.data import Sample, load_folder
+from slime_core.errors import SlimeError
+from slime_core.evaluate import BASELINES, TAG_METRICS, check_grid, evaluate, format_table, tag_scores
+from slime_core.metrics import NeighbourhoodScorer
+
+pytestmark = pytest.mark.slow  # real weights: EfficientNet-Lite, MiniLM, spaCy, the default bundle
+
+
+@pytest.fixture(scope="module")
+def result(attacker, small_test_folder):
+    samples = load_folder(small_test_folder, "test")
+    return evaluate(attacker, samples, victim="lite0", n_aligns=(30, 300), ks=(5,), n_boot=200, progress=False)
+
+
+def test_result_shape(result):
+    assert result["victim"] == "lite0" and result["attacker"] == "lite2-minilm" and result["method"] == "ridge"
+    assert result["n_images"] == 8 and result["bootstrap"] == 200
+    assert [(r["n_align"], r["k"]) for r in result["rows"]] == [(30, 5), (300, 5)]
+
+
+def test_rows_have_attack_baselines_and_intervals(result):
+    for row in result["rows"]:
+        cos = row["alignment_cosine"]
+        assert 0 < cos["heldout"] <= 1
+        assert -1 <= cos["ci_low"] <= cos["test"] <= cos["ci_high"] <= 1
+        assert set(row["metrics"]) == set(TAG_METRICS)
+        for name, m in row["metrics"].items():
+            assert 0 <= m["ci_low"] <= m["attack"] <= m["ci_high"] <= 1, name
+            for base in (*BASELINES, "oracle"):
+                assert 0 <= m[base] <= 1, (name, base)
+            for base in BASELINES:
+                d = m[f"vs_{base}"]
+                assert d["ci_low"] <= d["diff"] <= d["ci_high"]
+                assert d["diff"] == pytest.approx(m["attack"] - m[base], abs=1e-9)
+            if name.startswith("neighbourhood"):  # neighbourhood matching is never stricter than exact
+                exact = row["metrics"]["exact" + name[len("neighbourhood"):]]
+                assert m["attack"] >= exact["attack"] - 1e-12
+        assert set(row["against_oracle_tags"]) == set(TAG_METRICS)
+
+
+def test_alignment_improves_with_n(result):
+    small, large = result["rows"]
+    assert large["alignment_cosine"]["test"] > small["alignment_cosine"]["test"]
+
+
+def test_format_table(result):
+    table = format_table(result)
+    lines = table.splitlines()
+    assert "victim lite0 -> attacker lite2-minilm" in lines[0]
+    assert len(lines) == 3 + len(result["rows"])
+    row = result["rows"][1]
+    assert lines[-1].split()[:3] == ["300", "5", f"{row['alignment_cosine']['test']:.3f}"]
+    assert f"{row['metrics']['exact_f1']['attack']:.3f}" in lines[-1]
+
+
+def test_pool_overlap_guard(attacker, demo_samples):
+    pool_name = attacker.bundle.pool["images"][0]
+    leaked = [Sample(pool_name, demo_samples[0].path, ["A dog ."], "test")]
+    with pytest.raises(SlimeError, match="in the attacker's public pool"):
+        evaluate(attacker, leaked, n_aligns=(30,), ks=(5,), progress=False)
+
+
+def test_captions_only_split(attacker):
+    with pytest.raises(SlimeError, match="no images to evaluate"):
+        evaluate(attacker, [Sample("x.jpg", None, ["A dog ."], "test")], progress=False)
+
+
+def test_check_grid():
+    check_grid([2, 10], [1, 20], pool_size=10)
+    with pytest.raises(SlimeError, match="N=11 alignment pairs asked; the public pool holds 10 images"):
+        check_grid([5, 11], [1], pool_size=10)
+    with pytest.raises(SlimeError, match="N=1"):
+        check_grid([1], [1], pool_size=10)
+    with pytest.raises(SlimeError, match="k must be at least 1"):
+        check_grid([5], [0, 5], pool_size=10)
+
+
+def test_tag_scores_known_answer():
+    vocab = ["black dog", "red car"]
+    vecs = np.eye(2, dtype=np.float32)
+    scorer = NeighbourhoodScorer(vocab, vecs, lambda ts: np.array([vecs[vocab.index(t)] for t in ts]), m=1)
+    scores = tag_scores([["black dog", "red car"], ["red car"]], [["black dog"], ["black dog"]], scorer)
+    assert set(scores) == set(TAG_METRICS)
+    np.testing.assert_allclose(scores["exact_precision"], [0.5, 0.0])
+    np.testing.assert_allclose(scores["exact_recall"], [1.0, 0.0])
+    np.testing.assert_allclose(scores["exact_f1"], [2 / 3, 0.0])
+    np.testing.assert_allclose(scores["neighbourhood_f1"], [2 / 3, 0.0])
