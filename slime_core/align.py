@@ -92,13 +92,18 @@ def _ridge(X: np.ndarray, Y: np.ndarray, lambdas=LAMBDAS) -> Alignment:
 
 
 def _solve(X: np.ndarray, Y: np.ndarray, method: str) -> np.ndarray:
-    from scipy.linalg import lstsq, orthogonal_procrustes
+    from scipy.linalg import lstsq, orthogonal_procrustes, qr, solve_triangular
 
     if method == "lstsq":
-        # Minimum-norm least squares by complete orthogonal factorisation (LAPACK gelsy): the same solution
-        # as numpy's SVD-based lstsq, several times faster for N ~ d, and never the squared normal equation.
+        if len(X) < X.shape[1]:
+            # Fewer pairs than dims: the minimum-norm solution from a QR of X^T (X = R^T Q^T, W = Q R^-T Y),
+            # the answer lstsq gives, at O(d N^2) and without squaring X's condition number.
+            Q, R = qr(X.T, mode="economic", check_finite=False)
+            diag = np.abs(np.diag(R))
+            if diag.min() > 1e-6 * diag.max():
+                return Q @ solve_triangular(R, Y, trans="T", check_finite=False)
+        # LAPACK gelsy (complete orthogonal factorisation): numpy's SVD-based lstsq's solution, faster.
         return lstsq(X, Y, lapack_driver="gelsy", check_finite=False)[0]
-
     return orthogonal_procrustes(X, Y)[0]
 
 

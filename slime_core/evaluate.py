@@ -53,7 +53,10 @@ def summarise(attack: dict, baselines: dict[str, dict], n_boot: int, seed: int) 
 
 def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n_aligns=(10, 30, 100, 300),
              ks=(1, 5, 10, 20), method: str = "ridge", seed: int = 0, writer=None, caption_k: int = 10,
-             n_boot: int = 1000, progress: bool = True) -> dict:
+             n_boot: int = 1000, progress: bool = True, parser=None, scorer: NeighbourhoodScorer | None = None,
+             on_progress=None) -> dict:
+    """parser, scorer: reuse loaded ones (an app keeps them); on_progress(fraction, message) after each stage."""
+    report = on_progress or (lambda fraction, message: None)
     samples = [s for s in samples if s.path is not None]
     if not samples:
         raise SlimeError("no images to evaluate (the split has captions only).")
@@ -61,10 +64,13 @@ def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n
     pool_names = set(b.pool["images"])
     if pool_names & {s.name for s in samples}:
         raise SlimeError("some evaluation images are in the attacker's public pool; evaluate on a held-out split (test).")
-    parser = make_parser("spacy")
+    parser = parser or make_parser("spacy")
+    report(0.0, f"tagging the references of {len(samples)} images")
     refs = [list(tags_of_captions(s.captions, parser)) for s in tqdm(samples, desc="tagging references", disable=not progress)]
-    text = attacker.encoder(b.manifest["text_encoder"])
-    scorer = NeighbourhoodScorer(b.tags, b.tag_text, lambda ts: text.encode_texts(ts), m=5)
+    if scorer is None:
+        text = attacker.encoder(b.manifest["text_encoder"])
+        scorer = NeighbourhoodScorer(b.tags, b.tag_text, lambda ts: text.encode_texts(ts), m=5)
+    report(0.05, f"embedding {len(samples)} images")
     paths = [str(s.path) for s in samples]
     X = attacker.embed(victim, paths, progress=progress)
     A = attacker.embed(b.image_encoder, paths, progress=progress)
@@ -79,7 +85,8 @@ def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n
         oracle_caps = write_captions(attacker, writer, oracle, attacker.neighbours(A, 5), caption_k, "oracle", progress)
     result = {"victim": victim, "attacker": b.attacker, "method": method, "n_images": len(samples), "seed": seed,
               "bootstrap": n_boot, "rows": [], "captions": []}
-    for n in tqdm(list(n_aligns), desc="alignment sizes", disable=not progress):
+    for step, n in enumerate(tqdm(list(n_aligns), desc="alignment sizes", disable=not progress)):
+        report(0.1 + 0.9 * step / len(n_aligns), f"N={n}: aligning, retrieving, scoring")
         fit = attacker.alignment(victim, n, method, seed)
         aligned = fit.transform(X)
         cos = np.sum(aligned * A, axis=1) / (np.linalg.norm(aligned, axis=1) * np.linalg.norm(A, axis=1))
@@ -103,6 +110,7 @@ def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n
             caps = write_captions(attacker, writer, tags, near, caption_k, f"N={n}", progress)
             result["captions"].append(caption_rows(attacker, samples, caps, oracle_caps, tags, near, n, writer, caption_k,
                                                    n_boot, seed))
+    report(1.0, "done")
     return result
 
 

@@ -1,0 +1,1 @@
+"""The Streamlit app's pages (run with `streamlit run app.py`)."""

@@ -1,0 +1,160 @@
+"""Shared, cached resources for the pages: one attacker, one tag parser, one scorer, the demo gallery.
+
+Everything heavy is built once per server process (`st.cache_resource`) so a slider change only redoes
+the cheap steps. Science lives in slime_core; this module only wires it to Streamlit.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import streamlit as st
+
+from slime_core.errors import SlimeError
+
+EVAL_SPLIT = "test"
+
+
+@st.cache_resource(show_spinner="Loading the attacker bundle ...")
+def get_attacker():
+    import torch
+
+    from slime_core.pipeline import Attacker
+
+    # The app's torch work is tiny batches (a few tags, one image); on a shared 2-core machine extra OpenMP
+    # threads spin-wait and made MiniLM text encoding ~10x slower in our measurements. SLIME_APP_THREADS overrides.
+    torch.set_num_threads(int(os.environ.get("SLIME_APP_THREADS", "1")))
+    return Attacker(os.environ.get("SLIME_BUNDLE") or None)
+
+
+@st.cache_resource(show_spinner="Loading the spaCy tag parser ...")
+def get_parser():
+    from slime_core.tags import make_parser
+
+    return make_parser("spacy")
+
+
+@st.cache_resource(show_spinner="Loading the text encoder for neighbourhood scores ...")
+def get_scorer():
+    from slime_core.metrics import NeighbourhoodScorer
+
+    attacker = get_attacker()
+    b = attacker.bundle
+    text = attacker.encoder(b.manifest["text_encoder"])
+    return NeighbourhoodScorer(b.tags, b.tag_text, lambda ts: text.encode_texts(ts), m=5)
+
+
+@st.cache_resource(show_spinner="Loading the caption writer ...")
+def get_writer(spec: str, mode: str | None = None):
+    from slime_core.write import make_writer
+
+    return make_writer(spec, mode)
+
+
+@st.cache_data(show_spinner=False)
+def reference_tags(captions: tuple[str, ...]) -> list[str]:
+    from slime_core.tags import tags_of_captions
+
+    return list(tags_of_captions(list(captions), get_parser()))
+
+
+@st.cache_data(show_spinner=False)
+def gallery() -> list[dict]:
+    """The committed demo gallery (held-out test photos with their captions)."""
+    from slime_core.data import load_folder
+    from slime_core.pipeline import DEMO_DATA
+
+    return [{"name": s.name, "path": str(s.path), "captions": s.captions}
+            for s in load_folder(DEMO_DATA, require_images=False) if s.path is not None]
+
+
+@st.cache_resource(show_spinner=False)
+def public_captions() -> list[str]:
+    attacker = get_attacker()
+    return attacker.captions_of(attacker.bundle.pool["images"])
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def embed_bytes(victim: str, data: bytes):
+    """Victim embedding of an image given as bytes (uploads), via the disk cache."""
+    from slime_core.app_support import embed_images
+    from slime_core.encoders import load_image
+
+    image = load_image(data)  # SlimeError for corrupt or huge images
+    return embed_images(get_attacker(), victim, [image])[0]
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def embed_path(victim: str, path: str):
+    from slime_core.app_support import embed_images
+
+    return embed_images(get_attacker(), victim, [path])[0]
+
+
+@st.cache_data(show_spinner=False)
+def eval_samples(limit: int, split: str = EVAL_SPLIT):
+    from slime_core.data import load_folder
+    from slime_core.pipeline import default_data
+
+    samples = [s for s in load_folder(default_data(), split, require_images=False) if s.path is not None]
+    return samples[:limit] if limit else samples
+
+
+def run_evaluation(victim: str, n_aligns: list[int], ks: list[int], method: str, limit: int, n_boot: int,
+                   writer_spec: str = "none", seed: int = 0) -> dict:
+    """evaluate() once per N with a progress bar; the merged result is kept in the session."""
+    from slime_core.evaluate import check_grid, evaluate
+
+    key = ("eval", victim, tuple(n_aligns), tuple(ks), method, limit, n_boot, writer_spec, seed)
+    if key in st.session_state:
+        return st.session_state[key]
+    attacker = get_attacker()
+    check_grid(n_aligns, ks, len(attacker.pool_attack))
+    samples = eval_samples(limit)
+    writer = get_writer(writer_spec) if writer_spec != "none" else None
+    bar = st.progress(0.0, text=f"Evaluating {len(samples)} test images ...")
+    result = evaluate(attacker, samples, victim, n_aligns, ks, method, seed, writer, n_boot=n_boot, progress=False,
+                      parser=get_parser(), scorer=get_scorer(),
+                      on_progress=lambda f, msg: bar.progress(min(f, 1.0), text=f"{msg} ..."))
+    st.session_state[key] = result
+    return result
+
+
+@st.cache_resource(show_spinner=False)
+def registered_pools() -> set:
+    """Names of uploaded victim pools already added to the shared attacker (one per upload's content hash)."""
+    return set()
+
+
+def show_error(err: Exception) -> None:
+    st.error(str(err), icon=":material/error:")
+
+
+@contextmanager
+def timed(log: list, label: str):
+    start = time.perf_counter()
+    yield
+    log.append((label, time.perf_counter() - start))
+
+
+def victim_options():
+    from slime_core.app_support import victim_choices
+
+    attacker = get_attacker()
+    return victim_choices(attacker.bundle.encoders())
+
+
+def unavailable_expander(unavailable: list[dict]) -> None:
+    if unavailable:
+        with st.expander(f"Paper encoders not available here ({len(unavailable)})"):
+            for u in unavailable:
+                st.markdown(f":grey[**{u['encoder']}** ({u['dim']}-d) - {u['about']}]  \n"
+                            f":grey[unavailable: {u['reason']}]")
+
+
+def pool_image(name: str) -> Path | None:
+    path = get_attacker().data / "images" / name
+    return path if path.exists() else None

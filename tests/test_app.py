@@ -1,0 +1,352 @@
+"""The Streamlit app: every page through streamlit.testing.v1.AppTest, plus the non-streamlit helpers.
+
+The pages share one process, so `st.cache_resource` keeps the attacker, parser and text encoder between tests
+(the offline models are small; nothing is downloaded). Evaluations run on a handful of test images.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from safetensors.numpy import load_file
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from slime_core import app_support as sup  # noqa: E402
+from slime_core.errors import SlimeError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+BUNDLE = ROOT / "models" / "default"
+TIMEOUT = 180
+
+
+def pool_embeddings(name: str) -> np.ndarray:
+    return load_file(BUNDLE / f"pool_{name}.safetensors")["embeddings"].astype(np.float32)
+
+
+def pool_names() -> list[str]:
+    return json.loads((BUNDLE / "pool.json").read_text())["images"]
+
+
+def npy_bytes(arr) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def png_bytes(size=(64, 48), colour=(200, 30, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def start(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    if page:
+        at.switch_page(f"app_pages/{page}.py").run()
+    return at
+
+
+def ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def errors(at: AppTest) -> str:
+    return " | ".join(e.value for e in at.error)
+
+
+def tags_line(at: AppTest) -> list[str]:
+    line = next(m.value for m in at.markdown if m.value.startswith("**Tags (text)**"))
+    return line.split(": ", 1)[1].split(", ")
+
+
+# ---- page 1: attack one image -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def attack_app() -> AppTest:
+    at = start()
+    ok(at)
+    return at
+
+
+def test_attack_page_renders_everything(attack_app):
+    at = attack_app
+    assert not at.error, errors(at)
+    assert len(tags_line(at)) == 10
+    assert any("Alignment cosine" in m.label for m in at.metric)
+    assert len(at.dataframe) >= 2  # tags + scores beside the baselines
+    scores = next(d.value for d in at.dataframe if "most frequent tags" in getattr(d.value, "columns", []))
+    assert {"exact_f1", "neighbourhood_f1"} <= set(scores.index)
+    assert at.get("plotly_chart"), "the scene graph is drawn"
+
+
+def test_k_slider_changes_tags(attack_app):
+    at = attack_app
+    before = tags_line(at)
+    at.slider(key="k").set_value(3).run()
+    ok(at)
+    after = tags_line(at)
+    assert len(after) == 3 and after == before[:3]
+    at.slider(key="k").set_value(10).run()
+
+
+def test_n_slider_victim_and_gallery_selectbox(attack_app):
+    at = attack_app
+    cos = lambda: next(m.value for m in at.metric if "Alignment cosine" in m.label)  # noqa: E731
+    before_cos, before_tags = cos(), tags_line(at)
+    at.slider(key="n_align").set_value(50).run()
+    ok(at)
+    assert cos() != before_cos
+    at.selectbox(key="victim").set_value("lite1").run()
+    ok(at)
+    names = at.selectbox(key="gallery_image").options
+    at.selectbox(key="gallery_image").set_value(names[5]).run()
+    ok(at)
+    assert tags_line(at) != before_tags
+    at.selectbox(key="writer").set_value("none").run()
+    ok(at)
+    assert not at.error, errors(at)
+
+
+def test_unavailable_encoders_are_listed_with_reasons():
+    usable, unavailable = sup.victim_choices(["lite0", "lite1", "lite2"])
+    assert usable == ["lite0", "lite1", "lite2"]
+    names = {u["encoder"]: u["reason"] for u in unavailable}
+    assert "clip-vit-l-14" in names and "weights" in names["clip-vit-l-14"]
+    assert "GOOGLE_API_KEY" in names["gemini-mm-001"]
+    assert "minilm" not in names  # text-only encoders are no victims
+
+
+def test_upload_photo_and_bad_photos():
+    at = start()
+    at.radio(key="source").set_value("Upload a photo").run()
+    ok(at)
+    assert any("Upload a photo" in i.value for i in at.info)
+    at.file_uploader(key="photo").set_value(("red.png", png_bytes(), "image/png")).run()
+    ok(at)
+    assert len(tags_line(at)) == 10 and not at.error
+    at.file_uploader(key="photo").set_value(("broken.jpg", b"not an image at all", "image/jpeg")).run()
+    ok(at)
+    assert "not a readable image" in errors(at)
+    huge = io.BytesIO()
+    Image.new("1", (8000, 6000)).save(huge, format="PNG")  # 48 Mpx, a few KB on disk
+    at.file_uploader(key="photo").set_value(("huge.png", huge.getvalue(), "image/png")).run()
+    ok(at)
+    assert "downsize it first" in errors(at)
+
+
+def test_upload_victim_embedding_paths():
+    at = start()
+    at.radio(key="source").set_value("Upload a victim embedding").run()
+    good = pool_embeddings("lite0")[:1]
+    up = lambda name, data: at.file_uploader(key="embedding_file").set_value((name, data, "application/octet-stream")).run()  # noqa: E731
+    up("one.npy", npy_bytes(good))
+    ok(at)
+    assert len(tags_line(at)) == 10 and not at.error
+    up("short.npy", npy_bytes(good[:, :100]))
+    assert "dims" in errors(at)
+    bad = good.copy()
+    bad[0, 3] = np.nan
+    up("nan.npy", npy_bytes(bad))
+    assert "NaN" in errors(at)
+    up("text.npy", b"garbage")
+    assert "npy" in errors(at)
+    ok(at)
+
+
+# ---- page 2: alignment explorer ------------------------------------------------------------------------------
+
+def test_alignment_explorer():
+    at = start("alignment")
+    ok(at)
+    assert not at.error, errors(at)
+    assert len(at.get("plotly_chart")) == 2
+    caption = next(c.value for c in at.caption if "held-out images" in c.value)
+    at.select_slider(key="al_proj_n").set_value(at.select_slider(key="al_proj_n").options[-1]).run()
+    ok(at)
+    assert next(c.value for c in at.caption if "held-out images" in c.value) != caption
+    at.multiselect(key="al_methods").set_value([]).run()
+    ok(at)
+    assert any("Pick at least one" in i.value for i in at.info)
+
+
+def test_projection_and_curve_helpers():
+    from slime_core.pipeline import Attacker
+
+    attacker = Attacker()
+    rows = sup.alignment_curve(attacker, ["lite0"], ["ridge"], [10, 40])
+    assert [r["N"] for r in rows] == [10, 40] and all(0 < r["heldout_cosine"] < 1 for r in rows)
+    proj = sup.projection(attacker, "lite0", 40, "ridge", n_points=30)
+    assert proj["true"].shape == proj["aligned"].shape == (30, 2)
+    assert sup.n_grid(775, 6)[0] == 10 and sup.n_grid(775, 6)[-1] == 775
+
+
+# ---- pages 3 and 5: evaluation ----------------------------------------------------------------------------------
+
+def test_retrieval_explorer_runs_a_small_evaluation():
+    at = start("retrieval")
+    ok(at)
+    at.slider(key="re_limit").set_value(10)
+    at.multiselect(key="re_ns").set_value([30])
+    at.multiselect(key="re_ks").set_value([1, 5])
+    at.select_slider(key="re_boot").set_value(100)
+    at.button[0].click().run()
+    ok(at)
+    assert not at.error, errors(at)
+    assert len(at.get("plotly_chart")) == 3
+    table = at.dataframe[0].value
+    assert {"attack", "ci_low", "ci_high", "most_frequent", "nearest_image", "vs_frequent"} <= set(table.columns)
+    at.selectbox(key="re_metric").set_value("exact_f1").run()  # reuses the stored result
+    ok(at)
+    assert len(at.dataframe) == 2  # the metric table and the per-tag leakage table
+
+
+def test_batch_report_and_its_errors():
+    at = start("batch_report")
+    ok(at)
+    at.text_input(key="br_ns").set_value("abc")
+    at.button[0].click().run()
+    assert "comma-separated" in errors(at)
+    at.text_input(key="br_ns").set_value("30,5000")
+    at.button[0].click().run()
+    assert "pool holds" in errors(at)
+    at.text_input(key="br_ns").set_value("30")
+    at.text_input(key="br_ks").set_value("1,5")
+    at.number_input(key="br_limit").set_value(10)
+    at.select_slider(key="br_boot").set_value(100)
+    at.button[0].click().run()
+    ok(at)
+    assert not at.error, errors(at)
+    assert len(at.get("download_button")) == 3
+    assert at.get("plotly_chart")
+
+
+def test_eval_helpers_and_html_report():
+    row = {"n_align": 30, "k": 5, "alignment_cosine": {"heldout": 0.6, "test": 0.6, "ci_low": 0.5, "ci_high": 0.7},
+           "metrics": {m: {"attack": 0.3, "ci_low": 0.2, "ci_high": 0.4, "frequent": 0.1, "nearest": 0.2,
+                           "oracle": 0.5, "vs_frequent": {"diff": 0.2, "ci_low": 0.1, "ci_high": 0.3},
+                           "vs_nearest": {"diff": 0.1, "ci_low": 0.0, "ci_high": 0.2}}
+                       for m in ("exact_f1", "neighbourhood_f1")}}
+    part = {"victim": "lite0", "attacker": "a", "method": "ridge", "n_images": 3, "seed": 0, "bootstrap": 10,
+            "rows": [row], "captions": []}
+    merged = sup.merge_results([part, dict(part, rows=[dict(row, n_align=10)])])
+    assert [r["n_align"] for r in merged["rows"]] == [10, 30]
+    df = sup.result_frame(merged)
+    assert len(df) == 4 and df["vs_frequent"].eq(0.2).all()
+    page = sup.html_report(merged)
+    assert page.startswith("<html>") and "neighbourhood_f1" in page
+    for fig in (sup.metric_vs_k_figure(df, "exact_f1", 30), sup.metric_vs_n_figure(df, "exact_f1", 5),
+                sup.difference_figure(df, "exact_f1")):
+        assert fig.data
+    with pytest.raises(SlimeError):
+        sup.merge_results([])
+
+
+# ---- page 4: your own embeddings ---------------------------------------------------------------------------------
+
+def test_own_embeddings_audit_and_refusals():
+    at = start("own_embeddings")
+    ok(at)
+    assert any("Upload both" in i.value for i in at.info)
+    pool = pool_embeddings("lite1")
+    names = pool_names()
+    # a CSV with a name column, rows shuffled: reordered by name
+    order = np.random.default_rng(0).permutation(len(names))
+    df = pd.DataFrame(pool[order], columns=[f"d{i}" for i in range(pool.shape[1])])
+    df.insert(0, "image", [names[i] for i in order])
+    at.file_uploader(key="own_pool").set_value(("pool.csv", df.to_csv(index=False).encode(), "text/csv"))
+    at.file_uploader(key="own_audit").set_value(("audit.npy", npy_bytes(pool[:4]), "application/octet-stream")).run()
+    ok(at)
+    assert not at.error, errors(at)
+    report = at.dataframe[0].value
+    assert len(report) == 4
+    cos = float(next(m.value for m in at.metric if "alignment cosine" in m.label))
+    assert cos > 0.5
+    at.slider(key="own_k").set_value(4).run()
+    ok(at)
+    assert all(len(t.split(", ")) == 4 for t in at.dataframe[0].value["top tags"])
+    # refusals
+    at.file_uploader(key="own_audit").set_value(("audit.npy", npy_bytes(pool[:2, :50]), "application/octet-stream")).run()
+    assert "same model" in errors(at)
+    at.file_uploader(key="own_pool").set_value(("pool.npy", npy_bytes(pool[:100]), "application/octet-stream")).run()
+    assert "100 rows" in errors(at)
+    ok(at)
+
+
+def test_parse_embeddings_formats_and_errors():
+    arr = np.arange(12, dtype=np.float32).reshape(3, 4) + 1
+    got, names = sup.parse_embeddings("x.npy", npy_bytes(arr))
+    assert np.allclose(got, arr) and names is None
+    got, names = sup.parse_embeddings("x.csv", "1,2,3\n4,5,6\n".encode())  # headerless
+    assert got.shape == (2, 3)
+    df = pd.DataFrame({"image": ["a", "b", "c"], "v": list(arr)})
+    buf = io.BytesIO()
+    df.to_parquet(buf)
+    got, names = sup.parse_embeddings("x.parquet", buf.getvalue())
+    assert np.allclose(got, arr) and names == ["a", "b", "c"]
+    for fname, data, message in [
+        ("x.txt", b"1", "unsupported"),
+        ("x.npy", b"", "empty"),
+        ("x.npy", npy_bytes(np.array(["a", "b"])), "not numeric"),
+        ("x.npy", npy_bytes(np.zeros((2, 3))), "all zeros"),
+        ("x.npy", npy_bytes(np.full((2, 3), np.inf)), "NaN or inf"),
+        ("x.npy", npy_bytes(np.ones((2, 2, 2))), "2-D"),
+        ("x.csv", b"name,other,1\na,b,3\n", "not numeric"),
+        ("x.parquet", b"PAR1 nonsense", "not a readable"),
+    ]:
+        with pytest.raises(SlimeError, match=message):
+            sup.parse_embeddings(fname, data)
+
+
+def test_order_pool_upload():
+    pool = ["a.jpg", "b.jpg", "c.jpg"]
+    arr = np.eye(3, dtype=np.float32)
+    assert np.allclose(sup.order_pool_upload(arr, ["c.jpg", "a.jpg", "b.jpg"], pool), arr[[1, 2, 0]])
+    with pytest.raises(SlimeError, match="2 rows"):
+        sup.order_pool_upload(arr[:2], None, pool)
+    with pytest.raises(SlimeError, match="not pool images"):
+        sup.order_pool_upload(arr, ["a.jpg", "b.jpg", "x.jpg"], pool)
+    with pytest.raises(SlimeError, match="repeats"):
+        sup.order_pool_upload(arr, ["a.jpg", "a.jpg", "b.jpg"], pool)
+
+
+# ---- page 6 and figures --------------------------------------------------------------------------------------------
+
+def test_about_page():
+    at = start("about")
+    ok(at)
+    assert not at.error
+    assert any("Threat model" in m.value for m in at.markdown)
+    assert len(at.dataframe) >= 1
+
+
+def test_scene_graph_figure():
+    from slime_core.infer import graph_from_tags
+
+    fig = sup.scene_graph_figure(graph_from_tags(["dog run on grass", "black dog", "man sit on bench"]))
+    assert fig.data and {"dog", "grass", "man", "bench"} <= {t.split("<br>")[0] for t in fig.data[0].text}
+    assert sup.scene_graph_figure(graph_from_tags([])).layout.annotations
+
+
+def test_no_secret_is_echoed(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret-value")
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    assert sup.any_llm_key() == ["OPENAI_API_KEY"]
+    at = start()
+    at.selectbox(key="writer").set_value("litellm").run()
+    ok(at)
+    assert any("enter a litellm model" in w.value for w in at.warning)
+    at.text_input(key="llm_model").set_value("anthropic/claude-3-5-haiku-latest").run()
+    ok(at)
+    assert any("ANTHROPIC_API_KEY" in w.value for w in at.warning)  # a missing key is a clear message
+    shown = " ".join(str(e.value) for group in (at.markdown, at.caption, at.error, at.warning) for e in group)
+    assert "OPENAI_API_KEY" in shown and "sk-test-secret-value" not in shown

@@ -1,0 +1,95 @@
+"""One real-browser check: `streamlit run app.py` headless on 127.0.0.1, driven by Playwright with the system
+Chromium (never `playwright install`). Moves the k slider and checks that the tags change; saves a screenshot."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="system Chromium not found at /usr/bin/chromium "
+                       "(install it with `apt-get install -y chromium`)"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def server(tmp_path):
+    port = free_port()
+    log = open(tmp_path / "streamlit.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not open its port within 60 s")
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def tags_text(page) -> str:
+    return page.get_by_text(re.compile(r"^Tags \(text\)")).first.locator("xpath=..").inner_text()
+
+
+def test_k_slider_changes_tags_in_a_real_browser(server, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            page.goto(server, wait_until="domcontentloaded")
+            page.get_by_text(re.compile(r"^Tags \(text\)")).first.wait_for(timeout=120_000)
+            before = tags_text(page)
+            assert len(before.split(": ", 1)[1].split(", ")) == 10
+            slider = page.get_by_role("slider", name=re.compile("k tags"))
+            if slider.count() == 0:  # older Streamlit builds label the thumb differently
+                slider = page.locator('[data-testid="stSlider"]').filter(has_text="k tags").get_by_role("slider")
+            slider.first.focus()
+            for _ in range(6):
+                page.keyboard.press("ArrowLeft")
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('p')].some(p => p.innerText.startsWith('Tags (text)') && "
+                "p.innerText.split(': ')[1].split(', ').length === 4)", timeout=60_000)
+            after = tags_text(page)
+            assert after != before
+            assert len(after.split(": ", 1)[1].split(", ")) == 4
+            page.get_by_text(re.compile(r"^Attack done in")).first.wait_for(timeout=60_000)
+            page.wait_for_load_state("networkidle", timeout=30_000)
+            shot = tmp_path / "slime_app.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+            print(f"screenshot: {shot}")
+        finally:
+            browser.close()
