@@ -25,6 +25,7 @@ def int_list(text: str) -> list[int]:
 
 def add_attack_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bundle", type=Path, default=None, help="attacker bundle folder (default: models/default)")
+    p.add_argument("--attacker", default=None, help="attacker whose bundle to use: models/<NAME>/ (lite2-minilm: models/default)")
     p.add_argument("--victim", default="lite0", help="victim image encoder (lite2 = the no-alignment oracle)")
     p.add_argument("--method", default="ridge", choices=("ridge", "lstsq", "procrustes"),
                    help="alignment map: ridge (default), lstsq (the paper's one-step least squares), procrustes")
@@ -114,7 +115,8 @@ def cmd_eval(args) -> int:
 def cmd_build(args) -> int:
     from slime_core.build import BuildConfig, build
 
-    cfg = BuildConfig(data=args.data, widen_vocab=args.widen_vocab, tag_backend=args.tags, seed=args.seed)
+    cfg = BuildConfig(data=args.data, widen_vocab=args.widen_vocab, tag_backend=args.tags, seed=args.seed,
+                      victims=None if args.victims is None else tuple(v for v in args.victims.split(",") if v.strip()))
     cfg.out = args.out or cfg.out
     cfg.attacker = args.attacker or cfg.attacker
     build(cfg, progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr))
@@ -128,6 +130,69 @@ def cmd_pool(args) -> int:
     b = load_bundle(args.bundle)
     for name in b.pool["images"]:
         print(name)
+    return 0
+
+
+def _defence_setup(args):
+    """Attacker, test samples and the shared curve set-up for `defend` and `report`."""
+    from slime_core.curves import prepare
+    from slime_core.data import load_folder
+    from slime_core.pipeline import Attacker
+
+    attacker = Attacker(args.bundle, args.pool_data)
+    samples = [s for s in load_folder(args.data or attacker.data, args.split) if s.path is not None]
+    if args.limit:
+        samples = samples[: args.limit]
+    setup = prepare(attacker, samples, args.victim, args.n_align, args.k, args.method, args.seed, args.bootstrap,
+                    progress=not args.no_progress)
+    return attacker, samples, setup
+
+
+def cmd_defend(args) -> int:
+    """Leakage vs utility of one defence at each strength, the attacker refitting on defended pairs."""
+    from slime_core.curves import curve, figure, format_table
+    from slime_core.defend import make_defence, parse_strengths, spec
+    from slime_core.report import jsonable
+
+    spec(args.defence)
+    strengths = parse_strengths(args.strength) if args.strength else list(spec(args.defence).default_strengths)
+    kwargs = {"delta": args.delta, "calibration": args.calibration} if args.defence == "gaussian" else {}
+    for s in strengths:  # fail on a bad strength before the slow set-up
+        make_defence(args.defence, s, args.defence_seed, **kwargs)
+    _, _, setup = _defence_setup(args)
+    rows = curve(setup, args.defence, strengths, args.defence_seed, **kwargs)
+    text = json.dumps(jsonable(rows), indent=2)  # 'inf' strengths as strings: standard JSON
+    if args.output:
+        Path(args.output).write_text(text)
+    if args.figure:
+        figure(rows).write_html(str(args.figure), include_plotlyjs=True)
+    print(text if args.format == "json" else format_table(rows))
+    return 0
+
+
+def cmd_report(args) -> int:
+    """Self-contained HTML audit report (plus JSON beside it)."""
+    from slime_core.defend import DEFENCES, make_defence, parse_strengths, spec
+    from slime_core.report import build_report, write_report
+
+    names = [] if args.no_defences else [d.strip() for d in (args.defence or "").split(",") if d.strip()] or list(DEFENCES)
+    for d in names:
+        spec(d)
+    if args.strength and len(names) != 1:
+        raise SlimeError("--strength needs exactly one --defence.")
+    grid = {d: (parse_strengths(args.strength) if args.strength else list(spec(d).default_strengths)) for d in names}
+    for d, ss in grid.items():
+        for s in ss:
+            make_defence(d, s)
+    out = Path(args.out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise SlimeError(f"--out {out} should end in .html (the JSON goes beside it).")
+    attacker, samples, setup = _defence_setup(args)
+    report = build_report(attacker, samples, args.victim, grid, args.n_aligns, args.ks, args.n_align, args.k,
+                          args.method, args.seed, args.examples, args.bootstrap, args.paper_figures, setup=setup,
+                          progress=not args.no_progress)
+    html_path, json_path = write_report(report, out)
+    print(f"wrote {html_path} and {json_path}")
     return 0
 
 
@@ -170,13 +235,55 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--attacker", default=None, help="attacker dual encoder (default lite2-minilm)")
     p.add_argument("--widen-vocab", type=Path, default=None, help="captions.jsonl folder whose tags join the vocabulary")
     p.add_argument("--tags", default="spacy", choices=("spacy", "stanza"))
+    p.add_argument("--victims", default=None, help="comma-separated victims whose pool embeddings the bundle keeps "
+                   "(also training augmentation); '' for none (default: the attacker's registry list)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_build)
 
+    from slime_core.cli_paper import add_commands
+
+    add_commands(sub)  # data coco, tags
+
     p = sub.add_parser("pool", help="list the public pool images in bundle order")
     p.add_argument("--bundle", type=Path, default=None)
     p.set_defaults(func=cmd_pool)
+
+    p = sub.add_parser("defend", help="leakage vs utility of a defence applied before embeddings leave the owner")
+    p.add_argument("--defence", required=True, help="noise | gaussian | laplace | rotation | shuffle | pca | projection | quantise")
+    p.add_argument("--strength", default=None, help="comma-separated strengths (default: the defence's own grid); 'inf' = no DP noise")
+    p.add_argument("--data", type=Path, default=None, help="dataset folder (default: the attacker's data folder)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--limit", type=int, default=0, help="first L images only")
+    p.add_argument("--n-align", type=int, default=300)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--defence-seed", type=int, default=0, help="the owner's secret key / noise seed")
+    p.add_argument("--delta", type=float, default=1e-5, help="delta of the Gaussian mechanism")
+    p.add_argument("--calibration", default="analytic", choices=("analytic", "classic"), help="Gaussian mechanism calibration")
+    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--format", default="text", choices=("text", "json"))
+    p.add_argument("--output", type=Path, help="also write the JSON here")
+    p.add_argument("--figure", type=Path, help="also write the plotly chart here (.html, self-contained)")
+    add_attack_options(p)
+    p.set_defaults(func=cmd_defend)
+
+    p = sub.add_parser("report", help="self-contained HTML audit report (plus JSON)")
+    p.add_argument("--out", type=Path, default=Path("report.html"))
+    p.add_argument("--defence", default=None, help="comma-separated defences for the curves (default: all)")
+    p.add_argument("--no-defences", action="store_true", help="leave the defence curves out")
+    p.add_argument("--strength", default=None, help="strengths, with exactly one --defence")
+    p.add_argument("--data", type=Path, default=None)
+    p.add_argument("--split", default="test")
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--n-aligns", type=int_list, default=[10, 30, 100, 300], help="N values for alignment cosine vs N")
+    p.add_argument("--ks", type=int_list, default=[1, 5, 10, 20], help="k values for leakage per k")
+    p.add_argument("--n-align", type=int, default=300, help="N for the examples and the defence curves")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--examples", type=int, default=6)
+    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--paper-figures", type=Path, default=None, help="JSON of the paper's figures to show, labelled as the paper's")
+    add_attack_options(p)
+    p.set_defaults(func=cmd_report)
 
     return ap
 
@@ -184,6 +291,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        if hasattr(args, "bundle") and hasattr(args, "attacker") and args.command != "build":
+            from slime_core.cli_paper import select_bundle
+
+            select_bundle(args)  # --attacker picks models/<NAME>/; the bundle must match it and this process's encoders
         return args.func(args)
     except SlimeError as err:
         print(f"slime {args.command}: error: {err}", file=sys.stderr)

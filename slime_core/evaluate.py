@@ -70,6 +70,7 @@ def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n
     if scorer is None:
         text = attacker.encoder(b.manifest["text_encoder"])
         scorer = NeighbourhoodScorer(b.tags, b.tag_text, lambda ts: text.encode_texts(ts), m=5)
+    scorer.neighbours(sorted({t for r in refs for t in r}))  # one batched text-encoder pass, not one per image
     report(0.05, f"embedding {len(samples)} images")
     paths = [str(s.path) for s in samples]
     X = attacker.embed(victim, paths, progress=progress)

@@ -1,0 +1,190 @@
+"""Curves on a small synthetic world (a fake attacker with the Attacker interface curves.py uses), plus
+one small end-to-end run on the real default bundle (marked slow)."""
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from slime_core import curves
+from slime_core.errors import SlimeError
+from slime_core.metrics import NeighbourhoodScorer
+
+
+def _unit(X):
+    return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+
+
+class FakeAttacker:
+    """Images have a latent z; the victim and the attacker embed it linearly (different spaces), tags are
+    directions in attack space and an image's reference tags are its 3 best tags."""
+
+    def __init__(self, n_pool=120, n_test=24, latent=6, dv=20, da=16, n_tags=18, seed=0, data=Path(".")):
+        rng = np.random.default_rng(seed)
+        Mv, Ma = rng.standard_normal((latent, dv)), rng.standard_normal((latent, da))
+        z = rng.standard_normal((n_pool + n_test, latent))
+        Xv = _unit(z @ Mv + 0.05 * rng.standard_normal((len(z), dv))) + 0.5  # shifted: victim-like, non-negative-ish
+        Xv = _unit(Xv)
+        A = _unit(z @ Ma)
+        self.tag_names = [f"tag{i}" for i in range(n_tags)]
+        self.tag_vecs = _unit(rng.standard_normal((n_tags, da)))
+        self.tag_text = _unit(rng.standard_normal((n_tags, 8)))
+        pool_names = [f"pool{i}.jpg" for i in range(n_pool)]
+        self.bundle = SimpleNamespace(pool={"images": pool_names}, attacker="fake-attacker", image_encoder="fake-att",
+                                      manifest={"text_encoder": "fake-text"}, tags=self.tag_names, tag_text=self.tag_text)
+        self.pool_attack, self._X_pool = A[:n_pool], Xv[:n_pool]
+        self._X_test, self._A_test = Xv[n_pool:], A[n_pool:]
+        self.data = Path(data)
+        self.samples = [SimpleNamespace(name=f"test{i}.jpg", path=self.data / "images" / f"test{i}.jpg",
+                                        captions=[f"caption {i}"]) for i in range(n_test)]
+        counts = np.zeros(n_tags)
+        self.refs = []
+        for a in self._A_test:
+            top = list(np.argsort(-(self.tag_vecs @ a))[:3])
+            counts[top] += 1
+            self.refs.append([self.tag_names[i] for i in top])
+        self._freq = [self.tag_names[i] for i in np.argsort(-counts, kind="stable")]
+
+    def victim_pool(self, victim, progress=False):
+        return self._X_pool
+
+    def embed(self, name, paths, progress=False):
+        return self._A_test if name == self.bundle.image_encoder else self._X_test
+
+    def retrieve(self, A, k):
+        s = np.atleast_2d(A) @ self.tag_vecs.T
+        return [[(self.tag_names[i], float(row[i])) for i in np.argsort(-row)[:k]] for row in s]
+
+    def neighbours(self, A, k=5, exclude=frozenset()):
+        names = self.bundle.pool["images"]
+        s = np.atleast_2d(A) @ self.pool_attack.T
+        return [[(names[j], float(row[j])) for j in np.argsort(-row)[:k]] for row in s]
+
+    def frequent_tags(self, k):
+        return self._freq[:k]
+
+    def scorer(self):
+        index = {t: i for i, t in enumerate(self.tag_names)}
+        return NeighbourhoodScorer(self.tag_names, self.tag_text, lambda ts: self.tag_text[[index[t] for t in ts]], m=2)
+
+
+def fake_setup(**kw):
+    att = FakeAttacker(**kw)
+    return att, curves.prepare(att, att.samples, "fake-victim", n_align=60, k=3, n_boot=200, refs=att.refs,
+                               scorer=att.scorer())
+
+
+def test_undefended_attack_leaks_beyond_prior_and_utility_is_one():
+    _, setup = fake_setup()
+    u = setup.undefended
+    assert set(u) >= {"defence", "strength", "leakage", "utility"}
+    assert set(u["leakage"]) >= {"alignment_cosine", "tag_f1", "neighbourhood_f1"}
+    assert u["utility"] == {"recall_at_1": 1.0, "recall_at_5": 1.0}
+    assert u["leakage"]["alignment_cosine"] > 0.9
+    assert u["leakage"]["tag_f1"] > u["baselines"]["frequent"]["tag_f1"] + 0.2
+    assert u["leakage"]["tag_f1_vs_frequent"]["ci_low"] > 0
+
+
+def test_noise_curve_falls_and_knee_and_stop_are_marked():
+    _, setup = fake_setup()
+    rows = curves.curve(setup, "noise", [0, 0.05, 0.3, 3.0])
+    assert [r["strength"] for r in rows] == [0, 0.05, 0.3, 3.0]
+    cos = [r["leakage"]["alignment_cosine"] for r in rows]
+    r1 = [r["utility"]["recall_at_1"] for r in rows]
+    assert cos[0] > cos[-1] and r1[0] == 1.0 and r1[-1] < 0.5
+    assert sum(r["knee"] for r in rows) == 1
+    assert sum(r["stops_leak"] for r in rows) <= 1
+    assert rows[-1]["leakage"]["tag_f1_vs_frequent"]["ci_low"] <= 0.05  # huge noise: next to nothing beyond the prior
+    text = curves.format_table(rows)
+    assert "knee" in text and "prior baseline" in text
+
+
+def test_rotation_and_shuffle_change_nothing_for_an_adaptive_attacker():
+    _, setup = fake_setup()
+    for name in ("rotation", "shuffle"):
+        off, on = curves.curve(setup, name, [0, 1])
+        assert on["leakage"]["alignment_cosine"] == pytest.approx(off["leakage"]["alignment_cosine"], abs=1e-4)
+        assert on["leakage"]["tag_f1"] == pytest.approx(off["leakage"]["tag_f1"], abs=0.05)  # float ties only
+        assert on["utility"] == off["utility"]
+
+
+def test_every_defence_runs_on_the_fake_world():
+    _, setup = fake_setup()
+    grid = {"noise": [0.1], "gaussian": [1000.0], "laplace": [1000.0], "rotation": [1], "shuffle": [1], "pca": [4],
+            "projection": [4], "quantise": [8, 1]}
+    out = curves.all_curves(setup, grid)
+    assert set(out) == set(grid)
+    assert out["pca"][0]["released_dim"] == 4
+    assert out["quantise"][0]["utility"]["recall_at_1"] > 0.9  # 8 bits lose almost nothing
+
+
+def test_retrieval_recall_definition():
+    rng = np.random.default_rng(0)
+    pool, test = _unit(rng.standard_normal((30, 5))), _unit(rng.standard_normal((6, 5)))
+    targets = curves._nearest_targets(pool, test)
+    assert curves.retrieval_recall(pool, test, targets) == {"recall_at_1": 1.0, "recall_at_5": 1.0}
+    scrambled = curves.retrieval_recall(pool, _unit(rng.standard_normal((6, 5))), targets, ks=(1, 36))
+    assert scrambled["recall_at_36"] == 1.0 and scrambled["recall_at_1"] < 1.0
+    assert np.all(targets != 30 + np.arange(6))  # never itself
+
+
+def _row(strength, r1, nb, base=0.1, ci_low=0.01):
+    return {"defence": "noise", "strength": strength, "utility": {"recall_at_1": r1},
+            "leakage": {"neighbourhood_f1": nb, "neighbourhood_f1_vs_frequent": {"ci_low": ci_low}},
+            "baselines": {"frequent": {"neighbourhood_f1": base}}}
+
+
+def test_knee_is_where_the_curve_bends_and_stop_is_the_weakest_safe_strength():
+    rows = [_row(0, 1.0, 0.5), _row(1, 0.95, 0.15), _row(2, 0.5, 0.12, ci_low=-0.01), _row(3, 0.0, 0.1, ci_low=-0.05)]
+    assert curves.knee_index(rows, rows[0]) == 1  # leakage collapses while utility holds
+    assert curves.stop_index(rows) == 2
+    assert curves.stop_index(list(reversed(rows))) == 1  # order given does not matter: weakest first
+    flat = [_row(0, 1.0, 0.5), _row(1, 1.0, 0.5)]
+    assert curves.knee_index(flat, flat[0]) == 0
+
+
+def test_curve_errors():
+    _, setup = fake_setup()
+    with pytest.raises(SlimeError, match="unknown defence"):
+        curves.curve(setup, "nope", [1])
+    with pytest.raises(SlimeError, match="0 \\(off\\) or 1"):
+        curves.curve(setup, "rotation", [0, 2])
+    with pytest.raises(SlimeError, match="no strengths"):
+        curves.curve(setup, "noise", [])
+    with pytest.raises(SlimeError, match="larger than the embedding dimension"):
+        curves.curve(setup, "pca", [64])
+
+
+def test_figure_and_png(tmp_path):
+    _, setup = fake_setup()
+    rows = curves.curve(setup, "noise", [0, 0.1, 1.0])
+    fig = curves.figure(rows)
+    names = [t.name for t in fig.data]
+    assert any(n.startswith("knee") for n in names) and "neighbourhood F1" in names
+    png = tmp_path / "c.png"
+    curves.render_png({"noise": rows, "rotation": curves.curve(setup, "rotation", [0, 1])}, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_real_bundle_end_to_end_on_a_few_images():
+    """The default bundle and 6 test images; a cheap scorer stands in for MiniLM to keep this fast."""
+    from slime_core.data import load_folder
+    from slime_core.pipeline import Attacker
+
+    try:
+        attacker = Attacker()
+        samples = [s for s in load_folder(attacker.data, "test") if s.path is not None][:6]
+    except SlimeError as err:
+        pytest.skip(f"default bundle or data not available: {err}")
+    b = attacker.bundle
+    index = {t: i for i, t in enumerate(b.tags)}
+    embed = lambda ts: np.stack([b.tag_text[index[t]] if t in index else np.zeros(b.tag_text.shape[1], np.float32)
+                                 for t in ts])
+    scorer = NeighbourhoodScorer(b.tags, b.tag_text, embed, m=5)
+    setup = curves.prepare(attacker, samples, "lite0", n_align=100, k=10, n_boot=100, scorer=scorer)
+    rows = curves.curve(setup, "rotation", [0, 1])
+    assert rows[0]["leakage"]["alignment_cosine"] > 0.5
+    assert rows[1]["leakage"]["alignment_cosine"] == pytest.approx(rows[0]["leakage"]["alignment_cosine"], abs=1e-3)
+    assert rows[0]["utility"]["recall_at_1"] == 1.0

@@ -1,0 +1,85 @@
+"""The audit report on the synthetic world of test_curves: self-contained HTML, JSON, honest labels."""
+
+import json
+import re
+
+import pytest
+from PIL import Image
+
+from slime_core import curves
+from slime_core.errors import SlimeError
+from slime_core.report import build_report, load_paper_figures, write_report
+from test_curves import FakeAttacker
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    (root / "images").mkdir()
+    att = FakeAttacker(data=root)
+    for s in att.samples[:4]:
+        Image.new("RGB", (64, 48), (200, 80, 40)).save(s.path)
+    setup = curves.prepare(att, att.samples, "fake-victim", n_align=60, k=3, n_boot=100, refs=att.refs,
+                           scorer=att.scorer())
+    return att, setup
+
+
+def _report(world, **kw):
+    att, setup = world
+    args = dict(victim="fake-victim", defences={"noise": [0, 0.3], "rotation": [0, 1]}, n_aligns=(10, 60), ks=(1, 3),
+                n_align=60, k=3, n_examples=3, n_boot=100, setup=setup)
+    args.update(kw)
+    return build_report(att, att.samples, **args)
+
+
+def test_report_contents(world):
+    r = _report(world)
+    assert [row["n_align"] for row in r["attack"]["alignment_vs_n"]] == [10, 60]
+    assert {(row["n_align"], row["k"]) for row in r["attack"]["leakage"]} == {(10, 1), (10, 3), (60, 1), (60, 3)}
+    assert all("frequent" in row for row in r["attack"]["leakage"])  # every figure beside its prior
+    assert set(r["defences"]) == {"noise", "rotation"}
+    assert len(r["examples"]) == 3
+    assert all(t["match"] in ("exact", "near", "miss") for ex in r["examples"] for t in ex["tags"])
+    assert r["paper_figures"] is None
+
+
+def test_html_is_self_contained_and_json_beside_it(world, tmp_path):
+    r = _report(world, n_examples=24)  # every test image: some have files (thumbnails), some do not
+    html_path, json_path = write_report(r, tmp_path / "audit.html")
+    html = html_path.read_text()
+    assert "Threat model" in html and "Models used" in html and "Alignment cosine vs N" in html
+    assert "Leakage per k" in html and "what leaked" in html and "leakage vs utility" in html
+    assert "Plotly" in html and html.count("Plotly.newPlot") >= 4  # plotly.js inlined, one call per chart
+    assert not re.search(r"<script[^>]+src=", html)  # nothing fetched: opens offline
+    assert "data:image/jpeg;base64," in html and "(image not available)" in html
+    assert "NOT measured by this run" in html and "none are invented" in html
+    data = json.loads(json_path.read_text())
+    assert "thumbnail" not in json_path.read_text()
+    assert data["defences"]["rotation"]["rows"][1]["strength"] == 1
+
+
+def test_paper_figures_are_labelled_as_the_papers(world, tmp_path):
+    fig = tmp_path / "paper.json"
+    fig.write_text(json.dumps({"source": "a transcription for the test", "figures": [
+        {"title": "cosine vs N", "x_label": "N", "y_label": "cosine", "series": [{"name": "s", "x": [1, 2], "y": [0.1, 0.2]}]}]}))
+    r = _report(world, defences={}, paper_figures=fig)
+    html_path, _ = write_report(r, tmp_path / "p.html")
+    html = html_path.read_text()
+    assert "THE PAPER&#x27;S FIGURE" in html or "THE PAPER'S FIGURE" in html
+    assert "a transcription for the test" in html
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"figures": [{"series": [{"x": [1], "y": [1, 2]}]}]}))
+    with pytest.raises(SlimeError, match="not a valid figures file"):
+        load_paper_figures(bad)
+
+
+def test_report_errors(world, tmp_path):
+    with pytest.raises(SlimeError, match="unknown defence"):
+        _report(world, defences={"nope": [1]})
+    with pytest.raises(SlimeError, match="pool holds"):
+        _report(world, n_aligns=(5000,))
+    r = _report(world, defences={})
+    with pytest.raises(SlimeError, match=".html"):
+        write_report(r, tmp_path / "x.txt")
+    with pytest.raises(SlimeError, match="does not exist"):
+        write_report(r, tmp_path / "missing" / "x.html")
