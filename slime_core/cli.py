@@ -59,7 +59,7 @@ def cmd_attack(args) -> int:
 
         graph = VLMInferrer(args.scene_graph)
     run = dict(victim=args.victim, n_align=args.n_align, k=args.k, method=args.method, seed=args.seed, writer=writer,
-               scene_graph=graph)
+               scene_graph=graph, final_from=tuple(p for p in (args.final_caption or "").split(",") if p))
     if args.image is not None:
         results = [attacker.attack(image=str(args.image), **run)]
     elif args.embedding is not None:
@@ -90,6 +90,8 @@ def cmd_attack(args) -> int:
                 g = d["scene_graph"]
                 rels = "; ".join(" ".join(r) for r in g["relations"] + g["raw_relations"])
                 print(f"  scene graph: objects {', '.join(g['objects'])}; relations {rels or '-'}; scene {g['scene'] or '-'}")
+            if d["final_caption"] is not None:
+                print(f"  final caption: {d['final_caption']}")
     return 0
 
 
@@ -211,6 +213,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--caption", default="none", help="none | local | consensus | <litellm model>")
     p.add_argument("--caption-mode", default=None, help="tags | neighbours | tags+neighbours")
     p.add_argument("--scene-graph", default=None, help="tags (offline, from the retrieved tags) | <litellm VLM model>")
+    p.add_argument("--final-caption", default=None,
+                   help="comma-separated scene-graph parts (objects,relations,scene) to write a final caption from")
     p.add_argument("--format", default="text", choices=("text", "json", "jsonl"))
     add_attack_options(p)
     p.set_defaults(func=cmd_attack)

@@ -44,6 +44,7 @@ class AttackResult:
     neighbors: list[dict]  # [{"image", "score"}], nearest public images in attack space
     caption: str | None = None
     scene_graph: dict | None = None  # objects, attributes, relations, scene (when asked for)
+    final_caption: str | None = None  # written from chosen scene-graph parts (the paper's ablation)
     aligned: np.ndarray | None = field(default=None, repr=False)  # the image's embedding in attack space
 
     def to_dict(self) -> dict:
@@ -158,11 +159,13 @@ class Attacker:
     # --- the whole attack -------------------------------------------------------------------------
     def attack(self, image=None, embedding: np.ndarray | None = None, victim: str = "lite0", n_align: int = 300,
                k: int = 10, method: str = "ridge", seed: int = 0, writer=None, n_neighbours: int = 5,
-               name: str | None = None, scene_graph=None) -> AttackResult:
+               name: str | None = None, scene_graph=None, final_from: tuple[str, ...] = ()) -> AttackResult:
         """Attack one image (path or PIL image, embedded with `victim`) or one victim embedding.
 
         scene_graph: None; "tags" for the offline graph built from the retrieved relational tags; or a
-        `VLMInferrer`, which sees the tags and caption (never the victim's image: the attacker has only the embedding)."""
+        `VLMInferrer`, which sees the tags and caption (never the victim's image: the attacker has only the embedding).
+        final_from: parts of the scene graph ("objects", "relations", "scene") that a final caption is written from
+        by `writer` (an LLM writer), as in the paper's ablation."""
         if (image is None) == (embedding is None):
             raise SlimeError("give exactly one of an image or a victim embedding.")
         alignment = self.alignment(victim, n_align, method, seed)
@@ -184,10 +187,23 @@ class Attacker:
             graph = asdict(graph_from_tags([t for t, _ in tags]))
         elif scene_graph is not None:
             graph = asdict(scene_graph.scene_graph(tags=[t for t, _ in tags], caption=caption))
+        final = None
+        if final_from:
+            from slime_core.infer import final_caption_prompt
+
+            if graph is None or writer is None or not hasattr(writer, "write_prompt"):
+                raise SlimeError("a final caption needs a scene graph (--scene-graph) and an LLM writer (--caption local or a model).")
+            unknown = set(final_from) - {"objects", "relations", "scene"}
+            if unknown:
+                raise SlimeError(f"final caption parts must be objects, relations or scene, not {sorted(unknown)}.")
+            parts = {part: graph[part] for part in final_from}
+            if "relations" in parts:  # the tags' own verb phrases count too: few map onto the paper's predicates
+                parts["relations"] = list(graph["relations"]) + list(graph.get("raw_relations", []))
+            final = writer.write_prompt(final_caption_prompt(**parts)).text
         label = name or (str(image) if isinstance(image, (str, Path)) else None)
         return AttackResult(label, victim, self.bundle.attacker, n_align, k, round(alignment.heldout_cosine, 4),
                             [{"tag": t, "score": round(s, 4)} for t, s in tags],
-                            [{"image": n, "score": round(s, 4)} for n, s in near], caption, graph, a[0])
+                            [{"image": n, "score": round(s, 4)} for n, s in near], caption, graph, final, a[0])
 
     def captions_of(self, names: list[str]) -> list[str]:
         """First caption of each named public image, from the dataset folder when it is there."""

@@ -76,6 +76,14 @@ class CaptionWriter:
         return WrittenCaption(clean_caption(text) or text.strip(), self.mode, self.model, messages[-1]["content"],
                               time.perf_counter() - start, cost)
 
+    def write_prompt(self, prompt: str) -> WrittenCaption:
+        """One caption from a ready prompt (e.g. infer.final_caption_prompt, the paper's ablation)."""
+        start = time.perf_counter()
+        messages = [{"role": "system", "content": prompts()["system"]["text"]}, {"role": "user", "content": prompt}]
+        text, cost = self._generate(messages)
+        return WrittenCaption(clean_caption(text) or text.strip(), "final", self.model, prompt,
+                              time.perf_counter() - start, cost)
+
     def messages(self, tags: list[str], neighbour_captions: list[str] | None = None) -> list[dict]:
         """System prompt, the prompt file's worked examples as earlier turns, then this image's request."""
         section = prompts()["tags" if self.mode == "tags" else "tags_neighbours"]

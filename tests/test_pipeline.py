@@ -7,6 +7,7 @@ from conftest import BLACK_DOG, DEMO, TAN_DOG
 from slime_core.align import fit_alignment
 from slime_core.errors import SlimeError
 from slime_core.pipeline import AttackResult
+from slime_core.write import CaptionWriter
 
 pytestmark = pytest.mark.slow  # real weights: EfficientNet-Lite, MiniLM, spaCy, the default bundle
 
@@ -173,3 +174,27 @@ def test_missing_and_corrupt_images(attacker, tmp_path):
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
     with pytest.raises(SlimeError, match="not a readable image"):
         attacker.attack(image=str(tmp_path / "bad.jpg"), victim="lite0", n_align=30)
+
+
+class EchoWriter(CaptionWriter):
+    """An LLM stand-in that answers with the last line of its prompt, so the test sees what it was given."""
+
+    model = "echo"
+
+    def _generate(self, messages):
+        return messages[-1]["content"].splitlines()[-2], 0.0  # the line before "Caption:"
+
+
+def test_scene_graph_and_final_caption(attacker, dog_attack):
+    x = attacker.bundle.pool_embeddings["lite0"][0]
+    r = attacker.attack(embedding=x, victim="lite0", k=10, scene_graph="tags", writer=EchoWriter(),
+                        final_from=("objects",))
+    tags = [t["tag"] for t in r.tags]
+    nouns = {t.split()[-1] for t in tags}
+    assert set(r.scene_graph["objects"]) <= {w for t in tags for w in t.split()}
+    assert nouns & set(r.scene_graph["objects"])
+    assert r.final_caption.startswith("Objects: ") and r.final_caption[len("Objects: "):].split(", ") == r.scene_graph["objects"]
+    with pytest.raises(SlimeError, match="needs a scene graph"):
+        attacker.attack(embedding=x, victim="lite0", writer=EchoWriter(), final_from=("objects",))
+    with pytest.raises(SlimeError, match="objects, relations or scene"):
+        attacker.attack(embedding=x, victim="lite0", scene_graph="tags", writer=EchoWriter(), final_from=("colour",))
