@@ -140,11 +140,28 @@ def timed(log: list, label: str):
     log.append((label, time.perf_counter() - start))
 
 
+@st.cache_resource(show_spinner="Checking which paper encoders can load here ...")
+def encoder_problem(name: str) -> str | None:
+    """None when `name` loads here and the pool images are on disk to embed N of them, else why not."""
+    from slime_core.errors import SlimeError
+
+    attacker = get_attacker()
+    missing = [p for p in attacker.pool_paths() if not p.exists()]
+    if missing:
+        return f"its embeddings of the public pool are not in the bundle and the pool images are not in {attacker.data}"
+    try:
+        attacker.encoder(name)
+    except SlimeError as err:
+        return str(err)
+    except Exception as err:  # a broken install or corrupt weights: say so rather than crash the page
+        return f"failed to load: {type(err).__name__}: {err}"
+    return None
+
+
 def victim_options():
     from slime_core.app_support import victim_choices
 
-    attacker = get_attacker()
-    return victim_choices(attacker.bundle.encoders())
+    return victim_choices(get_attacker().bundle.encoders(), probe=encoder_problem)
 
 
 def unavailable_expander(unavailable: list[dict]) -> None:
@@ -158,3 +175,17 @@ def unavailable_expander(unavailable: list[dict]) -> None:
 def pool_image(name: str) -> Path | None:
     path = get_attacker().data / "images" / name
     return path if path.exists() else None
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def defence_setup(victim: str, limit: int, n_align: int, k: int, method: str = "ridge", seed: int = 0,
+                  n_boot: int = 200):
+    """`curves.prepare` on the first `limit` test images (victim and attacker embeddings, reference tags, the
+    prior baselines and the undefended point), once per set of inputs; shared by the Defences page and the
+    audit report button. Reuses the app's parser and text encoder."""
+    from slime_core.curves import prepare
+
+    samples = eval_samples(limit)
+    refs = [reference_tags(tuple(s.captions)) for s in samples]
+    return prepare(get_attacker(), samples, victim, n_align, k, method, seed, n_boot, False, refs=refs,
+                   scorer=get_scorer())

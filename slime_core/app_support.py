@@ -25,11 +25,12 @@ MAX_EMBEDDING_DIM = 16_384
 
 # ---- encoders the app can offer --------------------------------------------------------------------
 
-def victim_choices(pool_encoders: Sequence[str]) -> tuple[list[str], list[dict]]:
+def victim_choices(pool_encoders: Sequence[str], probe=None) -> tuple[list[str], list[dict]]:
     """(usable victim encoders, [{name, about, reason}] for the registry's encoders that cannot be used here).
 
-    Usable = the bundle holds its embeddings of the public pool (the offline encoders). The paper's encoders
-    need weights or API keys, and their embeddings of the pool, which the default bundle does not carry."""
+    Usable: the bundle holds its embeddings of the public pool (the offline encoders), or `probe(name)` -- which
+    tries to load the encoder and checks the pool images are there to embed N of them -- returns None. An API
+    encoder without its key is not probed. Otherwise the reason is the probe's (or the missing key's) message."""
     from slime_core.encoders import encoder_names, encoder_spec
 
     usable, unavailable = [], []
@@ -40,14 +41,15 @@ def victim_choices(pool_encoders: Sequence[str]) -> tuple[list[str], list[dict]]
         if name in pool_encoders:
             usable.append(name)
             continue
-        if spec.get("env"):
-            have_key = bool(os.environ.get(spec["env"]))
-            reason = (f"API key {spec['env']} found, but the bundle has no {name} embeddings of the public pool; "
-                      f"build them with the CLI (`slime attack --victim {name}` embeds the pool once)") if have_key \
-                else f"needs the API key {spec['env']} in the environment (or st.secrets) and network access"
+        if spec.get("env") and not os.environ.get(spec["env"]):
+            reason = f"needs the API key {spec['env']} in the environment (or st.secrets) and network access"
+        elif probe is not None:
+            reason = probe(name)
+            if reason is None:
+                usable.append(name)
+                continue
         else:
-            what = spec.get("pretrained") or spec.get("model")
-            reason = f"needs the {spec.get('model')} weights ({what}) on disk and a bundle with its pool embeddings"
+            reason = f"needs the {spec.get('model')} weights ({spec.get('pretrained') or spec.get('model')}) on disk"
         unavailable.append({"encoder": name, "dim": spec.get("dim"), "about": spec.get("about", ""), "reason": reason})
     return usable, unavailable
 
@@ -165,12 +167,14 @@ def content_key(data: bytes) -> str:
 # ---- embeddings and one attack ------------------------------------------------------------------------
 
 class _CachedOnly:
-    """Stands in for an encoder in the on-disk embedding cache: the real encoder is built only on a cache miss."""
+    """Stands in for an encoder in the on-disk embedding cache: the real encoder is built only on a cache miss.
+    Same cache key as the real encoder (its fingerprint), so overridden (e.g. tiny test) models stay apart."""
 
     def __init__(self, attacker, name: str):
-        from slime_core.encoders import encoder_spec
+        from slime_core.encoders import encoder_spec, fingerprint
 
-        self.attacker, self.name, self.dim = attacker, name, int(encoder_spec(name)["dim"])
+        self.attacker, self.name, self.cache_key = attacker, name, fingerprint(name)
+        self.dim = int(encoder_spec(name)["dim"])
 
     def encode_images(self, images, batch_size: int = 16, progress: bool = False):
         return self.attacker.encoder(self.name).encode_images(images, batch_size=batch_size, progress=progress)
@@ -178,6 +182,10 @@ class _CachedOnly:
 
 def embed_images(attacker, victim: str, images: list) -> np.ndarray:
     """Victim embeddings via the attacker's disk cache, without loading the encoder when every image is cached."""
+    from slime_core.encoders import effective_overrides
+
+    if effective_overrides(victim):  # the registry's dim may not be this model's: ask the loaded encoder
+        return attacker.embed(victim, images)
     return attacker.cache.encode_images(_CachedOnly(attacker, victim), images)
 
 
