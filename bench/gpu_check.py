@@ -198,6 +198,9 @@ def main(argv=None) -> int:
         try:
             report[name] = fn(args, device)
         except Exception as err:  # report the failure and go on to the next part
+            import traceback
+
+            traceback.print_exc()
             report[name] = {"error": f"{type(err).__name__}: {err}"}
         report[name]["seconds"] = round(time.perf_counter() - t, 1)
         print(f"[gpu_check] {name}: {json.dumps(report[name])}", file=sys.stderr, flush=True)

@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from slime_core.encoders import EmbeddingCache, Encoder, fingerprint
-from slime_core.retrieve import DualHeads, HeadConfig, hardest_negative_hinge, multi_positive_nce
+from slime_core.retrieve import DualHeads, HeadConfig, hardest_negative_hinge, multi_positive_nce, one_cycle
 from slime_core.tags import tags_of_samples
 
 
@@ -240,7 +240,7 @@ def train_heads_sampled(image_x: np.ndarray, text_x: np.ndarray, positives: Spar
     heads = DualHeads(image_x.shape[1], text_x.shape[1], cfg.d_joint).to(device)
     opt = torch.optim.AdamW(heads.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * math.ceil(len(image_x) / neg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.1)
+    sched = one_cycle(opt, cfg.lr, steps)
     X = torch.from_numpy(np.ascontiguousarray(image_x, np.float32)).to(device)
     tag_dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
     T = torch.from_numpy(np.ascontiguousarray(text_x)).to(device, tag_dtype)

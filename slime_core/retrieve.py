@@ -70,6 +70,14 @@ def hardest_negative_hinge(sim: torch.Tensor, positives: torch.Tensor, n_hard: i
     return F.relu(margin - weakest_pos[:, None] + hard_neg).mean()
 
 
+def one_cycle(opt: torch.optim.Optimizer, lr: float, steps: int) -> torch.optim.lr_scheduler.OneCycleLR:
+    """OneCycleLR with a 10% warm-up, except where the warm-up would be exactly one step: torch then divides
+    by zero (total_steps=10 with pct_start=0.1 fails)."""
+    steps = max(steps, 1)
+    pct = 0.1 if abs(0.1 * steps - 1) > 1e-9 else 0.15
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=pct)
+
+
 def train_heads(image_x: np.ndarray, text_x: np.ndarray, positives: np.ndarray, cfg: HeadConfig = HeadConfig(),
                 progress: bool = False) -> DualHeads:
     """image_x (n, di) attacker image features; text_x (V, dt) tag embeddings; positives (n, V) bool."""
@@ -80,7 +88,7 @@ def train_heads(image_x: np.ndarray, text_x: np.ndarray, positives: np.ndarray, 
     opt = torch.optim.AdamW(heads.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     X, T, P = torch.from_numpy(image_x).float(), torch.from_numpy(text_x).float(), torch.from_numpy(positives)
     steps = cfg.epochs * math.ceil(len(X) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
+    sched = one_cycle(opt, cfg.lr, steps)
     gen = torch.Generator().manual_seed(cfg.seed)
     heads.train()
     for _ in tqdm(range(cfg.epochs), desc="training contrastive heads", disable=not progress):

@@ -195,3 +195,17 @@ def test_image_features():
     np.testing.assert_allclose(np.linalg.norm(F[:, 5:], axis=1), 1.0, atol=1e-5)
     assert np.all(F[[0, 1, 3], 5 + 2] > 0.99)  # the text summary is class 2's name embedding
     assert F[2, 5 + 2] < 0.1
+
+
+@pytest.mark.parametrize("steps", [1, 2, 10, 20, 37])
+def test_one_cycle_never_divides_by_zero(steps):
+    from slime_core.retrieve import one_cycle
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = one_cycle(opt, 0.1, steps)
+    lrs = []
+    for _ in range(steps):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert all(np.isfinite(lrs)) and max(lrs) <= 0.1 + 1e-9

@@ -134,7 +134,8 @@ class OpenClipEncoder(Encoder):
         self.name, self.device = name, device
         self.model, self.preprocess, self.tokenizer = _load(model, weights, quick_gelu, pp, device, precision, seed)
         self.dim = open_clip.get_model_config(model)["embed_dim"]
-        self.dtype = next(self.model.parameters()).dtype
+        # open_clip's fp16 keeps some parameters (class embedding, logit scale) in fp32: take the precision asked for
+        self.dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
 
     def _run(self, items, batch_size, progress, what, step) -> np.ndarray:
         items = list(items)
