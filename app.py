@@ -15,6 +15,7 @@ pages = [
     st.Page("app_pages/alignment.py", title="Alignment explorer", icon=":material/linear_scale:"),
     st.Page("app_pages/retrieval.py", title="Retrieval explorer", icon=":material/leaderboard:"),
     st.Page("app_pages/own_embeddings.py", title="Your own embeddings", icon=":material/upload_file:"),
+    st.Page("app_pages/defences.py", title="Defences", icon=":material/shield:"),
     st.Page("app_pages/batch_report.py", title="Batch report", icon=":material/summarize:"),
     st.Page("app_pages/about.py", title="About", icon=":material/info:"),
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -350,3 +351,94 @@ def test_no_secret_is_echoed(monkeypatch):
     assert any("ANTHROPIC_API_KEY" in w.value for w in at.warning)  # a missing key is a clear message
     shown = " ".join(str(e.value) for group in (at.markdown, at.caption, at.error, at.warning) for e in group)
     assert "OPENAI_API_KEY" in shown and "sk-test-secret-value" not in shown
+
+
+# ---- defences page and the audit report button ------------------------------------------------------------------------
+
+def start_defences(limit: int = 10) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.session_state["df_limit"] = limit  # before the page's first run: no 40-image default run in the tests
+    at.session_state["df_boot"] = 100
+    at.switch_page("app_pages/defences.py").run()
+    return at
+
+
+def metric(at: AppTest, label: str) -> float:
+    return float(next(m.value for m in at.metric if m.label == label))
+
+
+def test_defences_page_leakage_utility_and_curve():
+    at = start_defences()
+    ok(at)
+    assert not at.error, errors(at)
+    assert {m.label for m in at.metric} == {"Alignment cosine", "Tag F1 (exact)", "Neighbourhood F1",
+                                            "Utility: recall@1", "Utility: recall@5"}
+    assert any("10 test images" in c.value for c in at.caption)
+    table = at.dataframe[0].value
+    assert list(table["leakage"]) == ["alignment cosine", "tag F1 (exact)", "neighbourhood F1"]
+    assert {"attack", "ci_low", "ci_high", "prior", "difference", "diff_ci_low", "diff_ci_high"} <= set(table.columns)
+    fig = at.get("plotly_chart")
+    assert len(fig) == 1 and "selected: strength 0.05" in fig[0].proto.spec
+    assert any("Protects against" in s.value for s in at.success)
+    # no defence: utility is untouched by construction; strong noise destroys it
+    slider = at.select_slider(key="df_strength_noise")
+    slider.set_value(0.0).run()
+    ok(at)
+    assert metric(at, "Utility: recall@1") == 1.0
+    clean_f1 = metric(at, "Neighbourhood F1")
+    at.select_slider(key="df_strength_noise").set_value(0.5).run()
+    ok(at)
+    assert metric(at, "Utility: recall@1") < 0.5 and metric(at, "Neighbourhood F1") < clean_f1
+    # rotation: the page says honestly that the refitting attacker undoes it, and the numbers agree
+    at.selectbox(key="df_defence").set_value("rotation").run()
+    ok(at)
+    assert any("least squares" in w.value for w in at.warning)
+    at.select_slider(key="df_strength_rotation").set_value(1.0).run()
+    ok(at)
+    assert metric(at, "Utility: recall@1") == 1.0
+    assert abs(metric(at, "Neighbourhood F1") - clean_f1) < 0.02
+    assert any("rotation" in c.value for c in at.code)  # the `slime defend` table
+    assert not at.error, errors(at)
+
+
+def test_defences_page_shows_slime_errors(monkeypatch):
+    from slime_core import curves
+
+    def refuse(*args, **kwargs):
+        raise SlimeError("measurement refused for the test")
+
+    monkeypatch.setattr(curves, "measure", refuse)
+    at = start_defences()
+    ok(at)  # a SlimeError is a clear message, never a traceback
+    assert "measurement refused" in errors(at)
+
+
+def test_audit_report_button():
+    at = start("batch_report")
+    ok(at)
+    assert len(at.get("download_button")) == 0  # nothing built yet
+    at.number_input(key="ar_limit").set_value(10)
+    at.select_slider(key="ar_boot").set_value(100)
+    at.number_input(key="ar_examples").set_value(2)
+    at.multiselect(key="ar_defences").set_value(["rotation"])
+    at.text_input(key="ar_ns").set_value("30,5000")
+    at.button[1].click().run()
+    ok(at)
+    assert "pool holds" in errors(at) and not at.get("download_button")
+    at.text_input(key="ar_ns").set_value("30,100")
+    at.text_input(key="ar_ks").set_value("1,10")
+    at.button[1].click().run()
+    ok(at)
+    assert not at.error, errors(at)
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == ["Download audit report (HTML)", "Download audit report (JSON)"]
+    built = at.session_state["ar_result"]
+    page = built["html"]
+    assert page.lstrip().lower().startswith("<!doctype html") and "data:image/jpeg;base64," in page
+    assert "Threat model" in page and "Plotly.newPlot" in page
+    assert not re.search(r"<script[^>]+src=", page)  # plotly.js inlined: opens offline
+    report = json.loads(built["json"])
+    assert report["data"]["test_images"] == 10 and list(report["defences"]) == ["rotation"]
+    assert [r["n_align"] for r in report["attack"]["alignment_vs_n"]] == [30, 100]
+    assert len(report["examples"]) == 2 and "thumbnail" not in report["examples"][0]
