@@ -179,7 +179,12 @@ class Attacker:
         near = self.neighbours(a, n_neighbours)[0]
         caption = None
         if writer is not None:
-            caption = writer.write([t for t, _ in tags], self.captions_of([n for n, _ in near])).text
+            near_captions = self.captions_of([n for n, _ in near])
+            if "neighbours" in writer.mode and not near_captions:
+                raise SlimeError(f"caption mode '{writer.mode}' needs the public pool's captions, which are not in "
+                                 f"{self.data} (set SLIME_DATA or --pool-data to the dataset the bundle was built from, "
+                                 f"or use --caption local).")
+            caption = writer.write([t for t, _ in tags], near_captions).text
         graph = None
         if scene_graph == "tags":
             from slime_core.infer import graph_from_tags

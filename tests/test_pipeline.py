@@ -198,3 +198,13 @@ def test_scene_graph_and_final_caption(attacker, dog_attack):
         attacker.attack(embedding=x, victim="lite0", writer=EchoWriter(), final_from=("objects",))
     with pytest.raises(SlimeError, match="objects, relations or scene"):
         attacker.attack(embedding=x, victim="lite0", scene_graph="tags", writer=EchoWriter(), final_from=("colour",))
+
+
+def test_neighbour_captions_missing_is_a_clear_error(default_bundle, tmp_path):
+    from slime_core.pipeline import Attacker
+    from slime_core.write import ConsensusWriter
+
+    bare = Attacker(default_bundle, data=tmp_path)  # a fresh clone: no pool captions anywhere
+    x = default_bundle.pool_embeddings["lite0"][0]
+    with pytest.raises(SlimeError, match="public pool's captions"):
+        bare.attack(embedding=x, victim="lite0", writer=ConsensusWriter())
