@@ -151,16 +151,17 @@ def caption_rows(attacker: Attacker, samples, caps, oracle_caps, tags, near, n, 
 def format_table(result: dict) -> str:
     """Plain-text table: one line per (N, k)."""
     head = (f"victim {result['victim']} -> attacker {result['attacker']} ({result['method']}), {result['n_images']} images; "
-            f"F1 as attack [95% CI] | most-frequent tags | nearest public image | oracle; d = attack - frequent [95% CI]")
-    cols = f"{'N':>5} {'k':>3} {'cos':>6} | {'exact F1':>22} {'freq':>6} {'near':>6} {'orac':>6} {'d':>22} | " \
-           f"{'neigh F1':>22} {'freq':>6} {'near':>6} {'orac':>6} {'d':>22}"
+            f"attack P, R, F1 [95% CI] | F1 of most-frequent tags | nearest public image | oracle; d = attack F1 - most-frequent [95% CI]")
+    cols = f"{'N':>5} {'k':>3} {'cos':>6} | {'P':>5} {'R':>5} {'exact F1':>22} {'freq':>6} {'near':>6} {'orac':>6} {'d':>22} | " \
+           f"{'P':>5} {'R':>5} {'neigh F1':>22} {'freq':>6} {'near':>6} {'orac':>6} {'d':>22}"
     lines = [head, cols, "-" * len(cols)]
     for row in result["rows"]:
         cells = [f"{row['n_align']:>5} {row['k']:>3} {row['alignment_cosine']['test']:>6.3f}"]
-        for m in ("exact_f1", "neighbourhood_f1"):
-            e = row["metrics"][m]
-            d = e["vs_frequent"]
-            cells.append(f"{e['attack']:.3f} [{e['ci_low']:.3f},{e['ci_high']:.3f}]".rjust(22)
+        for kind in ("exact", "neighbourhood"):
+            m = row["metrics"]
+            e, d = m[f"{kind}_f1"], m[f"{kind}_f1"]["vs_frequent"]
+            cells.append(f"{m[f'{kind}_precision']['attack']:>5.3f} {m[f'{kind}_recall']['attack']:>5.3f} "
+                         + f"{e['attack']:.3f} [{e['ci_low']:.3f},{e['ci_high']:.3f}]".rjust(22)
                          + f" {e['frequent']:>6.3f} {e['nearest']:>6.3f} {e['oracle']:>6.3f} "
                          + f"{d['diff']:+.3f} [{d['ci_low']:+.3f},{d['ci_high']:+.3f}]".rjust(22))
         lines.append(" | ".join(cells))
