@@ -107,7 +107,8 @@ def cmd_eval(args) -> int:
     if args.limit:
         samples = samples[: args.limit]
     result = evaluate(attacker, samples, args.victim, args.n_align, args.k, args.method, args.seed, writer,
-                      n_boot=args.bootstrap, progress=not args.no_progress)
+                      n_boot=args.bootstrap, progress=not args.no_progress,
+                      final_from=tuple(p for p in (args.final_caption or "").split(",") if p))
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2) if args.format == "json" else format_table(result))
@@ -226,6 +227,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int_list, default=[1, 5, 10, 20])
     p.add_argument("--caption", default="none", help="score captions too: consensus | local | <litellm model>")
     p.add_argument("--caption-mode", default=None)
+    p.add_argument("--final-caption", default=None,
+                   help="also score a caption written from these scene-graph parts (objects,relations,scene; LLM writers)")
     p.add_argument("--limit", type=int, default=0, help="first L images only")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--format", default="text", choices=("text", "json"))
@@ -258,6 +261,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--strength", default=None, help="comma-separated strengths (default: the defence's own grid); 'inf' = no DP noise")
     p.add_argument("--data", type=Path, default=None, help="dataset folder (default: the attacker's data folder)")
     p.add_argument("--split", default="test")
+    p.add_argument("--final-caption", default=None,
+                   help="also score a caption written from these scene-graph parts (objects,relations,scene; LLM writers)")
     p.add_argument("--limit", type=int, default=0, help="first L images only")
     p.add_argument("--n-align", type=int, default=300)
     p.add_argument("--k", type=int, default=10)

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from slime_core.data import Sample
 from slime_core.errors import SlimeError
+from slime_core.infer import graph_from_tags, object_f1, relation_f1
 from slime_core.metrics import NeighbourhoodScorer, bootstrap_ci, exact_prf, paired_difference
 from slime_core.pipeline import Attacker
 from slime_core.tags import make_parser, tags_of_captions
@@ -54,7 +55,7 @@ def summarise(attack: dict, baselines: dict[str, dict], n_boot: int, seed: int) 
 def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n_aligns=(10, 30, 100, 300),
              ks=(1, 5, 10, 20), method: str = "ridge", seed: int = 0, writer=None, caption_k: int = 10,
              n_boot: int = 1000, progress: bool = True, parser=None, scorer: NeighbourhoodScorer | None = None,
-             on_progress=None) -> dict:
+             on_progress=None, final_from: tuple[str, ...] = ()) -> dict:
     """parser, scorer: reuse loaded ones (an app keeps them); on_progress(fraction, message) after each stage."""
     report = on_progress or (lambda fraction, message: None)
     samples = [s for s in samples if s.path is not None]
@@ -77,6 +78,7 @@ def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n
     A = attacker.embed(b.image_encoder, paths, progress=progress)
     kmax = max(ks)
     oracle = [[t for t, _ in row] for row in attacker.retrieve(A, kmax)]
+    ref_graphs = [graph_from_tags(r) for r in refs]
     oracle_caps = None
     if writer is not None:
         public = attacker.captions_of(b.pool["images"])
@@ -105,14 +107,37 @@ def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n
             result["rows"].append({"n_align": n, "k": k, "alignment_cosine": {"heldout": fit.heldout_cosine,
                                    "test": mean, "ci_low": lo, "ci_high": hi},
                                    "metrics": summarise(attack, base, n_boot, seed),
-                                   "against_oracle_tags": {m: float(v.mean()) for m, v in vs_oracle.items()}})
+                                   "against_oracle_tags": {m: float(v.mean()) for m, v in vs_oracle.items()},
+                                   "scene_graph": graph_scores([t[:k] for t in tags], attacker.frequent_tags(k), ref_graphs,
+                                                               n_boot, seed)})
         if writer is not None:
             near = attacker.neighbours(aligned, 5)
             caps = write_captions(attacker, writer, tags, near, caption_k, f"N={n}", progress)
+            finals = final_captions(writer, tags, caption_k, final_from, progress) if final_from else None
             result["captions"].append(caption_rows(attacker, samples, caps, oracle_caps, tags, near, n, writer, caption_k,
-                                                   n_boot, seed))
+                                                   n_boot, seed, finals))
     report(1.0, "done")
     return result
+
+
+def graph_scores(pred_tags: list[list[str]], frequent: list[str], ref_graphs, n_boot: int, seed: int) -> dict:
+    """Object F1 and relation F1 (ordered subject-object pairs, the verb phrases included) of the scene graph
+    built from the retrieved tags against the one built from the reference tags, beside the most-frequent-tags graph."""
+    def per_image(tag_lists):
+        objs, rels = [], []
+        for tags, ref in zip(tag_lists, ref_graphs):
+            g = graph_from_tags(tags)
+            objs.append(object_f1(g.objects, ref.objects)["f1"])
+            rels.append(relation_f1(g.relations + g.raw_relations, ref.relations + ref.raw_relations)["pair"]["f1"])
+        return {"object_f1": np.array(objs), "relation_f1": np.array(rels)}
+
+    attack, prior = per_image(pred_tags), per_image([frequent] * len(ref_graphs))
+    out = {}
+    for m in attack:
+        mean, lo, hi = bootstrap_ci(attack[m], n_boot, seed)
+        out[m] = {"attack": mean, "ci_low": lo, "ci_high": hi, "frequent": float(prior[m].mean()),
+                  "vs_frequent": paired_difference(attack[m], prior[m], n_boot, seed)}
+    return out
 
 
 def write_captions(attacker: Attacker, writer, tags, near, k: int, label: str, progress: bool) -> list[str]:
@@ -120,7 +145,26 @@ def write_captions(attacker: Attacker, writer, tags, near, k: int, label: str, p
             for t, nb in zip(tqdm(tags, desc=f"captions ({label})", disable=not progress), near)]
 
 
-def caption_rows(attacker: Attacker, samples, caps, oracle_caps, tags, near, n, writer, k, n_boot, seed) -> dict:
+def final_captions(writer, tags, k: int, parts: tuple[str, ...], progress: bool) -> list[str]:
+    """The paper's ablation: a caption written only from chosen parts of the scene graph of the top-k tags."""
+    from dataclasses import asdict
+
+    from slime_core.infer import final_caption_prompt
+
+    if not hasattr(writer, "write_prompt"):
+        raise SlimeError("final captions need an LLM writer (--caption local or a litellm model).")
+    out = []
+    for t in tqdm(tags, desc=f"final captions ({'+'.join(parts)})", disable=not progress):
+        g = asdict(graph_from_tags(t[:k]))
+        chosen = {p: g[p] for p in parts}
+        if "relations" in chosen:
+            chosen["relations"] = g["relations"] + g["raw_relations"]
+        out.append(writer.write_prompt(final_caption_prompt(**chosen)).text if any(chosen.values()) else "")
+    return out
+
+
+def caption_rows(attacker: Attacker, samples, caps, oracle_caps, tags, near, n, writer, k, n_boot, seed,
+                 finals: list[str] | None = None) -> dict:
     from slime_core.caption_metrics import KEYS, score_caption
 
     rng = np.random.default_rng(seed)
@@ -132,6 +176,8 @@ def caption_rows(attacker: Attacker, samples, caps, oracle_caps, tags, near, n, 
         "nearest_caption": [(attacker.captions_of([nb[0][0]]) or [""])[0] for nb in near],
         "tag_string": [", ".join(t[:k]) for t in tags],
     }
+    if finals is not None:
+        systems["final_caption"] = finals
     scores = {name: [score_caption(c, s.captions) for c, s in zip(texts, samples)] for name, texts in systems.items()}
     vs_oracle = [score_caption(c, [o]) for c, o in zip(caps, oracle_caps)]
     metrics = {}
@@ -165,6 +211,12 @@ def format_table(result: dict) -> str:
                          + f" {e['frequent']:>6.3f} {e['nearest']:>6.3f} {e['oracle']:>6.3f} "
                          + f"{d['diff']:+.3f} [{d['ci_low']:+.3f},{d['ci_high']:+.3f}]".rjust(22))
         lines.append(" | ".join(cells))
+    lines.append("scene graph from the top-k tags vs from the reference tags: attack F1 [95% CI] | most-frequent tags")
+    for row in result["rows"]:
+        g = row["scene_graph"]
+        lines.append(f"{row['n_align']:>5} {row['k']:>3}  " + "   ".join(
+            f"{m} {g[m]['attack']:.3f} [{g[m]['ci_low']:.3f},{g[m]['ci_high']:.3f}] | {g[m]['frequent']:.3f}"
+            for m in ("object_f1", "relation_f1")))
     for cap in result["captions"]:
         lines.append(f"captions N={cap['n_align']} k={cap['k']} ({cap['writer']}, mode {cap['mode']}): attack [95% CI] | "
                      f"random public caption | nearest image's caption | tag string | oracle | d vs random [95% CI] | "
@@ -173,7 +225,8 @@ def format_table(result: dict) -> str:
             d = v["vs_random_caption"]
             lines.append(f"  {key:>7} {v['attack']:.3f} [{v['ci_low']:.3f},{v['ci_high']:.3f}] | {v['random_caption']:.3f} | "
                          f"{v['nearest_caption']:.3f} | {v['tag_string']:.3f} | {v['oracle']:.3f} | "
-                         f"{d['diff']:+.3f} [{d['ci_low']:+.3f},{d['ci_high']:+.3f}] | {v['against_oracle_caption']:.3f}")
+                         f"{d['diff']:+.3f} [{d['ci_low']:+.3f},{d['ci_high']:+.3f}] | {v['against_oracle_caption']:.3f}"
+                         + (f" | final caption {v['final_caption']:.3f}" if "final_caption" in v else ""))
     return "\n".join(lines)
 
 

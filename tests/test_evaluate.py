@@ -52,10 +52,12 @@ def test_format_table(result):
     table = format_table(result)
     lines = table.splitlines()
     assert "victim lite0 -> attacker lite2-minilm" in lines[0]
-    assert len(lines) == 3 + len(result["rows"])
-    row = result["rows"][1]
-    assert lines[-1].split()[:3] == ["300", "5", f"{row['alignment_cosine']['test']:.3f}"]
-    assert f"{row['metrics']['exact_f1']['attack']:.3f}" in lines[-1]
+    n = len(result["rows"])
+    assert len(lines) == 3 + n + 1 + n  # header, rows, scene-graph header, one scene-graph line per row
+    row, last = result["rows"][1], lines[2 + n]
+    assert last.split()[:3] == ["300", "5", f"{row['alignment_cosine']['test']:.3f}"]
+    assert f"{row['metrics']['exact_f1']['attack']:.3f}" in last
+    assert f"object_f1 {row['scene_graph']['object_f1']['attack']:.3f}" in lines[-1]
 
 
 def test_pool_overlap_guard(attacker, demo_samples):
@@ -90,3 +92,36 @@ def test_tag_scores_known_answer():
     np.testing.assert_allclose(scores["exact_recall"], [1.0, 0.0])
     np.testing.assert_allclose(scores["exact_f1"], [2 / 3, 0.0])
     np.testing.assert_allclose(scores["neighbourhood_f1"], [2 / 3, 0.0])
+
+
+def test_graph_scores_known_answers():
+    from slime_core.evaluate import graph_scores
+    from slime_core.infer import graph_from_tags
+
+    refs = [["black dog", "dog chase ball"], ["man sit on bench"]]
+    ref_graphs = [graph_from_tags(r) for r in refs]
+    same = graph_scores(refs, ["young boy"], ref_graphs, n_boot=50, seed=0)
+    assert same["object_f1"]["attack"] == 1.0 and same["relation_f1"]["attack"] == 1.0
+    assert same["object_f1"]["frequent"] == 0.0  # "boy" is in neither reference graph
+    assert same["object_f1"]["vs_frequent"]["diff"] == 1.0
+    half = graph_scores([["dog chase cat"], ["man sit on bench"]], ["young boy"], ref_graphs, n_boot=50, seed=0)
+    assert half["object_f1"]["attack"] == pytest.approx((2 * 0.5 * 0.5 / 1.0 + 1.0) / 2)  # dog of {dog, ball}; cat wrong
+    assert half["relation_f1"]["attack"] == pytest.approx(0.5)
+
+
+def test_final_captions_use_only_the_chosen_parts():
+    from slime_core.evaluate import final_captions
+    from slime_core.write import CaptionWriter
+
+    class Echo(CaptionWriter):
+        model = "echo"
+
+        def _generate(self, messages):
+            return " / ".join(messages[-1]["content"].splitlines()[1:-1]), 0.0
+
+    out = final_captions(Echo(), [["black dog", "dog chase ball"]], 10, ("objects",), progress=False)
+    assert out == ["Objects: dog, ball"]
+    out = final_captions(Echo(), [["black dog", "dog chase ball"]], 10, ("relations",), progress=False)
+    assert out == ["Relations: dog chase ball"]
+    with pytest.raises(SlimeError, match="LLM writer"):
+        final_captions(object(), [["dog"]], 10, ("objects",), progress=False)
