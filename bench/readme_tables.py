@@ -33,19 +33,41 @@ def tag_table(k: int = 10) -> str:
     return "\n".join(lines)
 
 
+def graph_table(k: int = 10) -> str:
+    lines = ["| victim | N | object F1 | most-frequent | Δ | relation F1 (subject-object pairs) | most-frequent | Δ |",
+             "|" + "---|" * 8]
+    for victim in ("lite0", "lite1", "lite2"):
+        path = RESULTS / f"eval_{victim}.json"
+        if not path.exists():
+            continue
+        for row in json.loads(path.read_text())["rows"]:
+            if row["k"] != k or "scene_graph" not in row:
+                continue
+            g = row["scene_graph"]
+            n = "oracle" if victim == "lite2" else row["n_align"]
+            lines.append(f"| {victim} | {n} | " + " | ".join(
+                f"{ci(g[m])} | {g[m]['frequent']:.3f} | {diff(g[m]['vs_frequent'])}" for m in ("object_f1", "relation_f1")) + " |")
+    return "\n".join(lines)
+
+
 def caption_table() -> str:
     lines = ["| writer (mode) | metric | victim lite0, N=300 | oracle (lite2) | random public caption | "
              "nearest image's caption | tag string | Δ vs random caption | vs oracle's caption |", "|" + "---|" * 9]
+    finals = ["| writer | metric | final caption from objects + relations | caption from the tags | random public caption |",
+              "|" + "---|" * 5]
     for path in sorted(RESULTS.glob("captions_lite0_*.json")):
         cap = json.loads(path.read_text())["captions"][0]
         for key in ("bleu4", "rougeL", "meteor"):
             v = cap["metrics"][key]
+            if "final_caption" in v:
+                finals.append(f"| {cap['writer']} | {key} | {v['final_caption']:.3f} | {v['attack']:.3f} | {v['random_caption']:.3f} |")
             lines.append(f"| {cap['writer']} ({cap['mode']}) | {key} | {ci(v)} | {v['oracle']:.3f} | {v['random_caption']:.3f} | "
                          f"{v['nearest_caption']:.3f} | {v['tag_string']:.3f} | {diff(v['vs_random_caption'])} | "
                          f"{v['against_oracle_caption']:.3f} |")
-    return "\n".join(lines)
+    return "\n".join(lines) + ("\n\n" + "\n".join(finals) if len(finals) > 2 else "")
 
 
 if __name__ == "__main__":
     print(tag_table(), "\n")
+    print(graph_table(), "\n")
     print(caption_table())

@@ -12,7 +12,7 @@ done
 slime eval --data "$DATA" --split test --victim lite2 --n-align 300 --k 1,5,10,20 --no-progress \
   --output "$OUT/eval_lite2.json" > "$OUT/eval_lite2.txt"
 for w in consensus local; do
-  slime eval --data "$DATA" --split test --victim lite0 --n-align 300 --k 10 --caption $w --no-progress \
+  slime eval --data "$DATA" --split test --victim lite0 --n-align 300 --k 10 --caption $w --no-progress $([ $w = local ] && echo --final-caption objects,relations) \
     --output "$OUT/captions_lite0_$w.json" > "$OUT/captions_lite0_$w.txt"
 done
 slime eval --data "$DATA" --split test --victim lite0 --n-align 300 --k 10 --caption local --caption-mode tags+neighbours \
