@@ -7,7 +7,6 @@ import streamlit as st
 
 from app_pages import common
 from slime_core.encoders import encoder_names, encoder_spec
-from slime_core.errors import SlimeError
 
 st.title("About SLImE")
 st.markdown("""
@@ -29,11 +28,7 @@ evaluation pages show the paired difference with a bootstrap 95% interval over i
 attacker's own embedding of the image) is the ceiling alignment can reach.
 """)
 
-try:
-    attacker = common.get_attacker()
-except SlimeError as err:
-    common.show_error(err)
-    st.stop()
+attacker = common.attacker_or_stop()
 b = attacker.bundle
 st.subheader("Models in use")
 st.markdown(f"Attacker bundle **{b.attacker}** (`{b.path}`): image tower **{b.image_encoder}**, text tower "

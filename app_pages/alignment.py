@@ -15,11 +15,7 @@ st.caption("Held-out cosine between aligned victim embeddings and the attacker's
            "images, as the number of leaked pairs N grows. ridge picks its penalty by leave-one-out; lstsq is the "
            "paper's one-step least squares; Procrustes keeps the map orthogonal (equal dimensions only).")
 
-try:
-    attacker = common.get_attacker()
-except SlimeError as err:
-    common.show_error(err)
-    st.stop()
+attacker = common.attacker_or_stop()
 pool_size = len(attacker.pool_attack)
 victims, unavailable = common.victim_options()
 

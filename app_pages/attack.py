@@ -15,11 +15,7 @@ st.caption("A victim embedding is mapped into the attacker's space with N leaked
            "retrieves tags, nearby public images and a caption. Every score sits beside a baseline that needs no "
            "victim embedding.")
 
-try:
-    attacker = common.get_attacker()
-except SlimeError as err:
-    common.show_error(err)
-    st.stop()
+attacker = common.attacker_or_stop()
 pool_size = len(attacker.pool_attack)
 victims, unavailable = common.victim_options()
 

@@ -19,11 +19,7 @@ st.caption("The `slime eval` table in the browser: alignment cosine and tag P/R/
            "images, each beside its baselines with the paired difference and its bootstrap 95% interval; captions "
            "beside a random public caption.")
 
-try:
-    attacker = common.get_attacker()
-except SlimeError as err:
-    common.show_error(err)
-    st.stop()
+attacker = common.attacker_or_stop()
 pool_size = len(attacker.pool_attack)
 victims, _ = common.victim_options()
 have_captions = bool(common.public_captions())

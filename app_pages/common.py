@@ -30,6 +30,15 @@ def get_attacker():
     return Attacker(os.environ.get("SLIME_BUNDLE") or None)
 
 
+def attacker_or_stop():
+    """The attacker, or a clear message and the end of this page's run (e.g. a broken bundle)."""
+    try:
+        return get_attacker()
+    except SlimeError as err:
+        show_error(err)
+        st.stop()
+
+
 @st.cache_resource(show_spinner="Loading the spaCy tag parser ...")
 def get_parser():
     from slime_core.tags import make_parser

@@ -19,11 +19,7 @@ st.caption("Audit your own image embedder without sharing it: embed the public p
            "those embeddings and the embeddings you want to audit, and see what an attacker who aligns the two "
            "spaces recovers. Files stay in this server's memory for the session; nothing is stored.")
 
-try:
-    attacker = common.get_attacker()
-except SlimeError as err:
-    common.show_error(err)
-    st.stop()
+attacker = common.attacker_or_stop()
 pool_names = list(attacker.bundle.pool["images"])
 
 st.subheader("1. The public alignment images")

@@ -15,11 +15,7 @@ st.caption("Exact and neighbourhood tag precision/recall/F1 on held-out test ima
            "with a bootstrap 95% interval, beside the most-frequent-tags and nearest-public-image baselines and the "
            "oracle (tags from the attacker's own embedding of the image).")
 
-try:
-    attacker = common.get_attacker()
-except SlimeError as err:
-    common.show_error(err)
-    st.stop()
+attacker = common.attacker_or_stop()
 pool_size = len(attacker.pool_attack)
 victims, _ = common.victim_options()
 n_choices = [n for n in (10, 30, 100, 300, 500, pool_size) if n <= pool_size]
