@@ -48,12 +48,7 @@ def get_parser():
 
 @st.cache_resource(show_spinner="Loading the text encoder for neighbourhood scores ...")
 def get_scorer():
-    from slime_core.metrics import NeighbourhoodScorer
-
-    attacker = get_attacker()
-    b = attacker.bundle
-    text = attacker.encoder(b.manifest["text_encoder"])
-    return NeighbourhoodScorer(b.tags, b.tag_text, lambda ts: text.encode_texts(ts), m=5)
+    return get_attacker().scorer()
 
 
 @st.cache_resource(show_spinner="Loading the caption writer ...")

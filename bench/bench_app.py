@@ -85,13 +85,11 @@ def phases() -> int:
     result = attacker.attack(embedding=emb, victim="lite0", n_align=300, k=10)
     lap("align N=300 + retrieve")
     out["time_to_tags_s"] = round(time.perf_counter() - start, 2)
-    from slime_core.metrics import NeighbourhoodScorer
     from slime_core.tags import make_parser, tags_of_captions
 
     refs = list(tags_of_captions(first["captions"], make_parser("spacy")))
     lap("spaCy parser + reference tags")
-    text = attacker.encoder(attacker.bundle.manifest["text_encoder"])
-    scorer = NeighbourhoodScorer(attacker.bundle.tags, attacker.bundle.tag_text, lambda ts: text.encode_texts(ts))
+    scorer = attacker.scorer()
     single_image_scores(attacker, result, refs, scorer)
     lap("text encoder + tag scores")
     from slime_core.write import make_writer

@@ -461,36 +461,30 @@ def projection_figure(proj: dict, links: int = 40):
 
 def metric_vs_k_figure(df, metric: str, n_align: int):
     """Attack (with 95% CI) and the baselines against k, at one N."""
-    import plotly.graph_objects as go
-
     d = df[(df["metric"] == metric) & (df["N"] == n_align)].sort_values("k")
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=d["k"], y=d["attack"], mode="lines+markers", name="attack",
-                             error_y={"type": "data", "symmetric": False, "array": d["ci_high"] - d["attack"],
-                                      "arrayminus": d["attack"] - d["ci_low"]}))
-    for col, name in (("most_frequent", "most frequent tags"), ("nearest_image", "nearest public image"),
-                      ("oracle", "oracle (attacker's own embedding)")):
-        fig.add_trace(go.Scatter(x=d["k"], y=d[col], mode="lines+markers", name=name,
-                                 line={"dash": "dot" if col != "oracle" else "dash"}))
-    fig.update_layout(height=380, margin={"t": 40}, title=f"{metric} vs k (N={n_align})", xaxis_title="k",
-                      yaxis_title=metric)
-    return fig
+    return _metric_curve(d, "k", "k", f"{metric} vs k (N={n_align})", metric, "oracle (attacker's own embedding)")
 
 
 def metric_vs_n_figure(df, metric: str, k: int):
+    """Attack (with 95% CI) and the baselines against N (log axis), at one k."""
+    d = df[(df["metric"] == metric) & (df["k"] == k)].sort_values("N")
+    fig = _metric_curve(d, "N", "N leaked pairs", f"{metric} vs N (k={k})", metric, "oracle")
+    fig.update_layout(xaxis_type="log")
+    return fig
+
+
+def _metric_curve(d, x: str, x_title: str, title: str, metric: str, oracle_name: str):
     import plotly.graph_objects as go
 
-    d = df[(df["metric"] == metric) & (df["k"] == k)].sort_values("N")
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=d["N"], y=d["attack"], mode="lines+markers", name="attack",
+    fig.add_trace(go.Scatter(x=d[x], y=d["attack"], mode="lines+markers", name="attack",
                              error_y={"type": "data", "symmetric": False, "array": d["ci_high"] - d["attack"],
                                       "arrayminus": d["attack"] - d["ci_low"]}))
     for col, name in (("most_frequent", "most frequent tags"), ("nearest_image", "nearest public image"),
-                      ("oracle", "oracle")):
-        fig.add_trace(go.Scatter(x=d["N"], y=d[col], mode="lines+markers", name=name,
+                      ("oracle", oracle_name)):
+        fig.add_trace(go.Scatter(x=d[x], y=d[col], mode="lines+markers", name=name,
                                  line={"dash": "dot" if col != "oracle" else "dash"}))
-    fig.update_layout(height=380, margin={"t": 40}, title=f"{metric} vs N (k={k})", xaxis_title="N leaked pairs",
-                      xaxis_type="log", yaxis_title=metric)
+    fig.update_layout(height=380, margin={"t": 40}, title=title, xaxis_title=x_title, yaxis_title=metric)
     return fig
 
 

@@ -93,9 +93,7 @@ def prepare(attacker, samples, victim: str = "lite0", n_align: int = 300, k: int
     if refs is None:
         parser = make_parser("spacy")
         refs = [list(tags_of_captions(s.captions, parser)) for s in samples]
-    if scorer is None:
-        text = attacker.encoder(b.manifest["text_encoder"])
-        scorer = NeighbourhoodScorer(b.tags, b.tag_text, lambda ts: text.encode_texts(ts), m=5)
+    scorer = scorer if scorer is not None else attacker.scorer()
     scorer.neighbours(list(dict.fromkeys(t for r in refs for t in r)))  # one batched text encoding, not one per image
     paths = [str(s.path) for s in samples]
     X_pool = align.check_embeddings(attacker.victim_pool(victim, progress=progress), f"{victim} pool embeddings")

@@ -68,9 +68,7 @@ def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n
     parser = parser or make_parser("spacy")
     report(0.0, f"tagging the references of {len(samples)} images")
     refs = [list(tags_of_captions(s.captions, parser)) for s in tqdm(samples, desc="tagging references", disable=not progress)]
-    if scorer is None:
-        text = attacker.encoder(b.manifest["text_encoder"])
-        scorer = NeighbourhoodScorer(b.tags, b.tag_text, lambda ts: text.encode_texts(ts), m=5)
+    scorer = scorer if scorer is not None else attacker.scorer()
     scorer.neighbours(sorted({t for r in refs for t in r}))  # one batched text-encoder pass, not one per image
     report(0.05, f"embedding {len(samples)} images")
     paths = [str(s.path) for s in samples]

@@ -16,6 +16,7 @@ from slime_core import align, retrieve
 from slime_core.bundle import Bundle, load_bundle
 from slime_core.encoders import EmbeddingCache, encoder_spec, get_encoder
 from slime_core.errors import SlimeError
+from slime_core.metrics import NeighbourhoodScorer
 from slime_core.rank import rerank
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,14 +61,23 @@ class Attacker:
         self.tag_vecs = retrieve.project_tags(b.heads, b.tag_text)
         self.prior = retrieve.log_prior(b.tag_counts)
         self.alpha = float(b.manifest["prior_alpha"])
-        _, keys = retrieve.with_prior(np.zeros((1, self.tag_vecs.shape[1]), np.float32), self.tag_vecs, self.prior, 1.0, 0.0)
-        self.index = retrieve.TagIndex(keys)
+        self.index = retrieve.TagIndex(retrieve.prior_keys(self.tag_vecs, self.prior))
         self.pool_attack = b.pool_embeddings[b.image_encoder]
         self._alignments: dict[tuple, align.Alignment] = {}
         self._encoders: dict[str, object] = {}
         self._extra_pools: dict[str, np.ndarray] = {}
+        self._captions: dict[str, list[str]] | None = None
+        self._scorer: NeighbourhoodScorer | None = None
 
     # --- encoders and the public pool -------------------------------------------------------------
+    def scorer(self) -> NeighbourhoodScorer:
+        """Neighbourhood tag scores over the bundle's vocabulary (m=5), in its text encoder's space; one per attacker,
+        so reference tags are embedded once."""
+        if self._scorer is None:
+            text = self.encoder(self.bundle.manifest["text_encoder"])
+            self._scorer = NeighbourhoodScorer(self.bundle.tags, self.bundle.tag_text, text.encode_texts, m=5)
+        return self._scorer
+
     def encoder(self, name: str):
         if name not in self._encoders:
             self._encoders[name] = get_encoder(name)
@@ -212,7 +222,7 @@ class Attacker:
 
     def captions_of(self, names: list[str]) -> list[str]:
         """First caption of each named public image, from the dataset folder when it is there."""
-        if not hasattr(self, "_captions"):
+        if self._captions is None:
             from slime_core.data import load_folder
 
             try:

@@ -180,5 +180,9 @@ def with_prior(u: np.ndarray, tag_vecs: np.ndarray, prior: np.ndarray, scale: fl
     Raw cosine over-ranks rare tags; the frequency prior (alpha tuned on dev) trades that off, and
     folding it into one inner product lets any index (faiss included) search with it."""
     queries = np.hstack([scale * u, np.full((len(u), 1), alpha, np.float32)])
-    keys = np.hstack([tag_vecs, prior[:, None]])
-    return queries.astype(np.float32), keys.astype(np.float32)
+    return queries.astype(np.float32), prior_keys(tag_vecs, prior)
+
+
+def prior_keys(tag_vecs: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """The index keys of `with_prior`: each tag's vector with its prior appended; they do not depend on the query."""
+    return np.hstack([tag_vecs, prior[:, None]]).astype(np.float32)
