@@ -174,7 +174,7 @@ class _CachedOnly:
         from slime_core.encoders import encoder_spec, fingerprint
 
         self.attacker, self.name, self.cache_key = attacker, name, fingerprint(name)
-        self.dim = int(encoder_spec(name)["dim"])
+        self.dim = int(encoder_spec(name)["dim"])  # only for an empty list; rows take the model's own width
 
     def encode_images(self, images, batch_size: int = 16, progress: bool = False):
         return self.attacker.encoder(self.name).encode_images(images, batch_size=batch_size, progress=progress)
@@ -182,10 +182,6 @@ class _CachedOnly:
 
 def embed_images(attacker, victim: str, images: list) -> np.ndarray:
     """Victim embeddings via the attacker's disk cache, without loading the encoder when every image is cached."""
-    from slime_core.encoders import effective_overrides
-
-    if effective_overrides(victim):  # the registry's dim may not be this model's: ask the loaded encoder
-        return attacker.embed(victim, images)
     return attacker.cache.encode_images(_CachedOnly(attacker, victim), images)
 
 

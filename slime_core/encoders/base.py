@@ -104,16 +104,17 @@ class EmbeddingCache:
                       chunk: int | None = None) -> np.ndarray:
         keys = [content_hash(img) for img in images]
         name = self.key_of(encoder)
-        out = np.zeros((len(images), encoder.dim), dtype=np.float32)
+        # Rows take their width from the vectors themselves, so a stand-in encoder need not know its model's dim.
+        rows: list[np.ndarray | None] = [None] * len(images)
         missing = []
         for i, key in enumerate(keys):
             path = self._path(name, key)
             if path.exists():
-                out[i] = np.load(path, allow_pickle=False)
+                rows[i] = np.load(path, allow_pickle=False)
             else:
                 missing.append(i)
         if not missing:
-            return out
+            return self._stack(rows, encoder.dim)
         (self.root / name).mkdir(parents=True, exist_ok=True)
         step = chunk or len(missing)
         bar = None
@@ -126,10 +127,14 @@ class EmbeddingCache:
             fresh = encoder.encode_images([images[i] for i in part], batch_size=batch_size,
                                           progress=progress and not chunk)
             for i, vec in zip(part, fresh):
-                out[i] = vec
+                rows[i] = vec
                 np.save(self._path(name, keys[i]), vec.astype(np.float32), allow_pickle=False)
             if bar is not None:
                 bar.update(len(part))
         if bar is not None:
             bar.close()
-        return out
+        return self._stack(rows, encoder.dim)
+
+    @staticmethod
+    def _stack(rows: list, dim: int) -> np.ndarray:
+        return np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
