@@ -47,6 +47,7 @@ from slime_core.defend import DEFENCES, make_defence, spec
 from slime_core.errors import SlimeError
 from slime_core.evaluate import tag_scores
 from slime_core.metrics import NeighbourhoodScorer, bootstrap_ci, paired_difference
+from slime_core.pipeline import check_held_out
 
 RECALL_KS = (1, 5)
 
@@ -86,8 +87,7 @@ def prepare(attacker, samples, victim: str = "lite0", n_align: int = 300, k: int
     if k < 1:
         raise SlimeError(f"k must be at least 1, got {k}.")
     b = attacker.bundle
-    if set(b.pool["images"]) & {s.name for s in samples}:
-        raise SlimeError("some test images are in the attacker's public pool; use a held-out split (test).")
+    check_held_out(attacker, samples)
     pool_attack = attacker.pool_attack
     idx = align.choose_pairs(len(pool_attack), n_align, seed)
     if refs is None:

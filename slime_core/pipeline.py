@@ -33,6 +33,12 @@ def default_data() -> Path:
     return shared if (shared / "captions.jsonl").exists() else DEMO_DATA
 
 
+def check_held_out(attacker, samples) -> None:
+    """Leakage is measured on images the attacker never saw: none may be in its public pool."""
+    if set(attacker.bundle.pool["images"]) & {s.name for s in samples}:
+        raise SlimeError("some evaluation images are in the attacker's public pool; use a held-out split (test).")
+
+
 @dataclass
 class AttackResult:
     image: str | None
