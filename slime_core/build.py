@@ -163,9 +163,12 @@ def build(cfg: BuildConfig, progress: bool = True, log=print) -> Bundle | None:
     dev_variant = f"aligned_{victims_names[0]}" if victims_names else "true"  # no victims: the no-alignment oracle
     dev_u = retrieve.project_images(heads, feats[dev_variant][n_train:])
 
+    keys = retrieve.prior_keys(tag_vecs, prior)  # the same for every alpha: alpha lives in the queries
+    index = None if large else TagIndex(keys)
+
     def candidates(u: np.ndarray, alpha: float, k: int):
-        q, keys = retrieve.with_prior(u, tag_vecs, prior, scale, alpha)
-        return build_scale.exact_topk(q, keys, k, cfg.device) if large else TagIndex(keys).search(q, k)
+        q, _ = retrieve.with_prior(u, tag_vecs, prior, scale, alpha)
+        return build_scale.exact_topk(q, keys, k, cfg.device) if large else index.search(q, k)
 
     by_alpha = {a: evaluate_tags(top_tags(*candidates(dev_u, a, cfg.eval_k), vocab, cfg.eval_k), dev_refs, scorer) for a in ALPHAS}
     alpha = max(ALPHAS, key=lambda a: by_alpha[a]["exact_f1"] + by_alpha[a]["neighbourhood_f1"])
