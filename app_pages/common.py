@@ -183,13 +183,15 @@ def pool_image(name: str) -> Path | None:
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def defence_setup(victim: str, limit: int, n_align: int, k: int, method: str = "ridge", seed: int = 0,
-                  n_boot: int = 200):
+                  n_boot: int = 200, writer: str = "none"):
     """`curves.prepare` on the first `limit` test images (victim and attacker embeddings, reference tags, the
     prior baselines and the undefended point), once per set of inputs; shared by the Defences page and the
-    audit report button. Reuses the app's parser and text encoder."""
+    audit report button. Reuses the app's parser and text encoder. `writer` ("none" | "consensus") adds
+    caption ROUGE-L."""
     from slime_core.curves import prepare
+    from slime_core.write import make_writer
 
     samples = eval_samples(limit)
     refs = [reference_tags(tuple(s.captions)) for s in samples]
     return prepare(get_attacker(), samples, victim, n_align, k, method, seed, n_boot, False, refs=refs,
-                   scorer=get_scorer())
+                   scorer=get_scorer(), writer=make_writer(writer))

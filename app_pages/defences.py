@@ -68,10 +68,14 @@ limit = c6.number_input("Test images (0 = the whole split)", 0, 10_000, 40, step
 with st.expander("More settings"):
     n_boot = st.select_slider("Bootstrap resamples", [100, 200, 500, 1000], 200, key="df_boot")
     key_seed = st.number_input("Owner's secret key / noise seed", 0, 2**31 - 1, 0, key="df_seed")
+    captions = st.toggle("Also score captions (ROUGE-L)", False, key="df_captions",
+                         help="The consensus writer (no LLM: the most agreed-on caption of the 5 nearest public "
+                              "images), beside a random public caption. Needs the public pool's captions.")
+writer = "consensus" if captions else "none"
 
 try:
     with st.spinner(f"Embedding the test images with {victim} and the attacker's encoder, tagging their captions ..."):
-        setup = common.defence_setup(victim, int(limit), int(n_align), int(k), "ridge", 0, int(n_boot))
+        setup = common.defence_setup(victim, int(limit), int(n_align), int(k), "ridge", 0, int(n_boot), writer)
 except SlimeError as err:
     common.show_error(err)
     st.stop()
@@ -84,7 +88,8 @@ strength = c3.select_slider(f"Strength ({spec.strength})", strengths, strengths[
                             help="weakest on the left, strongest on the right")
 
 # one curve per (set-up, defence, key): every strength, so moving the slider only reads a stored row
-ckey = ("df_curve", victim, int(limit), int(n_align), int(k), int(n_boot), defence, int(key_seed), tuple(strengths))
+ckey = ("df_curve", victim, int(limit), int(n_align), int(k), int(n_boot), defence, int(key_seed), tuple(strengths),
+        writer)
 if ckey not in st.session_state:
     try:
         for s in strengths:  # a bad strength fails before any work
@@ -138,6 +143,10 @@ for col, key, label in ((m[1], "tag_f1", "Tag F1 (exact)"), (m[2], "neighbourhoo
 u0 = setup.undefended["utility"]
 m[3].metric("Utility: recall@1", f"{ut['recall_at_1']:.3f}", f"{ut['recall_at_1'] - u0['recall_at_1']:+.3f}")
 m[4].metric("Utility: recall@5", f"{ut['recall_at_5']:.3f}", f"{ut['recall_at_5'] - u0['recall_at_5']:+.3f}")
+if "zero_shot_tag_f1" in ut:
+    st.metric("Utility: the owner's zero-shot tagging (exact F1)", f"{ut['zero_shot_tag_f1']:.3f}",
+              f"{ut['zero_shot_tag_f1'] - u0['zero_shot_tag_f1']:+.3f}",
+              help="The victim's own text tower tags its defended embeddings (top-k over the test tags).")
 
 table = [{"leakage": "alignment cosine", "attack": lk["alignment_cosine"], "ci_low": lk["alignment_cosine_ci"][0],
           "ci_high": lk["alignment_cosine_ci"][1], "prior": base["alignment_cosine"],
@@ -147,11 +156,17 @@ for key, label in (("tag_f1", "tag F1 (exact)"), ("neighbourhood_f1", "neighbour
     table.append({"leakage": label, "attack": lk[key], "ci_low": lk[f"{key}_ci"][0], "ci_high": lk[f"{key}_ci"][1],
                   "prior": base[key], "difference": dv["diff"], "diff_ci_low": dv["ci_low"],
                   "diff_ci_high": dv["ci_high"]})
+if "caption_rouge_l" in lk:
+    dv = lk["caption_rouge_l_vs_random_caption"]
+    table.append({"leakage": f"caption ROUGE-L ({lk['caption_writer']})", "attack": lk["caption_rouge_l"],
+                  "ci_low": lk["caption_rouge_l_ci"][0], "ci_high": lk["caption_rouge_l_ci"][1],
+                  "prior": row["baselines"]["random_caption"]["caption_rouge_l"], "difference": dv["diff"],
+                  "diff_ci_low": dv["ci_low"], "diff_ci_high": dv["ci_high"]})
 st.dataframe(table, hide_index=True, key="df_table",
              column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
                             ("attack", "ci_low", "ci_high", "prior", "difference", "diff_ci_low", "diff_ci_high")})
-st.caption("prior = the k most frequent training tags for the F1s (no embedding needed) and the mean public "
-           "embedding for the cosine; difference = attack - prior, paired over images, with its bootstrap 95% "
+st.caption("prior = the k most frequent training tags for the F1s (no embedding needed), the mean public "
+           "embedding for the cosine and a random public caption for ROUGE-L; difference = attack - prior, paired over images, with its bootstrap 95% "
            "interval (the cosine's interval is on the attack value only).")
 nb = lk["neighbourhood_f1_vs_frequent"]
 if nb["ci_low"] > 0:

@@ -2,6 +2,7 @@
 
     python bench/defence_curves.py                    # lite0 victim, test split, N=300, k=10
     python bench/defence_curves.py --victim lite1 --out bench/results
+    python bench/defence_curves.py --caption none     # tags only, no caption ROUGE-L
 
 Writes <out>/defence_curves_<victim>.json (every row of every curve, the `slime defend` JSON contract),
 <out>/defence_curves_<victim>.png (small multiples drawn with Pillow: no browser, no kaleido) and
@@ -25,6 +26,7 @@ from slime_core.data import load_folder  # noqa: E402
 from slime_core.defend import DEFENCES, parse_strengths, spec  # noqa: E402
 from slime_core.pipeline import Attacker  # noqa: E402
 from slime_core.report import jsonable  # noqa: E402
+from slime_core.write import make_writer  # noqa: E402
 
 
 def write_pictures(results: dict, stem: Path) -> None:
@@ -51,6 +53,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=0, help="first L test images only (smoke runs)")
     ap.add_argument("--bootstrap", type=int, default=1000)
+    ap.add_argument("--caption", default="consensus",
+                    help="caption writer for caption ROUGE-L: consensus (default, no LLM) | local | <litellm model> | none")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     ap.add_argument("--from-json", type=Path, default=None,
                     help="redraw the PNG and HTML from a JSON this script wrote, without measuring again")
@@ -69,13 +73,14 @@ def main(argv=None) -> int:
         spec(name)
         grid[name] = parse_strengths(values)
 
+    writer = make_writer(args.caption)
     t0 = time.perf_counter()
     attacker = Attacker(data=args.data)
     samples = [s for s in load_folder(args.data or attacker.data, args.split) if s.path is not None]
     if args.limit:
         samples = samples[: args.limit]
     setup = curves.prepare(attacker, samples, args.victim, args.n_align, args.k, seed=args.seed, n_boot=args.bootstrap,
-                           progress=True)
+                           progress=True, writer=writer)
     t_setup = time.perf_counter() - t0
     print(f"set-up (embeddings, reference tags, baselines): {t_setup:.1f}s, {len(samples)} images", file=sys.stderr)
 
@@ -90,6 +95,7 @@ def main(argv=None) -> int:
     stem = args.out / f"defence_curves_{args.victim}"
     payload = {"command": "python bench/defence_curves.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                "victim": args.victim, "attacker": attacker.bundle.attacker, "n_align": args.n_align, "k": args.k,
+               "caption_writer": writer.model if writer else None,
                "n_images": len(samples), "data": str(args.data or attacker.data), "split": args.split,
                "seconds": {"setup": round(t_setup, 2), **timing, "total": round(time.perf_counter() - t0, 2)},
                "undefended": setup.undefended, "curves": results}

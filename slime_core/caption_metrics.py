@@ -138,6 +138,14 @@ def meteor(candidate: str, references: Sequence[str]) -> float:
     return meteor_score([tokens(r) for r in references], tokens(candidate), wordnet=_wordnet())
 
 
+def rouge_l_best(candidate: str, references: Sequence[str]) -> float:
+    """ROUGE-L F of one caption, the best over the references (score_caption's rougeL without the rest)."""
+    references = [r for r in references if r and r.strip()]
+    if not references:
+        raise SlimeError("no reference captions to score against")
+    return _rouge().score_multi(references, candidate)["rougeL"].fmeasure if tokens(candidate) else 0.0
+
+
 def score_caption(candidate: str, references: Sequence[str]) -> dict:
     """bleu4, rouge1, rouge2, rougeL, meteor of one caption: each the best over the references, in [0, 1]."""
     references = [r for r in references if r and r.strip()]

@@ -35,6 +35,13 @@ def add_attack_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+def add_caption_options(p: argparse.ArgumentParser) -> None:
+    """Caption ROUGE-L in the defence curves, beside a random public caption."""
+    p.add_argument("--caption", default="none",
+                   help="writer for caption ROUGE-L in the curves: none | consensus (no LLM, fast) | local | <litellm model>")
+    p.add_argument("--caption-mode", default=None, help="tags | neighbours | tags+neighbours")
+
+
 def load_samples(args):
     from slime_core.data import load_folder
 
@@ -141,13 +148,16 @@ def _defence_setup(args):
     from slime_core.curves import prepare
     from slime_core.data import load_folder
     from slime_core.pipeline import Attacker
+    from slime_core.write import make_writer
+
+    writer = make_writer(args.caption, args.caption_mode)  # a bad writer/mode fails before the slow part
 
     attacker = Attacker(args.bundle, args.pool_data)
     samples = [s for s in load_folder(args.data or attacker.data, args.split) if s.path is not None]
     if args.limit:
         samples = samples[: args.limit]
     setup = prepare(attacker, samples, args.victim, args.n_align, args.k, args.method, args.seed, args.bootstrap,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, writer=writer)
     return attacker, samples, setup
 
 
@@ -273,6 +283,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="text", choices=("text", "json"))
     p.add_argument("--output", type=Path, help="also write the JSON here")
     p.add_argument("--figure", type=Path, help="also write the plotly chart here (.html, self-contained)")
+    add_caption_options(p)
     add_attack_options(p)
     p.set_defaults(func=cmd_defend)
 
@@ -291,6 +302,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", type=int, default=6)
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--paper-figures", type=Path, default=None, help="JSON of the paper's figures to show, labelled as the paper's")
+    add_caption_options(p)
     add_attack_options(p)
     p.set_defaults(func=cmd_report)
 

@@ -13,6 +13,10 @@ Leakage (test split, per image, mean with a 95% bootstrap interval over images)
   all): leakage that does not beat it is no leakage. `*_vs_frequent` is the paired difference with CI.
   The cosine's own prior is `baselines.frequent.alignment_cosine`: the cosine every test image gets when
   guessed as the mean public attacker embedding (these embeddings are non-negative, so it is far from 0).
+  caption_rouge_l    only where a caption writer is configured (`writer=`): ROUGE-L (best over the image's
+  reference captions) of the caption written from the top-k tags and the 5 nearest public images, beside
+  its prior `baselines.random_caption` (a random public caption, one fixed draw per image) and the paired
+  difference `caption_rouge_l_vs_random_caption`.
 
 Utility (the embedding's own job: image-to-image retrieval, measured on what the owner releases)
   The gallery is every released embedding (pool + test, 900 images). For each test image the target is
@@ -20,8 +24,11 @@ Utility (the embedding's own job: image-to-image retrieval, measured on what the
   fraction of test images whose target is among the top-k (cosine) under the DEFENDED embeddings. It is
   1.0 without a defence by construction and measures how much of the owner's neighbour structure
   survives. There are no duplicate images to retrieve, so this is a proxy, stated as such.
-  Zero-shot tag retrieval utility applies only to dual encoders; the offline victims (lite0/lite1) are
-  image-only, so it is not measured here.
+  zero_shot_tag_f1 (dual-encoder victims only: those with a text tower, e.g. open_clip): the owner's own
+  zero-shot tagging -- its text tower embeds the test split's tag vocabulary, each defended test embedding
+  takes its k nearest tags, scored by exact F1 against the image's reference tags. The queries get only
+  the defence's keyed linear part (`Defence.transform_query`). The offline victims (lite0/lite1) are
+  image-only, so their rows have no such field.
 
 The adaptive attacker also tries its map with an intercept (a constant feature) and keeps whichever
 fits its own pairs better (`fit_adaptive`), so a defence cannot win merely by removing a common offset.
@@ -46,7 +53,7 @@ from slime_core import align
 from slime_core.defend import DEFENCES, make_defence, spec
 from slime_core.errors import SlimeError
 from slime_core.evaluate import tag_scores
-from slime_core.metrics import NeighbourhoodScorer, bootstrap_ci, paired_difference
+from slime_core.metrics import NeighbourhoodScorer, bootstrap_ci, exact_prf, paired_difference
 from slime_core.pipeline import check_held_out
 
 RECALL_KS = (1, 5)
@@ -73,12 +80,19 @@ class Setup:
     targets: np.ndarray = field(default=None, repr=False)
     frequent: dict = field(default_factory=dict)
     undefended: dict | None = None
+    writer: object = None  # a write.CaptionWriter, or None: no caption metric
+    ref_captions: list = field(default_factory=list, repr=False)
+    random_caption_rouge: np.ndarray | None = field(default=None, repr=False)
+    zs_vocab: list | None = field(default=None, repr=False)  # zero-shot utility: the victim's own text tower
+    zs_text: np.ndarray | None = field(default=None, repr=False)
 
 
 def prepare(attacker, samples, victim: str = "lite0", n_align: int = 300, k: int = 10, method: str = "ridge",
-            seed: int = 0, n_boot: int = 1000, progress: bool = False, refs=None, scorer=None) -> Setup:
+            seed: int = 0, n_boot: int = 1000, progress: bool = False, refs=None, scorer=None,
+            writer=None) -> Setup:
     """Embed the test images (victim and attacker), tag their captions, compute the baselines.
-    `refs` (reference tags per sample) and `scorer` (a NeighbourhoodScorer) may be passed in to reuse them."""
+    `refs` (reference tags per sample) and `scorer` (a NeighbourhoodScorer) may be passed in to reuse them;
+    `writer` (a write.CaptionWriter) adds caption ROUGE-L to every row."""
     from slime_core.tags import make_parser, tags_of_captions
 
     samples = [s for s in samples if s.path is not None]
@@ -108,8 +122,55 @@ def prepare(attacker, samples, victim: str = "lite0", n_align: int = 300, k: int
     A_unit = A_test / np.linalg.norm(A_test, axis=1, keepdims=True)
     setup.frequent = {"tag_f1": freq["exact_f1"], "neighbourhood_f1": freq["neighbourhood_f1"],
                       "alignment_cosine": A_unit @ mean_pool}
+    if writer is not None:
+        _prepare_captions(setup, samples, writer)
+    victim_encoder = attacker.encoder(victim)
+    if "text" in getattr(victim_encoder, "modalities", ()):
+        setup.zs_vocab = sorted({t for r in refs for t in r})
+        setup.zs_text = align.check_embeddings(victim_encoder.encode_texts(setup.zs_vocab),
+                                               f"{victim} text embeddings of the test tags")
     setup.undefended = measure(setup, "noise", 0.0)
     return setup
+
+
+def _prepare_captions(setup: Setup, samples, writer) -> None:
+    """The caption metric's references and its prior: a random public caption per image (one fixed draw)."""
+    from slime_core.caption_metrics import rouge_l_best
+
+    attacker = setup.attacker
+    public = attacker.captions_of(attacker.bundle.pool["images"])
+    if not public:
+        raise SlimeError(f"caption ROUGE-L needs the public pool's captions (captions.jsonl of {attacker.data}); "
+                         "none were found. Run without a caption writer, or point the pool data at that folder.")
+    setup.writer = writer
+    setup.ref_captions = [s.captions for s in samples]
+    rng = np.random.default_rng(setup.seed)
+    setup.random_caption_rouge = np.array([rouge_l_best(public[i], refs) for i, refs in
+                                           zip(rng.integers(len(public), size=len(samples)), setup.ref_captions)])
+
+
+def caption_leakage(setup: Setup, aligned: np.ndarray, tags: list[list[str]]) -> dict:
+    """Caption ROUGE-L of the attack on these aligned embeddings, beside the random-caption prior."""
+    from slime_core.caption_metrics import rouge_l_best
+    from slime_core.evaluate import write_captions
+
+    near = setup.attacker.neighbours(aligned, 5)
+    caps = write_captions(setup.attacker, setup.writer, tags, near, setup.k, "defended", progress=False)
+    rl = np.array([rouge_l_best(c, refs) for c, refs in zip(caps, setup.ref_captions)])
+    mean, ci = _mean_ci(rl, setup)
+    return {"caption_rouge_l": mean, "caption_rouge_l_ci": ci, "caption_writer": setup.writer.model,
+            "caption_rouge_l_vs_random_caption": paired_difference(rl, setup.random_caption_rouge, setup.n_boot,
+                                                                   setup.seed)}
+
+
+def zero_shot_tag_f1(setup: Setup, defence, Z_test: np.ndarray) -> float:
+    """The victim's own zero-shot tagging of its defended test embeddings: exact F1 of the top-k tags."""
+    Q = defence.transform_query(setup.zs_text)
+    Zn = Z_test / np.maximum(np.linalg.norm(Z_test, axis=1, keepdims=True), 1e-12)
+    Qn = Q / np.maximum(np.linalg.norm(Q, axis=1, keepdims=True), 1e-12)
+    top = np.argsort(-(Zn @ Qn.T), axis=1, kind="stable")[:, : setup.k]
+    return float(np.mean([exact_prf([setup.zs_vocab[j] for j in row], ref)["f1"]
+                          for row, ref in zip(top, setup.refs)]))
 
 
 def _gallery_sims(pool: np.ndarray, test: np.ndarray) -> np.ndarray:
@@ -157,23 +218,31 @@ def measure(setup: Setup, defence: str, strength: float, defence_seed: int = 0, 
     cos_m, cos_ci = _mean_ci(cos, setup)
     ex_m, ex_ci = _mean_ci(exact, setup)
     nb_m, nb_ci = _mean_ci(neigh, setup)
+    leakage = {
+        "alignment_cosine": cos_m, "alignment_cosine_ci": cos_ci, "heldout_cosine": fit.heldout_cosine,
+        "attacker_intercept": intercept,
+        "tag_f1": ex_m, "tag_f1_ci": ex_ci,
+        "neighbourhood_f1": nb_m, "neighbourhood_f1_ci": nb_ci,
+        "tag_f1_vs_frequent": paired_difference(exact, setup.frequent["tag_f1"], setup.n_boot, setup.seed),
+        "neighbourhood_f1_vs_frequent": paired_difference(neigh, setup.frequent["neighbourhood_f1"],
+                                                          setup.n_boot, setup.seed),
+    }
+    baselines = {"frequent": {"tag_f1": float(setup.frequent["tag_f1"].mean()),
+                              "neighbourhood_f1": float(setup.frequent["neighbourhood_f1"].mean()),
+                              # the cosine's prior: every image guessed as the mean public attacker embedding
+                              "alignment_cosine": float(setup.frequent["alignment_cosine"].mean())}}
+    if setup.writer is not None:
+        leakage.update(caption_leakage(setup, aligned, tags))
+        baselines["random_caption"] = {"caption_rouge_l": float(setup.random_caption_rouge.mean())}
+    utility = retrieval_recall(Z_pool, Z_test, setup.targets)
+    if setup.zs_text is not None:
+        utility["zero_shot_tag_f1"] = zero_shot_tag_f1(setup, d, Z_test)
     return {
         "defence": defence,
         "strength": strength,
-        "leakage": {
-            "alignment_cosine": cos_m, "alignment_cosine_ci": cos_ci, "heldout_cosine": fit.heldout_cosine,
-            "attacker_intercept": intercept,
-            "tag_f1": ex_m, "tag_f1_ci": ex_ci,
-            "neighbourhood_f1": nb_m, "neighbourhood_f1_ci": nb_ci,
-            "tag_f1_vs_frequent": paired_difference(exact, setup.frequent["tag_f1"], setup.n_boot, setup.seed),
-            "neighbourhood_f1_vs_frequent": paired_difference(neigh, setup.frequent["neighbourhood_f1"],
-                                                              setup.n_boot, setup.seed),
-        },
-        "utility": retrieval_recall(Z_pool, Z_test, setup.targets),
-        "baselines": {"frequent": {"tag_f1": float(setup.frequent["tag_f1"].mean()),
-                                   "neighbourhood_f1": float(setup.frequent["neighbourhood_f1"].mean()),
-                                   # the cosine's prior: every image guessed as the mean public attacker embedding
-                                   "alignment_cosine": float(setup.frequent["alignment_cosine"].mean())}},
+        "leakage": leakage,
+        "utility": utility,
+        "baselines": baselines,
         "released_dim": int(Z.shape[1]),
         "defence_info": d.describe(),
         "victim": setup.victim, "attacker": attacker.bundle.attacker, "n_align": setup.n_align, "k": setup.k,
@@ -288,6 +357,19 @@ def knee_label(r: dict) -> str:
     return " ".join(x for x, on in (("<- knee", r.get("knee")), ("<- stops the leak", r.get("stops_leak"))) if on)
 
 
+def optional_cells(r: dict) -> list[tuple[str, str]]:
+    """(header, cell) for the measurements only some runs have: caption ROUGE-L (a writer was configured)
+    and zero-shot tag F1 (a dual-encoder victim)."""
+    out = []
+    if "caption_rouge_l" in r["leakage"]:
+        lk, dv = r["leakage"], r["leakage"]["caption_rouge_l_vs_random_caption"]
+        out.append(("caption ROUGE-L, d vs random caption [95% CI]",
+                    f"{lk['caption_rouge_l']:.3f} {dv['diff']:+.3f} [{dv['ci_low']:+.3f},{dv['ci_high']:+.3f}]"))
+    if "zero_shot_tag_f1" in r["utility"]:
+        out.append(("zero-shot tag F1", f"{r['utility']['zero_shot_tag_f1']:.3f}"))
+    return out
+
+
 def format_table(rows: list[dict]) -> str:
     if not rows:
         return "(no rows)"
@@ -298,8 +380,12 @@ def format_table(rows: list[dict]) -> str:
              f"prior baseline (k most frequent tags): tag F1 {base['tag_f1']:.3f}, neighbourhood F1 "
              f"{base['neighbourhood_f1']:.3f}; cosine of the mean public embedding {base.get('alignment_cosine', float('nan')):.3f}; "
              f"utility = recall@k of the clean nearest neighbour (1.0 = no loss)"]
+    if "random_caption" in r0["baselines"]:
+        lines.append(f"captions by {r0['leakage']['caption_writer']}; prior: a random public caption, ROUGE-L "
+                     f"{r0['baselines']['random_caption']['caption_rouge_l']:.3f}")
+    extra = " | ".join(h for h, _ in optional_cells(r0))
     head = f"{'strength':>9} {'dim':>5} {'cos':>6} | {'tag F1 [95% CI]':>21} | {'neigh F1 [95% CI]':>21} " \
-           f"{'d vs freq [95% CI]':>23} | {'R@1':>5} {'R@5':>5} | knee"
+           f"{'d vs freq [95% CI]':>23} | {'R@1':>5} {'R@5':>5} | knee" + (f" | {extra}" if extra else "")
     lines += [head, "-" * len(head)]
     for r in rows:
         lk, ut = r["leakage"], r["utility"]
@@ -308,7 +394,8 @@ def format_table(rows: list[dict]) -> str:
                      f"{lk['tag_f1']:.3f} [{lk['tag_f1_ci'][0]:.3f},{lk['tag_f1_ci'][1]:.3f}]"
                      + f" | {lk['neighbourhood_f1']:.3f} [{lk['neighbourhood_f1_ci'][0]:.3f},{lk['neighbourhood_f1_ci'][1]:.3f}] "
                      + f"{dv['diff']:+.3f} [{dv['ci_low']:+.3f},{dv['ci_high']:+.3f}]".rjust(23)
-                     + f" | {ut['recall_at_1']:>5.3f} {ut['recall_at_5']:>5.3f} | {knee_label(r)}")
+                     + f" | {ut['recall_at_1']:>5.3f} {ut['recall_at_5']:>5.3f} | {knee_label(r)}"
+                     + "".join(f" | {cell}" for _, cell in optional_cells(r)))
     return "\n".join(lines)
 
 
@@ -325,14 +412,18 @@ def figure(rows: list[dict], title: str | None = None):
     fig = go.Figure()
     series = (("neighbourhood_f1", "neighbourhood F1", "#1f77b4"), ("tag_f1", "exact tag F1", "#ff7f0e"),
               ("alignment_cosine", "alignment cosine", "#2ca02c"))
+    if "caption_rouge_l" in rows[0]["leakage"]:
+        series += (("caption_rouge_l", "caption ROUGE-L", "#9467bd"),)
     for key, label, colour in series:
         fig.add_trace(go.Scatter(x=x, y=[r["leakage"][key] for r in rows], mode="lines+markers+text", name=label,
                                  text=labels if key == "neighbourhood_f1" else None, textposition="top center",
                                  line={"color": colour}, hovertemplate=f"{label} %{{y:.3f}}<br>recall@1 %{{x:.3f}}"))
-    base = rows[0]["baselines"]["frequent"]
+    base = {**rows[0]["baselines"]["frequent"], **rows[0]["baselines"].get("random_caption", {})}
+    prior_name = {"alignment_cosine": "mean public embedding", "caption_rouge_l": "random public caption"}
     for key, label, colour in series:
         fig.add_hline(y=base[key], line_dash="dash", line_color=colour, opacity=0.6,
-                      annotation_text=f"prior ({'mean public embedding' if key == 'alignment_cosine' else 'frequent tags'}): {label}", annotation_position="bottom right")
+                      annotation_text=f"prior ({prior_name.get(key, 'frequent tags')}): {label}",
+                      annotation_position="bottom right")
     knee = [r for r in rows if r.get("knee")]
     if knee:
         r = knee[0]

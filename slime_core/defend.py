@@ -334,6 +334,16 @@ class Defence:
                               self.state["lo"], self.state["step"])
         raise AssertionError(name)
 
+    def transform_query(self, X) -> np.ndarray:
+        """The owner's own query embeddings (e.g. text for zero-shot search) in the released space: only the
+        keyed linear part (rotation, shuffle, pca, projection) applies. Noise and quantisation protect what is
+        stored and released; a query is computed fresh by the owner and compared against that."""
+        X = check_input(X, "query embeddings")
+        self._need_fit(X)
+        if self.is_off or self.name in ("noise", "gaussian", "laplace", "quantise"):
+            return X.copy()
+        return self.transform(X)
+
     def describe(self) -> dict:
         out = {"defence": self.name, "strength": self.strength, "strength_means": self.spec.strength,
                "protects": self.spec.protects, "does_not_protect": self.spec.does_not}

@@ -301,7 +301,8 @@ def render_html(report: dict) -> str:
                      f"gives {base.get('alignment_cosine', float('nan')):.3f}); its top-{und['k']} tags reach neighbourhood "
                      f"F1 {lk['neighbourhood_f1']:.3f} (exact {lk['tag_f1']:.3f}) against {base['neighbourhood_f1']:.3f} "
                      f"({base['tag_f1']:.3f}) for the prior that needs no embedding: a difference of {d['diff']:+.3f} "
-                     f"[95% CI {d['ci_low']:+.3f}, {d['ci_high']:+.3f}].</p>")
+                     f"[95% CI {d['ci_low']:+.3f}, {d['ci_high']:+.3f}]."
+                     + (_caption_sentence(und) if "caption_rouge_l" in lk else "") + "</p>")
     parts.append("<h2>Threat model</h2><table>" + "".join(
         f"<tr><th class='l'>{e(t['role'])}</th><td class='l'>{e(t['text'])}</td></tr>" for t in report["threat_model"]) + "</table>")
     m = report["models"]
@@ -346,15 +347,18 @@ def render_html(report: dict) -> str:
             parts.append(f"<h3>{e(name)}</h3><p class='note'>strength = {e(d['spec']['strength'])}. Protects: "
                          f"{e(d['spec']['protects'])}. Does not protect: {e(d['spec']['does_not_protect'])}.</p>")
             parts.append(div(_curves.figure(rows)))
+            extra = _curves.optional_cells(rows[0])
             parts.append("<table><tr><th>strength</th><th>dim</th><th>cosine</th><th>exact F1</th><th>neigh. F1</th>"
-                         "<th>neigh. F1 − prior [95% CI]</th><th>recall@1</th><th>recall@5</th><th class='l'></th></tr>" + "".join(
+                         "<th>neigh. F1 − prior [95% CI]</th><th>recall@1</th><th>recall@5</th>"
+                         + "".join(f"<th>{e(h)}</th>" for h, _ in extra) + "<th class='l'></th></tr>" + "".join(
                              f"<tr><td>{_curves.fmt_strength(r['strength'])}</td><td>{r['released_dim']}</td>"
                              f"<td>{r['leakage']['alignment_cosine']:.3f}</td><td>{r['leakage']['tag_f1']:.3f}</td>"
                              f"<td>{r['leakage']['neighbourhood_f1']:.3f}</td><td>{r['leakage']['neighbourhood_f1_vs_frequent']['diff']:+.3f} "
                              f"[{r['leakage']['neighbourhood_f1_vs_frequent']['ci_low']:+.3f}, "
                              f"{r['leakage']['neighbourhood_f1_vs_frequent']['ci_high']:+.3f}]</td>"
                              f"<td>{r['utility']['recall_at_1']:.3f}</td><td>{r['utility']['recall_at_5']:.3f}</td>"
-                             f"<td class='l'>{e(_curves.knee_label(r))}</td></tr>" for r in rows) + "</table>")
+                             + "".join(f"<td>{e(c)}</td>" for _, c in _curves.optional_cells(r))
+                             + f"<td class='l'>{e(_curves.knee_label(r))}</td></tr>" for r in rows) + "</table>")
     paper = report.get("paper_figures")
     parts.append("<div class='paper'><h2>The paper's reference figures (NOT measured by this run)</h2>")
     if paper:
@@ -369,6 +373,13 @@ def render_html(report: dict) -> str:
                      "none are stored in the repository, and none are invented here.</p>")
     parts.append("</div></body></html>")
     return "\n".join(parts)
+
+
+def _caption_sentence(row: dict) -> str:
+    lk, dv = row["leakage"], row["leakage"]["caption_rouge_l_vs_random_caption"]
+    return (f" Captions written by {html.escape(lk['caption_writer'])} reach ROUGE-L {lk['caption_rouge_l']:.3f} "
+            f"against {row['baselines']['random_caption']['caption_rouge_l']:.3f} for a random public caption: "
+            f"{dv['diff']:+.3f} [95% CI {dv['ci_low']:+.3f}, {dv['ci_high']:+.3f}].")
 
 
 def write_report(report: dict, out) -> tuple[Path, Path]:

@@ -402,6 +402,18 @@ def test_defences_page_leakage_utility_and_curve():
     assert not at.error, errors(at)
 
 
+def test_defences_page_scores_captions_beside_a_random_caption():
+    at = start_defences(limit=8)
+    at.toggle(key="df_captions").set_value(True).run()
+    ok(at)
+    assert not at.error, errors(at)
+    table = at.dataframe[0].value
+    row = table[table["leakage"] == "caption ROUGE-L (consensus-rougeL)"].iloc[0]
+    assert 0 < row["prior"] < 1 and 0 <= row["attack"] <= 1
+    assert abs(row["difference"] - (row["attack"] - row["prior"])) < 1e-9  # paired over images: means subtract
+    assert "caption ROUGE-L" in at.get("plotly_chart")[0].proto.spec
+
+
 def test_defences_page_shows_slime_errors(monkeypatch):
     from slime_core import curves
 

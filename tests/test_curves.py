@@ -16,11 +16,25 @@ def _unit(X):
     return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
 
 
+class FakeDualEncoder:
+    """The victim's text tower in the fake world: a tag's text embedding is the victim image embedding of a
+    latent pointing at that tag, so zero-shot tagging works on clean embeddings."""
+
+    modalities = ("image", "text")
+
+    def __init__(self, vectors: dict):
+        self.vectors = vectors
+
+    def encode_texts(self, texts, batch_size=64, progress=False):
+        return np.stack([self.vectors[t] for t in texts])
+
+
 class FakeAttacker:
     """Images have a latent z; the victim and the attacker embed it linearly (different spaces), tags are
-    directions in attack space and an image's reference tags are its 3 best tags."""
+    directions in attack space and an image's reference tags are its 3 best tags; an image's captions name
+    those tags. `dual=True` gives the victim a text tower."""
 
-    def __init__(self, n_pool=120, n_test=24, latent=6, dv=20, da=16, n_tags=18, seed=0, data=Path(".")):
+    def __init__(self, n_pool=120, n_test=24, latent=6, dv=20, da=16, n_tags=18, seed=0, data=Path("."), dual=False):
         rng = np.random.default_rng(seed)
         Mv, Ma = rng.standard_normal((latent, dv)), rng.standard_normal((latent, da))
         z = rng.standard_normal((n_pool + n_test, latent))
@@ -36,15 +50,20 @@ class FakeAttacker:
         self.pool_attack, self._X_pool = A[:n_pool], Xv[:n_pool]
         self._X_test, self._A_test = Xv[n_pool:], A[n_pool:]
         self.data = Path(data)
+        best = lambda a: [self.tag_names[i] for i in np.argsort(-(self.tag_vecs @ a))[:3]]
+        self._captions = {n: [f"a {' with a '.join(best(a))}"] for n, a in zip(pool_names, self.pool_attack)}
+        self.refs = [best(a) for a in self._A_test]
         self.samples = [SimpleNamespace(name=f"test{i}.jpg", path=self.data / "images" / f"test{i}.jpg",
-                                        captions=[f"caption {i}"]) for i in range(n_test)]
+                                        captions=[f"a {' with a '.join(r)}", f"caption {i}"])
+                        for i, r in enumerate(self.refs)]
         counts = np.zeros(n_tags)
-        self.refs = []
-        for a in self._A_test:
-            top = list(np.argsort(-(self.tag_vecs @ a))[:3])
-            counts[top] += 1
-            self.refs.append([self.tag_names[i] for i in top])
+        for r in self.refs:
+            counts[[self.tag_names.index(t) for t in r]] += 1
         self._freq = [self.tag_names[i] for i in np.argsort(-counts, kind="stable")]
+        # a tag's victim-side text vector: the victim embedding of the latent best aligned with the tag
+        z_tag = np.linalg.lstsq(Ma.T, self.tag_vecs.T, rcond=None)[0].T
+        self._encoder = FakeDualEncoder(dict(zip(self.tag_names, _unit(_unit(z_tag @ Mv) + 0.5)))) if dual else \
+            SimpleNamespace(modalities=("image",))
 
     def victim_pool(self, victim, progress=False):
         return self._X_pool
@@ -63,6 +82,12 @@ class FakeAttacker:
 
     def frequent_tags(self, k):
         return self._freq[:k]
+
+    def encoder(self, name):
+        return self._encoder
+
+    def captions_of(self, names):
+        return [self._captions[n][0] for n in names if n in self._captions]
 
     def scorer(self):
         index = {t: i for i, t in enumerate(self.tag_names)}
@@ -117,6 +142,48 @@ def test_every_defence_runs_on_the_fake_world():
     assert set(out) == set(grid)
     assert out["pca"][0]["released_dim"] == 4
     assert out["quantise"][0]["utility"]["recall_at_1"] > 0.9  # 8 bits lose almost nothing
+
+
+def test_caption_rouge_l_with_a_writer_beats_a_random_caption_until_the_noise_wins():
+    from slime_core.write import make_writer
+
+    att = FakeAttacker()
+    setup = curves.prepare(att, att.samples, "fake-victim", n_align=60, k=3, n_boot=200, refs=att.refs,
+                           scorer=att.scorer(), writer=make_writer("consensus"))
+    clean, loud = curves.curve(setup, "noise", [0, 3.0])
+    assert clean["leakage"]["caption_writer"] == "consensus-rougeL"
+    prior = clean["baselines"]["random_caption"]["caption_rouge_l"]
+    assert 0 < prior < clean["leakage"]["caption_rouge_l"] <= 1
+    assert clean["leakage"]["caption_rouge_l_vs_random_caption"]["ci_low"] > 0
+    assert loud["leakage"]["caption_rouge_l"] < clean["leakage"]["caption_rouge_l"]
+    assert loud["leakage"]["caption_rouge_l_vs_random_caption"]["ci_low"] <= 0
+    assert loud["baselines"]["random_caption"]["caption_rouge_l"] == prior  # one fixed draw for every row
+    assert "caption_rouge_l" not in fake_setup()[1].undefended["leakage"]  # no writer, no caption metric
+    text = curves.format_table([clean, loud])
+    assert "random public caption, ROUGE-L" in text and f"{clean['leakage']['caption_rouge_l']:.3f}" in text
+    assert "caption ROUGE-L" in [t.name for t in curves.figure([clean, loud]).data]
+
+
+def test_caption_metric_without_pool_captions_is_a_clear_error():
+    from slime_core.write import make_writer
+
+    att = FakeAttacker()
+    att._captions = {}
+    with pytest.raises(SlimeError, match="needs the public pool's captions"):
+        curves.prepare(att, att.samples, "fake-victim", n_align=60, k=3, n_boot=50, refs=att.refs,
+                       scorer=att.scorer(), writer=make_writer("consensus"))
+
+
+def test_zero_shot_tag_utility_only_for_dual_encoder_victims():
+    att = FakeAttacker(dual=True)
+    setup = curves.prepare(att, att.samples, "fake-victim", n_align=60, k=3, n_boot=100, refs=att.refs,
+                           scorer=att.scorer())
+    rows = curves.curve(setup, "noise", [0, 3.0]) + curves.curve(setup, "rotation", [1])
+    clean, loud, rotated = (r["utility"]["zero_shot_tag_f1"] for r in rows)
+    assert clean > rows[0]["baselines"]["frequent"]["tag_f1"]  # the owner's own tagging beats frequent tags
+    assert loud < clean
+    assert rotated == pytest.approx(clean)  # the owner rotates its queries with the same key
+    assert "zero_shot_tag_f1" not in fake_setup()[1].undefended["utility"]  # image-only victim
 
 
 def test_retrieval_recall_definition():
@@ -188,3 +255,27 @@ def test_real_bundle_end_to_end_on_a_few_images():
     assert rows[0]["leakage"]["alignment_cosine"] > 0.5
     assert rows[1]["leakage"]["alignment_cosine"] == pytest.approx(rows[0]["leakage"]["alignment_cosine"], abs=1e-3)
     assert rows[0]["utility"]["recall_at_1"] == 1.0
+
+
+@pytest.mark.slow
+def test_cli_defend_json_contract_with_a_caption_writer(capsys):
+    """`slime defend ... --format json` on the default bundle: the issue's JSON contract, plus caption ROUGE-L."""
+    import json
+
+    from slime_core.cli import main
+
+    code = main(["defend", "--victim", "lite0", "--defence", "noise", "--strength", "0,0.5", "--limit", "8",
+                 "--k", "5", "--bootstrap", "50", "--caption", "consensus", "--format", "json", "--no-progress"])
+    out = capsys.readouterr()
+    if code == 2 and "error" in out.err:
+        pytest.skip(f"default bundle or data not available: {out.err.strip()}")
+    assert code == 0
+    rows = json.loads(out.out)
+    assert [r["strength"] for r in rows] == [0, 0.5]
+    for r in rows:
+        assert r["defence"] == "noise"
+        assert set(r["leakage"]) >= {"alignment_cosine", "tag_f1", "neighbourhood_f1", "caption_rouge_l"}
+        assert set(r["utility"]) == {"recall_at_1", "recall_at_5"}  # lite0 is image-only: no zero-shot field
+        assert 0 <= r["leakage"]["caption_rouge_l"] <= 1
+    assert rows[0]["utility"]["recall_at_1"] == 1.0
+    assert rows[0]["baselines"]["random_caption"]["caption_rouge_l"] > 0

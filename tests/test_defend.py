@@ -197,3 +197,19 @@ def test_cli_rejects_bad_input_in_one_line(capsys):
     assert main(["report", "--no-defences", "--out", "r.txt"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 5
+
+
+def test_queries_get_only_the_keyed_linear_part_of_a_defence():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((40, 12)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    q = X[:5] + 0.1
+    rot = make_defence("rotation", 1, seed=7).fit(X)
+    np.testing.assert_allclose(rot.transform_query(q) @ rot.transform(X).T, q @ X.T, atol=1e-5)  # cosines kept
+    for name, strength in (("noise", 0.5), ("quantise", 1)):
+        d = make_defence(name, strength).fit(X)
+        np.testing.assert_array_equal(d.transform_query(q), q)  # stored vectors are noised/coded, queries not
+    pca = make_defence("pca", 4).fit(X)
+    assert pca.transform_query(q).shape == (5, 4)
+    with pytest.raises(SlimeError, match="fitted on 12-dim"):
+        rot.transform_query(q[:, :6])

@@ -81,6 +81,26 @@ def test_build_clip_bundle(tiny_bundle):
     assert len(list((cache / "tags").glob("*/*/*.npy"))) == 1 and len(bundle.tags) > 20
 
 
+def test_cli_defend_with_a_dual_encoder_victim_measures_zero_shot_utility(tiny_bundle, tiny_data, tiny_env,
+                                                                          monkeypatch, tmp_path, capsys):
+    """ViT-L-14 has a text tower, so the curves also measure the owner's zero-shot tagging; a rotation
+    applied to its queries with the same key leaves that unchanged."""
+    from slime_core import pipeline
+    from slime_core.encoders import EmbeddingCache
+
+    out, _, _ = tiny_bundle
+    folder, _ = tiny_data
+    monkeypatch.setenv(OVERRIDES_ENV, tiny_env)
+    monkeypatch.setattr(pipeline, "EmbeddingCache", lambda root: EmbeddingCache(tmp_path / "defend-cache"))
+    argv = ["defend", "--attacker", "clip-vit-bigg-14", "--bundle", str(out), "--victim", "clip-vit-l-14",
+            "--data", str(folder), "--pool-data", str(folder), "--defence", "rotation", "--strength", "0,1",
+            "--n-align", "6", "--k", "3", "--bootstrap", "20", "--format", "json", "--no-progress"]
+    assert main(argv) == 0
+    off, on = json.loads(capsys.readouterr().out)
+    assert 0 <= off["utility"]["zero_shot_tag_f1"] <= 1
+    assert on["utility"]["zero_shot_tag_f1"] == pytest.approx(off["utility"]["zero_shot_tag_f1"])
+
+
 def test_cli_attack_with_tiny_victim(tiny_bundle, tiny_data, tiny_env, monkeypatch, tmp_path, capsys):
     from slime_core import pipeline
     from slime_core.encoders import EmbeddingCache

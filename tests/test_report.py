@@ -83,3 +83,18 @@ def test_report_errors(world, tmp_path):
         write_report(r, tmp_path / "x.txt")
     with pytest.raises(SlimeError, match="does not exist"):
         write_report(r, tmp_path / "missing" / "x.html")
+
+
+def test_report_with_a_caption_writer_shows_caption_rouge_beside_its_prior(tmp_path):
+    from slime_core.write import make_writer
+
+    att = FakeAttacker(data=tmp_path)
+    setup = curves.prepare(att, att.samples, "fake-victim", n_align=60, k=3, n_boot=100, refs=att.refs,
+                           scorer=att.scorer(), writer=make_writer("consensus"))
+    r = build_report(att, att.samples, victim="fake-victim", defences={"noise": [0, 0.3]}, n_aligns=(60,), ks=(3,),
+                     n_align=60, k=3, n_examples=1, n_boot=100, setup=setup)
+    html = write_report(r, tmp_path / "audit.html")[0].read_text()
+    prior = setup.undefended["baselines"]["random_caption"]["caption_rouge_l"]
+    assert "Captions written by consensus-rougeL reach ROUGE-L" in html
+    assert f"{prior:.3f} for a random public caption" in html
+    assert html.count("caption ROUGE-L, d vs random caption") == 1  # the column of the noise table
