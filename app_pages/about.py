@@ -7,6 +7,8 @@ import streamlit as st
 
 from app_pages import common
 from slime_core.encoders import encoder_names, encoder_spec
+from slime_core.errors import SlimeError
+from slime_core.report import PAPER_FIGURES_ENV, load_paper_figures, paper_figure, paper_figures_path
 
 st.title("About SLImE")
 st.markdown("""
@@ -60,3 +62,22 @@ Gemini/Cohere victims, 500 COCO test images - and are not comparable number-for-
 baselines that grows with N and saturates, and neighbourhood F1 separating the attack from the baselines more
 clearly than exact F1. Run **Batch report** for this bundle's test-split numbers with their intervals.
 """)
+st.subheader("The paper's reference figures")
+paper_path = paper_figures_path()
+if paper_path is None:
+    st.info(f"None are shown: no copy of the paper's results tables (arXiv 2601.22929) was reachable where this "
+            f"app was built, and numbers are never invented here. To show them, transcribe them into a JSON file "
+            f"(format: `slime_core.report.load_paper_figures`) and set **${PAPER_FIGURES_ENV}** to its path; the "
+            f"audit report then includes them too.", icon=":material/info:")
+else:
+    try:
+        paper = load_paper_figures(paper_path)
+    except SlimeError as err:
+        common.show_error(err)
+    else:
+        st.caption(f"Transcribed by hand from {paper.get('source', 'the paper')} (file `{paper_path}`); the paper's "
+                   "numbers, not measured by this app.")
+        for i, fig_spec in enumerate(paper["figures"]):
+            st.plotly_chart(paper_figure(fig_spec), key=f"about_paper_{i}")
+            if fig_spec.get("note"):
+                st.caption(fig_spec["note"])

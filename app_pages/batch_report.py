@@ -127,7 +127,7 @@ def build_audit(victim: str, limit: int, n_boot: int, n_examples: int, defences:
 
     from slime_core.defend import spec
     from slime_core.evaluate import check_grid
-    from slime_core.report import build_report, write_report
+    from slime_core.report import build_report, paper_figures_path, write_report
 
     t0 = time.perf_counter()
     n_align, k = (300 if pool_size >= 300 else pool_size), 10
@@ -138,7 +138,7 @@ def build_audit(victim: str, limit: int, n_boot: int, n_examples: int, defences:
     bar.progress(0.35, text=f"Attack grid ({len(ns)} N x {len(ks)} k), {len(defences)} defence curve(s), "
                             f"{n_examples} examples ...")
     with tempfile.TemporaryDirectory() as tmp:
-        paper_path = None
+        paper_path = paper_figures_path()  # $SLIME_PAPER_FIGURES, unless a file is uploaded
         if paper is not None:
             paper_path = Path(tmp) / "paper_figures.json"
             paper_path.write_bytes(paper)

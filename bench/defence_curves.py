@@ -6,7 +6,7 @@
 
 Writes <out>/defence_curves_<victim>.json (every row of every curve, the `slime defend` JSON contract),
 <out>/defence_curves_<victim>.png (small multiples drawn with Pillow: no browser, no kaleido) and
-<out>/defence_curves_<victim>.html (the interactive plotly charts, self-contained), and prints one text
+<out>/defence_curves_<victim>.html (the interactive plotly charts, self-contained; 5 MB, not committed), and prints one text
 table per defence with the wall-clock time it took.
 """
 

@@ -186,7 +186,7 @@ def cmd_defend(args) -> int:
 def cmd_report(args) -> int:
     """Self-contained HTML audit report (plus JSON beside it)."""
     from slime_core.defend import DEFENCES, make_defence, parse_strengths, spec
-    from slime_core.report import build_report, write_report
+    from slime_core.report import build_report, paper_figures_path, write_report
 
     names = [] if args.no_defences else [d.strip() for d in (args.defence or "").split(",") if d.strip()] or list(DEFENCES)
     for d in names:
@@ -202,7 +202,8 @@ def cmd_report(args) -> int:
         raise SlimeError(f"--out {out} should end in .html (the JSON goes beside it).")
     attacker, samples, setup = _defence_setup(args)
     report = build_report(attacker, samples, args.victim, grid, args.n_aligns, args.ks, args.n_align, args.k,
-                          args.method, args.seed, args.examples, args.bootstrap, args.paper_figures, setup=setup,
+                          args.method, args.seed, args.examples, args.bootstrap,
+                          args.paper_figures or paper_figures_path(), setup=setup,
                           progress=not args.no_progress)
     html_path, json_path = write_report(report, out)
     print(f"wrote {html_path} and {json_path}")
@@ -301,7 +302,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--examples", type=int, default=6)
     p.add_argument("--bootstrap", type=int, default=1000)
-    p.add_argument("--paper-figures", type=Path, default=None, help="JSON of the paper's figures to show, labelled as the paper's")
+    p.add_argument("--paper-figures", type=Path, default=None, help="JSON of the paper's figures, transcribed by hand, shown labelled as the paper's "
+                        "(default: $SLIME_PAPER_FIGURES)")
     add_caption_options(p)
     add_attack_options(p)
     p.set_defaults(func=cmd_report)

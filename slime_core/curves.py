@@ -15,8 +15,12 @@ Leakage (test split, per image, mean with a 95% bootstrap interval over images)
   guessed as the mean public attacker embedding (these embeddings are non-negative, so it is far from 0).
   caption_rouge_l    only where a caption writer is configured (`writer=`): ROUGE-L (best over the image's
   reference captions) of the caption written from the top-k tags and the 5 nearest public images, beside
-  its prior `baselines.random_caption` (a random public caption, one fixed draw per image) and the paired
-  difference `caption_rouge_l_vs_random_caption`.
+  two priors that need no victim embedding, each with the paired difference to it:
+    random_caption         a random public caption (one fixed draw per image)
+    mean_embedding_caption the same writer run on the mean public attacker embedding: one generic caption
+                           for every image ("a dog runs through the grass" on Flickr8k). It is the stronger
+                           prior: a destroyed embedding aligns to about this mean, so its caption still beats
+                           a random one. Caption leakage is what beats this prior.
 
 Utility (the embedding's own job: image-to-image retrieval, measured on what the owner releases)
   The gallery is every released embedding (pool + test, 900 images). For each test image the target is
@@ -83,6 +87,8 @@ class Setup:
     writer: object = None  # a write.CaptionWriter, or None: no caption metric
     ref_captions: list = field(default_factory=list, repr=False)
     random_caption_rouge: np.ndarray | None = field(default=None, repr=False)
+    mean_caption: str = ""
+    mean_caption_rouge: np.ndarray | None = field(default=None, repr=False)
     zs_vocab: list | None = field(default=None, repr=False)  # zero-shot utility: the victim's own text tower
     zs_text: np.ndarray | None = field(default=None, repr=False)
 
@@ -147,20 +153,31 @@ def _prepare_captions(setup: Setup, samples, writer) -> None:
     rng = np.random.default_rng(setup.seed)
     setup.random_caption_rouge = np.array([rouge_l_best(public[i], refs) for i, refs in
                                            zip(rng.integers(len(public), size=len(samples)), setup.ref_captions)])
+    mean = attacker.pool_attack.mean(axis=0, keepdims=True)
+    mean /= np.linalg.norm(mean)
+    tags = [[t for t, _ in row] for row in attacker.retrieve(mean, setup.k)]
+    setup.mean_caption = _write(setup, mean, tags)[0]
+    setup.mean_caption_rouge = np.array([rouge_l_best(setup.mean_caption, refs) for refs in setup.ref_captions])
+
+
+def _write(setup: Setup, aligned: np.ndarray, tags: list[list[str]]) -> list[str]:
+    from slime_core.evaluate import write_captions
+
+    near = setup.attacker.neighbours(aligned, 5)
+    return write_captions(setup.attacker, setup.writer, tags, near, setup.k, "defended", progress=False)
 
 
 def caption_leakage(setup: Setup, aligned: np.ndarray, tags: list[list[str]]) -> dict:
     """Caption ROUGE-L of the attack on these aligned embeddings, beside the random-caption prior."""
     from slime_core.caption_metrics import rouge_l_best
-    from slime_core.evaluate import write_captions
 
-    near = setup.attacker.neighbours(aligned, 5)
-    caps = write_captions(setup.attacker, setup.writer, tags, near, setup.k, "defended", progress=False)
-    rl = np.array([rouge_l_best(c, refs) for c, refs in zip(caps, setup.ref_captions)])
+    rl = np.array([rouge_l_best(c, refs) for c, refs in zip(_write(setup, aligned, tags), setup.ref_captions)])
     mean, ci = _mean_ci(rl, setup)
     return {"caption_rouge_l": mean, "caption_rouge_l_ci": ci, "caption_writer": setup.writer.model,
             "caption_rouge_l_vs_random_caption": paired_difference(rl, setup.random_caption_rouge, setup.n_boot,
-                                                                   setup.seed)}
+                                                                   setup.seed),
+            "caption_rouge_l_vs_mean_embedding_caption": paired_difference(rl, setup.mean_caption_rouge,
+                                                                           setup.n_boot, setup.seed)}
 
 
 def zero_shot_tag_f1(setup: Setup, defence, Z_test: np.ndarray) -> float:
@@ -234,6 +251,8 @@ def measure(setup: Setup, defence: str, strength: float, defence_seed: int = 0, 
     if setup.writer is not None:
         leakage.update(caption_leakage(setup, aligned, tags))
         baselines["random_caption"] = {"caption_rouge_l": float(setup.random_caption_rouge.mean())}
+        baselines["mean_embedding_caption"] = {"caption_rouge_l": float(setup.mean_caption_rouge.mean()),
+                                               "caption": setup.mean_caption}
     utility = retrieval_recall(Z_pool, Z_test, setup.targets)
     if setup.zs_text is not None:
         utility["zero_shot_tag_f1"] = zero_shot_tag_f1(setup, d, Z_test)
@@ -362,8 +381,8 @@ def optional_cells(r: dict) -> list[tuple[str, str]]:
     and zero-shot tag F1 (a dual-encoder victim)."""
     out = []
     if "caption_rouge_l" in r["leakage"]:
-        lk, dv = r["leakage"], r["leakage"]["caption_rouge_l_vs_random_caption"]
-        out.append(("caption ROUGE-L, d vs random caption [95% CI]",
+        lk, dv = r["leakage"], r["leakage"]["caption_rouge_l_vs_mean_embedding_caption"]
+        out.append(("caption ROUGE-L, d vs mean-embedding caption [95% CI]",
                     f"{lk['caption_rouge_l']:.3f} {dv['diff']:+.3f} [{dv['ci_low']:+.3f},{dv['ci_high']:+.3f}]"))
     if "zero_shot_tag_f1" in r["utility"]:
         out.append(("zero-shot tag F1", f"{r['utility']['zero_shot_tag_f1']:.3f}"))
@@ -381,8 +400,10 @@ def format_table(rows: list[dict]) -> str:
              f"{base['neighbourhood_f1']:.3f}; cosine of the mean public embedding {base.get('alignment_cosine', float('nan')):.3f}; "
              f"utility = recall@k of the clean nearest neighbour (1.0 = no loss)"]
     if "random_caption" in r0["baselines"]:
-        lines.append(f"captions by {r0['leakage']['caption_writer']}; prior: a random public caption, ROUGE-L "
-                     f"{r0['baselines']['random_caption']['caption_rouge_l']:.3f}")
+        mc = r0["baselines"]["mean_embedding_caption"]
+        lines.append(f"captions by {r0['leakage']['caption_writer']}; priors: a random public caption, ROUGE-L "
+                     f"{r0['baselines']['random_caption']['caption_rouge_l']:.3f}; the caption of the mean public "
+                     f"embedding (\"{mc['caption']}\"), ROUGE-L {mc['caption_rouge_l']:.3f}")
     extra = " | ".join(h for h, _ in optional_cells(r0))
     head = f"{'strength':>9} {'dim':>5} {'cos':>6} | {'tag F1 [95% CI]':>21} | {'neigh F1 [95% CI]':>21} " \
            f"{'d vs freq [95% CI]':>23} | {'R@1':>5} {'R@5':>5} | knee" + (f" | {extra}" if extra else "")
@@ -418,8 +439,8 @@ def figure(rows: list[dict], title: str | None = None):
         fig.add_trace(go.Scatter(x=x, y=[r["leakage"][key] for r in rows], mode="lines+markers+text", name=label,
                                  text=labels if key == "neighbourhood_f1" else None, textposition="top center",
                                  line={"color": colour}, hovertemplate=f"{label} %{{y:.3f}}<br>recall@1 %{{x:.3f}}"))
-    base = {**rows[0]["baselines"]["frequent"], **rows[0]["baselines"].get("random_caption", {})}
-    prior_name = {"alignment_cosine": "mean public embedding", "caption_rouge_l": "random public caption"}
+    base = {**rows[0]["baselines"]["frequent"], **rows[0]["baselines"].get("mean_embedding_caption", {})}
+    prior_name = {"alignment_cosine": "mean public embedding", "caption_rouge_l": "caption of the mean embedding"}
     for key, label, colour in series:
         fig.add_hline(y=base[key], line_dash="dash", line_color=colour, opacity=0.6,
                       annotation_text=f"prior ({prior_name.get(key, 'frequent tags')}): {label}",
@@ -450,7 +471,8 @@ SHORT = {"noise": "strength = sigma", "gaussian": "strength = epsilon, delta 1e-
 
 def render_png(curves: dict[str, list[dict]], path, cols: int = 4, panel=(420, 320)) -> None:
     """Small multiples (one panel per defence) as a PNG with Pillow only -- no browser, no kaleido.
-    Each panel: neighbourhood F1 (y) against recall@1 (x), strengths labelled, prior dashed, knee red."""
+    Each panel: neighbourhood F1 (y) against recall@1 (x), strengths labelled, prior dashed, knee red; caption
+    ROUGE-L in purple beside its random-caption prior where the rows have it."""
     from PIL import Image, ImageDraw, ImageFont
 
     names = list(curves)
@@ -463,10 +485,12 @@ def render_png(curves: dict[str, list[dict]], path, cols: int = 4, panel=(420, 3
     except TypeError:  # Pillow < 10.1
         font = small = big = ImageFont.load_default()
     r0 = curves[names[0]][0]
-    draw.text((10, 10), f"SLImE defences: neighbourhood tag F1 (leakage) vs image retrieval recall@1 (utility); "
-                        f"victim {r0['victim']} -> {r0['attacker']}, N={r0['n_align']} refitted on defended pairs, "
-                        f"k={r0['k']}", fill="black", font=big)
-    ymax = max(max(r["leakage"]["neighbourhood_f1"] for r in rows) for rows in curves.values())
+    captions = "caption_rouge_l" in r0["leakage"]
+    draw.text((10, 10), f"SLImE defences: neighbourhood tag F1{' and caption ROUGE-L (purple)' if captions else ''} "
+                        f"(leakage) vs image retrieval recall@1 (utility); victim {r0['victim']} -> {r0['attacker']}, "
+                        f"N={r0['n_align']} refitted on defended pairs, k={r0['k']}", fill="black", font=big)
+    keys = ("neighbourhood_f1", "caption_rouge_l") if captions else ("neighbourhood_f1",)
+    ymax = max(r["leakage"][key] for rows in curves.values() for r in rows for key in keys)
     ymax = max(0.05, math.ceil(ymax * 1.15 * 20) / 20)
     for p, name in enumerate(names):
         rows = curves[name]
@@ -483,12 +507,21 @@ def render_png(curves: dict[str, list[dict]], path, cols: int = 4, panel=(420, 3
             draw.text((ox + 6, sy(t) - 6), f"{t:.2f}", fill="#444", font=small)
         draw.text((left, oy + 6), f"{name} ({SHORT.get(name, '')})", fill="black", font=font)
         draw.text((left + 60, bottom + 20), "recall@1 (utility)", fill="#444", font=small)
-        base = rows[0]["baselines"]["frequent"]["neighbourhood_f1"]
-        x = left
-        while x < right:  # dashed prior line
-            draw.line([x, sy(base), min(x + 6, right), sy(base)], fill="#d62728")
-            x += 12
-        draw.text((right - 120, sy(base) + 2), "prior (frequent tags)", fill="#d62728", font=small)
+        def dashed(y, colour, label):
+            x = left
+            while x < right:
+                draw.line([x, sy(y), min(x + 6, right), sy(y)], fill=colour)
+                x += 12
+            draw.text((right - 120, sy(y) + 2), label, fill=colour, font=small)
+
+        dashed(rows[0]["baselines"]["frequent"]["neighbourhood_f1"], "#d62728", "prior (frequent tags)")
+        if captions:
+            dashed(rows[0]["baselines"]["mean_embedding_caption"]["caption_rouge_l"], "#9467bd", "prior (mean caption)")
+            cap = [(sx(r["utility"]["recall_at_1"]), sy(r["leakage"]["caption_rouge_l"])) for r in rows]
+            if len(cap) > 1:
+                draw.line(cap, fill="#9467bd", width=2)
+            for px, py in cap:
+                draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill="#9467bd")
         pts = [(sx(r["utility"]["recall_at_1"]), sy(r["leakage"]["neighbourhood_f1"])) for r in rows]
         if len(pts) > 1 and max(abs(px - pts[0][0]) + abs(py - pts[0][1]) for px, py in pts) < 2:
             draw.text((left + 6, top + 18), "all strengths give the same point", fill="#666", font=small)

@@ -18,6 +18,7 @@ import html
 import io
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +137,17 @@ def examples(setup: "_curves.Setup", samples, n: int = 6, seed: int = 0, thumbs:
                 nb["thumbnail"] = _thumb(Path(attacker.data) / "images" / nb["image"], 96)
         out.append(item)
     return out
+
+
+PAPER_FIGURES_ENV = "SLIME_PAPER_FIGURES"
+
+
+def paper_figures_path() -> Path | None:
+    """The hand-transcribed figures file named by $SLIME_PAPER_FIGURES (used by the About page and as
+    `slime report`'s default), or None. None ships with the repository: no copy of the paper's results was
+    reachable where it was built, and none are invented."""
+    value = os.environ.get(PAPER_FIGURES_ENV, "").strip()
+    return Path(value) if value else None
 
 
 def load_paper_figures(path) -> dict:
@@ -269,7 +281,7 @@ def _figure_leak_per_k(report):
     return fig
 
 
-def _figure_paper(fig_spec):
+def paper_figure(fig_spec):
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -365,20 +377,24 @@ def render_html(report: dict) -> str:
         parts.append(f"<p>Transcribed from: {e(str(paper.get('source', 'the paper')))}. Shown for comparison only; the "
                      f"paper used other models and data.</p>")
         for f in paper["figures"]:
-            parts.append(div(_figure_paper(f)))
+            parts.append(div(paper_figure(f)))
             if f.get("note"):
                 parts.append(f"<p class='note'>{e(f['note'])}</p>")
     else:
-        parts.append("<p>No paper figures were given to this run (<code>slime report --paper-figures FILE.json</code>); "
+        parts.append("<p>No paper figures were given to this run (<code>slime report --paper-figures FILE.json</code> "
+                     f"or ${PAPER_FIGURES_ENV}); "
                      "none are stored in the repository, and none are invented here.</p>")
     parts.append("</div></body></html>")
     return "\n".join(parts)
 
 
 def _caption_sentence(row: dict) -> str:
-    lk, dv = row["leakage"], row["leakage"]["caption_rouge_l_vs_random_caption"]
-    return (f" Captions written by {html.escape(lk['caption_writer'])} reach ROUGE-L {lk['caption_rouge_l']:.3f} "
-            f"against {row['baselines']['random_caption']['caption_rouge_l']:.3f} for a random public caption: "
+    lk, b = row["leakage"], row["baselines"]
+    dv = lk["caption_rouge_l_vs_mean_embedding_caption"]
+    return (f" Captions written by {html.escape(lk['caption_writer'])} reach ROUGE-L {lk['caption_rouge_l']:.3f}, "
+            f"against {b['random_caption']['caption_rouge_l']:.3f} for a random public caption and "
+            f"{b['mean_embedding_caption']['caption_rouge_l']:.3f} for the caption of the mean public embedding "
+            f"(&ldquo;{html.escape(b['mean_embedding_caption']['caption'])}&rdquo;, the stronger prior): "
             f"{dv['diff']:+.3f} [95% CI {dv['ci_low']:+.3f}, {dv['ci_high']:+.3f}].")
 
 

@@ -322,12 +322,32 @@ def test_order_pool_upload():
 
 # ---- page 6 and figures --------------------------------------------------------------------------------------------
 
-def test_about_page():
+def test_about_page(monkeypatch):
+    monkeypatch.delenv("SLIME_PAPER_FIGURES", raising=False)
     at = start("about")
     ok(at)
     assert not at.error
     assert any("Threat model" in m.value for m in at.markdown)
     assert len(at.dataframe) >= 1
+    assert any("never invented" in i.value for i in at.info)  # no paper figures: said so, none made up
+    assert len(at.get("plotly_chart")) == 0
+
+
+def test_about_page_shows_transcribed_paper_figures_labelled_as_the_papers(monkeypatch, tmp_path):
+    figs = tmp_path / "paper.json"
+    figs.write_text(json.dumps({"source": "a transcription for the test", "figures": [
+        {"title": "cosine vs N", "x_label": "N", "y_label": "cosine", "note": "note for the test",
+         "series": [{"name": "s", "x": [1, 2], "y": [0.1, 0.2]}]}]}))
+    monkeypatch.setenv("SLIME_PAPER_FIGURES", str(figs))
+    at = start("about")
+    ok(at)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1 and "THE PAPER'S FIGURE (not this run): cosine vs N" in charts[0].proto.spec
+    assert any("a transcription for the test" in c.value for c in at.caption)
+    figs.write_text("{not json")
+    at = start("about")
+    ok(at)  # a broken file is a clear message, not a traceback
+    assert "not a valid figures file" in errors(at)
 
 
 def test_scene_graph_figure():
@@ -402,15 +422,16 @@ def test_defences_page_leakage_utility_and_curve():
     assert not at.error, errors(at)
 
 
-def test_defences_page_scores_captions_beside_a_random_caption():
+def test_defences_page_scores_captions_beside_both_caption_priors():
     at = start_defences(limit=8)
     at.toggle(key="df_captions").set_value(True).run()
     ok(at)
     assert not at.error, errors(at)
     table = at.dataframe[0].value
-    row = table[table["leakage"] == "caption ROUGE-L (consensus-rougeL)"].iloc[0]
-    assert 0 < row["prior"] < 1 and 0 <= row["attack"] <= 1
-    assert abs(row["difference"] - (row["attack"] - row["prior"])) < 1e-9  # paired over images: means subtract
+    for prior in ("random caption", "mean embedding caption"):
+        row = table[table["leakage"] == f"caption ROUGE-L (consensus-rougeL) vs {prior}"].iloc[0]
+        assert 0 < row["prior"] < 1 and 0 <= row["attack"] <= 1
+        assert abs(row["difference"] - (row["attack"] - row["prior"])) < 1e-9  # paired over images: means subtract
     assert "caption ROUGE-L" in at.get("plotly_chart")[0].proto.spec
 
 

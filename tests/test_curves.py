@@ -144,7 +144,7 @@ def test_every_defence_runs_on_the_fake_world():
     assert out["quantise"][0]["utility"]["recall_at_1"] > 0.9  # 8 bits lose almost nothing
 
 
-def test_caption_rouge_l_with_a_writer_beats_a_random_caption_until_the_noise_wins():
+def test_caption_rouge_l_with_a_writer_beats_its_priors_until_the_noise_wins():
     from slime_core.write import make_writer
 
     att = FakeAttacker()
@@ -157,10 +157,15 @@ def test_caption_rouge_l_with_a_writer_beats_a_random_caption_until_the_noise_wi
     assert clean["leakage"]["caption_rouge_l_vs_random_caption"]["ci_low"] > 0
     assert loud["leakage"]["caption_rouge_l"] < clean["leakage"]["caption_rouge_l"]
     assert loud["leakage"]["caption_rouge_l_vs_random_caption"]["ci_low"] <= 0
+    mean_prior = clean["baselines"]["mean_embedding_caption"]
+    assert mean_prior["caption"].startswith("a tag")  # the writer's caption for the mean public embedding
+    assert clean["leakage"]["caption_rouge_l_vs_mean_embedding_caption"]["ci_low"] > 0
+    assert loud["leakage"]["caption_rouge_l_vs_mean_embedding_caption"]["ci_low"] <= 0
     assert loud["baselines"]["random_caption"]["caption_rouge_l"] == prior  # one fixed draw for every row
     assert "caption_rouge_l" not in fake_setup()[1].undefended["leakage"]  # no writer, no caption metric
     text = curves.format_table([clean, loud])
     assert "random public caption, ROUGE-L" in text and f"{clean['leakage']['caption_rouge_l']:.3f}" in text
+    assert f"({mean_prior['caption']!r}".replace("'", '"') in text
     assert "caption ROUGE-L" in [t.name for t in curves.figure([clean, loud]).data]
 
 
@@ -279,3 +284,4 @@ def test_cli_defend_json_contract_with_a_caption_writer(capsys):
         assert 0 <= r["leakage"]["caption_rouge_l"] <= 1
     assert rows[0]["utility"]["recall_at_1"] == 1.0
     assert rows[0]["baselines"]["random_caption"]["caption_rouge_l"] > 0
+    assert rows[0]["baselines"]["mean_embedding_caption"]["caption"]

@@ -94,7 +94,17 @@ def test_report_with_a_caption_writer_shows_caption_rouge_beside_its_prior(tmp_p
     r = build_report(att, att.samples, victim="fake-victim", defences={"noise": [0, 0.3]}, n_aligns=(60,), ks=(3,),
                      n_align=60, k=3, n_examples=1, n_boot=100, setup=setup)
     html = write_report(r, tmp_path / "audit.html")[0].read_text()
-    prior = setup.undefended["baselines"]["random_caption"]["caption_rouge_l"]
+    b = setup.undefended["baselines"]
     assert "Captions written by consensus-rougeL reach ROUGE-L" in html
-    assert f"{prior:.3f} for a random public caption" in html
-    assert html.count("caption ROUGE-L, d vs random caption") == 1  # the column of the noise table
+    assert f"{b['random_caption']['caption_rouge_l']:.3f} for a random public caption" in html
+    assert f"{b['mean_embedding_caption']['caption_rouge_l']:.3f} for the caption of the mean public embedding" in html
+    assert html.count("caption ROUGE-L, d vs mean-embedding caption") == 1  # the column of the noise table
+
+
+def test_paper_figures_path_comes_from_the_environment(monkeypatch, tmp_path):
+    from slime_core.report import paper_figures_path
+
+    monkeypatch.delenv("SLIME_PAPER_FIGURES", raising=False)
+    assert paper_figures_path() is None  # none ship with the repository
+    monkeypatch.setenv("SLIME_PAPER_FIGURES", str(tmp_path / "figs.json"))
+    assert paper_figures_path() == tmp_path / "figs.json"
