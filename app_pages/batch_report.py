@@ -32,7 +32,8 @@ with st.form("br_form"):
     n_boot = c4.select_slider("Bootstrap resamples", [100, 200, 500, 1000], 500, key="br_boot")
     n_text = st.text_input("N values (comma-separated)", "30,100,300", key="br_ns")
     k_text = st.text_input("k values (comma-separated)", "1,5,10,20", key="br_ks")
-    captions = st.checkbox("Score captions too (consensus writer vs a random public caption)", value=False,
+    captions = st.checkbox("Score captions too (consensus writer, beside a random public caption and the mean "
+                           "embedding's caption)", value=False,
                            disabled=not have_captions, key="br_captions",
                            help=None if have_captions else "needs the pool captions (the full dataset folder)")
     submitted = st.form_submit_button("Run evaluation", type="primary")

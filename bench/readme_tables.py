@@ -52,7 +52,8 @@ def graph_table(k: int = 10) -> str:
 
 def caption_table() -> str:
     lines = ["| writer (mode) | metric | victim lite0, N=300 | oracle (lite2) | random public caption | "
-             "nearest image's caption | tag string | Δ vs random caption | vs oracle's caption |", "|" + "---|" * 9]
+             "caption of the mean embedding | nearest image's caption | tag string | Δ vs random caption | "
+             "Δ vs mean-embedding caption | vs oracle's caption |", "|" + "---|" * 11]
     finals = ["| writer | metric | final caption from objects + relations | caption from the tags | random public caption |",
               "|" + "---|" * 5]
     for path in sorted(RESULTS.glob("captions_lite0_*.json")):
@@ -62,7 +63,8 @@ def caption_table() -> str:
             if "final_caption" in v:
                 finals.append(f"| {cap['writer']} | {key} | {v['final_caption']:.3f} | {v['attack']:.3f} | {v['random_caption']:.3f} |")
             lines.append(f"| {cap['writer']} ({cap['mode']}) | {key} | {ci(v)} | {v['oracle']:.3f} | {v['random_caption']:.3f} | "
-                         f"{v['nearest_caption']:.3f} | {v['tag_string']:.3f} | {diff(v['vs_random_caption'])} | "
+                         f"{v['mean_embedding_caption']:.3f} | {v['nearest_caption']:.3f} | {v['tag_string']:.3f} | "
+                         f"{diff(v['vs_random_caption'])} | {diff(v['vs_mean_embedding_caption'])} | "
                          f"{v['against_oracle_caption']:.3f} |")
     return "\n".join(lines) + ("\n\n" + "\n".join(finals) if len(finals) > 2 else "")
 

@@ -329,10 +329,12 @@ def caption_frame(result: dict):
     rows = []
     for c in result.get("captions", []):
         for key, v in c["metrics"].items():
-            d = v["vs_random_caption"]
+            d, dm = v["vs_random_caption"], v["vs_mean_embedding_caption"]
             rows.append({"N": c["n_align"], "k": c["k"], "writer": c["writer"], "metric": key, "caption": v["attack"],
                          "ci_low": v["ci_low"], "ci_high": v["ci_high"], "random_public_caption": v["random_caption"],
-                         "difference": d["diff"], "diff_ci_low": d["ci_low"], "diff_ci_high": d["ci_high"]})
+                         "difference": d["diff"], "diff_ci_low": d["ci_low"], "diff_ci_high": d["ci_high"],
+                         "mean_embedding_caption": v["mean_embedding_caption"], "vs_mean_embedding_caption": dm["diff"],
+                         "vs_mean_ci_low": dm["ci_low"], "vs_mean_ci_high": dm["ci_high"]})
     return pd.DataFrame(rows)
 
 

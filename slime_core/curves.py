@@ -56,7 +56,7 @@ import numpy as np
 from slime_core import align
 from slime_core.defend import DEFENCES, make_defence, spec
 from slime_core.errors import SlimeError
-from slime_core.evaluate import tag_scores
+from slime_core.evaluate import mean_embedding_caption, tag_scores, write_captions
 from slime_core.metrics import NeighbourhoodScorer, bootstrap_ci, exact_prf, paired_difference
 from slime_core.pipeline import check_held_out
 
@@ -153,25 +153,17 @@ def _prepare_captions(setup: Setup, samples, writer) -> None:
     rng = np.random.default_rng(setup.seed)
     setup.random_caption_rouge = np.array([rouge_l_best(public[i], refs) for i, refs in
                                            zip(rng.integers(len(public), size=len(samples)), setup.ref_captions)])
-    mean = attacker.pool_attack.mean(axis=0, keepdims=True)
-    mean /= np.linalg.norm(mean)
-    tags = [[t for t, _ in row] for row in attacker.retrieve(mean, setup.k)]
-    setup.mean_caption = _write(setup, mean, tags)[0]
+    setup.mean_caption = mean_embedding_caption(attacker, writer, setup.k)
     setup.mean_caption_rouge = np.array([rouge_l_best(setup.mean_caption, refs) for refs in setup.ref_captions])
-
-
-def _write(setup: Setup, aligned: np.ndarray, tags: list[list[str]]) -> list[str]:
-    from slime_core.evaluate import write_captions
-
-    near = setup.attacker.neighbours(aligned, 5)
-    return write_captions(setup.attacker, setup.writer, tags, near, setup.k, "defended", progress=False)
 
 
 def caption_leakage(setup: Setup, aligned: np.ndarray, tags: list[list[str]]) -> dict:
     """Caption ROUGE-L of the attack on these aligned embeddings, beside the random-caption prior."""
     from slime_core.caption_metrics import rouge_l_best
 
-    rl = np.array([rouge_l_best(c, refs) for c, refs in zip(_write(setup, aligned, tags), setup.ref_captions)])
+    caps = write_captions(setup.attacker, setup.writer, tags, setup.attacker.neighbours(aligned, 5), setup.k,
+                          "defended", progress=False)
+    rl = np.array([rouge_l_best(c, refs) for c, refs in zip(caps, setup.ref_captions)])
     mean, ci = _mean_ci(rl, setup)
     return {"caption_rouge_l": mean, "caption_rouge_l_ci": ci, "caption_writer": setup.writer.model,
             "caption_rouge_l_vs_random_caption": paired_difference(rl, setup.random_caption_rouge, setup.n_boot,

@@ -143,6 +143,15 @@ def write_captions(attacker: Attacker, writer, tags, near, k: int, label: str, p
             for t, nb in zip(tqdm(tags, desc=f"captions ({label})", disable=not progress), near)]
 
 
+def mean_embedding_caption(attacker: Attacker, writer, k: int) -> str:
+    """The writer's caption of the mean public attacker embedding: the caption prior that needs no victim
+    embedding, and what an embedding destroyed by a defence aligns to. Stronger than a random caption."""
+    mean = attacker.pool_attack.mean(axis=0, keepdims=True)
+    mean = mean / np.linalg.norm(mean)
+    tags = [[t for t, _ in row] for row in attacker.retrieve(mean, k)]
+    return write_captions(attacker, writer, tags, attacker.neighbours(mean, 5), k, "mean embedding", False)[0]
+
+
 def final_captions(writer, tags, k: int, parts: tuple[str, ...], progress: bool) -> list[str]:
     """The paper's ablation: a caption written only from chosen parts of the scene graph of the top-k tags."""
     from dataclasses import asdict
@@ -171,6 +180,7 @@ def caption_rows(attacker: Attacker, samples, caps, oracle_caps, tags, near, n, 
         "attack": caps,
         "oracle": oracle_caps,
         "random_caption": [public[i] for i in rng.integers(len(public), size=len(samples))],
+        "mean_embedding_caption": [mean_embedding_caption(attacker, writer, k)] * len(samples),
         "nearest_caption": [(attacker.captions_of([nb[0][0]]) or [""])[0] for nb in near],
         "tag_string": [", ".join(t[:k]) for t in tags],
     }
@@ -185,11 +195,14 @@ def caption_rows(attacker: Attacker, samples, caps, oracle_caps, tags, near, n, 
         metrics[key] = {"attack": mean, "ci_low": lo, "ci_high": hi,
                         **{name: float(v.mean()) for name, v in per.items() if name != "attack"},
                         "vs_random_caption": paired_difference(per["attack"], per["random_caption"], n_boot, seed),
+                        "vs_mean_embedding_caption": paired_difference(per["attack"], per["mean_embedding_caption"],
+                                                                       n_boot, seed),
                         "vs_nearest_caption": paired_difference(per["attack"], per["nearest_caption"], n_boot, seed),
                         "against_oracle_caption": float(np.mean([x[key] for x in vs_oracle]))}
     examples = [{"image": s.name, **{name: texts[i] for name, texts in systems.items()}, "references": s.captions}
                 for i, s in enumerate(samples[:5])]
-    return {"n_align": n, "k": k, "writer": writer.model, "mode": writer.mode, "metrics": metrics, "examples": examples}
+    return {"n_align": n, "k": k, "writer": writer.model, "mode": writer.mode, "metrics": metrics, "examples": examples,
+            "mean_embedding_caption": systems["mean_embedding_caption"][0]}
 
 
 def format_table(result: dict) -> str:
@@ -217,13 +230,15 @@ def format_table(result: dict) -> str:
             for m in ("object_f1", "relation_f1")))
     for cap in result["captions"]:
         lines.append(f"captions N={cap['n_align']} k={cap['k']} ({cap['writer']}, mode {cap['mode']}): attack [95% CI] | "
-                     f"random public caption | nearest image's caption | tag string | oracle | d vs random [95% CI] | "
-                     f"vs oracle caption")
+                     f"random public caption | caption of the mean public embedding | nearest image's caption | "
+                     f"tag string | oracle | d vs random [95% CI] | d vs mean-embedding caption [95% CI] | "
+                     f"vs oracle caption; mean-embedding caption: \"{cap['mean_embedding_caption']}\"")
         for key, v in cap["metrics"].items():
-            d = v["vs_random_caption"]
+            d, dm = v["vs_random_caption"], v["vs_mean_embedding_caption"]
             lines.append(f"  {key:>7} {v['attack']:.3f} [{v['ci_low']:.3f},{v['ci_high']:.3f}] | {v['random_caption']:.3f} | "
-                         f"{v['nearest_caption']:.3f} | {v['tag_string']:.3f} | {v['oracle']:.3f} | "
-                         f"{d['diff']:+.3f} [{d['ci_low']:+.3f},{d['ci_high']:+.3f}] | {v['against_oracle_caption']:.3f}"
+                         f"{v['mean_embedding_caption']:.3f} | {v['nearest_caption']:.3f} | {v['tag_string']:.3f} | "
+                         f"{v['oracle']:.3f} | {d['diff']:+.3f} [{d['ci_low']:+.3f},{d['ci_high']:+.3f}] | "
+                         f"{dm['diff']:+.3f} [{dm['ci_low']:+.3f},{dm['ci_high']:+.3f}] | {v['against_oracle_caption']:.3f}"
                          + (f" | final caption {v['final_caption']:.3f}" if "final_caption" in v else ""))
     return "\n".join(lines)
 

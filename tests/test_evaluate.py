@@ -125,3 +125,21 @@ def test_final_captions_use_only_the_chosen_parts():
     assert out == ["Relations: dog chase ball"]
     with pytest.raises(SlimeError, match="LLM writer"):
         final_captions(object(), [["dog"]], 10, ("objects",), progress=False)
+
+
+def test_captions_stand_beside_a_random_and_the_mean_embedding_caption(attacker, small_test_folder, wordnet):
+    from slime_core.write import make_writer
+
+    if not attacker.captions_of(attacker.bundle.pool["images"][:1]):
+        pytest.skip("the pool's captions are not here (../shared/data)")
+    samples = load_folder(small_test_folder, "test")
+    res = evaluate(attacker, samples, victim="lite0", n_aligns=(300,), ks=(5,), n_boot=100, progress=False,
+                   writer=make_writer("consensus"), caption_k=5)
+    cap = res["captions"][0]
+    assert cap["mean_embedding_caption"] in attacker.captions_of(attacker.bundle.pool["images"])  # consensus picks one
+    for key, v in cap["metrics"].items():
+        for prior in ("random_caption", "mean_embedding_caption"):
+            d = v[f"vs_{prior}"]
+            assert d["diff"] == pytest.approx(v["attack"] - v[prior], abs=1e-9), (key, prior)
+            assert d["ci_low"] <= d["diff"] <= d["ci_high"]
+    assert f'"{cap["mean_embedding_caption"]}"' in format_table(res)
