@@ -70,7 +70,8 @@ with st.expander("More settings"):
     key_seed = st.number_input("Owner's secret key / noise seed", 0, 2**31 - 1, 0, key="df_seed")
     captions = st.toggle("Also score captions (ROUGE-L)", False, key="df_captions",
                          help="The consensus writer (no LLM: the most agreed-on caption of the 5 nearest public "
-                              "images), beside a random public caption. Needs the public pool's captions.")
+                              "images), beside a random public caption and the caption of the mean public "
+                              "embedding. Needs the public pool's captions.")
 writer = "consensus" if captions else "none"
 
 try:

@@ -36,7 +36,7 @@ def add_attack_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_caption_options(p: argparse.ArgumentParser) -> None:
-    """Caption ROUGE-L in the defence curves, beside a random public caption."""
+    """Caption ROUGE-L in the defence curves, beside a random public caption and the mean embedding's caption."""
     p.add_argument("--caption", default="none",
                    help="writer for caption ROUGE-L in the curves: none | consensus (no LLM, fast) | local | <litellm model>")
     p.add_argument("--caption-mode", default=None, help="tags | neighbours | tags+neighbours")

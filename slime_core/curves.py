@@ -18,9 +18,9 @@ Leakage (test split, per image, mean with a 95% bootstrap interval over images)
   two priors that need no victim embedding, each with the paired difference to it:
     random_caption         a random public caption (one fixed draw per image)
     mean_embedding_caption the same writer run on the mean public attacker embedding: one generic caption
-                           for every image ("a dog runs through the grass" on Flickr8k). It is the stronger
-                           prior: a destroyed embedding aligns to about this mean, so its caption still beats
-                           a random one. Caption leakage is what beats this prior.
+                           for every image (its text is in `baselines`). It is the stronger prior: a
+                           destroyed embedding aligns to about this mean, so its caption still beats a
+                           random one. Caption leakage is what beats this prior.
 
 Utility (the embedding's own job: image-to-image retrieval, measured on what the owner releases)
   The gallery is every released embedding (pool + test, 900 images). For each test image the target is
@@ -56,7 +56,7 @@ import numpy as np
 from slime_core import align
 from slime_core.defend import DEFENCES, make_defence, spec
 from slime_core.errors import SlimeError
-from slime_core.evaluate import mean_embedding_caption, tag_scores, write_captions
+from slime_core.evaluate import mean_embedding_caption, random_public_captions, tag_scores, write_captions
 from slime_core.metrics import NeighbourhoodScorer, bootstrap_ci, exact_prf, paired_difference
 from slime_core.pipeline import check_held_out
 
@@ -140,25 +140,21 @@ def prepare(attacker, samples, victim: str = "lite0", n_align: int = 300, k: int
 
 
 def _prepare_captions(setup: Setup, samples, writer) -> None:
-    """The caption metric's references and its prior: a random public caption per image (one fixed draw)."""
+    """The caption metric's references and its two priors, scored once: a random public caption per image
+    and the writer's caption of the mean public embedding."""
     from slime_core.caption_metrics import rouge_l_best
 
     attacker = setup.attacker
-    public = attacker.captions_of(attacker.bundle.pool["images"])
-    if not public:
-        raise SlimeError(f"caption ROUGE-L needs the public pool's captions (captions.jsonl of {attacker.data}); "
-                         "none were found. Run without a caption writer, or point the pool data at that folder.")
     setup.writer = writer
     setup.ref_captions = [s.captions for s in samples]
-    rng = np.random.default_rng(setup.seed)
-    setup.random_caption_rouge = np.array([rouge_l_best(public[i], refs) for i, refs in
-                                           zip(rng.integers(len(public), size=len(samples)), setup.ref_captions)])
+    randoms = random_public_captions(attacker, len(samples), setup.seed)
+    setup.random_caption_rouge = np.array([rouge_l_best(c, refs) for c, refs in zip(randoms, setup.ref_captions)])
     setup.mean_caption = mean_embedding_caption(attacker, writer, setup.k)
     setup.mean_caption_rouge = np.array([rouge_l_best(setup.mean_caption, refs) for refs in setup.ref_captions])
 
 
 def caption_leakage(setup: Setup, aligned: np.ndarray, tags: list[list[str]]) -> dict:
-    """Caption ROUGE-L of the attack on these aligned embeddings, beside the random-caption prior."""
+    """Caption ROUGE-L of the attack on these aligned embeddings, with its paired differences to both priors."""
     from slime_core.caption_metrics import rouge_l_best
 
     caps = write_captions(setup.attacker, setup.writer, tags, setup.attacker.neighbours(aligned, 5), setup.k,

@@ -80,10 +80,7 @@ def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n
                  "oracle": tag_scores([t[:k] for t in oracle], refs, scorer)} for k in ks}
     oracle_caps = None
     if writer is not None:
-        public = attacker.captions_of(b.pool["images"])
-        if not public:
-            raise SlimeError(f"caption baselines need the public pool's captions; none found in {attacker.data} "
-                             f"(point --pool-data at the dataset the bundle was built from).")
+        random_public_captions(attacker, 1, seed)  # no pool captions: fail before any caption is written
         oracle_caps = write_captions(attacker, writer, oracle, attacker.neighbours(A, 5), caption_k, "oracle", progress)
     result = {"victim": victim, "attacker": b.attacker, "method": method, "n_images": len(samples), "seed": seed,
               "bootstrap": n_boot, "rows": [], "captions": []}
@@ -143,6 +140,15 @@ def write_captions(attacker: Attacker, writer, tags, near, k: int, label: str, p
             for t, nb in zip(tqdm(tags, desc=f"captions ({label})", disable=not progress), near)]
 
 
+def random_public_captions(attacker: Attacker, n: int, seed: int) -> list[str]:
+    """The weak caption prior: n public captions drawn at random (one fixed draw per seed)."""
+    public = attacker.captions_of(attacker.bundle.pool["images"])
+    if not public:
+        raise SlimeError(f"caption baselines need the public pool's captions; none found in {attacker.data} "
+                         f"(point --pool-data at the dataset the bundle was built from).")
+    return [public[i] for i in np.random.default_rng(seed).integers(len(public), size=n)]
+
+
 def mean_embedding_caption(attacker: Attacker, writer, k: int) -> str:
     """The writer's caption of the mean public attacker embedding: the caption prior that needs no victim
     embedding, and what an embedding destroyed by a defence aligns to. Stronger than a random caption."""
@@ -174,12 +180,10 @@ def caption_rows(attacker: Attacker, samples, caps, oracle_caps, tags, near, n, 
                  finals: list[str] | None = None) -> dict:
     from slime_core.caption_metrics import KEYS, score_caption
 
-    rng = np.random.default_rng(seed)
-    public = attacker.captions_of(attacker.bundle.pool["images"])
     systems = {
         "attack": caps,
         "oracle": oracle_caps,
-        "random_caption": [public[i] for i in rng.integers(len(public), size=len(samples))],
+        "random_caption": random_public_captions(attacker, len(samples), seed),
         "mean_embedding_caption": [mean_embedding_caption(attacker, writer, k)] * len(samples),
         "nearest_caption": [(attacker.captions_of([nb[0][0]]) or [""])[0] for nb in near],
         "tag_string": [", ".join(t[:k]) for t in tags],

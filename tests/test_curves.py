@@ -174,7 +174,7 @@ def test_caption_metric_without_pool_captions_is_a_clear_error():
 
     att = FakeAttacker()
     att._captions = {}
-    with pytest.raises(SlimeError, match="needs the public pool's captions"):
+    with pytest.raises(SlimeError, match="need the public pool's captions"):
         curves.prepare(att, att.samples, "fake-victim", n_align=60, k=3, n_boot=50, refs=att.refs,
                        scorer=att.scorer(), writer=make_writer("consensus"))
 
