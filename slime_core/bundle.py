@@ -2,7 +2,7 @@
 
 models/default/
   manifest.json        encoders, dims, vocabulary hash, training data, configs, metrics
-  heads.safetensors    contrastive heads + DCN-v2 ranker (float32 state dicts, prefixed)
+  heads.safetensors    contrastive heads + DCN-v2 ranker (state dicts, prefixed), float16
   vocab.json           tags with their training-image counts
   tags.safetensors     tag text embeddings (V, d_text), float16
   semantics.safetensors  the image tower's ImageNet classifier and class-name embeddings (offline attacker)
@@ -62,8 +62,9 @@ def save_bundle(bundle: Bundle, folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     manifest = dict(bundle.manifest, vocab_hash=vocab_hash(bundle.tags), n_tags=len(bundle.tags))
-    state = {f"heads.{k}": v.detach().float().numpy() for k, v in bundle.heads.state_dict().items()}
-    state |= {f"ranker.{k}": v.detach().float().numpy() for k, v in bundle.ranker.state_dict().items()}
+    # float16 on disk like every other array here (half the size; loaded back as float32)
+    state = {f"heads.{k}": v.detach().half().numpy() for k, v in bundle.heads.state_dict().items()}
+    state |= {f"ranker.{k}": v.detach().half().numpy() for k, v in bundle.ranker.state_dict().items()}
     save_file(state, folder / "heads.safetensors")
     save_file({"tag_text": bundle.tag_text.astype(np.float16)}, folder / "tags.safetensors")
     if bundle.semantics:

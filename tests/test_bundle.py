@@ -50,8 +50,9 @@ def test_round_trip(saved):
     assert loaded.tags == bundle.tags and loaded.pool == bundle.pool
     np.testing.assert_array_equal(loaded.tag_counts, bundle.tag_counts)
     for ours, theirs in ((bundle.heads, loaded.heads), (bundle.ranker, loaded.ranker)):
-        for k, v in ours.state_dict().items():
-            torch.testing.assert_close(theirs.state_dict()[k], v, msg=k)  # float32, exact
+        for k, v in ours.state_dict().items():  # stored as float16, float32 again after loading
+            assert theirs.state_dict()[k].dtype == torch.float32, k
+            torch.testing.assert_close(theirs.state_dict()[k], v.half().float(), rtol=0, atol=0, msg=k)
     assert not loaded.heads.training and not loaded.ranker.training
     # arrays are stored as float16: equal to ~3 significant digits, and float32 again after loading
     np.testing.assert_allclose(loaded.tag_text, bundle.tag_text, atol=1e-3)
@@ -68,9 +69,10 @@ def test_loaded_bundle_scores_like_the_saved_one(saved):
     bundle, folder = saved
     loaded = load_bundle(folder)
     x = torch.randn(2, DIMS["image_features"])
-    torch.testing.assert_close(loaded.heads.image(x), bundle.heads.image(x))
+    # float16 weights: outputs agree to about three significant digits
+    torch.testing.assert_close(loaded.heads.image(x), bundle.heads.image(x), rtol=1e-2, atol=2e-3)
     feats = torch.randn(3, 4 * DIMS["joint"] + 2)
-    torch.testing.assert_close(loaded.ranker(feats), bundle.ranker(feats))
+    torch.testing.assert_close(loaded.ranker(feats), bundle.ranker(feats), rtol=1e-2, atol=2e-3)
 
 
 def test_vocab_hash_depends_on_order_and_content():
