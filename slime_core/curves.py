@@ -55,6 +55,7 @@ import numpy as np
 
 from slime_core import align
 from slime_core.defend import DEFENCES, make_defence, spec
+from slime_core.encoders.base import l2_normalise
 from slime_core.errors import SlimeError
 from slime_core.evaluate import mean_embedding_caption, random_public_captions, tag_scores, write_captions
 from slime_core.metrics import NeighbourhoodScorer, bootstrap_ci, exact_prf, paired_difference
@@ -170,10 +171,8 @@ def caption_leakage(setup: Setup, aligned: np.ndarray, tags: list[list[str]]) ->
 
 def zero_shot_tag_f1(setup: Setup, defence, Z_test: np.ndarray) -> float:
     """The victim's own zero-shot tagging of its defended test embeddings: exact F1 of the top-k tags."""
-    Q = defence.transform_query(setup.zs_text)
-    Zn = Z_test / np.maximum(np.linalg.norm(Z_test, axis=1, keepdims=True), 1e-12)
-    Qn = Q / np.maximum(np.linalg.norm(Q, axis=1, keepdims=True), 1e-12)
-    top = np.argsort(-(Zn @ Qn.T), axis=1, kind="stable")[:, : setup.k]
+    sims = l2_normalise(Z_test) @ l2_normalise(defence.transform_query(setup.zs_text)).T
+    top = np.argsort(-sims, axis=1, kind="stable")[:, : setup.k]
     return float(np.mean([exact_prf([setup.zs_vocab[j] for j in row], ref)["f1"]
                           for row, ref in zip(top, setup.refs)]))
 
@@ -460,7 +459,7 @@ SHORT = {"noise": "strength = sigma", "gaussian": "strength = epsilon, delta 1e-
 def render_png(curves: dict[str, list[dict]], path, cols: int = 4, panel=(420, 320)) -> None:
     """Small multiples (one panel per defence) as a PNG with Pillow only -- no browser, no kaleido.
     Each panel: neighbourhood F1 (y) against recall@1 (x), strengths labelled, prior dashed, knee red; caption
-    ROUGE-L in purple beside its random-caption prior where the rows have it."""
+    ROUGE-L in purple beside its mean-embedding-caption prior where the rows have it."""
     from PIL import Image, ImageDraw, ImageFont
 
     names = list(curves)

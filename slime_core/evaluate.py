@@ -78,9 +78,12 @@ def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n
     # Baselines that do not depend on N: scored once per k.
     fixed = {k: {"frequent": tag_scores([attacker.frequent_tags(k)] * len(refs), refs, scorer),
                  "oracle": tag_scores([t[:k] for t in oracle], refs, scorer)} for k in ks}
-    oracle_caps = None
+    oracle_caps = priors = None
     if writer is not None:
-        random_public_captions(attacker, 1, seed)  # no pool captions: fail before any caption is written
+        # The caption priors do not depend on N: drawn and written once (and no pool captions fails here,
+        # before any attack caption is written).
+        priors = {"random_caption": random_public_captions(attacker, len(samples), seed),
+                  "mean_embedding_caption": [mean_embedding_caption(attacker, writer, caption_k)] * len(samples)}
         oracle_caps = write_captions(attacker, writer, oracle, attacker.neighbours(A, 5), caption_k, "oracle", progress)
     result = {"victim": victim, "attacker": b.attacker, "method": method, "n_images": len(samples), "seed": seed,
               "bootstrap": n_boot, "rows": [], "captions": []}
@@ -109,8 +112,8 @@ def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n
             near = attacker.neighbours(aligned, 5)
             caps = write_captions(attacker, writer, tags, near, caption_k, f"N={n}", progress)
             finals = final_captions(writer, tags, caption_k, final_from, progress) if final_from else None
-            result["captions"].append(caption_rows(attacker, samples, caps, oracle_caps, tags, near, n, writer, caption_k,
-                                                   n_boot, seed, finals))
+            result["captions"].append(caption_rows(attacker, samples, caps, oracle_caps, priors, tags, near, n, writer,
+                                                   caption_k, n_boot, seed, finals))
     report(1.0, "done")
     return result
 
@@ -176,15 +179,15 @@ def final_captions(writer, tags, k: int, parts: tuple[str, ...], progress: bool)
     return out
 
 
-def caption_rows(attacker: Attacker, samples, caps, oracle_caps, tags, near, n, writer, k, n_boot, seed,
+def caption_rows(attacker: Attacker, samples, caps, oracle_caps, priors: dict, tags, near, n, writer, k, n_boot, seed,
                  finals: list[str] | None = None) -> dict:
+    """`priors`: {"random_caption", "mean_embedding_caption"} -> one caption per sample."""
     from slime_core.caption_metrics import KEYS, score_caption
 
     systems = {
         "attack": caps,
         "oracle": oracle_caps,
-        "random_caption": random_public_captions(attacker, len(samples), seed),
-        "mean_embedding_caption": [mean_embedding_caption(attacker, writer, k)] * len(samples),
+        **priors,
         "nearest_caption": [(attacker.captions_of([nb[0][0]]) or [""])[0] for nb in near],
         "tag_string": [", ".join(t[:k]) for t in tags],
     }
