@@ -6,13 +6,13 @@ the cheap steps. Science lives in slime_core; this module only wires it to Strea
 
 from __future__ import annotations
 
-import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import streamlit as st
 
+from slime_core import settings
 from slime_core.errors import SlimeError
 
 EVAL_SPLIT = "test"
@@ -26,8 +26,8 @@ def get_attacker():
 
     # The app's torch work is tiny batches (a few tags, one image); on a shared 2-core machine extra OpenMP
     # threads spin-wait and made MiniLM text encoding ~10x slower in our measurements. SLIME_APP_THREADS overrides.
-    torch.set_num_threads(int(os.environ.get("SLIME_APP_THREADS", "1")))
-    return Attacker(os.environ.get("SLIME_BUNDLE") or None)
+    torch.set_num_threads(settings.app_threads())
+    return Attacker(settings.bundle_dir())
 
 
 def attacker_or_stop():

@@ -10,12 +10,12 @@ import hashlib
 import html
 import io
 import json
-import os
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from slime_core import settings
 from slime_core.errors import SlimeError
 
 EMBEDDING_TYPES = ("npy", "csv", "parquet")
@@ -41,7 +41,7 @@ def victim_choices(pool_encoders: Sequence[str], probe=None) -> tuple[list[str],
         if name in pool_encoders:
             usable.append(name)
             continue
-        if spec.get("env") and not os.environ.get(spec["env"]):
+        if spec.get("env") and not settings.secret(spec["env"]):
             reason = f"needs the API key {spec['env']} in the environment (or st.secrets) and network access"
         elif probe is not None:
             reason = probe(name)
@@ -58,7 +58,7 @@ def any_llm_key() -> list[str]:
     """Names (never values) of the chat-model API keys present in the environment."""
     names = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "MISTRAL_API_KEY", "GROQ_API_KEY",
              "TOGETHER_API_KEY", "OPENROUTER_API_KEY")
-    return [n for n in names if os.environ.get(n)]
+    return [n for n in names if settings.secret(n)]
 
 
 # ---- uploads -----------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ sampled negatives for the heads, and exact chunked GPU search instead of dense (
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from slime_core import settings
 from slime_core import align, build_scale, retrieve
 from slime_core.bundle import DEFAULT_BUNDLE, Bundle, save_bundle
 from slime_core.data import Sample, load_folder
@@ -31,7 +31,6 @@ from slime_core.rank import RankerConfig, rerank, train_ranker
 from slime_core.retrieve import HeadConfig, TagIndex
 from slime_core.tags import make_parser, tags_of_samples
 
-CACHE = Path(os.environ.get("SLIME_CACHE", Path.home() / ".cache" / "slime")) / "embeddings"  # as pipeline.py
 ALPHAS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0)
 
 
@@ -44,7 +43,7 @@ class BuildConfig:
     # None: the attacker's registry default (lite0, lite1 offline; none for the CLIP attacker)
     widen_vocab: Path | None = None  # a captions.jsonl whose tags join the vocabulary (e.g. COCO)
     tag_backend: str = "spacy"
-    cache: Path = CACHE
+    cache: Path = field(default_factory=settings.embeddings_cache)
     folds: int = 5
     eval_k: int = 10
     heads: HeadConfig = field(default_factory=HeadConfig)

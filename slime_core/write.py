@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import importlib.util
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
+from slime_core import settings
 from slime_core.errors import MissingModelError, SlimeError
 
 MODES = ("tags", "neighbours", "tags+neighbours")
@@ -157,7 +157,7 @@ class LiteLLMWriter(CaptionWriter):
     def __init__(self, model: str, mode: str = "tags", api_base: str | None = None, timeout: float = 30.0,
                  retries: int = 3, backoff: float = 1.0, max_tokens: int = 60, **completion_kwargs):
         super().__init__(mode)
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # else litellm fetches prices at import
+        settings.quiet_litellm()
         import litellm
 
         litellm.suppress_debug_info = True

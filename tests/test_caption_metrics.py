@@ -69,7 +69,7 @@ def test_corpus_scores():
 
 
 def test_meteor_without_wordnet_is_a_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setattr(cm, "CACHE", tmp_path)
+    monkeypatch.setenv("SLIME_CACHE", str(tmp_path))
     monkeypatch.setattr(cm, "_wordnet_ok", lambda: False)
     monkeypatch.setattr(nltk.data, "path", list(nltk.data.path))
     cm._wordnet.cache_clear()

@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 
+from slime_core import settings
 from slime_core.encoders.base import EmbeddingCache, Encoder, l2_normalise, load_image
 from slime_core.errors import SlimeError
 
@@ -56,7 +56,7 @@ OVERRIDES_ENV = "SLIME_ENCODER_OVERRIDES"
 def env_overrides() -> dict[str, dict]:
     """Per-encoder registry overrides from $SLIME_ENCODER_OVERRIDES, a JSON object such as
     {"clip-vit-bigg-14": {"model_config": "tiny.json", "pretrained": null}} (tests, local weight files)."""
-    text = os.environ.get(OVERRIDES_ENV, "").strip()
+    text = settings.encoder_overrides()
     if not text:
         return {}
     try:

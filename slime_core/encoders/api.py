@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
@@ -23,14 +22,13 @@ import requests
 from PIL import Image
 from tqdm.auto import tqdm
 
+from slime_core import settings
 from slime_core.encoders.base import EmbeddingCache, Encoder, batched, content_hash, l2_normalise, load_image
 from slime_core.errors import MissingModelError, SlimeError
 
 
 def default_cache_dir() -> Path:
-    if os.environ.get("SLIME_EMBED_CACHE"):
-        return Path(os.environ["SLIME_EMBED_CACHE"]).expanduser()
-    return Path(os.environ.get("SLIME_CACHE", Path.home() / ".cache" / "slime")).expanduser() / "embeddings"
+    return settings.api_embeddings_cache()
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -58,7 +56,7 @@ class ApiImageEncoder(Encoder):
     def __init__(self, name: str, spec: dict, key_env: str, base_url: str, key_help: str = ""):
         self.name, self.model, self.dim = name, spec["model"], int(spec["dim"])
         self.key_env = key_env
-        if not os.environ.get(key_env):
+        if not settings.secret(key_env):
             raise MissingModelError(f"encoder '{name}' needs its credential in the environment variable "
                                     f"{key_env}; it is read from there only. {key_help}".strip())
         self.base_url = base_url.rstrip("/")
@@ -85,10 +83,10 @@ class ApiImageEncoder(Encoder):
 
     # -- shared ---------------------------------------------------------------------------------
     def _headers(self) -> dict:
-        return {"Authorization": f"Bearer {os.environ.get(self.key_env, '')}", "Accept": "application/json"}
+        return {"Authorization": f"Bearer {settings.secret(self.key_env) or ''}", "Accept": "application/json"}
 
     def _scrub(self, text: str) -> str:
-        key = os.environ.get(self.key_env)
+        key = settings.secret(self.key_env)
         return text.replace(key, "***") if key else text
 
     def _payload_image(self, item) -> tuple[bytes, str]:
@@ -193,11 +191,11 @@ class GeminiEncoder(ApiImageEncoder):
 
     def __init__(self, name: str, spec: dict):
         key_env = spec.get("env") or "GOOGLE_ACCESS_TOKEN"
-        self.project = spec.get("project") or os.environ.get("GOOGLE_CLOUD_PROJECT")
-        self.location = spec.get("location") or os.environ.get("GOOGLE_CLOUD_LOCATION") or "us-central1"
+        self.project = spec.get("project") or settings.env("GOOGLE_CLOUD_PROJECT")
+        self.location = spec.get("location") or settings.env("GOOGLE_CLOUD_LOCATION") or "us-central1"
         if not self.project:
             raise MissingModelError(f"encoder '{name}' needs a Google Cloud project id in GOOGLE_CLOUD_PROJECT.")
-        base = (spec.get("base_url") or os.environ.get("SLIME_GEMINI_BASE_URL")
+        base = (spec.get("base_url") or settings.env("SLIME_GEMINI_BASE_URL")
                 or f"https://{self.location}-aiplatform.googleapis.com")
         super().__init__(name, spec, key_env, base, key_help=(
             f"It must hold an OAuth access token: `export {key_env}=$(gcloud auth print-access-token)` "
@@ -230,7 +228,7 @@ class CohereEncoder(ApiImageEncoder):
     max_bytes = 3_700_000  # 5 MB limit, kept safe even if it counts the base64 text
 
     def __init__(self, name: str, spec: dict):
-        base = spec.get("base_url") or os.environ.get("SLIME_COHERE_BASE_URL") or "https://api.cohere.com"
+        base = spec.get("base_url") or settings.env("SLIME_COHERE_BASE_URL") or "https://api.cohere.com"
         super().__init__(name, spec, spec.get("env") or "CO_API_KEY", base,
                          key_help="Create one at https://dashboard.cohere.com/api-keys.")
 

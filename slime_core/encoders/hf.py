@@ -13,7 +13,6 @@ maps their checkpoint names. Either way only local files are read; nothing is do
 from __future__ import annotations
 
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from slime_core import settings
 from slime_core.encoders.base import Encoder, batched, l2_normalise, load_image
 from slime_core.errors import MissingModelError, SlimeError
 
@@ -42,8 +42,8 @@ def find_model_folder(model: str, path: str | None = None) -> Path:
 
     Order: `path`, `model` itself as a folder, $SLIME_HF_DIR/<hub id>, the Hugging Face cache."""
     candidates = [Path(p).expanduser() for p in (path, model) if p]
-    if os.environ.get(ENV_DIR):
-        candidates.append(Path(os.environ[ENV_DIR]).expanduser() / model)
+    if settings.weights_dir(ENV_DIR):
+        candidates.append(settings.weights_dir(ENV_DIR) / model)
     for c in candidates:
         if (c / "config.json").is_file():
             return c

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from slime_core import settings
 from slime_core.encoders.base import Encoder, batched, l2_normalise, load_image
 from slime_core.errors import MissingModelError, SlimeError
 
@@ -53,8 +54,8 @@ def find_weights(model: str, tag: str, path: str | None = None) -> tuple[str, di
     if path:
         p = Path(path).expanduser()
         candidates += [p] if p.is_file() else [p / n for n in names]
-    if os.environ.get(ENV_DIR):
-        candidates += [Path(os.environ[ENV_DIR]).expanduser() / repo / n for n in names]
+    if settings.weights_dir(ENV_DIR):
+        candidates += [settings.weights_dir(ENV_DIR) / repo / n for n in names]
     for c in candidates:
         if c.is_file():
             return str(c), cfg
