@@ -6,6 +6,7 @@ drawn from the bundle's public pool and cached, so a demo slider that moves N do
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from slime_core.metrics import NeighbourhoodScorer
 from slime_core.rank import rerank
 
 REPO = Path(__file__).resolve().parent.parent
+MAX_ALIGNMENTS = 32  # fitted maps kept per attacker, least recently used dropped first
 DEMO_DATA = settings.DEMO_DATA
 default_data = settings.data_dir
 
@@ -60,7 +62,7 @@ class Attacker:
         self.alpha = float(b.manifest["prior_alpha"])
         self.index = retrieve.TagIndex(retrieve.prior_keys(self.tag_vecs, self.prior))
         self.pool_attack = b.pool_embeddings[b.image_encoder]
-        self._alignments: dict[tuple, align.Alignment] = {}
+        self._alignments: OrderedDict[tuple, align.Alignment] = OrderedDict()
         self._encoders: dict[str, object] = {}
         self._extra_pools: dict[str, np.ndarray] = {}
         self._captions: dict[str, list[str]] | None = None
@@ -95,7 +97,8 @@ class Attacker:
             raise SlimeError(f"{victim} pool embeddings have {len(embeddings)} rows; the pool has "
                              f"{len(self.pool_attack)} images (list them with `slime pool`).")
         self._extra_pools[victim] = embeddings
-        self._alignments = {key: a for key, a in self._alignments.items() if key[0] != victim}
+        for key in [key for key in self._alignments if key[0] == victim]:
+            del self._alignments[key]
 
     def victim_rows(self, victim: str, idx: np.ndarray, progress: bool = False) -> np.ndarray:
         """The victim's embeddings of the pool images `idx`. An encoder the bundle lacks embeds only these
@@ -119,16 +122,22 @@ class Attacker:
 
     # --- stages ------------------------------------------------------------------------------------
     def alignment(self, victim: str, n_align: int, method: str = "ridge", seed: int = 0) -> align.Alignment:
+        """The map fitted on N pool pairs; the last MAX_ALIGNMENTS maps are kept (least recently used dropped)."""
         key = (victim, n_align, method, seed)
-        if key not in self._alignments and victim == self.bundle.image_encoder:
+        if key in self._alignments:
+            self._alignments.move_to_end(key)
+            return self._alignments[key]
+        idx = align.choose_pairs(len(self.pool_attack), n_align, seed)  # same N checks for every victim
+        if victim == self.bundle.image_encoder:
             # The attacker's own image tower: nothing to align. This is the no-alignment oracle.
-            align.choose_pairs(len(self.pool_attack), n_align, seed)  # same N checks as every victim
             d = self.pool_attack.shape[1]
-            self._alignments[key] = align.Alignment(np.eye(d, dtype=np.float32), "identity", 0, 1.0)
-        if key not in self._alignments:
-            idx = align.choose_pairs(len(self.pool_attack), n_align, seed)
-            self._alignments[key] = align.fit_alignment(self.victim_rows(victim, idx), self.pool_attack[idx], method)
-        return self._alignments[key]
+            fit = align.Alignment(np.eye(d, dtype=np.float32), "identity", 0, 1.0)
+        else:
+            fit = align.fit_alignment(self.victim_rows(victim, idx), self.pool_attack[idx], method)
+        self._alignments[key] = fit
+        while len(self._alignments) > MAX_ALIGNMENTS:
+            self._alignments.popitem(last=False)
+        return fit
 
     def retrieve(self, attack_embeddings: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """Top-k tags for attack-space image embeddings (n, d): prior-weighted retrieval, then the DCN-v2
