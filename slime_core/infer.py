@@ -292,37 +292,49 @@ def final_caption_prompt(objects: Sequence[str] | None = None, relations: Sequen
 IRREGULAR = {"people": "person", "persons": "person"}  # WordNet keeps "people" as its own noun
 
 
-@functools.cache
+_WORDNET_WARNED: list = []
+_WORDNET: list = []  # the loaded corpus, once found (a miss is not remembered: setup may come later)
+
+
 def _wordnet():
     """nltk's WordNet (installed by `python -m slime_core.caption_metrics --setup`), or None when absent."""
+    if _WORDNET:
+        return _WORDNET[0]
     from slime_core.caption_metrics import _wordnet as load
 
     try:
-        return load()
+        _WORDNET.append(load())
     except (SlimeError, LookupError, OSError) as err:
+        if _WORDNET_WARNED:
+            return None
+        _WORDNET_WARNED.append(True)
         log.warning("WordNet is not available (%s); scene-graph nouns are lemmatised by suffix rules only", err)
         return None
+    return _WORDNET[0]
 
 
-@functools.lru_cache(maxsize=65536)
 def lemma(word: str, pos: str = "n") -> str:
     """Lower-case WordNet lemma (pos "n" noun, "v" verb): buses -> bus, wolves -> wolf, species -> species,
     news -> news, men -> man, glasses -> glass. Where WordNet offers several (glasses: glasses, glass) the
-    one with the most senses wins, the word itself on a tie. Words WordNet does not know stay as they are."""
+    one with the most senses of exactly that form wins, the word itself on a tie. Words WordNet does not know
+    stay as they are. Without WordNet (not set up), a few suffix rules stand in."""
     w = word.lower().strip()
     if not w:
         return w
     if pos == "n" and w in IRREGULAR:
         return IRREGULAR[w]
     wn = _wordnet()
-    if wn is None:
-        return _suffix_lemma(w) if pos == "n" else w
+    return _suffix_lemma(w) if wn is None else _wordnet_lemma(w, pos)
+
+
+@functools.lru_cache(maxsize=65536)
+def _wordnet_lemma(w: str, pos: str) -> str:
+    wn = _WORDNET[0]
     candidates = wn._morphy(w, pos)  # every base form WordNet accepts, the word itself first when it is one
     if not candidates:
         return w
     senses = {c: len(wn.lemmas(c, pos)) for c in candidates}  # senses of exactly this form
-    best = max(candidates, key=lambda c: (senses[c], c == w))
-    return best
+    return max(candidates, key=lambda c: (senses[c], c == w))
 
 
 def _suffix_lemma(w: str) -> str:
