@@ -17,6 +17,7 @@ from slime_core import cli_args
 from slime_core.attack_spec import AttackSpec
 from slime_core.errors import SlimeError
 from slime_core.present.serialise import check_writable, dumps
+from slime_core.uploads import load_embedding_file
 
 
 def attack_spec(args, many: bool = False) -> AttackSpec:
@@ -43,9 +44,12 @@ def cmd_attack(args) -> int:
     if sum(x is not None for x in (args.image, args.embedding, args.data)) != 1:
         raise SlimeError("give --image PATH, --embedding FILE.npy or --data DIR.")
     spec = attack_spec(args)
+    # bad files are refused before the bundle loads
+    emb = load_embedding_file(args.embedding) if args.embedding is not None else None
+    pool = load_embedding_file(args.victim_pool, "victim pool file") if args.victim_pool is not None else None
     attacker = make_attacker(args)
-    if args.victim_pool is not None:
-        attacker.add_victim_pool(args.victim, np.load(args.victim_pool, allow_pickle=False))
+    if pool is not None:
+        attacker.add_victim_pool(args.victim, pool)
     spec.within(attacker)
     writer = make_writer(args.caption, args.caption_mode)
     graph = None
@@ -60,7 +64,6 @@ def cmd_attack(args) -> int:
     if args.image is not None:
         results = [attacker.attack(image=str(args.image), **run)]
     elif args.embedding is not None:
-        emb = np.load(args.embedding, allow_pickle=False)
         results = [attacker.attack(embedding=row, name=f"{args.embedding}[{i}]", **run)
                    for i, row in enumerate(np.atleast_2d(emb))]
     else:
@@ -233,9 +236,14 @@ def main(argv: list[str] | None = None) -> int:
             from slime_core.cli_paper import select_bundle
 
             select_bundle(args)  # --attacker picks models/<NAME>/; the bundle must match it and this process's encoders
-        return args.func(args)
+        from slime_core.remote import command_scope
+
+        with command_scope():  # every remote call of this command shares one deadline ($SLIME_REMOTE_DEADLINE)
+            return args.func(args)
     except SlimeError as err:
-        print(f"slime {args.command}: error: {err}", file=sys.stderr)
+        from slime_core.errors import mask_secrets
+
+        print(f"slime {args.command}: error: {mask_secrets(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

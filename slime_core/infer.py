@@ -10,8 +10,10 @@ Relations use the paper's predicate set `PREDICATES`; scores are P/R/F1 on lemma
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
+import logging
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -20,11 +22,12 @@ from typing import Callable, Iterable, Literal, Sequence, get_args
 from pydantic import BaseModel, ValidationError, field_validator
 
 from slime_core import settings
-from slime_core.errors import MissingModelError, SlimeError
+from slime_core.errors import MissingModelError, SlimeError, mask_secrets
 
 Predicate = Literal["on", "over", "under", "inside", "covering", "hanging_over", "enclosing", "next_to", "part_of"]
 PREDICATES: tuple[str, ...] = get_args(Predicate)
 Triple = tuple[str, str, str]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,7 +88,7 @@ def parse_tag(tag: str) -> tuple[str, ...]:
 
 def map_predicate(verb: str, prep: str) -> str | None:
     """The paper's predicate for a verb and/or preposition, or None when none fits."""
-    verb, prep = lemma(verb), prep.lower().strip()
+    verb, prep = lemma(verb, "v"), prep.lower().strip()
     if verb == "hang" and prep in {"over", "above", ""}:
         return "hanging_over"
     if prep in PREP_TO_PREDICATE:
@@ -191,7 +194,7 @@ def _strip_fences(text: str) -> str:
 class VLMInferrer:
     """Objects, relations and scene from a vision-language model via litellm; keys come from the environment."""
 
-    def __init__(self, model: str, api_base: str | None = None, timeout: float = 60.0, retries: int = 2,
+    def __init__(self, model: str, api_base: str | None = None, timeout: float | None = None, retries: int = 2,
                  temperature: float = 0.0, completion_kwargs: dict | None = None):
         self.model, self.api_base, self.timeout, self.retries = model, api_base, timeout, retries
         self.temperature, self.completion_kwargs = temperature, dict(completion_kwargs or {})
@@ -217,13 +220,24 @@ class VLMInferrer:
         text = "\n\n".join(x for x in (_evidence(**evidence), question) if x)
         content = ([_image_part(image)] if image is not None else []) + [{"type": "text", "text": text}]
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": content}]
+        from slime_core import remote
+
+        def send(timeout: float):
+            try:
+                return litellm.completion(model=self.model, messages=messages, api_base=self.api_base,
+                                          timeout=timeout, temperature=self.temperature, num_retries=0,
+                                          max_retries=0, **self.completion_kwargs)
+            except openai.OpenAIError as e:
+                problem = f"{type(e).__name__}: {mask_secrets(str(e))[:300]}"
+                if isinstance(e, (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError,
+                                  openai.InternalServerError)) or (getattr(e, "status_code", None) or 0) >= 500:
+                    raise remote.Transient(problem) from None
+                raise SlimeError(f"VLM {self.model!r} call failed: {problem}") from None
+
         error = ""
         for _ in range(self.retries + 1):
-            try:
-                resp = litellm.completion(model=self.model, messages=messages, api_base=self.api_base,
-                                          timeout=self.timeout, temperature=self.temperature, **self.completion_kwargs)
-            except openai.OpenAIError as e:
-                raise SlimeError(f"VLM {self.model!r} call failed: {e}") from e
+            resp = remote.call(send, f"VLM {self.model!r}", timeout=self.timeout,
+                               give_up=lambda n, problem: f"VLM {self.model!r} call failed after {n} tries: {problem}")
             reply = resp.choices[0].message.content or ""
             try:
                 return schema.model_validate_json(_strip_fences(reply))
@@ -275,18 +289,65 @@ def final_caption_prompt(objects: Sequence[str] | None = None, relations: Sequen
 
 # ---------------------------------------------------------------- scores
 
-IRREGULAR = {"men": "man", "women": "woman", "people": "person", "children": "child", "feet": "foot",
-             "teeth": "tooth", "mice": "mouse", "geese": "goose", "knives": "knife", "leaves": "leaf"}
+IRREGULAR = {"people": "person", "persons": "person"}  # WordNet keeps "people" as its own noun
 
 
-def lemma(word: str) -> str:
-    """Lower-case singular by a few suffix rules; no dictionary download."""
+_WORDNET_WARNED: list = []
+_WORDNET: list = []  # the loaded corpus, once found (a miss is not remembered: setup may come later)
+
+
+def _wordnet():
+    """nltk's WordNet (installed by `python -m slime_core.caption_metrics --setup`), or None when absent."""
+    if _WORDNET:
+        return _WORDNET[0]
+    from slime_core.caption_metrics import _wordnet as load
+
+    try:
+        _WORDNET.append(load())
+    except (SlimeError, LookupError, OSError) as err:
+        if _WORDNET_WARNED:
+            return None
+        _WORDNET_WARNED.append(True)
+        log.warning("WordNet is not available (%s); scene-graph nouns are lemmatised by suffix rules only", err)
+        return None
+    return _WORDNET[0]
+
+
+def lemma(word: str, pos: str = "n") -> str:
+    """Lower-case WordNet lemma (pos "n" noun, "v" verb): buses -> bus, wolves -> wolf, species -> species,
+    news -> news, men -> man, glasses -> glass. Where WordNet offers several (glasses: glasses, glass) the
+    one with the most senses of exactly that form wins, the word itself on a tie. Words WordNet does not know
+    stay as they are. Without WordNet (not set up), a few suffix rules stand in."""
     w = word.lower().strip()
-    if w in IRREGULAR:
+    if not w:
+        return w
+    if pos == "n" and w in IRREGULAR:
         return IRREGULAR[w]
+    wn = _wordnet()
+    return _suffix_lemma(w) if wn is None else _wordnet_lemma(w, pos)
+
+
+@functools.lru_cache(maxsize=65536)
+def _wordnet_lemma(w: str, pos: str) -> str:
+    wn = _WORDNET[0]
+    candidates = wn._morphy(w, pos)  # every base form WordNet accepts, the word itself first when it is one
+    if not candidates:
+        return w
+    senses = {c: len(wn.lemmas(c, pos)) for c in candidates}  # senses of exactly this form
+    return max(candidates, key=lambda c: (senses[c], c == w))
+
+
+def _suffix_lemma(w: str) -> str:
+    """Fallback without WordNet only: a few English plural rules."""
+    irregular = {"men": "man", "women": "woman", "children": "child", "feet": "foot", "teeth": "tooth",
+                 "mice": "mouse", "geese": "goose", "knives": "knife", "leaves": "leaf", "wolves": "wolf"}
+    if w in irregular:
+        return irregular[w]
+    if w.endswith(("species", "news", "series")):
+        return w
     if len(w) > 4 and w.endswith("ies"):
         return w[:-3] + "y"
-    if len(w) > 4 and w.endswith(("sses", "shes", "ches", "xes", "zes")):
+    if len(w) > 4 and w.endswith(("sses", "shes", "ches", "xes", "zes", "uses")):
         return w[:-2]
     if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
         return w[:-1]

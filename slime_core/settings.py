@@ -14,6 +14,14 @@ is imported. API keys are looked up by name through `secret`; callers never prin
 | SLIME_ENCODER_OVERRIDES | JSON registry overrides (tiny test models) | none |
 | SLIME_OPEN_CLIP_DIR, SLIME_HF_DIR | folders holding paper-encoder weights | none |
 | SLIME_GEMINI_BASE_URL, SLIME_COHERE_BASE_URL | REST endpoints (fake servers in tests) | the vendors' |
+| SLIME_REMOTE_DEADLINE | seconds one command may spend on remote calls (REST encoders, LLM/VLM), all retries included | 300 |
+| SLIME_REMOTE_TIMEOUT | seconds one remote request may take | 30 |
+| SLIME_REMOTE_RETRIES | extra tries of a remote request after a transient failure (429, 5xx, timeout, refused) | 3 |
+| SLIME_TRUST_REMOTE_CODE | 1: allow Hugging Face models whose code comes with the weights (Nomic) | unset (refused) |
+| SLIME_SECRET_NAMES | extra comma-separated variable names whose values are masked in every message | none |
+
+Secrets: the values of every variable named in `secret_names()` (any *_API_KEY, *_TOKEN, *_SECRET,
+*_ACCESS_KEY, plus SLIME_SECRET_NAMES) are masked in every error message (`errors.mask_secrets`).
 """
 
 from __future__ import annotations
@@ -39,6 +47,58 @@ def env_path(name: str) -> Path | None:
 def secret(name: str) -> str | None:
     """An API key by its variable's name. Never log or print the value."""
     return env(name)
+
+
+SECRET_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET", "_ACCESS_KEY", "_SECRET_KEY", "_PASSWORD")
+KNOWN_SECRETS = ("CO_API_KEY", "GOOGLE_ACCESS_TOKEN", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY",
+                 "MISTRAL_API_KEY", "GROQ_API_KEY", "TOGETHER_API_KEY", "OPENROUTER_API_KEY", "HF_TOKEN")
+
+
+def secret_names() -> list[str]:
+    """Names (never values) of the environment variables that hold secrets: the known API keys, every
+    variable ending in a secret-like suffix, and those listed in SLIME_SECRET_NAMES."""
+    extra = [n.strip() for n in (env("SLIME_SECRET_NAMES") or "").split(",") if n.strip()]
+    found = [n for n in os.environ if n.upper().endswith(SECRET_SUFFIXES)]
+    return sorted(set(KNOWN_SECRETS) | set(found) | set(extra))
+
+
+def secret_values() -> list[str]:
+    """The values of every secret variable that is set (for masking only; never print them)."""
+    values = {env(n) for n in secret_names()}
+    return sorted((v for v in values if v), key=len, reverse=True)
+
+
+def remote_deadline() -> float:
+    """Seconds one command may spend on remote calls in all (SLIME_REMOTE_DEADLINE, default 300)."""
+    return _float("SLIME_REMOTE_DEADLINE", 300.0)
+
+
+def remote_timeout() -> float:
+    return _float("SLIME_REMOTE_TIMEOUT", 30.0)
+
+
+def remote_retries() -> int:
+    return int(_float("SLIME_REMOTE_RETRIES", 3))
+
+
+def trust_remote_code() -> bool:
+    """SLIME_TRUST_REMOTE_CODE=1: run model code that ships with Hugging Face weights (Nomic needs it)."""
+    return (env("SLIME_TRUST_REMOTE_CODE") or "").lower() in ("1", "true", "yes")
+
+
+def _float(name: str, default: float) -> float:
+    value = env(name)
+    if value is None:
+        return default
+    try:
+        out = float(value)
+    except ValueError:
+        out = -1.0
+    if not out >= 0:
+        from slime_core.errors import SlimeError
+
+        raise SlimeError(f"${name} must be a number of seconds/tries >= 0, not {value!r}.")
+    return out
 
 
 def cache_root() -> Path:

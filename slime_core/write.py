@@ -24,7 +24,7 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 from slime_core import settings
-from slime_core.errors import MissingModelError, SlimeError
+from slime_core.errors import MissingModelError, SlimeError, mask_secrets
 
 MODES = ("tags", "neighbours", "tags+neighbours")
 LOCAL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -151,11 +151,12 @@ class LiteLLMWriter(CaptionWriter):
     """Any chat model litellm knows ("gpt-4o-mini", "anthropic/...", "openai/<name>" with api_base, ...).
 
     Keys come from the provider's environment variable only. Rate limits, 5xx and timeouts are retried
-    with exponential backoff; anything else, or the last failure, raises SlimeError.
+    under slime_core.remote's policy (bounded, within the command's deadline); anything else, or the last
+    failure, raises SlimeError with every key masked.
     """
 
-    def __init__(self, model: str, mode: str = "tags", api_base: str | None = None, timeout: float = 30.0,
-                 retries: int = 3, backoff: float = 1.0, max_tokens: int = 60, **completion_kwargs):
+    def __init__(self, model: str, mode: str = "tags", api_base: str | None = None, timeout: float | None = None,
+                 retries: int | None = None, backoff: float = 1.0, max_tokens: int = 60, **completion_kwargs):
         super().__init__(mode)
         settings.quiet_litellm()
         import litellm
@@ -180,19 +181,25 @@ class LiteLLMWriter(CaptionWriter):
         return (getattr(err, "status_code", None) or 0) >= 500
 
     def _generate(self, messages: list[dict]) -> tuple[str, float | None]:
-        for attempt in range(self.retries + 1):
+        from slime_core import remote
+
+        def send(timeout: float):
             try:
-                resp = self.litellm.completion(
+                return self.litellm.completion(
                     model=self.model, messages=messages, api_base=self.api_base,
                     api_key=self.placeholder_key, temperature=0, max_tokens=self.max_tokens,
-                    timeout=self.timeout, num_retries=0, max_retries=0,  # retries are ours, with backoff
+                    timeout=timeout, num_retries=0, max_retries=0,  # retries are slime_core.remote's
                     **self.completion_kwargs)
-                break
             except Exception as err:  # provider errors are set-up problems the user can fix
-                if attempt == self.retries or not self._transient(err):
-                    raise SlimeError(f"caption model {self.model!r} failed after {attempt + 1} attempt(s): "
-                                     f"{type(err).__name__}: {str(err)[:300]}") from err
-                time.sleep(self.backoff * 2**attempt)
+                problem = f"{type(err).__name__}: {mask_secrets(str(err))[:300]}"
+                if self._transient(err):
+                    raise remote.Transient(problem) from None
+                raise SlimeError(f"caption model {self.model!r} failed after 1 attempt(s): {problem}") from None
+
+        resp = remote.call(send, f"caption model {self.model!r}", retries=self.retries, timeout=self.timeout,
+                           backoff=self.backoff,
+                           give_up=lambda n, problem: f"caption model {self.model!r} failed after {n} attempt(s): "
+                                                      f"{problem}")
         text = (resp.choices[0].message.content or "").strip() if resp.choices else ""
         if not text:
             raise SlimeError(f"caption model {self.model!r} returned an empty reply")

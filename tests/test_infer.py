@@ -127,6 +127,13 @@ def test_lemma_rules():
         ["dog", "box", "bench", "glass", "man", "sky", "bus", "grass", "dog"]
 
 
+def test_lemmas_come_from_wordnet_not_suffix_rules(wordnet):
+    # issue 15: the hand-rolled rules gave buses -> buse, wolves -> wolve, species -> specy, news -> new
+    assert [lemma(w) for w in ["buses", "wolves", "species", "news", "children", "people"]] == \
+        ["bus", "wolf", "species", "news", "child", "person"]
+    assert lemma("hanging", "v") == "hang" and map_predicate("hangs", "over") == "hanging_over"
+
+
 def test_object_f1_known():
     s = object_f1(["dogs", "ball", "cat"], ["dog", "Ball", "bench", "tree"])
     assert s["precision"] == pytest.approx(2 / 3) and s["recall"] == pytest.approx(0.5)

@@ -3,8 +3,9 @@
 Credentials come from the environment only; they are sent in a header, never logged, never written
 to disk, and scrubbed from every error message. Each request's embeddings are cached on disk (by
 image content) as soon as it returns, so an image is never paid for twice, even when a long run
-stops half way. 429 and 5xx answers, timeouts and dropped connections are retried with exponential
-backoff (honouring Retry-After); any other failure is a `SlimeError` that says what went wrong.
+stops half way. 429 and 5xx answers, timeouts and dropped connections are retried under the one policy
+of `slime_core.remote` (bounded tries, backoff honouring Retry-After, the command's deadline); any other
+failure is a `SlimeError` that says what went wrong.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 
 from slime_core import settings
 from slime_core.encoders.base import EmbeddingCache, Encoder, batched, content_hash, l2_normalise, load_image
-from slime_core.errors import MissingModelError, SlimeError
+from slime_core.errors import MissingModelError, SlimeError, mask_secrets
 
 
 def default_cache_dir() -> Path:
@@ -60,8 +61,8 @@ class ApiImageEncoder(Encoder):
             raise MissingModelError(f"encoder '{name}' needs its credential in the environment variable "
                                     f"{key_env}; it is read from there only. {key_help}".strip())
         self.base_url = base_url.rstrip("/")
-        self.timeout = float(spec.get("timeout", 60))
-        self.retries = int(spec.get("retries", 5))
+        self.timeout = float(spec.get("timeout") or settings.remote_timeout())
+        self.retries = int(spec["retries"] if spec.get("retries") is not None else settings.remote_retries())
         self.backoff = float(spec.get("backoff", 1.0))
         self.max_wait = float(spec.get("max_wait", 60))
         self.workers = max(1, int(spec.get("workers", 4)))
@@ -86,8 +87,8 @@ class ApiImageEncoder(Encoder):
         return {"Authorization": f"Bearer {settings.secret(self.key_env) or ''}", "Accept": "application/json"}
 
     def _scrub(self, text: str) -> str:
-        key = settings.secret(self.key_env)
-        return text.replace(key, "***") if key else text
+        """Every configured key masked, case-insensitively, and key-like echoes ("Bearer sk-...")."""
+        return mask_secrets(text, [settings.secret(self.key_env) or ""])
 
     def _payload_image(self, item) -> tuple[bytes, str]:
         """Bytes and MIME type to send: the original file when the API takes its format and size,
@@ -111,31 +112,31 @@ class ApiImageEncoder(Encoder):
         raise SlimeError(f"{self.name}: cannot fit an image into the API's {self.max_bytes:,}-byte limit.")
 
     def _post(self, body: dict):
+        """One request under slime_core.remote's policy: 429/5xx/timeouts/refused connections retried with
+        backoff (honouring Retry-After) within the command's deadline; any other refusal is one SlimeError."""
+        from slime_core import remote
+
         url = self._url()
-        for attempt in range(self.retries + 1):
-            wait = min(self.backoff * 2**attempt, self.max_wait)
+
+        def send(timeout: float):
             try:
-                response = requests.post(url, json=body, headers=self._headers(), timeout=self.timeout)
+                response = requests.post(url, json=body, headers=self._headers(), timeout=timeout)
             except (requests.ConnectionError, requests.Timeout) as err:
-                problem = f"{type(err).__name__}"
-            else:
-                if response.status_code == 429 or response.status_code >= 500:
-                    problem = f"HTTP {response.status_code}"
-                    after = _retry_after(response)
-                    wait = min(after, self.max_wait) if after is not None else wait
-                elif response.status_code >= 400:
-                    raise SlimeError(self._scrub(
-                        f"{self.name}: the API refused the request (HTTP {response.status_code}): "
-                        f"{response.text[:300].strip()}{self.refusal_help(response.status_code)}"))
-                else:
-                    try:
-                        return response.json()
-                    except ValueError:
-                        raise SlimeError(f"{self.name}: the API answered HTTP {response.status_code} with a body "
-                                         f"that is not JSON: {self._scrub(response.text[:200])!r}") from None
-            if attempt == self.retries:
-                raise SlimeError(f"{self.name}: giving up after {self.retries + 1} tries; last problem: {problem}.")
-            time.sleep(wait)
+                raise remote.Transient(type(err).__name__) from None
+            if response.status_code == 429 or response.status_code >= 500:
+                raise remote.Transient(f"HTTP {response.status_code}", _retry_after(response))
+            if response.status_code >= 400:
+                raise SlimeError(self._scrub(
+                    f"{self.name}: the API refused the request (HTTP {response.status_code}): "
+                    f"{response.text[:300].strip()}{self.refusal_help(response.status_code)}"))
+            try:
+                return response.json()
+            except ValueError:
+                raise SlimeError(f"{self.name}: the API answered HTTP {response.status_code} with a body "
+                                 f"that is not JSON: {self._scrub(response.text[:200])!r}") from None
+
+        return remote.call(send, self.name, retries=self.retries, timeout=self.timeout, backoff=self.backoff,
+                           max_wait=self.max_wait)
 
     def refusal_help(self, status: int) -> str:
         return f" (check the key in {self.key_env})" if status in (401, 403) else ""
