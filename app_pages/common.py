@@ -81,14 +81,19 @@ def public_captions() -> list[str]:
     return attacker.captions_of(attacker.bundle.pool["images"])
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def embed_bytes(victim: str, data: bytes):
-    """Victim embedding of an image given as bytes (uploads), via the disk cache."""
-    from slime_core.app_support import embed_images
-    from slime_core.encoders import load_image
+def embed_upload(victim: str, name: str, data: bytes):
+    """Victim embedding of an uploaded photo, kept in this session only: never written to the shared disk cache
+    (and never shared with other sessions). Tiny or unreadable images are refused naming the file."""
+    from slime_core import headline as hl
+    from slime_core.encoders.base import content_hash
 
-    image = load_image(data)  # SlimeError for corrupt or huge images
-    return embed_images(get_attacker(), victim, [image])[0]
+    image = hl.check_image_upload(name, data)
+    memo = st.session_state.setdefault("_upload_embeddings", {})
+    key = (victim, content_hash(bytes(data)))
+    if key not in memo:
+        memo.clear()  # one uploaded photo at a time per session
+        memo[key] = get_attacker().encoder(victim).encode_images([image])[0]
+    return memo[key]
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -125,12 +130,6 @@ def run_evaluation(victim: str, n_aligns: list[int], ks: list[int], method: str,
                       on_progress=lambda f, msg: bar.progress(min(f, 1.0), text=f"{msg} ..."))
     st.session_state[key] = result
     return result
-
-
-@st.cache_resource(show_spinner=False)
-def registered_pools() -> set:
-    """Names of uploaded victim pools already added to the shared attacker (one per upload's content hash)."""
-    return set()
 
 
 def show_error(err: Exception) -> None:
@@ -195,3 +194,23 @@ def defence_setup(victim: str, limit: int, n_align: int, k: int, method: str = "
     refs = [reference_tags(tuple(s.captions)) for s in samples]
     return prepare(get_attacker(), samples, victim, n_align, k, method, seed, n_boot, False, refs=refs,
                    scorer=get_scorer(), writer=make_writer(writer))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def mean_caption(writer_spec: str, k: int) -> str:
+    """The writer's caption of the mean public embedding: the caption prior (what a no-information embedding gets)."""
+    from slime_core import headline as hl
+
+    return hl.mean_embedding_caption(get_attacker(), get_writer(writer_spec), k)
+
+
+def writer_options() -> tuple[dict, str | None]:
+    """Caption writers offered here, and why the consensus writer is left out (None when it is offered)."""
+    options = {"consensus": "nearest public images' consensus caption (no LLM)", "none": "no caption",
+               "local": "local SmolLM2-135M (offline LLM; first load up to ~40 s on 2 cores)",
+               "litellm": "chat model via litellm (API key)"}
+    if public_captions():
+        return options, None
+    del options["consensus"]
+    return options, ("The consensus caption needs the public pool's captions (../shared/data/flickr8k_subset1000), "
+                     "which are not in this checkout.")

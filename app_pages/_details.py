@@ -1,0 +1,70 @@
+"""Below the headline: nearest public images, the scene graph, every score beside its baselines, timings."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app_pages import common
+from slime_core import app_support as sup
+from slime_core import headline as hl
+from slime_core.errors import SlimeError
+
+
+def neighbours(attacker, result) -> None:
+    st.markdown("**Nearest public images** (the low-fidelity view: public photos nearest to the aligned embedding)")
+    shown = [n for n in result.neighbors if common.pool_image(n["image"])]
+    if shown:
+        cols = st.columns(5)
+        for i, n in enumerate(shown[:5]):
+            cols[i].image(str(common.pool_image(n["image"])), caption=f"cosine {n['score']:.2f}", width="stretch")
+        return
+    tags_of = dict(zip(attacker.bundle.pool["images"], attacker.bundle.pool["tags"]))
+    st.caption("The pool photos are not in this checkout (they come with ../shared/data); their tags instead:")
+    st.dataframe(pd.DataFrame([{"public image": n["image"], "cosine": n["score"],
+                                "its tags": ", ".join(tags_of.get(n["image"], [])[:6])} for n in result.neighbors]),
+                 hide_index=True, width="stretch")
+
+
+def scene_graph(graph) -> None:
+    st.markdown("**Scene graph** (from the recovered tags: objects, their attributes, relations)")
+    st.graphviz_chart(hl.scene_graph_dot(graph), width="stretch")
+
+
+def _readable(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    df["metric"] = [hl.metric_name(m) for m in df["metric"]]
+    return df.set_index("metric")
+
+
+def scores(attacker, result, refs: list[str], captions: list[str], caption: str | None, mean_caption: str | None):
+    """Every tag score beside both baselines (needs the text encoder), and the caption's beside its priors."""
+    if not refs:
+        st.info("No reference captions: nothing to score against.")
+        return
+    try:
+        with st.spinner("Loading the text encoder for near-miss scores (first use: a few seconds) ..."):
+            scorer = common.get_scorer()
+        st.markdown("**Tag scores beside the baselines** (neither baseline sees the victim embedding)")
+        st.dataframe(_readable(sup.single_image_scores(attacker, result, refs, scorer)).style.format("{:.3f}"),
+                     width="stretch")
+        st.caption(f"{len(refs)} reference tags from the captions. {hl.TAG_SCORE_HELP} Near-miss scores count a tag "
+                   "among the 5 nearest vocabulary tags (MiniLM text space) of a reference tag.")
+        if caption:
+            rows, note = sup.caption_scores(caption, captions, common.public_captions())
+            df = _readable(rows)
+            if mean_caption:
+                got, _ = sup.caption_scores(mean_caption, captions, [])
+                df["caption of the mean embedding"] = [r["caption"] for r in got]
+            st.markdown("**Caption scores beside the priors**")
+            st.dataframe(df.style.format("{:.3f}", na_rep="-"), width="stretch")
+            if note:
+                st.caption(f"METEOR left out: {note}")
+    except SlimeError as err:
+        common.show_error(err)
+
+
+def timings(log: list) -> None:
+    total = sum(s for _, s in log)
+    with st.expander(f"Timings: {total:.2f} s in all"):
+        st.dataframe(pd.DataFrame([{"step": n, "seconds": round(s, 3)} for n, s in log]), hide_index=True)

@@ -1,0 +1,138 @@
+"""The demo gallery behind the headline: thumbnails, reference tags, and every test photo's score.
+
+The gallery table (each photo's reference tags and their neighbourhoods, and each photo's tag F1 at the default
+settings, which picks the default photo) is computed once, in a background thread after the first page has been
+drawn, and written atomically to the disk cache; later starts read it in milliseconds.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import numpy as np
+import streamlit as st
+
+from app_pages import common
+from slime_core import headline as hl
+from slime_core import settings
+
+DEFAULTS = {"victim": "lite0", "n_align": 300, "k": 10, "method": "ridge"}
+PER_PAGE = 12
+
+
+def table_path(attacker):
+    key = hl.cache_key(hl.bundle_identity(attacker.bundle), [(g["name"], g["captions"]) for g in common.gallery()],
+                       DEFAULTS)
+    return settings.cache_root() / "app" / f"gallery_{key}.json"
+
+
+@st.cache_resource(show_spinner=False)
+def _state() -> dict:
+    return {"table": None, "thread": None, "error": None, "lock": threading.Lock()}
+
+
+def table(attacker) -> dict | None:
+    """The gallery table when it is ready (from memory or the disk cache), else None."""
+    state = _state()
+    if state["table"] is None:
+        data = hl.load_json(table_path(attacker))
+        if data and "refs" in data and "default_scores" in data:
+            state["table"] = data
+    return state["table"]
+
+
+def _build(attacker, parser, path) -> None:
+    from slime_core.data import load_folder
+    from slime_core.pipeline import DEMO_DATA
+
+    state = _state()
+    try:
+        samples = [s for s in load_folder(DEMO_DATA, require_images=False) if s.path is not None]
+        refs = hl.gallery_references(samples, parser, attacker.scorer())
+        X = attacker.cache.encode_images(attacker.encoder(DEFAULTS["victim"]), [str(s.path) for s in samples])
+        r = [refs[s.name]["refs"] for s in samples]
+        near = [[set(n) for n in refs[s.name]["near"]] for s in samples]
+        scores = hl.photo_scores(attacker, X, r, near, **DEFAULTS)
+        data = {"refs": refs, "default_scores": {"names": [s.name for s in samples],
+                                                 "exact_f1": scores["exact_f1"].tolist()}}
+        hl.save_json_atomic(path, data)
+        state["table"] = data
+    except Exception as err:  # noqa: BLE001 - a failed warm-up only costs the percentile; say why on the page
+        state["error"] = f"{type(err).__name__}: {err}"
+
+
+def start_warmup(attacker) -> None:
+    """Compute the gallery table in the background (once per server process) when it is not cached yet."""
+    state = _state()
+    with state["lock"]:
+        if state["table"] is not None or state["thread"] is not None or table(attacker) is not None:
+            return
+        state["thread"] = threading.Thread(target=_build, args=(attacker, common.get_parser(), table_path(attacker)),
+                                           name="slime-gallery-warmup", daemon=True)
+        state["thread"].start()
+
+
+def warming() -> bool:
+    t = _state()["thread"]
+    return t is not None and t.is_alive()
+
+
+def default_photo(attacker) -> tuple[str, str]:
+    """(photo name, how it was chosen)."""
+    names = [g["name"] for g in common.gallery()]
+    tab = table(attacker)
+    if tab:
+        d = tab["default_scores"]
+        return hl.default_photo(d["names"], d["exact_f1"]), hl.DEFAULT_RULE
+    return names[0], ("the first test photo by file name: the typical-photo default is being computed in the "
+                      "background on this first start")
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def thumbnail(path: str, side: int = 160) -> bytes:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        img.thumbnail((side, side))
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=80)
+        return buf.getvalue()
+
+
+def _choose(name: str) -> None:
+    st.session_state["gallery_image"] = name
+
+
+def picker(items: list[dict], scores: dict | None) -> None:
+    """A page of thumbnails; clicking one makes it the attacked photo."""
+    pages = max(1, -(-len(items) // PER_PAGE))
+    current = st.session_state.get("gallery_image")
+    start_page = next((i // PER_PAGE for i, g in enumerate(items) if g["name"] == current), 0)
+    page = st.number_input(f"Page (of {pages}, {PER_PAGE} photos each)", 1, pages, start_page + 1, key="gallery_page")
+    cols = st.columns(6)
+    for i, g in enumerate(items[(page - 1) * PER_PAGE: page * PER_PAGE]):
+        with cols[i % 6]:
+            st.image(thumbnail(g["path"]), width="stretch")
+            label = f"{scores[g['name']]:.2f}" if scores and g["name"] in scores else "attack"
+            st.button(("● " if g["name"] == current else "") + label, key=f"pick_{g['name']}", on_click=_choose,
+                      args=(g["name"],), width="stretch", help=f"Attack {g['name']}")
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def gallery_embeddings(victim: str) -> np.ndarray:
+    from slime_core.app_support import embed_images
+
+    return embed_images(common.get_attacker(), victim, [g["path"] for g in common.gallery()])
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def all_scores(victim: str, n_align: int, k: int, method: str, _refs: dict, refs_key: str) -> dict:
+    """{photo name: exact tag F1} for every gallery photo at these settings."""
+    attacker = common.get_attacker()
+    names = [g["name"] for g in common.gallery()]
+    X = gallery_embeddings(victim)
+    r = [_refs[n]["refs"] for n in names]
+    scores = hl.photo_scores(attacker, X, r, None, victim, n_align, k, method)
+    return dict(zip(names, scores["exact_f1"].tolist()))

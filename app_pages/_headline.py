@@ -1,0 +1,106 @@
+"""The headline of "Attack one image": photo, coloured tags, caption and the two leak-vs-prior numbers,
+sized to fit 1280x720 without scrolling; presentation mode enlarges it for the back of a room."""
+
+from __future__ import annotations
+
+import html
+
+import streamlit as st
+
+from slime_core import headline as hl
+
+COLOURS = {"exact": ("#1e8449", "#ffffff"), "neighbourhood": ("#f5b041", "#222222"), "miss": ("#e5e7e9", "#444444")}
+LEGEND = ("**green** = one of this photo's own tags (exact) · **amber** = next to one (among its 5 nearest "
+          "vocabulary tags) · **grey** = miss")
+BASE_CSS = """
+.block-container {padding-top: 2.6rem; padding-bottom: 1rem;}
+.slime-tag {display: inline-block; padding: 1px 10px; margin: 2px 3px; border-radius: 12px; font-size: 1.0rem;}
+.slime-caption {font-size: 1.25rem; font-style: italic; margin: 0.2rem 0 0.4rem 0;}
+"""
+PRESENT_CSS = """
+section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], header[data-testid="stHeader"]
+  {display: none !important;}
+html, body, [data-testid="stAppViewContainer"] {font-size: 22px;}
+.slime-tag {font-size: 1.6rem; padding: 3px 14px;}
+.slime-caption {font-size: 2.0rem;}
+[data-testid="stMetricValue"] {font-size: 4rem !important;}
+[data-testid="stMetricLabel"] p {font-size: 1.4rem !important;}
+"""
+
+
+def style(present: bool) -> None:
+    st.html("<style>" + BASE_CSS + (PRESENT_CSS if present else "") + "</style>")
+
+
+def chips(classified: list[tuple[str, str]]) -> str:
+    out = []
+    for tag, cls in classified:
+        bg, fg = COLOURS[cls]
+        out.append(f'<span class="slime-tag slime-{cls}" data-class="{cls}" style="background:{bg};color:{fg}">'
+                   f"{html.escape(tag)}</span>")
+    return " ".join(out)
+
+
+def tags_panel(classified, have_refs: bool, near_known: bool) -> None:
+    st.markdown(f"**Recovered tags** (top {len(classified)})")
+    st.markdown(chips(classified if have_refs else [(t, "miss") for t, _ in classified]), unsafe_allow_html=True)
+    if not have_refs:
+        st.caption("No reference captions: tags are not coloured (add captions to score them).")
+    elif near_known:
+        st.caption(LEGEND)
+    else:
+        st.caption(LEGEND.split(" · ")[0] + " · **grey** = no exact match (near-miss colours are loading ...)")
+
+
+def caption_panel(caption: str | None, caption_note: str | None) -> None:
+    st.markdown("**Reconstructed caption**")
+    if caption:
+        st.markdown(f'<div class="slime-caption">&ldquo;{html.escape(caption)}&rdquo;</div>', unsafe_allow_html=True)
+    else:
+        st.caption(caption_note or "No caption writer selected.")
+
+
+def layout(image, label: str) -> dict:
+    """Photo on the left; empty slots for the tags, the caption and the numbers, filled as each is ready."""
+    c1, c2, c3 = st.columns([1.0, 1.35, 1.0], gap="medium")
+    with c1:
+        if image is not None:
+            st.image(image, width="stretch")
+        st.text(label)  # plain text: an uploaded file's name is never rendered as Markdown
+    with c2:
+        slots = {"tags": st.empty(), "caption": st.empty()}
+    with c3:
+        slots.update(tag_number=st.empty(), percentile=st.empty(), caption_number=st.empty())
+    return slots
+
+
+def fill_tags(slots, classified, have_refs: bool, near_known: bool) -> None:
+    with slots["tags"].container():
+        tags_panel(classified, have_refs, near_known)
+
+
+def fill_caption(slots, caption, note) -> None:
+    with slots["caption"].container():
+        caption_panel(caption, note)
+
+
+def fill_tag_number(slots, attack: float | None, prior: float, k: int) -> None:
+    with slots["tag_number"].container():
+        if attack is None:
+            st.info("Add reference captions (one per line, below the uploader) to score this photo.")
+            return
+        st.metric("Tag F1 (exact)", f"{attack:.2f}", f"{attack - prior:+.2f} vs guessing", help=hl.TAG_SCORE_HELP)
+        st.caption(hl.tag_headline(attack, prior, k))
+
+
+def fill_caption_number(slots, attack: float, prior: float) -> None:
+    with slots["caption_number"].container():
+        st.metric("Caption ROUGE-L", f"{attack:.2f}", f"{attack - prior:+.2f} vs generic caption", help=hl.CAPTION_HELP)
+        st.caption(hl.caption_headline(attack, prior))
+
+
+def percentile_line(slot, value: float, scores: dict, victim: str, n_align: int, k: int) -> None:
+    vals = list(scores.values())
+    p = hl.percentile(value, vals)
+    slot.markdown(f"**This photo: {hl.percentile_words(p, len(vals))}** (percentile {p:.0f} by exact tag F1 at "
+                  f"{victim}, N={n_align}, k={k})")

@@ -1,0 +1,316 @@
+"""The science behind the app's headline: one photo's leak in plain words, beside its prior.
+
+Pure functions (no streamlit) so the pages stay layout only:
+
+classify_tags        each retrieved tag: "exact" (a reference tag), "neighbourhood" (one of the 5 nearest
+                     vocabulary tags of a reference tag) or "miss"
+tag_headline         tag F1 of the attack beside the k most frequent tags, in words
+caption_headline     caption ROUGE-L beside the caption of the mean public embedding, in words
+percentile           where one photo's score sits among all test photos
+photo_scores         per-photo tag F1 / caption ROUGE-L of the attack and its priors for many photos at once
+default_photo        the photo at the median of the test photos' tag F1 (a stated rule, not a cherry-pick)
+scene_graph_dot      Graphviz DOT for a scene graph, readable labels
+check_image_upload   refuse tiny or unreadable uploaded images, naming the file
+check_degenerate     refuse embedding uploads that carry no information (constant, duplicate, flat rows)
+prior_cosine         held-out cosine a constant (no-information) embedding scores: the alignment prior
+fit_session_alignment / attack_rows   an uploaded pool's map, fitted without touching the shared attacker
+save_json_atomic / load_json          small disk caches, written atomically
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from slime_core.errors import SlimeError
+
+MIN_IMAGE_SIDE = 32
+TAG_CLASSES = ("exact", "neighbourhood", "miss")
+DEFAULT_RULE = ("the test photo whose tag F1 is the median of all test photos at the default settings "
+                "(ties: first by file name) - a typical photo, not a hand-picked one")
+METRIC_NAMES = {
+    "exact_precision": "exact tag precision", "exact_recall": "exact tag recall", "exact_f1": "exact tag F1",
+    "neighbourhood_precision": "near-miss tag precision", "neighbourhood_recall": "near-miss tag recall",
+    "neighbourhood_f1": "neighbourhood tag F1", "bleu4": "BLEU-4", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2",
+    "rougeL": "ROUGE-L", "meteor": "METEOR",
+}
+
+
+def metric_name(key: str) -> str:
+    """Human-readable name of a metric key ("exact_f1" -> "exact tag F1")."""
+    return METRIC_NAMES.get(key, key.replace("_", " "))
+
+
+# ---- one photo ---------------------------------------------------------------------------------------
+
+def classify_tags(pred: Sequence[str], refs: Sequence[str], near: Sequence[set] | None = None) -> list[tuple[str, str]]:
+    """(tag, class) per retrieved tag. `near`: each reference tag's neighbour set (itself included), or None
+    when the neighbourhood is not known yet (then a non-exact tag is a "miss")."""
+    ref = set(refs)
+    covered = set().union(*near) if near else set()
+    return [(t, "exact" if t in ref else "neighbourhood" if t in covered else "miss") for t in pred]
+
+
+def exact_f1(pred: Sequence[str], refs: Sequence[str]) -> float:
+    from slime_core.metrics import exact_prf
+
+    return exact_prf(pred, refs)["f1"]
+
+
+def neighbourhood_f1(pred: Sequence[str], refs: Sequence[str], near: Sequence[set]) -> float:
+    """NeighbourhoodScorer.score's F1 from precomputed neighbour sets (one per reference tag, in order)."""
+    from slime_core.metrics import prf
+
+    got, ref = list(dict.fromkeys(pred)), list(dict.fromkeys(refs))
+    if not ref:
+        return 0.0
+    by_tag = dict(zip(refs, near))
+    sets = [by_tag[t] for t in ref]
+    covered = set().union(*sets)
+    got_set = set(got)
+    return prf(sum(t in covered for t in got), len(got), sum(bool(s & got_set) for s in sets), len(ref))["f1"]
+
+
+def _diff_words(diff: float) -> str:
+    if abs(diff) < 0.005:
+        return "no more than the prior"
+    return f"{diff:.2f} more than the prior" if diff > 0 else f"{-diff:.2f} less than the prior"
+
+
+def tag_headline(attack: float, prior: float, k: int) -> str:
+    """Tag F1 beside the most-frequent-tags prior, in plain words."""
+    return (f"Tag F1 {attack:.2f}; guessing the {k} most frequent tags, with no embedding, scores {prior:.2f}: "
+            f"the embedding gave away {_diff_words(attack - prior)}.")
+
+
+def caption_headline(attack: float, prior: float) -> str:
+    """Caption ROUGE-L beside the caption of the mean public embedding (what a destroyed embedding gives)."""
+    return (f"Caption ROUGE-L {attack:.2f}; the caption written from the average public photo scores {prior:.2f}: "
+            f"{_diff_words(attack - prior)}.")
+
+
+TAG_SCORE_HELP = ("Tag F1 compares the recovered tags with the tags parsed from the photo's five human captions: "
+                  "precision (how many recovered tags are right) and recall (how many of the photo's tags were "
+                  "found), combined. The prior is the k tags most frequent in the training captions - what an "
+                  "attacker guesses with no embedding at all.")
+CAPTION_HELP = ("ROUGE-L: the longest run of words shared with the best of the five human captions (0 to 1). The "
+                "prior is the caption written the same way for the mean public embedding - the generic caption "
+                "an embedding carrying no information would get.")
+
+
+def percentile(value: float, values: Sequence[float]) -> float:
+    """Percent of `values` below `value`, ties counted half (mid-rank): 50 for the median."""
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) == 0:
+        raise SlimeError("no scores to rank the photo among.")
+    return float(100.0 * ((v < value).sum() + 0.5 * (v == value).sum()) / len(v))
+
+
+def percentile_words(p: float, n: int) -> str:
+    return (f"better than {p:.0f}% of the {n} test photos" if p >= 50 else
+            f"worse than {100 - p:.0f}% of the {n} test photos")
+
+
+def default_photo(names: Sequence[str], scores: Sequence[float]) -> str:
+    """The photo whose score is the (lower) median of all photos; ties go to the first name in sorted order."""
+    if not names or len(names) != len(scores):
+        raise SlimeError("default_photo needs one score per photo.")
+    order = sorted(range(len(names)), key=lambda i: (scores[i], names[i]))
+    return names[order[(len(order) - 1) // 2]]
+
+
+# ---- many photos (percentile, default photo) ------------------------------------------------------------
+
+def photo_scores(attacker, X: np.ndarray, refs: Sequence[Sequence[str]], near: Sequence[Sequence[set]] | None,
+                 victim: str, n_align: int, k: int, method: str = "ridge", seed: int = 0) -> dict:
+    """Per photo (rows of X, victim embeddings): exact and neighbourhood tag F1 of the attack and of the
+    k most frequent tags. Arrays of length len(X)."""
+    fit = attacker.alignment(victim, n_align, method, seed)
+    tags = [[t for t, _ in row] for row in attacker.retrieve(fit.transform(X), k)]
+    prior = attacker.frequent_tags(k)
+    out = {"exact_f1": [exact_f1(t, r) for t, r in zip(tags, refs)],
+           "prior_exact_f1": [exact_f1(prior, r) for r in refs]}
+    if near is not None:
+        out["neighbourhood_f1"] = [neighbourhood_f1(t, r, n) for t, r, n in zip(tags, refs, near)]
+        out["prior_neighbourhood_f1"] = [neighbourhood_f1(prior, r, n) for r, n in zip(refs, near)]
+    return {key: np.asarray(v) for key, v in out.items()}
+
+
+def gallery_references(samples, parser, scorer=None) -> dict:
+    """{photo name: {"refs": reference tags (from its captions), "near": each reference tag's neighbour set as a
+    sorted list, or None without a scorer}}: everything scoring a gallery photo needs, JSON-ready."""
+    from slime_core.tags import tags_of_samples
+
+    counts = tags_of_samples(samples, parser)
+    refs = [list(c) for c in counts]
+    out = {}
+    if scorer is not None:
+        scorer.neighbours(sorted({t for r in refs for t in r}))  # one batch through the text encoder
+    for s, r in zip(samples, refs):
+        near = [sorted(n) for n in scorer.neighbours(r)] if scorer is not None else None
+        out[s.name] = {"refs": r, "near": near}
+    return out
+
+
+def mean_embedding_caption(attacker, writer, k: int) -> str:
+    """The writer's caption of the mean public attacker embedding (evaluate.mean_embedding_caption's)."""
+    from slime_core.evaluate import mean_embedding_caption as mec
+
+    return mec(attacker, writer, k)
+
+
+def caption_rouge(caption: str, references: Sequence[str]) -> float:
+    from slime_core.caption_metrics import rouge_l_best
+
+    return float(rouge_l_best(caption, list(references)))
+
+
+# ---- scene graph ------------------------------------------------------------------------------------------
+
+def _dot_label(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def scene_graph_dot(graph, font_size: int = 18) -> str:
+    """Graphviz DOT: objects as boxes (attributes on a second line), relations as labelled arrows."""
+    lines = ["digraph scene {", "  rankdir=LR; bgcolor=transparent;",
+             f'  node [shape=box, style="rounded,filled", fillcolor="#eaf2fb", color="#2e86c1", fontname="Helvetica", '
+             f'fontsize={font_size}];',
+             f'  edge [color="#555555", fontcolor="#c0392b", fontname="Helvetica", fontsize={font_size - 2}];']
+    if not graph.objects:
+        lines.append(f'  empty [label={_dot_label("no objects in the recovered tags")}, shape=plaintext];')
+    for i, obj in enumerate(graph.objects):
+        attrs = graph.attributes.get(obj, [])[:3]
+        label = obj + (f"\n({', '.join(attrs)})" if attrs else "")
+        lines.append(f"  n{i} [label={_dot_label(label)}];")
+    index = {o: i for i, o in enumerate(graph.objects)}
+    seen = set()
+    for s, p, o in list(graph.relations) + list(graph.raw_relations):
+        if s in index and o in index and (s, o) not in seen:
+            seen.add((s, o))
+            lines.append(f"  n{index[s]} -> n{index[o]} [label={_dot_label(p.replace('_', ' '))}];")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+# ---- uploads ---------------------------------------------------------------------------------------------
+
+def check_image_upload(name: str, data: bytes, min_side: int = MIN_IMAGE_SIDE):
+    """An RGB PIL image from uploaded bytes, or a SlimeError naming the file (no Python reprs)."""
+    from slime_core.encoders import load_image
+
+    if not data:
+        raise SlimeError(f"{name}: the file is empty.")
+    try:
+        image = load_image(bytes(data))
+    except SlimeError as err:
+        reason = str(err).split(": ", 1)[-1]
+        raise SlimeError(f"{name}: {reason}") from None
+    if min(image.size) < min_side:
+        raise SlimeError(f"{name}: the image is {image.width}x{image.height} pixels; at least {min_side} pixels a "
+                         f"side are needed for an embedding that means anything.")
+    return image
+
+
+def check_degenerate(arr: np.ndarray, what: str, min_distinct: int | None = None) -> None:
+    """Refuse embeddings that carry no information: constant rows (every row the same), near-zero variance
+    across rows, or far fewer distinct rows than rows (`min_distinct`, default half the rows)."""
+    arr = np.asarray(arr, dtype=np.float64)
+    if arr.ndim != 2 or not arr.size:
+        raise SlimeError(f"{what}: expected a 2-D array (rows, dims), got shape {arr.shape}.")
+    if not np.isfinite(arr).all():
+        raise SlimeError(f"{what}: contains NaN or inf.")
+    if (np.linalg.norm(arr, axis=1) == 0).any():
+        raise SlimeError(f"{what}: has all-zero rows.")
+    if len(arr) < 2:
+        return
+    unit = arr / np.linalg.norm(arr, axis=1, keepdims=True)
+    distinct = len(np.unique(np.round(unit, 6), axis=0))
+    if distinct == 1:
+        raise SlimeError(f"{what}: every row is the same vector - a constant embedding carries no information.")
+    if unit.var(axis=0).sum() < 1e-6:
+        raise SlimeError(f"{what}: the rows barely differ (total variance {unit.var(axis=0).sum():.1e}); "
+                         f"this is not an embedding of different images.")
+    need = max(2, len(arr) // 2) if min_distinct is None else min_distinct
+    if distinct < need:
+        raise SlimeError(f"{what}: only {distinct} distinct rows out of {len(arr)}; most rows are duplicates.")
+
+
+def prior_cosine(pool_attack: np.ndarray, n_align: int, seed: int = 0) -> float:
+    """Held-out cosine a constant (no-information) victim embedding reaches: the best a map can do without
+    information is the mean attacker embedding of the N fitting pairs, scored on the pairs left out."""
+    from slime_core import align
+    from slime_core.encoders.base import l2_normalise
+
+    idx = align.choose_pairs(len(pool_attack), n_align, seed)
+    Y = l2_normalise(np.asarray(pool_attack, dtype=np.float32))
+    held = np.setdiff1d(np.arange(len(Y)), idx)
+    if not len(held):
+        held = idx
+    mean = l2_normalise(Y[idx].mean(axis=0, keepdims=True))
+    return float(np.mean(Y[held] @ mean[0]))
+
+
+def fit_session_alignment(attacker, pool: np.ndarray, n_align: int, method: str, seed: int = 0):
+    """A map from an uploaded pool (bundle pool order) to the attacker's space, fitted without adding the pool
+    to the shared attacker: the caller keeps it (e.g. in its session) and drops it with the session."""
+    from slime_core import align
+
+    if len(pool) != len(attacker.pool_attack):
+        raise SlimeError(f"the pool embeddings have {len(pool)} rows; the public pool has "
+                         f"{len(attacker.pool_attack)} images.")
+    idx = align.choose_pairs(len(pool), n_align, seed)
+    return align.fit_alignment(pool[idx], attacker.pool_attack[idx], method)
+
+
+def attack_rows(attacker, fit, rows: np.ndarray, names: Sequence[str], k: int, victim: str = "upload") -> list:
+    """AttackResults for victim embeddings through a given fitted map (no caption, no scene graph)."""
+    from slime_core.pipeline import AttackResult
+
+    aligned = fit.transform(rows)
+    tags, near = attacker.retrieve(aligned, k), attacker.neighbours(aligned, 5)
+    return [AttackResult(name, victim, attacker.bundle.attacker, fit.n_pairs, k, round(fit.heldout_cosine, 4),
+                         [{"tag": t, "score": round(s, 4)} for t, s in tg],
+                         [{"image": n, "score": round(s, 4)} for n, s in nb], aligned=a)
+            for name, tg, nb, a in zip(names, tags, near, aligned)]
+
+
+# ---- small disk caches -----------------------------------------------------------------------------------
+
+def cache_key(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def save_json_atomic(path: Path, data) -> None:
+    """Write JSON to a temporary file beside `path`, then rename it over: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_json(path: Path):
+    """The cached JSON, or None when absent or unreadable (an unreadable entry is a miss, not an error)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def bundle_identity(bundle) -> str:
+    """A short hash of the bundle's manifest and vocabulary: cached gallery scores follow the bundle."""
+    h = hashlib.sha1(json.dumps(bundle.manifest, sort_keys=True, default=str).encode())
+    h.update("\n".join(bundle.tags).encode())
+    return h.hexdigest()[:12]
