@@ -102,3 +102,81 @@ def test_intact_bundle_copy_still_loads(bundle_copy):
 
     bundle = load_bundle(bundle_copy)
     assert bundle.pool_embeddings["lite2"].shape[0] == len(bundle.pool["images"])
+
+
+# --- 2. the embedding cache ---------------------------------------------------------------------------
+
+class _Counting:
+    """Embeds an image as its mean colour; counts the images it embedded."""
+
+    name, dim, modalities = "counting-bad-input", 3, ("image",)
+
+    def __init__(self, weights_id="w1"):
+        self.seen, self.weights_id = 0, weights_id
+
+    def encode_images(self, images, batch_size=16, progress=False):
+        import numpy as np
+
+        from slime_core.encoders import l2_normalise, load_image
+
+        self.seen += len(images)
+        return l2_normalise(np.stack([np.asarray(load_image(i), np.float32).mean(axis=(0, 1)) + 1 for i in images]))
+
+
+def _png(path, colour, size=(40, 36)):
+    from PIL import Image
+
+    Image.new("RGB", size, colour).save(path)
+    return path
+
+
+def test_truncated_cache_entry_is_a_miss_and_is_repaired(tmp_path):
+    import numpy as np
+
+    from slime_core.encoders import EmbeddingCache
+
+    images = [_png(tmp_path / "a.png", (200, 10, 10)), _png(tmp_path / "b.png", (10, 200, 10))]
+    cache, enc = EmbeddingCache(tmp_path / "cache"), _Counting()
+    first = cache.encode_images(enc, images)
+    entries = sorted((tmp_path / "cache" / enc.name).glob("*.npy"))
+    assert enc.seen == 2 and len(entries) == 2
+    assert not list((tmp_path / "cache" / enc.name).glob("*.tmp"))  # temporary files renamed into place
+    entries[0].write_bytes(entries[0].read_bytes()[:20])  # a write cut short (disk full, killed process)
+    entries[1].write_bytes(b"garbage, not an .npy file")
+    again = cache.encode_images(enc, images)
+    assert enc.seen == 4  # both recomputed, no exception
+    np.testing.assert_allclose(again, first)
+    assert all(np.load(p).shape == (3,) for p in entries)  # and rewritten whole
+    cache.encode_images(enc, images)
+    assert enc.seen == 4  # repaired entries are hits
+
+
+def test_cache_key_includes_weights_identity_and_preprocess_version(tmp_path, monkeypatch):
+    from slime_core.encoders import EmbeddingCache, base, weights_identity
+
+    images = [_png(tmp_path / "a.png", (200, 10, 10))]
+    cache = EmbeddingCache(tmp_path / "cache")
+    old, new = _Counting("weights-v1"), _Counting("weights-v2")
+    assert cache.identity_of(old) != cache.identity_of(new)
+    cache.encode_images(old, images)
+    cache.encode_images(new, images)
+    assert old.seen == 1 and new.seen == 1  # other weights: a different key, embedded again
+    before = cache.identity_of(old)
+    monkeypatch.setattr(base, "PREPROCESS_VERSION", base.PREPROCESS_VERSION + 1)
+    assert cache.identity_of(old) != before
+    cache.encode_images(old, images)
+    assert old.seen == 2  # changed preprocessing: a miss
+    # a registered encoder's identity follows its weights package's version and its overrides
+    assert weights_identity("lite0") == weights_identity("lite0")
+    assert weights_identity("lite0") != weights_identity("lite1")
+    assert weights_identity("lite0", {"size": 300}) != weights_identity("lite0")
+
+
+def test_cache_identity_follows_a_local_weights_file(tmp_path):
+    from slime_core.encoders import weights_identity
+
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"x" * 10)
+    first = weights_identity("clip-vit-l-14", {"pretrained": str(weights)})
+    weights.write_bytes(b"y" * 20)
+    assert weights_identity("clip-vit-l-14", {"pretrained": str(weights)}) != first
