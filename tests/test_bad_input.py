@@ -180,3 +180,79 @@ def test_cache_identity_follows_a_local_weights_file(tmp_path):
     first = weights_identity("clip-vit-l-14", {"pretrained": str(weights)})
     weights.write_bytes(b"y" * 20)
     assert weights_identity("clip-vit-l-14", {"pretrained": str(weights)}) != first
+
+
+# --- 3. images ----------------------------------------------------------------------------------------
+
+def test_unreadable_image_bytes_name_the_file_not_a_bytesio(tmp_path):
+    from slime_core.encoders import load_image
+
+    with pytest.raises(SlimeError) as err:
+        load_image(b"not an image at all", name="holiday.png")
+    assert str(err.value).startswith("holiday.png: not a readable image") and "BytesIO" not in str(err.value)
+    with pytest.raises(SlimeError) as err:
+        load_image(b"not an image at all")
+    assert "BytesIO" not in str(err.value) and "0x" not in str(err.value)
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(SlimeError, match="folder.png: is a folder"):
+        load_image(tmp_path / "folder.png")
+
+
+def test_tiny_image_refused(tmp_path):
+    from PIL import Image
+
+    from slime_core.encoders import load_image
+
+    Image.new("RGB", (31, 200)).save(tmp_path / "sliver.png")
+    with pytest.raises(SlimeError, match=r"sliver.png: image is 31x200 pixels; at least 32"):
+        load_image(tmp_path / "sliver.png")
+    Image.new("RGB", (32, 32)).save(tmp_path / "ok.png")
+    assert load_image(tmp_path / "ok.png").size == (32, 32)
+
+
+def _png16(path, size=(64, 48)):
+    """A 16-bit greyscale PNG: a left-to-right ramp over the whole 0..65535 range."""
+    import numpy as np
+    from PIL import Image
+
+    ramp = np.tile(np.linspace(0, 65535, size[0]), (size[1], 1)).astype(np.uint16)
+    Image.fromarray(ramp).save(path)
+    return path
+
+
+def test_16_bit_png_is_scaled_not_white(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from slime_core.encoders import load_image
+
+    path = _png16(tmp_path / "depth16.png")
+    assert Image.open(path).mode in ("I;16", "I")
+    pixels = np.asarray(load_image(path))
+    assert pixels.shape == (48, 64, 3)
+    assert (pixels == 255).mean() < 0.05  # PIL's own convert("RGB") clips ~99.6% of this ramp to white
+    assert abs(pixels.mean() - 127.5) < 3
+    assert pixels[0, 0, 0] == 0 and pixels[0, -1, 0] == 255
+    np.testing.assert_array_equal(np.asarray(load_image(path.read_bytes())), pixels)
+    # an in-memory 32-bit integer image holding 16-bit values is scaled the same way
+    as_i = Image.fromarray(np.asarray(Image.open(path)).astype(np.int32), "I")
+    assert abs(np.asarray(load_image(as_i)).mean() - 127.5) < 3
+
+
+@pytest.mark.slow
+def test_cli_attack_refuses_tiny_image(tmp_path, capsys):
+    from PIL import Image
+
+    Image.new("RGB", (16, 16), (100, 50, 20)).save(tmp_path / "thumb.png")
+    code, out, err = run_cli(capsys, "attack", "--image", tmp_path / "thumb.png", "--n-align", "10", "--k", "3",
+                             "--no-progress")
+    line = assert_refused(code, err, "thumb.png")
+    assert "16x16" in line
+
+
+@pytest.mark.slow
+def test_cli_attack_on_a_non_image_names_it(tmp_path, capsys):
+    (tmp_path / "notes.png").write_text("hello")
+    code, out, err = run_cli(capsys, "attack", "--image", tmp_path / "notes.png", "--n-align", "10", "--k", "3",
+                             "--no-progress")
+    assert_refused(code, err, "notes.png")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -28,11 +29,37 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)
 
 
-def load_image(item) -> Image.Image:
-    """An RGB PIL image from a path, raw bytes or a PIL image; SlimeError for anything unreadable."""
+MIN_IMAGE_SIDE = 32  # smaller files carry too little to embed; refused rather than upscaled into noise
+_HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """RGB, scaling 16/32-bit greyscale (a 16-bit PNG opens as I;16 or I) down to 8 bit instead of
+    clipping every value above 255 to white."""
+    if img.mode in _HIGH_BIT_MODES:
+        arr = np.asarray(img, dtype=np.float64)
+        sixteen = img.mode.startswith("I;16") or getattr(img, "format", None) == "PNG"  # older Pillow: PNG 16-bit as I
+        top = 65535.0 if sixteen or arr.max(initial=0) > 255 else 255.0
+        if arr.max(initial=0) > 65535:
+            top = float(arr.max())
+        arr = np.clip(arr, 0, None) / top * 255.0
+        return Image.fromarray(np.round(arr).astype(np.uint8), "L").convert("RGB")
+    if img.mode == "F":
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        top = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
+        return Image.fromarray(np.clip(np.round(arr / top * 255.0), 0, 255).astype(np.uint8), "L").convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(item, name: str | None = None) -> Image.Image:
+    """An RGB PIL image from a path, raw bytes or a PIL image; SlimeError for anything unreadable.
+
+    `name` is what messages call the image (an upload's file name); by default its path, or "uploaded
+    bytes". Files and bytes smaller than MIN_IMAGE_SIDE on a side are refused; an in-memory PIL image is
+    the caller's own and only converted."""
     if isinstance(item, Image.Image):
-        return item.convert("RGB")
-    name = "uploaded bytes" if isinstance(item, (bytes, bytearray)) else str(item)
+        return _to_rgb(item)
+    name = name or ("uploaded bytes" if isinstance(item, (bytes, bytearray)) else str(item))
     try:
         source = io.BytesIO(item) if isinstance(item, (bytes, bytearray)) else item
         with Image.open(source) as img:
@@ -41,11 +68,21 @@ def load_image(item) -> Image.Image:
                     f"{name}: image is {img.width}x{img.height} pixels, more than the "
                     f"{MAX_IMAGE_PIXELS:,} allowed; downsize it first."
                 )
-            return img.convert("RGB")
+            if min(img.size) < MIN_IMAGE_SIDE:
+                raise SlimeError(f"{name}: image is {img.width}x{img.height} pixels; at least {MIN_IMAGE_SIDE} "
+                                 f"on each side is needed.")
+            return _to_rgb(img)
     except FileNotFoundError:
         raise SlimeError(f"{name}: no such image file.") from None
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
-        raise SlimeError(f"{name}: not a readable image ({err.__class__.__name__}: {err}).") from None
+    except IsADirectoryError:
+        raise SlimeError(f"{name}: is a folder, not an image file.") from None
+    except UnidentifiedImageError:
+        # PIL's own message repeats the path, or names a BytesIO object; say what it means instead.
+        raise SlimeError(f"{name}: not a readable image (not a recognised image format).") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        reason = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "the data", str(err)) or "unreadable"
+        reason = reason.splitlines()[0][:200]
+        raise SlimeError(f"{name}: not a readable image ({err.__class__.__name__}: {reason}).") from None
 
 
 def content_hash(item) -> str:
