@@ -47,6 +47,10 @@ def cmd_attack(args) -> int:
     # bad files are refused before the bundle loads
     emb = load_embedding_file(args.embedding) if args.embedding is not None else None
     pool = load_embedding_file(args.victim_pool, "victim pool file") if args.victim_pool is not None else None
+    if args.image is not None:
+        from slime_core.encoders import load_image
+
+        load_image(args.image)  # unreadable, tiny or oversized: refused before the bundle loads
     attacker = make_attacker(args)
     if pool is not None:
         attacker.add_victim_pool(args.victim, pool)

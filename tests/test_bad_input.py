@@ -256,3 +256,52 @@ def test_cli_attack_on_a_non_image_names_it(tmp_path, capsys):
     code, out, err = run_cli(capsys, "attack", "--image", tmp_path / "notes.png", "--n-align", "10", "--k", "3",
                              "--no-progress")
     assert_refused(code, err, "notes.png")
+
+
+# --- 5. embeddings the CLI must not accept silently ---------------------------------------------------
+
+def _npy(path, arr):
+    import numpy as np
+
+    np.save(path, arr)
+    return path
+
+
+@pytest.mark.parametrize("case", ["zeros", "nan", "inf", "3d", "empty", "object", "text"])
+def test_cli_refuses_bad_embedding_before_loading_anything(tmp_path, capsys, monkeypatch, case):
+    import numpy as np
+
+    from slime_core import cli
+
+    monkeypatch.setattr(cli, "make_attacker", lambda args: pytest.fail("the bundle loaded before the check"))
+    vec = np.ones(1280, np.float32)
+    arrays = {"zeros": np.zeros((1, 1280), np.float32), "nan": np.where(np.arange(1280) == 7, np.nan, vec)[None],
+              "inf": np.where(np.arange(1280) == 7, np.inf, vec)[None], "3d": np.ones((2, 2, 1280), np.float32),
+              "empty": np.zeros((0, 1280), np.float32)}
+    path = tmp_path / f"victim_{case}.npy"
+    if case == "object":
+        np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    elif case == "text":
+        path.write_text("1,2,3")
+    else:
+        _npy(path, arrays[case])
+    code, out, err = run_cli(capsys, "attack", "--embedding", path, "--n-align", "10", "--k", "3")
+    line = assert_refused(code, err, path.name)
+    assert out == ""
+    expected = {"zeros": "all zeros", "nan": "NaN or inf", "inf": "NaN or inf", "3d": "(2, 2, 1280)",
+                "empty": "empty", "object": "object", "text": "not a readable .npy"}[case]
+    assert expected in line, line
+
+
+def test_cli_refuses_bad_victim_pool(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    from slime_core import cli
+
+    monkeypatch.setattr(cli, "make_attacker", lambda args: pytest.fail("the bundle loaded before the check"))
+    emb = _npy(tmp_path / "one.npy", np.ones((1, 1280), np.float32))
+    pool = _npy(tmp_path / "pool_zero_rows.npy", np.vstack([np.ones((3, 1280)), np.zeros((1, 1280))]))
+    code, out, err = run_cli(capsys, "attack", "--embedding", emb, "--victim-pool", pool, "--n-align", "3", "--k", "3")
+    assert "all zeros" in assert_refused(code, err, "pool_zero_rows.npy")
+    code, out, err = run_cli(capsys, "attack", "--embedding", emb, "--victim-pool", tmp_path / "absent.npy")
+    assert "no such victim pool file" in assert_refused(code, err, "absent.npy")
