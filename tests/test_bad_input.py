@@ -305,3 +305,63 @@ def test_cli_refuses_bad_victim_pool(tmp_path, capsys, monkeypatch):
     assert "all zeros" in assert_refused(code, err, "pool_zero_rows.npy")
     code, out, err = run_cli(capsys, "attack", "--embedding", emb, "--victim-pool", tmp_path / "absent.npy")
     assert "no such victim pool file" in assert_refused(code, err, "absent.npy")
+
+
+# --- 4. dataset folders ---------------------------------------------------------------------------------
+
+def _dataset(tmp_path, lines: list[bytes]):
+    from PIL import Image
+
+    folder = tmp_path / "data"
+    (folder / "images").mkdir(parents=True)
+    Image.new("RGB", (40, 40)).save(folder / "images" / "a.jpg")
+    (folder / "captions.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    return folder
+
+
+GOOD = json.dumps({"image": "a.jpg", "captions": ["a dog"], "split": "test"}).encode()
+
+
+def test_captions_not_utf8_names_file_and_line(tmp_path, capsys):
+    from slime_core.data import load_folder
+
+    bad = b'{"image": "a.jpg", "captions": ["caf\xe9 au lait"], "split": "test"}'  # Latin-1, not UTF-8
+    folder = _dataset(tmp_path, [GOOD, bad])
+    with pytest.raises(SlimeError, match=r"captions.jsonl:2: not UTF-8 text"):
+        load_folder(folder)
+    code, out, err = run_cli(capsys, "tags", "--data", folder)
+    assert_refused(code, err, "captions.jsonl:2", "UTF-8")
+
+
+@pytest.mark.parametrize("name", ["../../etc/hostname", "/etc/hostname", "sub/../../x.jpg", "..", "C:\\\\x.jpg",
+                                  "..\\\\..\\\\x.jpg", ""])
+def test_image_names_escaping_the_folder_refused_on_reading(tmp_path, name):
+    from slime_core.data import load_folder
+
+    folder = _dataset(tmp_path, [GOOD, json.dumps({"image": name, "captions": ["x"], "split": "test"}).encode()])
+    with pytest.raises(SlimeError, match=r"captions.jsonl:2: image name") as err:
+        load_folder(folder, require_images=False)
+    assert "\n" not in str(err.value)
+
+
+def test_image_names_escaping_the_folder_cli(tmp_path, capsys):
+    folder = _dataset(tmp_path, [GOOD, json.dumps({"image": "../../etc/hostname", "captions": ["x"],
+                                                  "split": "test"}).encode()])
+    code, out, err = run_cli(capsys, "tags", "--data", folder)
+    assert_refused(code, err, "captions.jsonl:2", "../../etc/hostname")
+
+
+def test_coco_file_name_escaping_refused_on_reading_and_writing(tmp_path, capsys):
+    from slime_core.data import Sample, write_folder
+
+    coco = tmp_path / "captions_val2017.json"
+    coco.write_text(json.dumps({"images": [{"id": 1, "file_name": "../../etc/hostname"}],
+                                "annotations": [{"image_id": 1, "caption": "a host"}]}))
+    code, out, err = run_cli(capsys, "data", "coco", "--captions", coco, coco, "--out", tmp_path / "out",
+                             "--captions-only", "--dev", "0", "--test", "1")
+    assert_refused(code, err, "captions_val2017.json", "../../etc/hostname")
+    assert not (tmp_path / "out" / "captions.jsonl").exists()
+    with pytest.raises(SlimeError, match="climbs out of its folder"):
+        write_folder([Sample("ok.jpg", None, ["x"]), Sample("../../escape.jpg", None, ["y"])], tmp_path / "w")
+    assert not (tmp_path / "w" / "captions.jsonl").exists()  # refused before anything is written
+    assert not (tmp_path / "escape.jpg").exists()
