@@ -247,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     except SlimeError as err:
         from slime_core.errors import mask_secrets
 
-        print(f"slime {args.command}: error: {mask_secrets(err)}", file=sys.stderr)
+        message = " ".join(part.strip() for part in mask_secrets(err).splitlines() if part.strip())
+        print(f"slime {args.command}: error: {message}", file=sys.stderr)  # always one line
         return 2
     except KeyboardInterrupt:
         return 130

@@ -365,3 +365,63 @@ def test_coco_file_name_escaping_refused_on_reading_and_writing(tmp_path, capsys
         write_folder([Sample("ok.jpg", None, ["x"]), Sample("../../escape.jpg", None, ["y"])], tmp_path / "w")
     assert not (tmp_path / "w" / "captions.jsonl").exists()  # refused before anything is written
     assert not (tmp_path / "escape.jpg").exists()
+
+
+# --- 6. code shipped with weights runs only on opt-in ------------------------------------------------
+
+def _remote_code_checkpoint(tmp_path):
+    folder = tmp_path / "remote-ckpt"
+    folder.mkdir()
+    (folder / "modeling_tiny.py").write_text("raise SystemExit('this code must not run without opt-in')\n")
+    (folder / "config.json").write_text(json.dumps({"model_type": "tiny", "hidden_size": 16, "auto_map": {
+        "AutoConfig": "modeling_tiny.TinyVisionConfig", "AutoModel": "modeling_tiny.TinyVisionModel"}}))
+    return folder
+
+
+def test_remote_code_is_refused_without_opt_in(tmp_path, monkeypatch):
+    from slime_core.encoders import get_encoder
+    from slime_core.errors import MissingModelError
+
+    monkeypatch.delenv("SLIME_TRUST_REMOTE_CODE", raising=False)
+    folder = _remote_code_checkpoint(tmp_path)
+    with pytest.raises(MissingModelError) as err:
+        get_encoder("nomic-vision-v1.5", device="cpu", path=str(folder))
+    message = str(err.value)
+    assert "SLIME_TRUST_REMOTE_CODE=1" in message and str(folder) in message and "\n" not in message
+    monkeypatch.setenv("SLIME_TRUST_REMOTE_CODE", "0")
+    with pytest.raises(MissingModelError, match="SLIME_TRUST_REMOTE_CODE=1"):
+        get_encoder("nomic-vision-v1.5", device="cpu", path=str(folder))
+
+
+def test_remote_code_opt_in_gets_past_the_refusal(tmp_path, monkeypatch):
+    from slime_core.encoders import hf
+
+    monkeypatch.setenv("SLIME_TRUST_REMOTE_CODE", "1")
+    folder = _remote_code_checkpoint(tmp_path)
+    seen = {}
+
+    def fake_load(path, trust_remote_code, device):  # stands in for transformers (not needed for this check)
+        seen.update(path=path, trust=trust_remote_code)
+        raise hf.MissingModelError("stop here")
+
+    monkeypatch.setattr(hf, "_load", fake_load)
+    with pytest.raises(SlimeError, match="stop here"):
+        hf.build_hf_vision("nomic-vision-v1.5", {"model": "x", "path": str(folder)}, device="cpu")
+    assert seen == {"path": str(folder), "trust": True}
+    # the registry entry may forbid it outright: then the checkpoint's code never runs, opt-in or not
+    seen.clear()
+    with pytest.raises(SlimeError, match="stop here"):
+        hf.build_hf_vision("x", {"model": "x", "path": str(folder), "trust_remote_code": False}, device="cpu")
+    assert seen["trust"] is False
+
+
+@pytest.mark.slow
+def test_cli_remote_code_victim_is_one_line(tmp_path, capsys, monkeypatch):
+    from conftest import BLACK_DOG, DEMO
+
+    monkeypatch.delenv("SLIME_TRUST_REMOTE_CODE", raising=False)
+    folder = _remote_code_checkpoint(tmp_path)
+    monkeypatch.setenv("SLIME_ENCODER_OVERRIDES", json.dumps({"nomic-vision-v1.5": {"path": str(folder)}}))
+    code, out, err = run_cli(capsys, "attack", "--image", DEMO / "images" / BLACK_DOG, "--victim",
+                             "nomic-vision-v1.5", "--n-align", "10", "--k", "3", "--no-progress")
+    assert "SLIME_TRUST_REMOTE_CODE=1" in assert_refused(code, err, str(folder))

@@ -89,6 +89,7 @@ _KIND_PACKAGES = {
     "open_clip": ("open_clip_torch",),
     "hf_vision": ("transformers",),
 }
+_PIP_NAMES = {"open_clip": "open_clip_torch", "sentence_transformers": "sentence-transformers"}
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".gguf")
 
 
@@ -138,8 +139,16 @@ def get_encoder(name: str, device: str | None = None, **overrides) -> Encoder:
     over = effective_overrides(name, overrides)
     spec = {**encoder_spec(name), **over}
     module_name, func = _FACTORIES[spec["kind"]].split(":")
-    factory = getattr(importlib.import_module(module_name), func)
-    encoder = factory(name, spec, device=device)
+    try:
+        factory = getattr(importlib.import_module(module_name), func)
+        encoder = factory(name, spec, device=device)
+    except ImportError as err:  # a paper encoder's package is not installed: say which, not a traceback
+        from slime_core.errors import MissingModelError
+
+        missing = (err.name or str(err)).split(".")[0]
+        wheel = _PIP_NAMES.get(missing, missing.replace("_", "-"))
+        raise MissingModelError(f"encoder '{name}' needs the Python package '{missing}': pip install {wheel} "
+                                f"(or install the paper extras: pip install -e '.[paper]').") from None
     encoder.cache_key = fingerprint(name, overrides)
     encoder.weights_id = weights_identity(name, overrides)
     return encoder
