@@ -425,3 +425,32 @@ def test_cli_remote_code_victim_is_one_line(tmp_path, capsys, monkeypatch):
     code, out, err = run_cli(capsys, "attack", "--image", DEMO / "images" / BLACK_DOG, "--victim",
                              "nomic-vision-v1.5", "--n-align", "10", "--k", "3", "--no-progress")
     assert "SLIME_TRUST_REMOTE_CODE=1" in assert_refused(code, err, str(folder))
+
+
+# --- 7. packaging ---------------------------------------------------------------------------------------
+
+def _req_name(line: str) -> str:
+    import re
+
+    return re.split(r"[<>=!~;\[ ]", line.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_pyproject_dependencies_match_requirements():
+    import tomllib
+
+    from conftest import REPO
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    reqs = {_req_name(line): line.strip() for line in (REPO / "requirements.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")}
+    declared = list(project["dependencies"])
+    for extra in ("paper", "test"):
+        declared += project["optional-dependencies"][extra]
+    by_name = {_req_name(d): d for d in declared}
+    assert set(by_name) == set(reqs), set(by_name) ^ set(reqs)  # every requirement declared once, nothing extra
+    for name, spec in by_name.items():
+        assert spec.replace(" ", "") == reqs[name].replace(" ", ""), (spec, reqs[name])
+    assert "tenacity" in reqs and "sacrebleu" not in reqs  # remote.py needs tenacity; nothing imports sacrebleu
+    core = {_req_name(d) for d in project["dependencies"]}
+    assert {"open-clip-torch", "diffusers", "litellm", "stanza"}.isdisjoint(core)
+    assert {"pytest", "playwright"}.isdisjoint(core)
