@@ -175,7 +175,8 @@ def embed_tags(cache_root: Path, make_encoder, tags: list[str], batch_size: int 
     state = _state()
     device = str(state.device) if state.num_processes > 1 else None
     encoder: Encoder = make_encoder(device)
-    folder = Path(cache_root) / "tags" / EmbeddingCache.key_of(encoder) / vocab_digest(tags)
+    folder = (Path(cache_root) / "tags" / EmbeddingCache.key_of(encoder)
+              / f"{vocab_digest(tags)}-{EmbeddingCache.identity_of(encoder)}")
     folder.mkdir(parents=True, exist_ok=True)
     starts = list(range(0, len(tags), chunk))
     todo = [s for s in starts if not (folder / f"{s // chunk:06d}.npy").exists()]

@@ -81,15 +81,84 @@ def _state(arrays: dict, prefix: str) -> dict:
     return {k[len(prefix):]: torch.from_numpy(v.astype(np.float32)) for k, v in arrays.items() if k.startswith(prefix)}
 
 
-def load_bundle(folder: str | Path | None = None) -> Bundle:
+# Every manifest field the loader and the attack read, with its type; a bundle lacking one is refused on load.
+MANIFEST_FIELDS = {"attacker": str, "image_encoder": str, "text_encoder": str, "dims": dict, "vocab_hash": str,
+                   "prior_alpha": (int, float), "logit_scale": (int, float), "candidates": int}
+DIM_FIELDS = ("image", "image_features", "text", "joint")
+DAMAGED = "the bundle is damaged; rebuild it with `slime build` or restore the folder"
+
+
+def _read_json(path: Path):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SlimeError(f"{path}: missing; {DAMAGED}.") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SlimeError(f"{path}: cannot be read ({type(err).__name__}); {DAMAGED}.") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SlimeError(f"{path}: not valid JSON ({err.msg}, line {err.lineno}); {DAMAGED}.") from None
+
+
+def _read_arrays(path: Path, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """A safetensors file's arrays; SlimeError naming the file when it is missing, truncated or not safetensors."""
+    if not path.is_file():
+        raise SlimeError(f"{path}: missing; {DAMAGED}.")
+    try:
+        arrays = load_file(path)
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types for a bad header or length
+        reason = (str(err).splitlines() or [type(err).__name__])[0][:160]
+        raise SlimeError(f"{path}: not a readable safetensors file ({reason}); {DAMAGED}.") from None
+    lacking = [k for k in keys if k not in arrays]
+    if lacking:
+        raise SlimeError(f"{path}: lacks the array(s) {lacking}; {DAMAGED}.")
+    return arrays
+
+
+def read_manifest(folder: str | Path | None = None) -> dict:
+    """The bundle's manifest.json, checked: a JSON object with every field the attack reads, of the right type."""
     folder = Path(folder or DEFAULT_BUNDLE)
-    if not (folder / "manifest.json").exists():
+    path = folder / "manifest.json"
+    if not path.exists():
         raise SlimeError(f"{folder}: no attacker bundle here (manifest.json missing); build one with `slime build`.")
-    manifest = json.loads((folder / "manifest.json").read_text())
-    vocab = json.loads((folder / "vocab.json").read_text())
+    manifest = _read_json(path)
+    if not isinstance(manifest, dict):
+        raise SlimeError(f"{path}: expected a JSON object, got {type(manifest).__name__}; {DAMAGED}.")
+    missing = [k for k in MANIFEST_FIELDS if k not in manifest]
+    if missing:
+        raise SlimeError(f"{path}: missing field(s) {missing}; {DAMAGED}.")
+    for key, kind in MANIFEST_FIELDS.items():
+        if not isinstance(manifest[key], kind) or isinstance(manifest[key], bool):
+            raise SlimeError(f"{path}: field '{key}' is {manifest[key]!r}, not a {getattr(kind, '__name__', 'number')}; "
+                             f"{DAMAGED}.")
+    dims = manifest["dims"]
+    bad = [k for k in DIM_FIELDS if not (isinstance(dims.get(k), int) and not isinstance(dims.get(k), bool)
+                                         and dims[k] > 0)]
+    if bad:
+        raise SlimeError(f"{path}: dims {bad} missing or not positive integers; {DAMAGED}.")
+    return manifest
+
+
+def _str_list(value) -> bool:
+    return isinstance(value, list) and all(isinstance(x, str) for x in value)
+
+
+def load_bundle(folder: str | Path | None = None) -> Bundle:
+    """The bundle in `folder` (None: models/default), every file checked as it loads: one SlimeError naming
+    the file and what is wrong (bad JSON, missing fields, truncated or foreign safetensors, missing files,
+    arrays whose shapes disagree with the manifest, the vocabulary or the pool list)."""
+    folder = Path(folder or DEFAULT_BUNDLE)
+    manifest = read_manifest(folder)
+    vocab = _read_json(folder / "vocab.json")
+    if not (isinstance(vocab, dict) and _str_list(vocab.get("tags")) and isinstance(vocab.get("counts"), list)
+            and len(vocab["counts"]) == len(vocab["tags"])
+            and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in vocab["counts"])):
+        raise SlimeError(f"{folder / 'vocab.json'}: expected {{\"tags\": [text, ...], \"counts\": [number, ...]}} "
+                         f"of the same length; {DAMAGED}.")
     if vocab_hash(vocab["tags"]) != manifest["vocab_hash"]:
         raise SlimeError(f"{folder}: vocab.json does not match the manifest's vocabulary hash; the bundle is inconsistent.")
-    arrays = load_file(folder / "heads.safetensors")
+    arrays = _read_arrays(folder / "heads.safetensors")
     dims = manifest["dims"]
     heads, ranker = DualHeads(dims["image_features"], dims["text"], dims["joint"]), DCNRanker(dims["joint"])
     try:
@@ -100,19 +169,37 @@ def load_bundle(folder: str | Path | None = None) -> Bundle:
         raise SlimeError(f"{folder}: heads.safetensors does not match the manifest's encoders/dims "
                          f"({manifest['image_encoder']} {dims['image']}-d, {manifest['text_encoder']} {dims['text']}-d): "
                          f"{first}") from None
-    tag_text = load_file(folder / "tags.safetensors")["tag_text"].astype(np.float32)
+    tag_text = _read_arrays(folder / "tags.safetensors", ("tag_text",))["tag_text"].astype(np.float32)
     if tag_text.shape != (len(vocab["tags"]), dims["text"]):
-        raise SlimeError(f"{folder}: tag embeddings {tag_text.shape} do not match {len(vocab['tags'])} tags x {dims['text']}.")
+        raise SlimeError(f"{folder / 'tags.safetensors'}: tag embeddings {tag_text.shape} do not match "
+                         f"{len(vocab['tags'])} tags x {dims['text']}; {DAMAGED}.")
     semantics = {}
     if (folder / "semantics.safetensors").exists():
-        semantics = {k: v.astype(np.float32) for k, v in load_file(folder / "semantics.safetensors").items()}
-    pool_embeddings = {p.stem[len("pool_"):]: load_file(p)["embeddings"].astype(np.float32)
-                       for p in sorted(folder.glob("pool_*.safetensors"))}
-    for name, emb in pool_embeddings.items():
+        semantics = {k: v.astype(np.float32) for k, v in _read_arrays(folder / "semantics.safetensors").items()}
+    pool = _read_json(folder / "pool.json")
+    if not (isinstance(pool, dict) and _str_list(pool.get("images"))):
+        raise SlimeError(f"{folder / 'pool.json'}: expected an object with an 'images' list of file names; {DAMAGED}.")
+    n_pool = len(pool["images"])
+    for key in ("splits", "tags"):
+        if key in pool and (not isinstance(pool[key], list) or len(pool[key]) != n_pool):
+            raise SlimeError(f"{folder / 'pool.json'}: '{key}' does not list one entry per pool image ({n_pool}); "
+                             f"{DAMAGED}.")
+    image_file = folder / f"pool_{manifest['image_encoder']}.safetensors"
+    if not image_file.exists():
+        raise SlimeError(f"{image_file}: missing (the attacker's own pool embeddings); {DAMAGED}.")
+    pool_embeddings = {}
+    for p in sorted(folder.glob("pool_*.safetensors")):
+        name = p.stem[len("pool_"):]
+        emb = _read_arrays(p, ("embeddings",))["embeddings"].astype(np.float32)
         expected = dims["image"] if name == manifest["image_encoder"] else None
+        if emb.ndim != 2 or emb.shape[0] != n_pool:
+            raise SlimeError(f"{folder / 'pool.json'}: lists {n_pool} images, but {p.name} holds pool embeddings of "
+                             f"shape {emb.shape}; {DAMAGED}.")
         if expected and emb.shape[1] != expected:
-            raise SlimeError(f"{folder}: pool embeddings of {name} are {emb.shape[1]}-d; the manifest says {expected}.")
-    pool = json.loads((folder / "pool.json").read_text())
+            raise SlimeError(f"{p}: pool embeddings of {name} are {emb.shape[1]}-d; the manifest says {expected}.")
+        if not np.isfinite(emb).all():
+            raise SlimeError(f"{p}: pool embeddings hold NaN or inf; {DAMAGED}.")
+        pool_embeddings[name] = emb
     return Bundle(manifest, heads.eval(), ranker.eval(), vocab["tags"], np.asarray(vocab["counts"], np.float32),
                   tag_text, pool, pool_embeddings, semantics, folder)
 
@@ -141,9 +228,7 @@ def check_bundle(folder: str | Path | None, attacker: str | None = None, victim:
     from slime_core.encoders import encoder_spec, fingerprint
 
     folder = Path(folder or DEFAULT_BUNDLE)
-    if not (folder / "manifest.json").exists():
-        raise SlimeError(f"{folder}: no attacker bundle here (manifest.json missing); build one with `slime build`.")
-    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest = read_manifest(folder)
     if attacker is not None and manifest.get("attacker") != attacker:
         raise SlimeError(f"{folder} holds a bundle for attacker '{manifest.get('attacker')}', not '{attacker}'; "
                          f"build one with `slime build --attacker {attacker}` or pick the matching --attacker.")

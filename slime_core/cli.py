@@ -47,6 +47,10 @@ def cmd_attack(args) -> int:
     # bad files are refused before the bundle loads
     emb = load_embedding_file(args.embedding) if args.embedding is not None else None
     pool = load_embedding_file(args.victim_pool, "victim pool file") if args.victim_pool is not None else None
+    if args.image is not None:
+        from slime_core.encoders import load_image
+
+        load_image(args.image)  # unreadable, tiny or oversized: refused before the bundle loads
     attacker = make_attacker(args)
     if pool is not None:
         attacker.add_victim_pool(args.victim, pool)
@@ -243,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     except SlimeError as err:
         from slime_core.errors import mask_secrets
 
-        print(f"slime {args.command}: error: {mask_secrets(err)}", file=sys.stderr)
+        message = " ".join(part.strip() for part in mask_secrets(err).splitlines() if part.strip())
+        print(f"slime {args.command}: error: {message}", file=sys.stderr)  # always one line
         return 2
     except KeyboardInterrupt:
         return 130

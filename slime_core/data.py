@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from slime_core.errors import SlimeError
 
@@ -20,14 +20,38 @@ class Sample:
     meta: dict = field(default_factory=dict)
 
 
+def check_image_name(name, where: str) -> str:
+    """`name` if it is a relative path that stays inside its image folder; else SlimeError naming `where`.
+
+    Refuses absolute paths ("/etc/hostname", "C:\\x"), any ".." part ("../../etc/hostname"), empty names
+    and NUL bytes, on reading a dataset and on writing one, so no record can point outside its folder."""
+    if not isinstance(name, str) or not name.strip():
+        raise SlimeError(f"{where}: image name {name!r} is not a file name.")
+    posix, windows = PurePosixPath(name), PureWindowsPath(name)
+    if ("\0" in name or posix.is_absolute() or windows.is_absolute() or windows.drive or windows.root
+            or ".." in posix.parts or ".." in windows.parts):
+        raise SlimeError(f"{where}: image name {name!r} is absolute or climbs out of its folder; "
+                         f"use a path relative to the images folder.")
+    return name
+
+
 def load_folder(folder: str | Path, split: str | list[str] | None = None, require_images: bool = True) -> list[Sample]:
     """Samples from `folder/captions.jsonl` (fields image, captions, split) with images in `folder/images/`."""
     folder = Path(folder)
     index = folder / "captions.jsonl"
     if not index.exists():
         raise SlimeError(f"{folder}: no captions.jsonl here (expected one JSON object per line with 'image' and 'captions').")
+    try:
+        raw = index.read_bytes()
+    except OSError as err:
+        raise SlimeError(f"{index}: cannot be read ({type(err).__name__}: {err.strerror or err}).") from None
     samples = []
-    for lineno, line in enumerate(index.read_text().splitlines(), 1):
+    for lineno, data in enumerate(raw.splitlines(), 1):
+        try:
+            line = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise SlimeError(f"{index}:{lineno}: not UTF-8 text (byte {err.start + 1} of the line); "
+                             f"save the file as UTF-8.") from None
         if not line.strip():
             continue
         try:
@@ -35,6 +59,9 @@ def load_folder(folder: str | Path, split: str | list[str] | None = None, requir
             name, captions = row["image"], list(row["captions"])
         except (json.JSONDecodeError, KeyError, TypeError) as err:
             raise SlimeError(f"{index}:{lineno}: not a valid record ({err}).") from None
+        if not isinstance(row, dict):
+            raise SlimeError(f"{index}:{lineno}: not a valid record (expected a JSON object).")
+        check_image_name(name, f"{index}:{lineno}")
         path = folder / "images" / name
         has_image = row.get("image_present", True) and path.exists()
         if require_images and not has_image:
@@ -61,6 +88,7 @@ def load_coco(captions_json: str | Path, image_dir: str | Path | None = None, sp
     split = split or captions_json.stem.split("_")[-1]
     samples = []
     for image_id, name in images.items():
+        check_image_name(name, f"{captions_json} (image id {image_id})")
         path = Path(image_dir) / name if image_dir else None
         if path is not None and not path.exists():
             if require_images:
@@ -101,6 +129,9 @@ def load_karpathy(split_json: str | Path, image_dir: str | Path | None = None, s
         raise SlimeError("load_karpathy needs image_dir unless require_images=False.")
     samples = []
     for name, sub, captions, file_split, meta in records:
+        check_image_name(name, str(split_json))
+        if sub:
+            check_image_name(sub, f"{split_json} (filepath of {name})")
         path = None
         if image_dir is not None:
             path = next((p for p in (Path(image_dir) / sub / name, Path(image_dir) / name) if p.exists()), None)
@@ -135,6 +166,8 @@ def write_folder(samples: list[Sample], out: str | Path, link: bool = True) -> P
     names = [s.name for s in samples]
     if len(set(names)) != len(names):
         raise SlimeError("image file names repeat across the chosen samples; they must be unique in one folder.")
+    for s in samples:  # every name checked before anything is written
+        check_image_name(s.name, f"{out / 'captions.jsonl'} (image {s.name!r})")
     with open(out / "captions.jsonl", "w") as f:
         for s in samples:
             target = out / "images" / s.name

@@ -34,6 +34,8 @@ def parse_embeddings(filename: str, data: bytes, max_rows: int | None = MAX_EMBE
         raise SlimeError(f"{filename}: the file is empty.")
     names = None
     if ext == "npy":
+        if not data.startswith(b"\x93NUMPY"):  # np.load would call anything else a pickle
+            raise SlimeError(f"{filename}: not a readable .npy file (no NumPy header; save it with numpy.save).")
         try:
             arr = np.load(io.BytesIO(data), allow_pickle=False)
         except ValueError as err:

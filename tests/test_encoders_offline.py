@@ -176,8 +176,8 @@ def test_load_image_refuses_oversize(tmp_path):
     with pytest.raises(SlimeError, match=r"big.png: image is 7000x6000 pixels, more than the 40,000,000 allowed"):
         load_image(big)
     buf = io.BytesIO()
-    Image.new("RGB", (20, 10)).save(buf, format="PNG")
-    assert load_image(buf.getvalue()).size == (20, 10)
+    Image.new("RGB", (40, 32)).save(buf, format="PNG")
+    assert load_image(buf.getvalue()).size == (40, 32)
 
 
 def test_load_image_limit_is_the_module_setting(monkeypatch):
@@ -222,8 +222,8 @@ def test_content_hash():
 def test_cache_is_keyed_by_content(tmp_path):
     imgs = tmp_path / "imgs"
     imgs.mkdir()
-    Image.new("RGB", (8, 8), (200, 10, 10)).save(imgs / "a.png")
-    Image.new("RGB", (8, 8), (10, 200, 10)).save(imgs / "b.png")
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(imgs / "a.png")
+    Image.new("RGB", (32, 32), (10, 200, 10)).save(imgs / "b.png")
     enc, cache = CountingEncoder(), EmbeddingCache(tmp_path / "cache")
     first = cache.encode_images(enc, [imgs / "a.png", imgs / "b.png"])
     assert enc.seen == 2 and first.shape == (2, 3)
@@ -233,7 +233,7 @@ def test_cache_is_keyed_by_content(tmp_path):
     (imgs / "a.png").rename(imgs / "renamed.png")
     np.testing.assert_array_equal(cache.encode_images(enc, [imgs / "renamed.png"]), first[:1])
     assert enc.seen == 2  # a renamed file is not re-embedded
-    Image.new("RGB", (8, 8), (10, 10, 200)).save(imgs / "b.png")
+    Image.new("RGB", (32, 32), (10, 10, 200)).save(imgs / "b.png")
     changed = cache.encode_images(enc, [imgs / "b.png"])
     assert enc.seen == 3  # a changed file is
     assert not np.allclose(changed, first[1:])

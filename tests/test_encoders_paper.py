@@ -22,7 +22,7 @@ from slime_core.encoders import get_encoder
 from slime_core.errors import MissingModelError, SlimeError
 
 
-def _image(color, size=(40, 30)) -> Image.Image:
+def _image(color, size=(40, 32)) -> Image.Image:
     arr = np.zeros((size[1], size[0], 3), np.uint8)
     arr[..., :] = color
     arr[::3, ::5] = 255 - np.asarray(color, np.uint8)  # some texture
@@ -231,6 +231,10 @@ def test_hf_vision_remote_code_model(tmp_path, images, monkeypatch):
     model.save_pretrained(folder)
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
 
+    monkeypatch.delenv("SLIME_TRUST_REMOTE_CODE", raising=False)
+    with pytest.raises(MissingModelError, match="SLIME_TRUST_REMOTE_CODE=1"):  # a checkpoint's code is opt-in
+        get_encoder("nomic-vision-v1.5", device="cpu", path=str(folder))
+    monkeypatch.setenv("SLIME_TRUST_REMOTE_CODE", "1")
     enc = get_encoder("nomic-vision-v1.5", device="cpu", path=str(folder))
     assert torch.equal(enc.model.scale, torch.full((16,), 2.0))
     out = enc.encode_images(images)
@@ -496,4 +500,4 @@ def test_unsupported_format_is_reencoded(api_env, tmp_path):
     enc.encode_images([tiff])
     head, b64 = server.requests[0]["json"]["images"][0].split(",", 1)
     assert head == "data:image/png;base64"
-    assert Image.open(io.BytesIO(base64.b64decode(b64))).size == (40, 30)
+    assert Image.open(io.BytesIO(base64.b64decode(b64))).size == (40, 32)

@@ -82,6 +82,56 @@ def fingerprint(name: str, overrides: dict | None = None) -> str:
     return f"{name}@{hashlib.sha1(json.dumps(over, sort_keys=True, default=str).encode()).hexdigest()[:10]}"
 
 
+# Packages whose version says which weights (or which code computing them) an encoder kind uses.
+_KIND_PACKAGES = {
+    "efficientnet_lite": ("timm",),
+    "sentence_transformers": ("sentence-transformers",),
+    "open_clip": ("open_clip_torch",),
+    "hf_vision": ("transformers",),
+}
+_PIP_NAMES = {"open_clip": "open_clip_torch", "sentence_transformers": "sentence-transformers"}
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".gguf")
+
+
+def _version(package: str) -> str:
+    from importlib import metadata
+
+    for candidate in (package, package.replace("_", "-")):
+        try:
+            return metadata.version(candidate)
+        except metadata.PackageNotFoundError:
+            continue
+    return "absent"
+
+
+def _stamp(value) -> list | None:
+    """Size and modification time of a local weights file, or of the weight files in a local folder."""
+    if not isinstance(value, str) or not value or len(value) > 4096:
+        return None
+    path = Path(value).expanduser()
+    try:
+        if path.is_file():
+            st = path.stat()
+            return [path.name, st.st_size, st.st_mtime_ns]
+        if path.is_dir():
+            return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(path.iterdir())
+                    if p.suffix in _WEIGHT_SUFFIXES]
+    except OSError:
+        return None
+    return None
+
+
+def weights_identity(name: str, overrides: dict | None = None) -> str:
+    """A short hash of which weights `name` runs with in this process: its registry entry (with overrides),
+    the versions of the packages holding its weights or code, and the size/mtime of any local weight file.
+    Part of the embedding cache's key, so upgraded or replaced weights never reuse cached vectors."""
+    spec = {**encoder_spec(name), **effective_overrides(name, overrides)}
+    packages = list(_KIND_PACKAGES.get(spec.get("kind"), ())) + ([spec["package"]] if spec.get("package") else [])
+    files = {k: _stamp(v) for k, v in sorted(spec.items()) if _stamp(v) is not None}
+    parts = {"spec": spec, "packages": {p: _version(p) for p in packages}, "files": files}
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def get_encoder(name: str, device: str | None = None, **overrides) -> Encoder:
     """Build the encoder called `name`. `overrides` replace fields of its registry entry
     (e.g. `pretrained=None` for random open_clip weights, `model=` a local folder); so do the entries
@@ -89,9 +139,18 @@ def get_encoder(name: str, device: str | None = None, **overrides) -> Encoder:
     over = effective_overrides(name, overrides)
     spec = {**encoder_spec(name), **over}
     module_name, func = _FACTORIES[spec["kind"]].split(":")
-    factory = getattr(importlib.import_module(module_name), func)
-    encoder = factory(name, spec, device=device)
+    try:
+        factory = getattr(importlib.import_module(module_name), func)
+        encoder = factory(name, spec, device=device)
+    except ImportError as err:  # a paper encoder's package is not installed: say which, not a traceback
+        from slime_core.errors import MissingModelError
+
+        missing = (err.name or str(err)).split(".")[0]
+        wheel = _PIP_NAMES.get(missing, missing.replace("_", "-"))
+        raise MissingModelError(f"encoder '{name}' needs the Python package '{missing}': pip install {wheel} "
+                                f"(or install the paper extras: pip install -e '.[paper]').") from None
     encoder.cache_key = fingerprint(name, overrides)
+    encoder.weights_id = weights_identity(name, overrides)
     return encoder
 
 
@@ -104,5 +163,5 @@ def default_device() -> str:
 __all__ = [
     "Encoder", "EmbeddingCache", "l2_normalise", "load_image", "registry", "encoder_names",
     "encoder_spec", "attacker_spec", "get_encoder", "default_device", "env_overrides", "effective_overrides",
-    "fingerprint", "OVERRIDES_ENV",
+    "fingerprint", "weights_identity", "OVERRIDES_ENV",
 ]

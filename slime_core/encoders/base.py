@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import re
+import uuid
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -13,6 +16,9 @@ from PIL import Image, UnidentifiedImageError
 from slime_core.errors import SlimeError
 
 MAX_IMAGE_PIXELS = 40_000_000  # ~6300 x 6300; larger uploads are refused rather than decoded
+# Bump when image decoding or preprocessing changes what an encoder sees (e.g. 16-bit PNG scaling): every
+# cached embedding made before is then a miss, not a stale answer.
+PREPROCESS_VERSION = 2
 ImageLike = "str | Path | bytes | Image.Image"
 
 
@@ -23,11 +29,37 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)
 
 
-def load_image(item) -> Image.Image:
-    """An RGB PIL image from a path, raw bytes or a PIL image; SlimeError for anything unreadable."""
+MIN_IMAGE_SIDE = 32  # smaller files carry too little to embed; refused rather than upscaled into noise
+_HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """RGB, scaling 16/32-bit greyscale (a 16-bit PNG opens as I;16 or I) down to 8 bit instead of
+    clipping every value above 255 to white."""
+    if img.mode in _HIGH_BIT_MODES:
+        arr = np.asarray(img, dtype=np.float64)
+        sixteen = img.mode.startswith("I;16") or getattr(img, "format", None) == "PNG"  # older Pillow: PNG 16-bit as I
+        top = 65535.0 if sixteen or arr.max(initial=0) > 255 else 255.0
+        if arr.max(initial=0) > 65535:
+            top = float(arr.max())
+        arr = np.clip(arr, 0, None) / top * 255.0
+        return Image.fromarray(np.round(arr).astype(np.uint8), "L").convert("RGB")
+    if img.mode == "F":
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        top = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
+        return Image.fromarray(np.clip(np.round(arr / top * 255.0), 0, 255).astype(np.uint8), "L").convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(item, name: str | None = None) -> Image.Image:
+    """An RGB PIL image from a path, raw bytes or a PIL image; SlimeError for anything unreadable.
+
+    `name` is what messages call the image (an upload's file name); by default its path, or "uploaded
+    bytes". Files and bytes smaller than MIN_IMAGE_SIDE on a side are refused; an in-memory PIL image is
+    the caller's own and only converted."""
     if isinstance(item, Image.Image):
-        return item.convert("RGB")
-    name = "uploaded bytes" if isinstance(item, (bytes, bytearray)) else str(item)
+        return _to_rgb(item)
+    name = name or ("uploaded bytes" if isinstance(item, (bytes, bytearray)) else str(item))
     try:
         source = io.BytesIO(item) if isinstance(item, (bytes, bytearray)) else item
         with Image.open(source) as img:
@@ -36,11 +68,21 @@ def load_image(item) -> Image.Image:
                     f"{name}: image is {img.width}x{img.height} pixels, more than the "
                     f"{MAX_IMAGE_PIXELS:,} allowed; downsize it first."
                 )
-            return img.convert("RGB")
+            if min(img.size) < MIN_IMAGE_SIDE:
+                raise SlimeError(f"{name}: image is {img.width}x{img.height} pixels; at least {MIN_IMAGE_SIDE} "
+                                 f"on each side is needed.")
+            return _to_rgb(img)
     except FileNotFoundError:
         raise SlimeError(f"{name}: no such image file.") from None
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
-        raise SlimeError(f"{name}: not a readable image ({err.__class__.__name__}: {err}).") from None
+    except IsADirectoryError:
+        raise SlimeError(f"{name}: is a folder, not an image file.") from None
+    except UnidentifiedImageError:
+        # PIL's own message repeats the path, or names a BytesIO object; say what it means instead.
+        raise SlimeError(f"{name}: not a readable image (not a recognised image format).") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        reason = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "the data", str(err)) or "unreadable"
+        reason = reason.splitlines()[0][:200]
+        raise SlimeError(f"{name}: not a readable image ({err.__class__.__name__}: {reason}).") from None
 
 
 def content_hash(item) -> str:
@@ -82,12 +124,15 @@ def batched(items: Sequence, size: int) -> Iterable[Sequence]:
 
 
 class EmbeddingCache:
-    """Image embeddings on disk, one .npy per (encoder, image content hash).
+    """Image embeddings on disk, one .npy per (encoder, image content hash, weights identity).
 
-    Keyed by content, not path, so a renamed file is not re-embedded and a changed file is; and by the
+    Keyed by content, not path, so a renamed file is not re-embedded and a changed file is; by the
     encoder's `cache_key` (its name, plus a hash of any registry overrides), so a tiny random test model
-    never answers for the real one. With `chunk`, missing images are embedded and written `chunk` at a
-    time, so an interrupted run resumes where it stopped.
+    never answers for the real one; and by `identity_of(encoder)` (the weights' package version or file
+    stamp, and PREPROCESS_VERSION), so upgraded weights or changed preprocessing never reuse old vectors.
+    With `chunk`, missing images are embedded and written `chunk` at a time, so an interrupted run resumes
+    where it stopped. Entries are written to a temporary file and renamed into place (whole or absent);
+    an unreadable entry (truncated, foreign) is a miss and is rewritten.
     """
 
     def __init__(self, root: str | Path):
@@ -97,21 +142,54 @@ class EmbeddingCache:
     def key_of(encoder: Encoder) -> str:
         return getattr(encoder, "cache_key", None) or encoder.name
 
-    def _path(self, encoder_key: str, key: str) -> Path:
-        return self.root / encoder_key / f"{key}.npy"
+    @staticmethod
+    def identity_of(encoder: Encoder) -> str:
+        """A short hash of what the encoder's weights are and PREPROCESS_VERSION. `encoder.weights_id` when set
+        (get_encoder sets it); else worked out from the registry for a registered name (a stand-in encoder)."""
+        ident = getattr(encoder, "weights_id", None)
+        if ident is None:
+            from slime_core.encoders import registry, weights_identity
+
+            name = getattr(encoder, "name", "")
+            ident = weights_identity(name) if name in registry()["encoders"] else ""
+        return hashlib.sha1(f"{ident}|preprocess={PREPROCESS_VERSION}".encode()).hexdigest()[:8]
+
+    def _path(self, encoder_key: str, key: str, identity: str = "") -> Path:
+        return self.root / encoder_key / (f"{key}-{identity}.npy" if identity else f"{key}.npy")
+
+    @staticmethod
+    def _read(path: Path) -> np.ndarray | None:
+        """A cached vector, or None when absent or unreadable (truncated, not .npy, wrong shape, NaN)."""
+        try:
+            vec = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            return None
+        if vec.ndim != 1 or vec.size == 0 or vec.dtype.kind != "f" or not np.isfinite(vec).all():
+            return None
+        return vec
+
+    @staticmethod
+    def _write(path: Path, vec: np.ndarray) -> None:
+        """Write to a temporary file beside `path`, then rename: readers see the whole entry or none."""
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                np.save(f, vec.astype(np.float32), allow_pickle=False)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
 
     def encode_images(self, encoder: Encoder, images: Sequence, batch_size: int = 16, progress: bool = False,
                       chunk: int | None = None) -> np.ndarray:
         keys = [content_hash(img) for img in images]
-        name = self.key_of(encoder)
+        name, identity = self.key_of(encoder), self.identity_of(encoder)
         # Rows take their width from the vectors themselves, so a stand-in encoder need not know its model's dim.
         rows: list[np.ndarray | None] = [None] * len(images)
         missing = []
         for i, key in enumerate(keys):
-            path = self._path(name, key)
-            if path.exists():
-                rows[i] = np.load(path, allow_pickle=False)
-            else:
+            rows[i] = self._read(self._path(name, key, identity))
+            if rows[i] is None:
                 missing.append(i)
         if not missing:
             return self._stack(rows, encoder.dim)
@@ -128,7 +206,7 @@ class EmbeddingCache:
                                           progress=progress and not chunk)
             for i, vec in zip(part, fresh):
                 rows[i] = vec
-                np.save(self._path(name, keys[i]), vec.astype(np.float32), allow_pickle=False)
+                self._write(self._path(name, keys[i], identity), vec)
             if bar is not None:
                 bar.update(len(part))
         if bar is not None:

@@ -51,8 +51,8 @@ def find_model_folder(model: str, path: str | None = None) -> Path:
     if hit:
         return Path(hit).parent
     raise MissingModelError(
-        f"the transformers model {model!r} is not on this machine. Download it with\n"
-        f"  hf download {model} --local-dir ${ENV_DIR}/{model}\n"
+        f"the transformers model {model!r} is not on this machine. Download it with "
+        f"`hf download {model} --local-dir ${ENV_DIR}/{model}` "
         f"and set {ENV_DIR}, or run `hf download {model}` to fill the Hugging Face cache, or set the "
         f"encoder's `path` to a folder holding it. Looked in: {', '.join(map(str, candidates)) or '-'}, "
         "the Hugging Face cache."
@@ -101,11 +101,16 @@ def _load_weights(model: torch.nn.Module, folder: Path) -> None:
 
 @lru_cache(maxsize=2)
 def _load(folder: str, trust_remote_code: bool, device: str):
-    from transformers import AutoConfig, AutoImageProcessor, AutoModel
+    try:
+        from transformers import AutoConfig, AutoImageProcessor, AutoModel
+    except ImportError:
+        raise MissingModelError("transformers encoders need the transformers package: "
+                                "pip install transformers (or pip install -e .[paper]).") from None
 
     root = Path(folder)
     if trust_remote_code:
         _check_remote_code(root)
+        check_remote_code_allowed(root.name, root)
     try:
         config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code, local_files_only=True)
         ref = (getattr(config, "auto_map", None) or {}).get("AutoModel") if trust_remote_code else None
@@ -130,7 +135,7 @@ def _load(folder: str, trust_remote_code: bool, device: str):
 class HFVisionEncoder(Encoder):
     modalities = ("image",)
 
-    def __init__(self, name: str, folder: Path, trust_remote_code: bool = True, device: str = "cpu"):
+    def __init__(self, name: str, folder: Path, trust_remote_code: bool = False, device: str = "cpu"):
         self.name, self.device = name, device
         self.model, self.processor = _load(str(folder), trust_remote_code, device)
         self.dim = int(self.model.config.hidden_size)
@@ -148,9 +153,34 @@ class HFVisionEncoder(Encoder):
         return l2_normalise(np.concatenate(out)) if out else np.zeros((0, self.dim), np.float32)
 
 
+TRUST_ENV = "SLIME_TRUST_REMOTE_CODE"
+
+
+def needs_remote_code(folder: Path) -> bool:
+    """Whether the checkpoint's config.json names Python code of its own (an `auto_map`)."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise MissingModelError(f"{folder / 'config.json'}: not a readable JSON config ({type(err).__name__}).") from None
+    return isinstance(config, dict) and bool(config.get("auto_map"))
+
+
+def check_remote_code_allowed(name: str, folder: Path) -> None:
+    """Running code that ships with weights is opt-in: refused unless $SLIME_TRUST_REMOTE_CODE is 1."""
+    if not settings.trust_remote_code():
+        raise MissingModelError(f"{folder}: encoder '{name}' runs Python code that ships with its weights "
+                                f"(config.json auto_map), which is refused by default; if you trust this "
+                                f"checkpoint, opt in with {TRUST_ENV}=1.")
+
+
 def build_hf_vision(name: str, spec: dict, device: str | None = None) -> HFVisionEncoder:
-    """spec: `model` (hub id or folder), optional `path` (folder), `trust_remote_code` (default true;
-    Nomic needs it, a plain ViT does not)."""
+    """spec: `model` (hub id or folder), optional `path` (folder), `trust_remote_code` (default true: the
+    registry allows it for Nomic, which needs it; false never runs a checkpoint's code). Even where the
+    registry allows it, a checkpoint's own code runs only with $SLIME_TRUST_REMOTE_CODE=1."""
     folder = find_model_folder(spec["model"], spec.get("path"))
+    remote = bool(spec.get("trust_remote_code", True)) and needs_remote_code(folder)
+    if remote:
+        _check_remote_code(folder)  # missing code files: say how to fetch them, before asking to trust them
+        check_remote_code_allowed(name, folder)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return HFVisionEncoder(name, folder, bool(spec.get("trust_remote_code", True)), device)
+    return HFVisionEncoder(name, folder, remote, device)

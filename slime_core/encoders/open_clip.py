@@ -67,8 +67,8 @@ def find_weights(model: str, tag: str, path: str | None = None) -> tuple[str, di
             return cached, cfg
     looked = [str(c) for c in candidates] + [f"Hugging Face cache ({repo})"]
     raise MissingModelError(
-        f"open_clip weights for {model} (pretrained={tag!r}) are not on this machine. Download them with\n"
-        f"  hf download {repo} {names[0]} --local-dir ${ENV_DIR}/{repo}\n"
+        f"open_clip weights for {model} (pretrained={tag!r}) are not on this machine. Download them with "
+        f"`hf download {repo} {names[0]} --local-dir ${ENV_DIR}/{repo}` "
         f"and set {ENV_DIR}, or run `hf download {repo} {names[0]}` to fill the Hugging Face cache, "
         f"or set the encoder's `path` to the file. Looked in: {'; '.join(looked)}."
     )
