@@ -454,3 +454,52 @@ def test_pyproject_dependencies_match_requirements():
     core = {_req_name(d) for d in project["dependencies"]}
     assert {"open-clip-torch", "diffusers", "litellm", "stanza"}.isdisjoint(core)
     assert {"pytest", "playwright"}.isdisjoint(core)
+
+
+def test_tag_embedding_chunks_and_tag_cache_survive_truncation(tmp_path):
+    import numpy as np
+
+    pytest.importorskip("accelerate")
+    from slime_core import build_scale
+
+    class Text:
+        name, dim, calls = "text-bad-input", 4, 0
+
+        def encode_texts(self, texts, batch_size=64, progress=False):
+            Text.calls += 1
+            return np.stack([np.full(4, len(t), np.float32) for t in texts])
+
+    tags = [f"tag {'x' * i}" for i in range(10)]
+    first = build_scale.embed_tags(tmp_path, lambda device: Text(), tags, chunk=4, progress=False)
+    assert Text.calls == 3
+    chunks = sorted((tmp_path / "tags").rglob("*.npy"))
+    assert len(chunks) == 3 and not list((tmp_path / "tags").rglob("*.tmp*"))
+    chunks[1].write_bytes(chunks[1].read_bytes()[:30])
+    again = build_scale.embed_tags(tmp_path, lambda device: Text(), tags, chunk=4, progress=False)
+    assert Text.calls == 4  # only the damaged chunk recomputed
+    np.testing.assert_allclose(again, first, rtol=1e-3)
+
+    class Parser:
+        calls = 0
+
+    def fake_tags(samples, parser, progress=False):
+        Parser.calls += 1
+        from collections import Counter
+
+        return [Counter({s.captions[0]: 1}) for s in samples]
+
+    from slime_core.data import Sample
+
+    samples = [Sample("a.jpg", None, ["dog"]), Sample("b.jpg", None, ["cat"])]
+    original = build_scale.tags_of_samples
+    build_scale.tags_of_samples = fake_tags
+    try:
+        assert build_scale.cached_tags(samples, Parser, "fake", tmp_path) == [{"dog": 1}, {"cat": 1}]
+        [entry] = (tmp_path / "tags").glob("fake-*.json")
+        entry.write_text('[{"dog": 1}')  # cut short
+        assert build_scale.cached_tags(samples, Parser, "fake", tmp_path) == [{"dog": 1}, {"cat": 1}]
+        assert Parser.calls == 2 and entry.read_text().endswith("]")
+        build_scale.cached_tags(samples, Parser, "fake", tmp_path)
+        assert Parser.calls == 2
+    finally:
+        build_scale.tags_of_samples = original
