@@ -503,3 +503,23 @@ def test_tag_embedding_chunks_and_tag_cache_survive_truncation(tmp_path):
         assert Parser.calls == 2
     finally:
         build_scale.tags_of_samples = original
+
+
+@pytest.mark.parametrize("content", [b'{"images": [], "annotations": [{"caption": "x"}]}',
+                                     b'{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [{"image_id": 1}]}',
+                                     b'{"images": [], "annotations": [{"image_id": 1, "caption": 5}]}',
+                                     b'{"images": [], "annotations": [{"image_id": 1, "caption": "caf\xe9"}]}'])
+def test_malformed_coco_annotations_are_one_error(tmp_path, capsys, content):
+    coco = tmp_path / "captions_val2017.json"
+    coco.write_bytes(content)
+    code, out, err = run_cli(capsys, "data", "coco", "--captions", coco, coco, "--out", tmp_path / "out",
+                             "--captions-only")
+    assert_refused(code, err, "captions_val2017.json")
+
+
+def test_captions_must_be_a_list_of_texts(tmp_path):
+    from slime_core.data import load_folder
+
+    folder = _dataset(tmp_path, [json.dumps({"image": "a.jpg", "captions": "a dog"}).encode()])
+    with pytest.raises(SlimeError, match=r"captions.jsonl:1: .*list of texts"):
+        load_folder(folder)
