@@ -126,7 +126,7 @@ def load_karpathy(split_json: str | Path, image_dir: str | Path | None = None, s
         rows = json.loads(split_json.read_text())["images"]
         records = [(r["filename"], r.get("filepath", ""), [x["raw"].strip() for x in r["sentences"]], r["split"],
                     {k: r[k] for k in ("cocoid", "imgid") if k in r}) for r in rows]
-    except (OSError, ValueError, KeyError, TypeError) as err:  # ValueError: bad JSON or not UTF-8 text
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:  # ValueError: bad JSON or not UTF-8 text
         raise SlimeError(f"{split_json}: not a Karpathy split file ({type(err).__name__}).") from None
     if require_images and image_dir is None:
         raise SlimeError("load_karpathy needs image_dir unless require_images=False.")

@@ -523,3 +523,33 @@ def test_captions_must_be_a_list_of_texts(tmp_path):
     folder = _dataset(tmp_path, [json.dumps({"image": "a.jpg", "captions": "a dog"}).encode()])
     with pytest.raises(SlimeError, match=r"captions.jsonl:1: .*list of texts"):
         load_folder(folder)
+
+
+def test_malformed_karpathy_file_is_one_error(tmp_path, capsys):
+    split = tmp_path / "dataset_coco.json"
+    split.write_text(json.dumps({"images": [{"filename": "a.jpg", "split": "val", "sentences": [{"raw": 5}]}]}))
+    code, out, err = run_cli(capsys, "data", "coco", "--karpathy", split, "--out", tmp_path / "out", "--captions-only")
+    assert_refused(code, err, "dataset_coco.json")
+    split.write_text(json.dumps({"images": [{"filename": "../../etc/hostname", "split": "val",
+                                             "sentences": [{"raw": "x"}]}]}))
+    code, out, err = run_cli(capsys, "data", "coco", "--karpathy", split, "--out", tmp_path / "out", "--captions-only")
+    assert_refused(code, err, "dataset_coco.json", "../../etc/hostname")
+
+
+# --- the real process: `python -m slime_core.cli` --------------------------------------------------------
+
+def test_subprocess_corrupt_bundle_exit_2_one_line(bundle_copy):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    _truncate(bundle_copy / "heads.safetensors")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "slime_core.cli", "pool", "--bundle", str(bundle_copy)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert "heads.safetensors" in proc.stderr and proc.stderr.startswith("slime pool: error: ")
