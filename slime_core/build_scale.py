@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from slime_core.encoders import EmbeddingCache, Encoder, fingerprint
+from slime_core.errors import SlimeError
 from slime_core.retrieve import DualHeads, HeadConfig, hardest_negative_hinge, multi_positive_nce, one_cycle
 from slime_core.tags import tags_of_samples
 
@@ -179,21 +181,35 @@ def embed_tags(cache_root: Path, make_encoder, tags: list[str], batch_size: int 
               / f"{vocab_digest(tags)}-{EmbeddingCache.identity_of(encoder)}")
     folder.mkdir(parents=True, exist_ok=True)
     starts = list(range(0, len(tags), chunk))
-    todo = [s for s in starts if not (folder / f"{s // chunk:06d}.npy").exists()]
+    expected = {s: min(chunk, len(tags) - s) for s in starts}
+    todo = [s for s in starts if _chunk(folder / f"{s // chunk:06d}.npy", expected[s]) is None]
     with state.split_between_processes(todo) as mine:
         for s in tqdm(mine, desc=f"embedding tags ({encoder.name}, {len(tags):,} in {len(starts)} chunks)",
                       disable=not (progress and state.is_main_process and mine)):
             vecs = encoder.encode_texts(tags[s : s + chunk], batch_size=batch_size)
-            tmp = folder / f"{s // chunk:06d}.tmp.npy"
+            tmp = folder / f"{s // chunk:06d}.{os.getpid()}.tmp.npy"
             np.save(tmp, vecs.astype(np.float16), allow_pickle=False)
-            tmp.replace(folder / f"{s // chunk:06d}.npy")  # a chunk appears whole or not at all
+            os.replace(tmp, folder / f"{s // chunk:06d}.npy")  # a chunk appears whole or not at all
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
     out = np.empty((len(tags), encoder.dim), np.float32)
     for s in starts:
-        out[s : s + chunk] = np.load(folder / f"{s // chunk:06d}.npy")
+        vecs = _chunk(folder / f"{s // chunk:06d}.npy", expected[s])
+        if vecs is None:
+            raise SlimeError(f"{folder}: tag-embedding chunk {s // chunk:06d}.npy is unreadable after it was "
+                             f"written; delete the folder and run again.")
+        out[s : s + chunk] = vecs
     return out
+
+
+def _chunk(path: Path, rows: int) -> np.ndarray | None:
+    """A cached chunk of tag embeddings, or None when absent or unreadable (truncated, wrong length): a miss."""
+    try:
+        vecs = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    return vecs if vecs.ndim == 2 and len(vecs) == rows and np.isfinite(vecs).all() else None
 
 
 def cached_tags(samples, parser, backend: str, cache_root: Path, progress: bool = True) -> list:
@@ -202,13 +218,17 @@ def cached_tags(samples, parser, backend: str, cache_root: Path, progress: bool 
 
     digest = hashlib.sha256(json.dumps([[s.name, s.captions] for s in samples]).encode()).hexdigest()[:16]
     path = Path(cache_root) / "tags" / f"{backend}-{digest}.json"
-    if path.exists():
-        return [Counter(d) for d in json.loads(path.read_text())]
+    try:
+        cached = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(cached, list) and len(cached) == len(samples) and all(isinstance(d, dict) for d in cached):
+            return [Counter(d) for d in cached]
+    except (OSError, ValueError):  # absent, truncated or not JSON: a miss, rewritten below
+        pass
     found = tags_of_samples(samples, parser, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps([dict(c) for c in found]))
-    tmp.replace(path)
+    os.replace(tmp, path)
     return found
 
 

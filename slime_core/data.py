@@ -59,8 +59,9 @@ def load_folder(folder: str | Path, split: str | list[str] | None = None, requir
             name, captions = row["image"], list(row["captions"])
         except (json.JSONDecodeError, KeyError, TypeError) as err:
             raise SlimeError(f"{index}:{lineno}: not a valid record ({err}).") from None
-        if not isinstance(row, dict):
-            raise SlimeError(f"{index}:{lineno}: not a valid record (expected a JSON object).")
+        if not isinstance(row, dict) or isinstance(row["captions"], str) or not all(
+                isinstance(c, str) for c in captions):
+            raise SlimeError(f"{index}:{lineno}: not a valid record ('captions' must be a list of texts).")
         check_image_name(name, f"{index}:{lineno}")
         path = folder / "images" / name
         has_image = row.get("image_present", True) and path.exists()
@@ -79,12 +80,14 @@ def load_coco(captions_json: str | Path, image_dir: str | Path | None = None, sp
         data = json.loads(captions_json.read_text())
         images = {img["id"]: img["file_name"] for img in data["images"]}
         domains = {img["id"]: img["domain"] for img in data["images"] if "domain" in img}  # nocaps: in/near/out-domain
-        annotations = data["annotations"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
-        raise SlimeError(f"{captions_json}: not a COCO captions file ({err}).") from None
-    by_image: dict[int, list[str]] = {}
-    for ann in annotations:
-        by_image.setdefault(ann["image_id"], []).append(ann["caption"].strip())
+        by_image: dict[int, list[str]] = {}
+        for ann in data["annotations"]:
+            by_image.setdefault(ann["image_id"], []).append(ann["caption"].strip())
+    except UnicodeDecodeError as err:
+        raise SlimeError(f"{captions_json}: not UTF-8 text (byte {err.start + 1}); save it as UTF-8.") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        reason = f"{type(err).__name__}: {err}" if not isinstance(err, KeyError) else f"missing key {err}"
+        raise SlimeError(f"{captions_json}: not a COCO captions file ({reason[:200]}).") from None
     split = split or captions_json.stem.split("_")[-1]
     samples = []
     for image_id, name in images.items():
@@ -123,7 +126,7 @@ def load_karpathy(split_json: str | Path, image_dir: str | Path | None = None, s
         rows = json.loads(split_json.read_text())["images"]
         records = [(r["filename"], r.get("filepath", ""), [x["raw"].strip() for x in r["sentences"]], r["split"],
                     {k: r[k] for k in ("cocoid", "imgid") if k in r}) for r in rows]
-    except (OSError, ValueError, KeyError, TypeError) as err:  # ValueError: bad JSON or not UTF-8 text
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:  # ValueError: bad JSON or not UTF-8 text
         raise SlimeError(f"{split_json}: not a Karpathy split file ({type(err).__name__}).") from None
     if require_images and image_dir is None:
         raise SlimeError("load_karpathy needs image_dir unless require_images=False.")

@@ -454,3 +454,102 @@ def test_pyproject_dependencies_match_requirements():
     core = {_req_name(d) for d in project["dependencies"]}
     assert {"open-clip-torch", "diffusers", "litellm", "stanza"}.isdisjoint(core)
     assert {"pytest", "playwright"}.isdisjoint(core)
+
+
+def test_tag_embedding_chunks_and_tag_cache_survive_truncation(tmp_path):
+    import numpy as np
+
+    pytest.importorskip("accelerate")
+    from slime_core import build_scale
+
+    class Text:
+        name, dim, calls = "text-bad-input", 4, 0
+
+        def encode_texts(self, texts, batch_size=64, progress=False):
+            Text.calls += 1
+            return np.stack([np.full(4, len(t), np.float32) for t in texts])
+
+    tags = [f"tag {'x' * i}" for i in range(10)]
+    first = build_scale.embed_tags(tmp_path, lambda device: Text(), tags, chunk=4, progress=False)
+    assert Text.calls == 3
+    chunks = sorted((tmp_path / "tags").rglob("*.npy"))
+    assert len(chunks) == 3 and not list((tmp_path / "tags").rglob("*.tmp*"))
+    chunks[1].write_bytes(chunks[1].read_bytes()[:30])
+    again = build_scale.embed_tags(tmp_path, lambda device: Text(), tags, chunk=4, progress=False)
+    assert Text.calls == 4  # only the damaged chunk recomputed
+    np.testing.assert_allclose(again, first, rtol=1e-3)
+
+    class Parser:
+        calls = 0
+
+    def fake_tags(samples, parser, progress=False):
+        Parser.calls += 1
+        from collections import Counter
+
+        return [Counter({s.captions[0]: 1}) for s in samples]
+
+    from slime_core.data import Sample
+
+    samples = [Sample("a.jpg", None, ["dog"]), Sample("b.jpg", None, ["cat"])]
+    original = build_scale.tags_of_samples
+    build_scale.tags_of_samples = fake_tags
+    try:
+        assert build_scale.cached_tags(samples, Parser, "fake", tmp_path) == [{"dog": 1}, {"cat": 1}]
+        [entry] = (tmp_path / "tags").glob("fake-*.json")
+        entry.write_text('[{"dog": 1}')  # cut short
+        assert build_scale.cached_tags(samples, Parser, "fake", tmp_path) == [{"dog": 1}, {"cat": 1}]
+        assert Parser.calls == 2 and entry.read_text().endswith("]")
+        build_scale.cached_tags(samples, Parser, "fake", tmp_path)
+        assert Parser.calls == 2
+    finally:
+        build_scale.tags_of_samples = original
+
+
+@pytest.mark.parametrize("content", [b'{"images": [], "annotations": [{"caption": "x"}]}',
+                                     b'{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [{"image_id": 1}]}',
+                                     b'{"images": [], "annotations": [{"image_id": 1, "caption": 5}]}',
+                                     b'{"images": [], "annotations": [{"image_id": 1, "caption": "caf\xe9"}]}'])
+def test_malformed_coco_annotations_are_one_error(tmp_path, capsys, content):
+    coco = tmp_path / "captions_val2017.json"
+    coco.write_bytes(content)
+    code, out, err = run_cli(capsys, "data", "coco", "--captions", coco, coco, "--out", tmp_path / "out",
+                             "--captions-only")
+    assert_refused(code, err, "captions_val2017.json")
+
+
+def test_captions_must_be_a_list_of_texts(tmp_path):
+    from slime_core.data import load_folder
+
+    folder = _dataset(tmp_path, [json.dumps({"image": "a.jpg", "captions": "a dog"}).encode()])
+    with pytest.raises(SlimeError, match=r"captions.jsonl:1: .*list of texts"):
+        load_folder(folder)
+
+
+def test_malformed_karpathy_file_is_one_error(tmp_path, capsys):
+    split = tmp_path / "dataset_coco.json"
+    split.write_text(json.dumps({"images": [{"filename": "a.jpg", "split": "val", "sentences": [{"raw": 5}]}]}))
+    code, out, err = run_cli(capsys, "data", "coco", "--karpathy", split, "--out", tmp_path / "out", "--captions-only")
+    assert_refused(code, err, "dataset_coco.json")
+    split.write_text(json.dumps({"images": [{"filename": "../../etc/hostname", "split": "val",
+                                             "sentences": [{"raw": "x"}]}]}))
+    code, out, err = run_cli(capsys, "data", "coco", "--karpathy", split, "--out", tmp_path / "out", "--captions-only")
+    assert_refused(code, err, "dataset_coco.json", "../../etc/hostname")
+
+
+# --- the real process: `python -m slime_core.cli` --------------------------------------------------------
+
+def test_subprocess_corrupt_bundle_exit_2_one_line(bundle_copy):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    _truncate(bundle_copy / "heads.safetensors")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "slime_core.cli", "pool", "--bundle", str(bundle_copy)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert "heads.safetensors" in proc.stderr and proc.stderr.startswith("slime pool: error: ")
