@@ -35,19 +35,18 @@ Utility (the embedding's own job: image-to-image retrieval, measured on what the
   image-only, so their rows have no such field.
 
 The adaptive attacker also tries its map with an intercept (a constant feature) and keeps whichever
-fits its own pairs better (`fit_adaptive`), so a defence cannot win merely by removing a common offset.
+fits its own pairs better (`align.fit_adaptive`), so a defence cannot win merely by removing a common offset.
 
 The knee: with utility kept u = recall@1 / recall@1(no defence) and leakage kept
 l = (neighbourhood_f1 - frequent) / (neighbourhood_f1(no defence) - frequent), clipped to [0, 1], the
 knee is the Kneedle point of the (u, l) curve: the strength farthest from the chord between its lowest-
 and highest-utility points, where the trade-off bends. Separately `stops_leak` flags the weakest strength
 at which neighbourhood F1 is no longer significantly above the prior: what
-stopping the measurable leak costs is that row's utility.
+stopping the measurable leak costs is that row's utility (both in `experiments/knee.py`).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -57,7 +56,8 @@ from slime_core import align
 from slime_core.defend import DEFENCES, make_defence, spec
 from slime_core.encoders.base import l2_normalise
 from slime_core.errors import SlimeError
-from slime_core.evaluate import mean_embedding_caption, random_public_captions, tag_scores, write_captions
+from slime_core.experiments.evaluation import mean_embedding_caption, random_public_captions, tag_scores, write_captions
+from slime_core.experiments.knee import mark_knee
 from slime_core.metrics import NeighbourhoodScorer, bootstrap_ci, exact_prf, paired_difference
 from slime_core.pipeline import check_held_out
 
@@ -212,8 +212,8 @@ def measure(setup: Setup, defence: str, strength: float, defence_seed: int = 0, 
     Z = d.fit(released).transform(released)
     Z_pool, Z_test = Z[: len(setup.X_pool)], Z[len(setup.X_pool):]
     attacker = setup.attacker
-    fit, intercept = fit_adaptive(Z_pool[setup.idx], attacker.pool_attack[setup.idx], setup.method)
-    aligned = fit.transform(with_intercept(Z_test, fit) if intercept else Z_test)
+    fit, intercept = align.fit_adaptive(Z_pool[setup.idx], attacker.pool_attack[setup.idx], setup.method)
+    aligned = fit.transform(align.with_intercept(Z_test, fit) if intercept else Z_test)
     A = setup.A_test / np.linalg.norm(setup.A_test, axis=1, keepdims=True)
     cos = np.sum(aligned * A, axis=1)
     tags = [[t for t, _ in row] for row in attacker.retrieve(aligned, setup.k)]
@@ -256,26 +256,6 @@ def measure(setup: Setup, defence: str, strength: float, defence_seed: int = 0, 
     }
 
 
-def with_intercept(Z: np.ndarray, fit_or_scale) -> np.ndarray:
-    """Z with a constant column appended (an intercept for the attacker's linear map)."""
-    c = fit_or_scale.info["intercept_scale"] if hasattr(fit_or_scale, "info") else float(fit_or_scale)
-    return np.concatenate([Z, np.full((len(Z), 1), c, np.float32)], axis=1)
-
-
-def fit_adaptive(Z: np.ndarray, Y: np.ndarray, method: str = "ridge"):
-    """The adaptive attacker's alignment on defended pairs: the map with and without an intercept
-    (a constant feature), keeping the one with the better held-out cosine on its own pairs (no test data).
-    The intercept matters when a defence removes the embeddings' common offset (median-thresholded binary
-    codes); elsewhere the two fits agree. Returns (Alignment, used_intercept)."""
-    plain = align.fit_alignment(Z, Y, method)
-    if method == "procrustes":
-        return plain, False
-    scale = float(np.linalg.norm(Z, axis=1).mean()) or 1.0
-    biased = align.fit_alignment(with_intercept(Z, scale), Y, method)
-    biased.info["intercept_scale"] = scale
-    return (biased, True) if biased.heldout_cosine > plain.heldout_cosine else (plain, False)
-
-
 def curve(setup: Setup, defence: str, strengths, defence_seed: int = 0, **defence_kwargs) -> list[dict]:
     """One row per strength, the knee flagged (`"knee": true` on exactly one row)."""
     spec(defence)
@@ -301,224 +281,3 @@ def all_curves(setup: Setup, grid: dict | None = None, progress: bool = False) -
 
             print(f"{name}: {len(strengths)} strengths in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     return out
-
-
-def tradeoff(row: dict, undefended: dict) -> dict:
-    """Utility kept and leakage-beyond-prior kept, both relative to no defence."""
-    u0 = undefended["utility"]["recall_at_1"] or 1.0
-    base = row["baselines"]["frequent"]["neighbourhood_f1"]
-    l0 = undefended["leakage"]["neighbourhood_f1"] - base
-    u = row["utility"]["recall_at_1"] / u0
-    lk = (row["leakage"]["neighbourhood_f1"] - base) / l0 if l0 > 1e-9 else 0.0
-    lk = float(np.clip(lk, 0.0, 1.0))
-    return {"utility_kept": u, "leakage_kept": lk, "score": u - lk}
-
-
-def knee_index(rows: list[dict], undefended: dict | None = None) -> int:
-    """Kneedle on the (utility kept, leakage kept) points: the point farthest from the straight line
-    between the lowest- and highest-utility points, i.e. where the trade-off bends. Degenerate curves
-    (all points equal in utility or leakage) fall back to the point with the best utility - leakage."""
-    undefended = undefended or rows[0]
-    pts = np.array([[t["utility_kept"], t["leakage_kept"]] for t in (tradeoff(r, undefended) for r in rows)])
-    u, lk = pts[:, 0], pts[:, 1]
-    a, b = int(np.argmin(u)), int(np.argmax(u))
-    span = pts[b] - pts[a]
-    if len(rows) < 3 or np.ptp(u) < 1e-9 or np.ptp(lk) < 1e-9 or np.hypot(*span) < 1e-9:
-        score = u - lk
-        return int(max(range(len(rows)), key=lambda i: (round(score[i], 12), u[i], -i)))
-    dist = np.abs(span[0] * (pts[:, 1] - pts[a, 1]) - span[1] * (pts[:, 0] - pts[a, 0])) / np.hypot(*span)
-    return int(np.argmax(np.round(dist, 12)))
-
-
-def stop_index(rows: list[dict]) -> int | None:
-    """The first row (in the given order of strengths) whose neighbourhood F1 is no longer significantly
-    above the prior baseline (the 95% interval of the paired difference reaches 0): the defence has
-    stopped the measurable tag leak there. Strengths are taken weakest first whatever order they came in.
-    None when no strength does."""
-    if not rows:
-        return None
-    up = spec(rows[0]["defence"]).stronger == "up"
-    order = sorted(range(len(rows)), key=lambda i: rows[i]["strength"] if up else -rows[i]["strength"])
-    for i in order:
-        if rows[i]["leakage"]["neighbourhood_f1_vs_frequent"]["ci_low"] <= 0:
-            return i
-    return None
-
-
-def mark_knee(rows: list[dict], undefended: dict) -> int:
-    i, stop = knee_index(rows, undefended), stop_index(rows)
-    for j, r in enumerate(rows):
-        r["tradeoff"] = tradeoff(r, undefended)
-        r["knee"] = j == i
-        r["stops_leak"] = j == stop
-    return i
-
-
-# --- output ----------------------------------------------------------------------------------------
-def fmt_strength(s: float) -> str:
-    return "inf" if math.isinf(s) else f"{s:g}"
-
-
-def knee_label(r: dict) -> str:
-    return " ".join(x for x, on in (("<- knee", r.get("knee")), ("<- stops the leak", r.get("stops_leak"))) if on)
-
-
-def optional_cells(r: dict) -> list[tuple[str, str]]:
-    """(header, cell) for the measurements only some runs have: caption ROUGE-L (a writer was configured)
-    and zero-shot tag F1 (a dual-encoder victim)."""
-    out = []
-    if "caption_rouge_l" in r["leakage"]:
-        lk, dv = r["leakage"], r["leakage"]["caption_rouge_l_vs_mean_embedding_caption"]
-        out.append(("caption ROUGE-L, d vs mean-embedding caption [95% CI]",
-                    f"{lk['caption_rouge_l']:.3f} {dv['diff']:+.3f} [{dv['ci_low']:+.3f},{dv['ci_high']:+.3f}]"))
-    if "zero_shot_tag_f1" in r["utility"]:
-        out.append(("zero-shot tag F1", f"{r['utility']['zero_shot_tag_f1']:.3f}"))
-    return out
-
-
-def format_table(rows: list[dict]) -> str:
-    if not rows:
-        return "(no rows)"
-    r0 = rows[0]
-    base = r0["baselines"]["frequent"]
-    lines = [f"defence {r0['defence']} ({spec(r0['defence']).strength}); victim {r0['victim']} -> {r0['attacker']}, "
-             f"N={r0['n_align']} refitted on defended pairs, k={r0['k']}, {r0['n_images']} test images",
-             f"prior baseline (k most frequent tags): tag F1 {base['tag_f1']:.3f}, neighbourhood F1 "
-             f"{base['neighbourhood_f1']:.3f}; cosine of the mean public embedding {base.get('alignment_cosine', float('nan')):.3f}; "
-             f"utility = recall@k of the clean nearest neighbour (1.0 = no loss)"]
-    if "random_caption" in r0["baselines"]:
-        mc = r0["baselines"]["mean_embedding_caption"]
-        lines.append(f"captions by {r0['leakage']['caption_writer']}; priors: a random public caption, ROUGE-L "
-                     f"{r0['baselines']['random_caption']['caption_rouge_l']:.3f}; the caption of the mean public "
-                     f"embedding (\"{mc['caption']}\"), ROUGE-L {mc['caption_rouge_l']:.3f}")
-    extra = " | ".join(h for h, _ in optional_cells(r0))
-    head = f"{'strength':>9} {'dim':>5} {'cos':>6} | {'tag F1 [95% CI]':>21} | {'neigh F1 [95% CI]':>21} " \
-           f"{'d vs freq [95% CI]':>23} | {'R@1':>5} {'R@5':>5} | knee" + (f" | {extra}" if extra else "")
-    lines += [head, "-" * len(head)]
-    for r in rows:
-        lk, ut = r["leakage"], r["utility"]
-        dv = lk["neighbourhood_f1_vs_frequent"]
-        lines.append(f"{fmt_strength(r['strength']):>9} {r['released_dim']:>5} {lk['alignment_cosine']:>6.3f} | "
-                     f"{lk['tag_f1']:.3f} [{lk['tag_f1_ci'][0]:.3f},{lk['tag_f1_ci'][1]:.3f}]"
-                     + f" | {lk['neighbourhood_f1']:.3f} [{lk['neighbourhood_f1_ci'][0]:.3f},{lk['neighbourhood_f1_ci'][1]:.3f}] "
-                     + f"{dv['diff']:+.3f} [{dv['ci_low']:+.3f},{dv['ci_high']:+.3f}]".rjust(23)
-                     + f" | {ut['recall_at_1']:>5.3f} {ut['recall_at_5']:>5.3f} | {knee_label(r)}"
-                     + "".join(f" | {cell}" for _, cell in optional_cells(r)))
-    return "\n".join(lines)
-
-
-def figure(rows: list[dict], title: str | None = None):
-    """Plotly chart: leakage (y) against utility recall@1 (x), points labelled by strength, knee starred,
-    the prior baseline dashed."""
-    import plotly.graph_objects as go
-
-    if not rows:
-        raise SlimeError("no rows to plot.")
-    name = rows[0]["defence"]
-    x = [r["utility"]["recall_at_1"] for r in rows]
-    labels = [fmt_strength(r["strength"]) for r in rows]
-    fig = go.Figure()
-    series = (("neighbourhood_f1", "neighbourhood F1", "#1f77b4"), ("tag_f1", "exact tag F1", "#ff7f0e"),
-              ("alignment_cosine", "alignment cosine", "#2ca02c"))
-    if "caption_rouge_l" in rows[0]["leakage"]:
-        series += (("caption_rouge_l", "caption ROUGE-L", "#9467bd"),)
-    for key, label, colour in series:
-        fig.add_trace(go.Scatter(x=x, y=[r["leakage"][key] for r in rows], mode="lines+markers+text", name=label,
-                                 text=labels if key == "neighbourhood_f1" else None, textposition="top center",
-                                 line={"color": colour}, hovertemplate=f"{label} %{{y:.3f}}<br>recall@1 %{{x:.3f}}"))
-    base = {**rows[0]["baselines"]["frequent"], **rows[0]["baselines"].get("mean_embedding_caption", {})}
-    prior_name = {"alignment_cosine": "mean public embedding", "caption_rouge_l": "caption of the mean embedding"}
-    for key, label, colour in series:
-        fig.add_hline(y=base[key], line_dash="dash", line_color=colour, opacity=0.6,
-                      annotation_text=f"prior ({prior_name.get(key, 'frequent tags')}): {label}",
-                      annotation_position="bottom right")
-    knee = [r for r in rows if r.get("knee")]
-    if knee:
-        r = knee[0]
-        fig.add_trace(go.Scatter(x=[r["utility"]["recall_at_1"]], y=[r["leakage"]["neighbourhood_f1"]], mode="markers",
-                                 marker={"symbol": "star", "size": 18, "color": "crimson"},
-                                 name=f"knee: strength {fmt_strength(r['strength'])}"))
-    stop = [r for r in rows if r.get("stops_leak")]
-    if stop:
-        r = stop[0]
-        fig.add_trace(go.Scatter(x=[r["utility"]["recall_at_1"]], y=[r["leakage"]["neighbourhood_f1"]], mode="markers",
-                                 marker={"symbol": "circle-open", "size": 22, "color": "black", "line": {"width": 2}},
-                                 name=f"leak stopped (not above prior) from strength {fmt_strength(r['strength'])}"))
-    fig.update_layout(title=title or f"{name}: leakage vs utility ({spec(name).strength}); attacker refits on defended pairs",
-                      xaxis_title="utility: image-to-image recall@1 (1 = unchanged)", yaxis_title="leakage",
-                      template="plotly_white", height=460, legend={"orientation": "h", "y": -0.25})
-    fig.update_xaxes(range=[-0.03, 1.05])
-    return fig
-
-
-SHORT = {"noise": "strength = sigma", "gaussian": "strength = epsilon, delta 1e-5", "laplace": "strength = epsilon",
-         "rotation": "0 = off, 1 = on", "shuffle": "0 = off, 1 = on", "pca": "strength = d' kept",
-         "projection": "strength = d'", "quantise": "strength = bits; 8 int8, 1 binary"}
-
-
-def render_png(curves: dict[str, list[dict]], path, cols: int = 4, panel=(420, 320)) -> None:
-    """Small multiples (one panel per defence) as a PNG with Pillow only -- no browser, no kaleido.
-    Each panel: neighbourhood F1 (y) against recall@1 (x), strengths labelled, prior dashed, knee red; caption
-    ROUGE-L in purple beside its mean-embedding-caption prior where the rows have it."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    names = list(curves)
-    rows_n = math.ceil(len(names) / cols)
-    W, H = panel
-    img = Image.new("RGB", (W * min(cols, len(names)), H * rows_n + 40), "white")
-    draw = ImageDraw.Draw(img)
-    try:
-        font, small, big = ImageFont.load_default(14), ImageFont.load_default(11), ImageFont.load_default(17)
-    except TypeError:  # Pillow < 10.1
-        font = small = big = ImageFont.load_default()
-    r0 = curves[names[0]][0]
-    captions = "caption_rouge_l" in r0["leakage"]
-    draw.text((10, 10), f"SLImE defences: neighbourhood tag F1{' and caption ROUGE-L (purple)' if captions else ''} "
-                        f"(leakage) vs image retrieval recall@1 (utility); victim {r0['victim']} -> {r0['attacker']}, "
-                        f"N={r0['n_align']} refitted on defended pairs, k={r0['k']}", fill="black", font=big)
-    keys = ("neighbourhood_f1", "caption_rouge_l") if captions else ("neighbourhood_f1",)
-    ymax = max(r["leakage"][key] for rows in curves.values() for r in rows for key in keys)
-    ymax = max(0.05, math.ceil(ymax * 1.15 * 20) / 20)
-    for p, name in enumerate(names):
-        rows = curves[name]
-        ox, oy = (p % cols) * W, 40 + (p // cols) * H
-        left, right, top, bottom = ox + 48, ox + W - 14, oy + 28, oy + H - 40
-        sx = lambda v: left + (right - left) * (v + 0.03) / 1.08
-        sy = lambda v: bottom - (bottom - top) * v / ymax
-        draw.rectangle([left, top, right, bottom], outline="#888")
-        for t in np.linspace(0, 1, 6):
-            draw.line([sx(t), bottom, sx(t), bottom + 4], fill="#888")
-            draw.text((sx(t) - 8, bottom + 6), f"{t:.1f}", fill="#444", font=small)
-        for t in np.arange(0, ymax + 1e-9, 0.05 if ymax <= 0.3 else 0.1):
-            draw.line([left - 4, sy(t), left, sy(t)], fill="#888")
-            draw.text((ox + 6, sy(t) - 6), f"{t:.2f}", fill="#444", font=small)
-        draw.text((left, oy + 6), f"{name} ({SHORT.get(name, '')})", fill="black", font=font)
-        draw.text((left + 60, bottom + 20), "recall@1 (utility)", fill="#444", font=small)
-        def dashed(y, colour, label):
-            x = left
-            while x < right:
-                draw.line([x, sy(y), min(x + 6, right), sy(y)], fill=colour)
-                x += 12
-            draw.text((right - 120, sy(y) + 2), label, fill=colour, font=small)
-
-        dashed(rows[0]["baselines"]["frequent"]["neighbourhood_f1"], "#d62728", "prior (frequent tags)")
-        if captions:
-            dashed(rows[0]["baselines"]["mean_embedding_caption"]["caption_rouge_l"], "#9467bd", "prior (mean caption)")
-            cap = [(sx(r["utility"]["recall_at_1"]), sy(r["leakage"]["caption_rouge_l"])) for r in rows]
-            if len(cap) > 1:
-                draw.line(cap, fill="#9467bd", width=2)
-            for px, py in cap:
-                draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill="#9467bd")
-        pts = [(sx(r["utility"]["recall_at_1"]), sy(r["leakage"]["neighbourhood_f1"])) for r in rows]
-        if len(pts) > 1 and max(abs(px - pts[0][0]) + abs(py - pts[0][1]) for px, py in pts) < 2:
-            draw.text((left + 6, top + 18), "all strengths give the same point", fill="#666", font=small)
-        if len(pts) > 1:
-            draw.line(pts, fill="#1f77b4", width=2)
-        for (px, py), r in zip(pts, rows):
-            rad = 7 if r.get("knee") else 3
-            draw.ellipse([px - rad, py - rad, px + rad, py + rad], fill="crimson" if r.get("knee") else "#1f77b4")
-            if r.get("stops_leak"):
-                draw.ellipse([px - 11, py - 11, px + 11, py + 11], outline="black", width=2)
-            draw.text((px + 5, py - 14), fmt_strength(r["strength"]), fill="#222", font=small)
-        draw.text((left + 6, top + 4), "red = knee, ring = leak stopped", fill="#666", font=small)
-    img.save(path)

@@ -212,44 +212,6 @@ def caption_rows(attacker: Attacker, samples, caps, oracle_caps, priors: dict, t
             "mean_embedding_caption": systems["mean_embedding_caption"][0]}
 
 
-def format_table(result: dict) -> str:
-    """Plain-text table: one line per (N, k)."""
-    head = (f"victim {result['victim']} -> attacker {result['attacker']} ({result['method']}), {result['n_images']} images; "
-            f"attack P, R, F1 [95% CI] | F1 of most-frequent tags | nearest public image | oracle; d = attack F1 - most-frequent [95% CI]")
-    cols = f"{'N':>5} {'k':>3} {'cos':>6} | {'P':>5} {'R':>5} {'exact F1':>22} {'freq':>6} {'near':>6} {'orac':>6} {'d':>22} | " \
-           f"{'P':>5} {'R':>5} {'neigh F1':>22} {'freq':>6} {'near':>6} {'orac':>6} {'d':>22}"
-    lines = [head, cols, "-" * len(cols)]
-    for row in result["rows"]:
-        cells = [f"{row['n_align']:>5} {row['k']:>3} {row['alignment_cosine']['test']:>6.3f}"]
-        for kind in ("exact", "neighbourhood"):
-            m = row["metrics"]
-            e, d = m[f"{kind}_f1"], m[f"{kind}_f1"]["vs_frequent"]
-            cells.append(f"{m[f'{kind}_precision']['attack']:>5.3f} {m[f'{kind}_recall']['attack']:>5.3f} "
-                         + f"{e['attack']:.3f} [{e['ci_low']:.3f},{e['ci_high']:.3f}]".rjust(22)
-                         + f" {e['frequent']:>6.3f} {e['nearest']:>6.3f} {e['oracle']:>6.3f} "
-                         + f"{d['diff']:+.3f} [{d['ci_low']:+.3f},{d['ci_high']:+.3f}]".rjust(22))
-        lines.append(" | ".join(cells))
-    lines.append("scene graph from the top-k tags vs from the reference tags: attack F1 [95% CI] | most-frequent tags")
-    for row in result["rows"]:
-        g = row["scene_graph"]
-        lines.append(f"{row['n_align']:>5} {row['k']:>3}  " + "   ".join(
-            f"{m} {g[m]['attack']:.3f} [{g[m]['ci_low']:.3f},{g[m]['ci_high']:.3f}] | {g[m]['frequent']:.3f}"
-            for m in ("object_f1", "relation_f1")))
-    for cap in result["captions"]:
-        lines.append(f"captions N={cap['n_align']} k={cap['k']} ({cap['writer']}, mode {cap['mode']}): attack [95% CI] | "
-                     f"random public caption | caption of the mean public embedding | nearest image's caption | "
-                     f"tag string | oracle | d vs random [95% CI] | d vs mean-embedding caption [95% CI] | "
-                     f"vs oracle caption; mean-embedding caption: \"{cap['mean_embedding_caption']}\"")
-        for key, v in cap["metrics"].items():
-            d, dm = v["vs_random_caption"], v["vs_mean_embedding_caption"]
-            lines.append(f"  {key:>7} {v['attack']:.3f} [{v['ci_low']:.3f},{v['ci_high']:.3f}] | {v['random_caption']:.3f} | "
-                         f"{v['mean_embedding_caption']:.3f} | {v['nearest_caption']:.3f} | {v['tag_string']:.3f} | "
-                         f"{v['oracle']:.3f} | {d['diff']:+.3f} [{d['ci_low']:+.3f},{d['ci_high']:+.3f}] | "
-                         f"{dm['diff']:+.3f} [{dm['ci_low']:+.3f},{dm['ci_high']:+.3f}] | {v['against_oracle_caption']:.3f}"
-                         + (f" | final caption {v['final_caption']:.3f}" if "final_caption" in v else ""))
-    return "\n".join(lines)
-
-
 def check_grid(n_aligns, ks, pool_size: int) -> None:
     for n in n_aligns:
         if n < 2 or n > pool_size:
