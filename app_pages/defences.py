@@ -120,7 +120,7 @@ m[0].metric("Alignment cosine", f"{lk['alignment_cosine']:.3f}",
             f"{lk['alignment_cosine'] - base['alignment_cosine']:+.3f} vs prior", delta_color="off",
             help=f"95% CI [{lk['alignment_cosine_ci'][0]:.3f}, {lk['alignment_cosine_ci'][1]:.3f}]; prior = cosine "
                  f"of the mean public embedding, {base['alignment_cosine']:.3f}")
-for col, key, label in ((m[1], "tag_f1", "Tag F1 (exact)"), (m[2], "neighbourhood_f1", "Neighbourhood F1")):
+for col, key, label in ((m[1], "exact_f1", "Tag F1 (exact)"), (m[2], "neighbourhood_f1", "Neighbourhood F1")):
     dv = lk[f"{key}_vs_frequent"]
     col.metric(label, f"{lk[key]:.3f}", f"{dv['diff']:+.3f} vs prior", delta_color="inverse",
                help=f"95% CI [{lk[key + '_ci'][0]:.3f}, {lk[key + '_ci'][1]:.3f}]; difference to the k most "
@@ -136,7 +136,7 @@ if "zero_shot_tag_f1" in ut:
 table = [{"leakage": "alignment cosine", "attack": lk["alignment_cosine"], "ci_low": lk["alignment_cosine_ci"][0],
           "ci_high": lk["alignment_cosine_ci"][1], "prior": base["alignment_cosine"],
           "difference": lk["alignment_cosine"] - base["alignment_cosine"], "diff_ci_low": None, "diff_ci_high": None}]
-for key, label in (("tag_f1", "tag F1 (exact)"), ("neighbourhood_f1", "neighbourhood F1")):
+for key, label in (("exact_f1", "tag F1 (exact)"), ("neighbourhood_f1", "neighbourhood F1")):
     dv = lk[f"{key}_vs_frequent"]
     table.append({"leakage": label, "attack": lk[key], "ci_low": lk[f"{key}_ci"][0], "ci_high": lk[f"{key}_ci"][1],
                   "prior": base[key], "difference": dv["diff"], "diff_ci_low": dv["ci_low"],

@@ -108,11 +108,11 @@ def test_undefended_attack_leaks_beyond_prior_and_utility_is_one():
     _, setup = fake_setup()
     u = setup.undefended
     assert set(u) >= {"defence", "strength", "leakage", "utility"}
-    assert set(u["leakage"]) >= {"alignment_cosine", "tag_f1", "neighbourhood_f1"}
+    assert set(u["leakage"]) >= {"alignment_cosine", "exact_f1", "neighbourhood_f1"}
     assert u["utility"] == {"recall_at_1": 1.0, "recall_at_5": 1.0}
     assert u["leakage"]["alignment_cosine"] > 0.9
-    assert u["leakage"]["tag_f1"] > u["baselines"]["frequent"]["tag_f1"] + 0.2
-    assert u["leakage"]["tag_f1_vs_frequent"]["ci_low"] > 0
+    assert u["leakage"]["exact_f1"] > u["baselines"]["frequent"]["exact_f1"] + 0.2
+    assert u["leakage"]["exact_f1_vs_frequent"]["ci_low"] > 0
 
 
 def test_noise_curve_falls_and_knee_and_stop_are_marked():
@@ -124,7 +124,7 @@ def test_noise_curve_falls_and_knee_and_stop_are_marked():
     assert cos[0] > cos[-1] and r1[0] == 1.0 and r1[-1] < 0.5
     assert sum(r["knee"] for r in rows) == 1
     assert sum(r["stops_leak"] for r in rows) <= 1
-    assert rows[-1]["leakage"]["tag_f1_vs_frequent"]["ci_low"] <= 0.05  # huge noise: next to nothing beyond the prior
+    assert rows[-1]["leakage"]["exact_f1_vs_frequent"]["ci_low"] <= 0.05  # huge noise: next to nothing beyond the prior
     text = defence_table(rows)
     assert "knee" in text and "prior baseline" in text
 
@@ -134,7 +134,7 @@ def test_rotation_and_shuffle_change_nothing_for_an_adaptive_attacker():
     for name in ("rotation", "shuffle"):
         off, on = curves.curve(setup, name, [0, 1])
         assert on["leakage"]["alignment_cosine"] == pytest.approx(off["leakage"]["alignment_cosine"], abs=1e-4)
-        assert on["leakage"]["tag_f1"] == pytest.approx(off["leakage"]["tag_f1"], abs=0.05)  # float ties only
+        assert on["leakage"]["exact_f1"] == pytest.approx(off["leakage"]["exact_f1"], abs=0.05)  # float ties only
         assert on["utility"] == off["utility"]
 
 
@@ -189,7 +189,7 @@ def test_zero_shot_tag_utility_only_for_dual_encoder_victims():
                            scorer=att.scorer())
     rows = curves.curve(setup, "noise", [0, 3.0]) + curves.curve(setup, "rotation", [1])
     clean, loud, rotated = (r["utility"]["zero_shot_tag_f1"] for r in rows)
-    assert clean > rows[0]["baselines"]["frequent"]["tag_f1"]  # the owner's own tagging beats frequent tags
+    assert clean > rows[0]["baselines"]["frequent"]["exact_f1"]  # the owner's own tagging beats frequent tags
     assert loud < clean
     assert rotated == pytest.approx(clean)  # the owner rotates its queries with the same key
     assert "zero_shot_tag_f1" not in fake_setup()[1].undefended["utility"]  # image-only victim
@@ -283,7 +283,7 @@ def test_cli_defend_json_contract_with_a_caption_writer(capsys):
     assert [r["strength"] for r in rows] == [0, 0.5]
     for r in rows:
         assert r["defence"] == "noise"
-        assert set(r["leakage"]) >= {"alignment_cosine", "tag_f1", "neighbourhood_f1", "caption_rouge_l"}
+        assert set(r["leakage"]) >= {"alignment_cosine", "exact_f1", "neighbourhood_f1", "caption_rouge_l"}
         assert set(r["utility"]) == {"recall_at_1", "recall_at_5"}  # lite0 is image-only: no zero-shot field
         assert 0 <= r["leakage"]["caption_rouge_l"] <= 1
     assert rows[0]["utility"]["recall_at_1"] == 1.0

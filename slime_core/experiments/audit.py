@@ -25,7 +25,7 @@ from slime_core.experiments import defence_curves as _curves
 from slime_core.defend import DEFENCES, SPECS, spec
 from slime_core.errors import SlimeError
 from slime_core.experiments.evaluation import check_grid, tag_scores
-from slime_core.metrics import bootstrap_ci
+from slime_core.metrics import Estimate
 
 THREAT_MODEL = [
     ("Owner", "embeds its private images with an image encoder (the victim) and releases or stores the "
@@ -60,8 +60,7 @@ def _thumb(path, size: int = 144) -> str | None:
 
 
 def _ci(values, n_boot, seed) -> dict:
-    mean, lo, hi = bootstrap_ci(values, n_boot, seed)
-    return {"mean": mean, "ci_low": lo, "ci_high": hi}
+    return Estimate.bootstrap(values, n_boot, seed).to_dict()
 
 
 def attack_grid(setup: "_curves.Setup", n_aligns, ks) -> dict:
@@ -82,9 +81,9 @@ def attack_grid(setup: "_curves.Setup", n_aligns, ks) -> dict:
         for k in ks:
             sc = tag_scores([t[:k] for t in tags], setup.refs, setup.scorer)
             rows.append({"n_align": n, "k": k,
-                         "tag_f1": _ci(sc["exact_f1"], n_boot, seed),
+                         "exact_f1": _ci(sc["exact_f1"], n_boot, seed),
                          "neighbourhood_f1": _ci(sc["neighbourhood_f1"], n_boot, seed),
-                         "frequent": {"tag_f1": float(freq[k]["exact_f1"].mean()),
+                         "frequent": {"exact_f1": float(freq[k]["exact_f1"].mean()),
                                       "neighbourhood_f1": float(freq[k]["neighbourhood_f1"].mean())}})
     return {"alignment_vs_n": by_n, "leakage": rows}
 

@@ -7,7 +7,7 @@ embedding) pool pairs, maps the defended test embeddings into attack space and r
 
 Leakage (test split, per image, mean with a 95% bootstrap interval over images)
   alignment_cosine   cosine between the aligned defended embedding and the image's true attacker embedding
-  tag_f1             exact tag F1 of the top-k tags against the tags of the image's own captions
+  exact_f1           exact tag F1 of the top-k tags against the tags of the image's own captions
   neighbourhood_f1   the same with near-synonym credit (metrics.NeighbourhoodScorer)
   beside the prior baseline `frequent` (the k most frequent training tags, which needs no embedding at
   all): leakage that does not beat it is no leakage. `*_vs_frequent` is the paired difference with CI.
@@ -58,7 +58,7 @@ from slime_core.encoders.base import l2_normalise
 from slime_core.errors import SlimeError
 from slime_core.experiments.evaluation import mean_embedding_caption, random_public_captions, tag_scores, write_captions
 from slime_core.experiments.knee import mark_knee
-from slime_core.metrics import NeighbourhoodScorer, bootstrap_ci, exact_prf, paired_difference
+from slime_core.metrics import Estimate, NeighbourhoodScorer, exact_prf, paired_difference
 from slime_core.pipeline import check_held_out
 
 RECALL_KS = (1, 5)
@@ -127,7 +127,7 @@ def prepare(attacker, samples, victim: str = "lite0", n_align: int = 300, k: int
     mean_pool = attacker.pool_attack.mean(axis=0)
     mean_pool = mean_pool / np.linalg.norm(mean_pool)
     A_unit = A_test / np.linalg.norm(A_test, axis=1, keepdims=True)
-    setup.frequent = {"tag_f1": freq["exact_f1"], "neighbourhood_f1": freq["neighbourhood_f1"],
+    setup.frequent = {"exact_f1": freq["exact_f1"], "neighbourhood_f1": freq["neighbourhood_f1"],
                       "alignment_cosine": A_unit @ mean_pool}
     if writer is not None:
         _prepare_captions(setup, samples, writer)
@@ -161,8 +161,7 @@ def caption_leakage(setup: Setup, aligned: np.ndarray, tags: list[list[str]]) ->
     caps = write_captions(setup.attacker, setup.writer, tags, setup.attacker.neighbours(aligned, 5), setup.k,
                           "defended", progress=False)
     rl = np.array([rouge_l_best(c, refs) for c, refs in zip(caps, setup.ref_captions)])
-    mean, ci = _mean_ci(rl, setup)
-    return {"caption_rouge_l": mean, "caption_rouge_l_ci": ci, "caption_writer": setup.writer.model,
+    return {**_flat("caption_rouge_l", rl, setup), "caption_writer": setup.writer.model,
             "caption_rouge_l_vs_random_caption": paired_difference(rl, setup.random_caption_rouge, setup.n_boot,
                                                                    setup.seed),
             "caption_rouge_l_vs_mean_embedding_caption": paired_difference(rl, setup.mean_caption_rouge,
@@ -199,9 +198,11 @@ def retrieval_recall(pool_def: np.ndarray, test_def: np.ndarray, targets: np.nda
     return {f"recall_at_{k}": float(np.mean(rank < k)) for k in ks}
 
 
-def _mean_ci(values, setup: Setup) -> tuple[float, list[float]]:
-    mean, lo, hi = bootstrap_ci(values, setup.n_boot, setup.seed)
-    return mean, [lo, hi]
+def _flat(name: str, values, setup: Setup) -> dict:
+    """{name: mean, name_ci: [low, high]} of the per-image values' `Estimate`: the flat layout of the
+    `slime defend` JSON (rows are read this way by the Defences page and by bench/ results)."""
+    e = Estimate.bootstrap(values, setup.n_boot, setup.seed)
+    return {name: e.mean, f"{name}_ci": e.interval}
 
 
 def measure(setup: Setup, defence: str, strength: float, defence_seed: int = 0, **defence_kwargs) -> dict:
@@ -219,19 +220,16 @@ def measure(setup: Setup, defence: str, strength: float, defence_seed: int = 0, 
     tags = [[t for t, _ in row] for row in attacker.retrieve(aligned, setup.k)]
     scores = tag_scores(tags, setup.refs, setup.scorer)
     exact, neigh = scores["exact_f1"], scores["neighbourhood_f1"]
-    cos_m, cos_ci = _mean_ci(cos, setup)
-    ex_m, ex_ci = _mean_ci(exact, setup)
-    nb_m, nb_ci = _mean_ci(neigh, setup)
     leakage = {
-        "alignment_cosine": cos_m, "alignment_cosine_ci": cos_ci, "heldout_cosine": fit.heldout_cosine,
+        **_flat("alignment_cosine", cos, setup), "heldout_cosine": fit.heldout_cosine,
         "attacker_intercept": intercept,
-        "tag_f1": ex_m, "tag_f1_ci": ex_ci,
-        "neighbourhood_f1": nb_m, "neighbourhood_f1_ci": nb_ci,
-        "tag_f1_vs_frequent": paired_difference(exact, setup.frequent["tag_f1"], setup.n_boot, setup.seed),
+        **_flat("exact_f1", exact, setup),
+        **_flat("neighbourhood_f1", neigh, setup),
+        "exact_f1_vs_frequent": paired_difference(exact, setup.frequent["exact_f1"], setup.n_boot, setup.seed),
         "neighbourhood_f1_vs_frequent": paired_difference(neigh, setup.frequent["neighbourhood_f1"],
                                                           setup.n_boot, setup.seed),
     }
-    baselines = {"frequent": {"tag_f1": float(setup.frequent["tag_f1"].mean()),
+    baselines = {"frequent": {"exact_f1": float(setup.frequent["exact_f1"].mean()),
                               "neighbourhood_f1": float(setup.frequent["neighbourhood_f1"].mean()),
                               # the cosine's prior: every image guessed as the mean public attacker embedding
                               "alignment_cosine": float(setup.frequent["alignment_cosine"].mean())}}

@@ -18,7 +18,7 @@ def defence_figure(rows: list[dict], title: str | None = None):
     x = [r["utility"]["recall_at_1"] for r in rows]
     labels = [fmt_strength(r["strength"]) for r in rows]
     fig = go.Figure()
-    series = (("neighbourhood_f1", "neighbourhood F1", "#1f77b4"), ("tag_f1", "exact tag F1", "#ff7f0e"),
+    series = (("neighbourhood_f1", "neighbourhood F1", "#1f77b4"), ("exact_f1", "exact tag F1", "#ff7f0e"),
               ("alignment_cosine", "alignment cosine", "#2ca02c"))
     if "caption_rouge_l" in rows[0]["leakage"]:
         series += (("caption_rouge_l", "caption ROUGE-L", "#9467bd"),)
@@ -84,7 +84,7 @@ def leakage_per_k_figure(report):
     n = rows[0]["n_align"]
     x = [r["k"] for r in rows]
     fig = go.Figure()
-    for key, label, colour in (("neighbourhood_f1", "neighbourhood F1", "#1f77b4"), ("tag_f1", "exact tag F1", "#ff7f0e")):
+    for key, label, colour in (("neighbourhood_f1", "neighbourhood F1", "#1f77b4"), ("exact_f1", "exact tag F1", "#ff7f0e")):
         fig.add_trace(go.Scatter(x=x, y=[r[key]["mean"] for r in rows], mode="lines+markers", name=f"attack: {label}",
                                  line={"color": colour},
                                  error_y={"type": "data", "symmetric": False,

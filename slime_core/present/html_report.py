@@ -19,7 +19,7 @@ from slime_core.present.serialise import jsonable
 from slime_core.present.tables import fmt_strength, knee_label, optional_cells
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-EXACT = "tag_f1"  # the JSON name of exact tag F1 in the audit's rows
+EXACT = "exact_f1"  # the JSON name of exact tag F1 in the audit's and the curves' rows
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}

@@ -74,7 +74,7 @@ def defence_table(rows: list[dict]) -> str:
     base = r0["baselines"]["frequent"]
     lines = [f"defence {r0['defence']} ({spec(r0['defence']).strength}); victim {r0['victim']} -> {r0['attacker']}, "
              f"N={r0['n_align']} refitted on defended pairs, k={r0['k']}, {r0['n_images']} test images",
-             f"prior baseline (k most frequent tags): tag F1 {base['tag_f1']:.3f}, neighbourhood F1 "
+             f"prior baseline (k most frequent tags): tag F1 {base['exact_f1']:.3f}, neighbourhood F1 "
              f"{base['neighbourhood_f1']:.3f}; cosine of the mean public embedding {base.get('alignment_cosine', float('nan')):.3f}; "
              f"utility = recall@k of the clean nearest neighbour (1.0 = no loss)"]
     if "random_caption" in r0["baselines"]:
@@ -90,7 +90,7 @@ def defence_table(rows: list[dict]) -> str:
         lk, ut = r["leakage"], r["utility"]
         dv = lk["neighbourhood_f1_vs_frequent"]
         lines.append(f"{fmt_strength(r['strength']):>9} {r['released_dim']:>5} {lk['alignment_cosine']:>6.3f} | "
-                     f"{lk['tag_f1']:.3f} [{lk['tag_f1_ci'][0]:.3f},{lk['tag_f1_ci'][1]:.3f}]"
+                     f"{lk['exact_f1']:.3f} [{lk['exact_f1_ci'][0]:.3f},{lk['exact_f1_ci'][1]:.3f}]"
                      + f" | {lk['neighbourhood_f1']:.3f} [{lk['neighbourhood_f1_ci'][0]:.3f},{lk['neighbourhood_f1_ci'][1]:.3f}] "
                      + f"{dv['diff']:+.3f} [{dv['ci_low']:+.3f},{dv['ci_high']:+.3f}]".rjust(23)
                      + f" | {ut['recall_at_1']:>5.3f} {ut['recall_at_5']:>5.3f} | {knee_label(r)}"
