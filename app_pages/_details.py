@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common
-from slime_core import app_support as sup
+from slime_core.experiments import single_image as sup
 from slime_core import headline as hl
 from slime_core.errors import SlimeError
 

@@ -122,7 +122,7 @@ def picker(items: list[dict], scores: dict | None) -> None:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def gallery_embeddings(victim: str) -> np.ndarray:
-    from slime_core.app_support import embed_images
+    from slime_core.pipeline import embed_cached as embed_images
 
     return embed_images(common.get_attacker(), victim, [g["path"] for g in common.gallery()])
 

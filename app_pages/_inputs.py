@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import streamlit as st
 
 from app_pages import _gallery, common
-from slime_core import app_support as sup
+from slime_core import uploads as sup
 from slime_core import headline as hl
 from slime_core.errors import SlimeError
 

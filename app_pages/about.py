@@ -8,7 +8,8 @@ import streamlit as st
 from app_pages import common
 from slime_core.encoders import encoder_names, encoder_spec
 from slime_core.errors import SlimeError
-from slime_core.report import PAPER_FIGURES_ENV, load_paper_figures, paper_figure, paper_figures_path
+from slime_core.experiments.audit import PAPER_FIGURES_ENV, load_paper_figures, paper_figures_path
+from slime_core.present.figures import paper_figure
 
 st.title("About SLImE")
 st.markdown("""
@@ -67,7 +68,7 @@ paper_path = paper_figures_path()
 if paper_path is None:
     st.info(f"None are shown: no copy of the paper's results tables (arXiv 2601.22929) was reachable where this "
             f"app was built, and numbers are never invented here. To show them, transcribe them into a JSON file "
-            f"(format: `slime_core.report.load_paper_figures`) and set **${PAPER_FIGURES_ENV}** to its path; the "
+            f"(format: `slime_core.experiments.audit.load_paper_figures`) and set **${PAPER_FIGURES_ENV}** to its path; the "
             f"audit report then includes them too.", icon=":material/info:")
 else:
     try:

@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common
-from slime_core import app_support as sup
+from slime_core.experiments import explore
+from slime_core.present import app_figures
 from slime_core.align import METHODS
 from slime_core.errors import SlimeError
 
@@ -26,7 +27,7 @@ methods = c2.multiselect("Methods", list(METHODS), default=["ridge"], key="al_me
                          help="lstsq and Procrustes score each fit by 5-fold cross-validation: seconds per N on a CPU.")
 points = c3.slider("N values (log-spaced, 10 ... pool size)", 3, 10, 6, key="al_points")
 common.unavailable_expander(unavailable)
-ns = sup.n_grid(pool_size, points)
+ns = explore.n_grid(pool_size, points)
 st.caption(f"N = {', '.join(map(str, ns))} (pool of {pool_size} public images)")
 
 if not chosen or not methods:
@@ -36,11 +37,11 @@ if not chosen or not methods:
 key = ("al_curve", tuple(chosen), tuple(methods), tuple(ns))
 if key not in st.session_state:
     bar = st.progress(0.0, text="Fitting alignments ...")
-    st.session_state[key] = sup.alignment_curve(attacker, chosen, methods, ns,
+    st.session_state[key] = explore.alignment_curve(attacker, chosen, methods, ns,
                                                 progress=lambda f, t: bar.progress(min(f, 1.0), text=f"Fitting {t}"))
     bar.empty()
 rows = st.session_state[key]
-st.plotly_chart(sup.alignment_curve_figure(rows), key="al_curve_fig")
+st.plotly_chart(app_figures.alignment_curve_figure(rows), key="al_curve_fig")
 notes = {r["note"] for r in rows if r["note"]}
 for note in notes:
     st.warning(note)
@@ -55,9 +56,9 @@ pv = p1.selectbox("Victim", chosen, key="al_proj_victim")
 pm = p2.selectbox("Method", methods, key="al_proj_method")
 pn = p3.select_slider("N", options=ns, value=ns[min(len(ns) - 1, len(ns) // 2)], key="al_proj_n")
 try:
-    proj = sup.projection(attacker, pv, int(pn), pm)
+    proj = explore.projection(attacker, pv, int(pn), pm)
 except SlimeError as err:
     common.show_error(err)
     st.stop()
-st.plotly_chart(sup.projection_figure(proj), key="al_proj_fig")
+st.plotly_chart(app_figures.projection_figure(proj), key="al_proj_fig")
 st.caption(f"{proj['held_out']} held-out images, mean cosine {proj['cosine'].mean():.3f}.")

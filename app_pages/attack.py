@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages import _details, _gallery, _headline, _inputs, common
-from slime_core import app_support as sup
+from slime_core import availability as sup
 from slime_core import headline as hl
 from slime_core.align import METHODS
 from slime_core.errors import SlimeError

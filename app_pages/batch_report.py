@@ -8,11 +8,11 @@ import json
 import streamlit as st
 
 from app_pages import common
-from slime_core import app_support as sup
+from slime_core.present import app_figures as sup
 from slime_core.align import METHODS
 from slime_core.defend import DEFENCES
 from slime_core.errors import SlimeError
-from slime_core.evaluate import TAG_METRICS
+from slime_core.experiments.evaluation import TAG_METRICS
 
 st.title("Batch report")
 st.caption("The `slime eval` table in the browser: alignment cosine and tag P/R/F1 per (N, k) on held-out test "
@@ -81,9 +81,9 @@ def show_evaluation() -> None:
         st.subheader("Captions")
         st.dataframe(cap.style.format(precision=3), hide_index=True)
     with st.expander("Plain-text table (as `slime eval` prints it)"):
-        from slime_core.evaluate import format_table
+        from slime_core.present.tables import evaluation_table
 
-        st.code(format_table(result), language=None)
+        st.code(evaluation_table(result), language=None)
     d1, d2, d3 = st.columns(3)
     d1.download_button("Download CSV", df.to_csv(index=False), file_name="slime_eval.csv", mime="text/csv", key="br_csv")
     d2.download_button("Download JSON", json.dumps(result, indent=2), file_name="slime_eval.json",
@@ -127,8 +127,9 @@ def build_audit(victim: str, limit: int, n_boot: int, n_examples: int, defences:
     from pathlib import Path
 
     from slime_core.defend import spec
-    from slime_core.evaluate import check_grid
-    from slime_core.report import build_report, paper_figures_path, write_report
+    from slime_core.experiments.audit import build_report, paper_figures_path
+    from slime_core.experiments.evaluation import check_grid
+    from slime_core.present.html_report import write_report
 
     t0 = time.perf_counter()
     n_align, k = (300 if pool_size >= 300 else pool_size), 10

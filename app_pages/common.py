@@ -98,7 +98,7 @@ def embed_upload(victim: str, name: str, data: bytes):
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def embed_path(victim: str, path: str):
-    from slime_core.app_support import embed_images
+    from slime_core.pipeline import embed_cached as embed_images
 
     return embed_images(get_attacker(), victim, [path])[0]
 
@@ -115,7 +115,7 @@ def eval_samples(limit: int, split: str = EVAL_SPLIT):
 def run_evaluation(victim: str, n_aligns: list[int], ks: list[int], method: str, limit: int, n_boot: int,
                    writer_spec: str = "none", seed: int = 0) -> dict:
     """evaluate() once per N with a progress bar; the merged result is kept in the session."""
-    from slime_core.evaluate import check_grid, evaluate
+    from slime_core.experiments.evaluation import check_grid, evaluate
 
     key = ("eval", victim, tuple(n_aligns), tuple(ks), method, limit, n_boot, writer_spec, seed)
     if key in st.session_state:
@@ -162,7 +162,7 @@ def encoder_problem(name: str) -> str | None:
 
 
 def victim_options():
-    from slime_core.app_support import victim_choices
+    from slime_core.availability import victim_choices
 
     return victim_choices(get_attacker().bundle.encoders(), probe=encoder_problem)
 
@@ -183,11 +183,11 @@ def pool_image(name: str) -> Path | None:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def defence_setup(victim: str, limit: int, n_align: int, k: int, method: str = "ridge", seed: int = 0,
                   n_boot: int = 200, writer: str = "none"):
-    """`curves.prepare` on the first `limit` test images (victim and attacker embeddings, reference tags, the
+    """`defence_curves.prepare` on the first `limit` test images (victim and attacker embeddings, reference tags, the
     prior baselines and the undefended point), once per set of inputs; shared by the Defences page and the
     audit report button. Reuses the app's parser and text encoder. `writer` ("none" | "consensus") adds
     caption ROUGE-L."""
-    from slime_core.curves import prepare
+    from slime_core.experiments.defence_curves import prepare
     from slime_core.write import make_writer
 
     samples = eval_samples(limit)

@@ -1,20 +1,22 @@
 """Page - defences: what a transform of the victim's embeddings costs the attacker and the owner.
 
 The owner defends everything it releases (public pool and private test images) with one key; the attacker
-refits its alignment on N defended leaked pairs (slime_core.curves). Leakage and utility come from
-`curves.measure`/`curves.mark_knee`, the same numbers `slime defend` prints.
+refits its alignment on N defended leaked pairs (slime_core.experiments.defence_curves). Leakage and utility come
+from `defence_curves.measure`/`knee.mark_knee`, the same numbers `slime defend` prints.
 """
 
 from __future__ import annotations
 
 import json
-import re
 
 import streamlit as st
 
 from app_pages import common
-from slime_core import curves
 from slime_core import defend
+from slime_core.experiments import defence_curves as curves
+from slime_core.experiments.knee import mark_knee
+from slime_core.present.figures import defence_figure
+from slime_core.present.tables import defence_table, fmt_strength
 from slime_core.errors import SlimeError
 
 st.title("Defences")
@@ -23,24 +25,6 @@ st.caption("The owner transforms its image embeddings before they leave it; the 
            "would. Leakage (alignment cosine, exact and neighbourhood tag F1 on held-out test images) is shown beside "
            "the prior baseline that needs no embedding at all; utility is the embedding's own job, image-to-image "
            "retrieval (recall@k of each image's clean nearest neighbour under the defended embeddings).")
-
-
-def doc_paragraph(name: str) -> str:
-    """The defence's paragraph of the `slime_core.defend` module docstring, as one line."""
-    lines = (defend.__doc__ or "").splitlines()
-    out, on = [], False
-    for line in lines:
-        head = re.match(r"^  (\w+)\s{2,}(.*)$", line)
-        if head:
-            on = head.group(1) == name
-            if on:
-                out.append(head.group(2).strip())
-            continue
-        if on:
-            if not line.strip():
-                break
-            out.append(line.strip())
-    return " ".join(out)
 
 
 try:
@@ -57,7 +41,7 @@ n_choices = [n for n in (10, 30, 100, 300, 500, pool_size) if n <= pool_size]
 c1, c2, c3 = st.columns(3)
 victim = c1.selectbox("Victim encoder", victims, key="df_victim")
 defence = c2.selectbox("Defence", defend.DEFENCES, key="df_defence",
-                       format_func=lambda d: f"{d} ({curves.SHORT.get(d, defend.spec(d).strength)})")
+                       format_func=lambda d: f"{d} ({defend.spec(d).short or defend.spec(d).strength})")
 spec = defend.spec(defence)
 c4, c5, c6 = st.columns(3)
 n_align = c4.select_slider("N leaked pairs (attacker refits on them)", n_choices,
@@ -85,7 +69,7 @@ strengths = [s for s in spec.default_strengths if defence not in ("pca", "projec
 if defence in ("pca", "projection") and dim not in strengths:
     strengths = [dim] + strengths  # d' = d: nothing dropped
 strength = c3.select_slider(f"Strength ({spec.strength})", strengths, strengths[len(strengths) // 2],
-                            format_func=curves.fmt_strength, key=f"df_strength_{defence}",
+                            format_func=fmt_strength, key=f"df_strength_{defence}",
                             help="weakest on the left, strongest on the right")
 
 # one curve per (set-up, defence, key): every strength, so moving the slider only reads a stored row
@@ -98,10 +82,10 @@ if ckey not in st.session_state:
         bar = st.progress(0.0, text=f"{defence}: measuring {len(strengths)} strengths ...")
         rows = []
         for i, s in enumerate(strengths):
-            bar.progress(i / len(strengths), text=f"{defence} at strength {curves.fmt_strength(s)}: defending, "
+            bar.progress(i / len(strengths), text=f"{defence} at strength {fmt_strength(s)}: defending, "
                                                   f"refitting the attacker, retrieving tags ...")
             rows.append(curves.measure(setup, defence, s, int(key_seed)))
-        curves.mark_knee(rows, setup.undefended)
+        mark_knee(rows, setup.undefended)
         bar.empty()
     except SlimeError as err:
         common.show_error(err)
@@ -121,14 +105,14 @@ p1, p2 = st.columns(2)
 p1.success(f"**Protects against:** {spec.protects}", icon=":material/shield:")
 p2.warning(f"**Does not protect against:** {spec.does_not}", icon=":material/gpp_bad:")
 with st.expander(f"How {defence} works (from the defence module)"):
-    st.markdown(doc_paragraph(defence) or spec.strength)
+    st.markdown(spec.description or spec.strength)
     info = row["defence_info"]
     if "noise_scale" in info:
         st.caption(f"Noise scale per coordinate at this strength: {info['noise_scale']:.4g}"
                    + (f" (delta {info['delta']:g}, {info['calibration']} calibration)" if "delta" in info else ""))
 
 # ---- the numbers at the chosen strength -------------------------------------------------------------------------
-st.subheader(f"{defence} at strength {curves.fmt_strength(strength)}")
+st.subheader(f"{defence} at strength {fmt_strength(strength)}")
 st.caption(f"Victim {row['victim']} -> attacker {row['attacker']}, N={row['n_align']} defended pairs, k={row['k']}, "
            f"{row['n_images']} test images, released dimension {row['released_dim']}.")
 m = st.columns(5)
@@ -136,7 +120,7 @@ m[0].metric("Alignment cosine", f"{lk['alignment_cosine']:.3f}",
             f"{lk['alignment_cosine'] - base['alignment_cosine']:+.3f} vs prior", delta_color="off",
             help=f"95% CI [{lk['alignment_cosine_ci'][0]:.3f}, {lk['alignment_cosine_ci'][1]:.3f}]; prior = cosine "
                  f"of the mean public embedding, {base['alignment_cosine']:.3f}")
-for col, key, label in ((m[1], "tag_f1", "Tag F1 (exact)"), (m[2], "neighbourhood_f1", "Neighbourhood F1")):
+for col, key, label in ((m[1], "exact_f1", "Tag F1 (exact)"), (m[2], "neighbourhood_f1", "Neighbourhood F1")):
     dv = lk[f"{key}_vs_frequent"]
     col.metric(label, f"{lk[key]:.3f}", f"{dv['diff']:+.3f} vs prior", delta_color="inverse",
                help=f"95% CI [{lk[key + '_ci'][0]:.3f}, {lk[key + '_ci'][1]:.3f}]; difference to the k most "
@@ -152,7 +136,7 @@ if "zero_shot_tag_f1" in ut:
 table = [{"leakage": "alignment cosine", "attack": lk["alignment_cosine"], "ci_low": lk["alignment_cosine_ci"][0],
           "ci_high": lk["alignment_cosine_ci"][1], "prior": base["alignment_cosine"],
           "difference": lk["alignment_cosine"] - base["alignment_cosine"], "diff_ci_low": None, "diff_ci_high": None}]
-for key, label in (("tag_f1", "tag F1 (exact)"), ("neighbourhood_f1", "neighbourhood F1")):
+for key, label in (("exact_f1", "tag F1 (exact)"), ("neighbourhood_f1", "neighbourhood F1")):
     dv = lk[f"{key}_vs_frequent"]
     table.append({"leakage": label, "attack": lk[key], "ci_low": lk[f"{key}_ci"][0], "ci_high": lk[f"{key}_ci"][1],
                   "prior": base[key], "difference": dv["diff"], "diff_ci_low": dv["ci_low"],
@@ -183,20 +167,20 @@ else:
 # ---- the curve --------------------------------------------------------------------------------------------------
 import plotly.graph_objects as go  # noqa: E402
 
-fig = curves.figure(rows)
+fig = defence_figure(rows)
 fig.add_trace(go.Scatter(x=[ut["recall_at_1"]], y=[lk["neighbourhood_f1"]], mode="markers",
                          marker={"symbol": "diamond", "size": 16, "color": "rgba(0,0,0,0)",
                                  "line": {"color": "black", "width": 3}},
-                         name=f"selected: strength {curves.fmt_strength(strength)}"))
+                         name=f"selected: strength {fmt_strength(strength)}"))
 st.plotly_chart(fig, key="df_fig")
 knee = next((r for r in rows if r.get("knee")), None)
 stop = next((r for r in rows if r.get("stops_leak")), None)
-st.caption((f"Knee (where the trade-off bends): strength {curves.fmt_strength(knee['strength'])}. " if knee else "")
-           + (f"The leak stops being measurable from strength {curves.fmt_strength(stop['strength'])}, at recall@1 "
+st.caption((f"Knee (where the trade-off bends): strength {fmt_strength(knee['strength'])}. " if knee else "")
+           + (f"The leak stops being measurable from strength {fmt_strength(stop['strength'])}, at recall@1 "
               f"{stop['utility']['recall_at_1']:.2f}." if stop else "No strength here stops the measurable leak."))
 with st.expander("The whole curve as `slime defend` prints it"):
-    st.code(curves.format_table(rows), language=None)
-from slime_core.report import jsonable  # noqa: E402
+    st.code(defence_table(rows), language=None)
+from slime_core.present.serialise import jsonable  # noqa: E402
 
 st.download_button("Download the curve (JSON)", json.dumps(jsonable(rows), indent=2),
                    file_name=f"slime_defend_{victim}_{defence}.json", mime="application/json", key="df_json")

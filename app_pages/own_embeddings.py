@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common
-from slime_core import app_support as sup
+from slime_core import uploads as sup
 from slime_core.align import METHODS
 from slime_core.errors import SlimeError
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages import common
-from slime_core import app_support as sup
+from slime_core.experiments import explore
+from slime_core.present import app_figures as sup
 from slime_core.align import METHODS
 from slime_core.errors import SlimeError
-from slime_core.evaluate import TAG_METRICS
+from slime_core.experiments.evaluation import TAG_METRICS
 
 st.title("Retrieval explorer")
 st.caption("Exact and neighbourhood tag precision/recall/F1 on held-out test images. Each attack figure is a mean "
@@ -67,7 +68,7 @@ st.caption(f"Per tag at N={n_sel}, k={k_sel}: how often the attack retrieved it,
 try:
     samples = common.eval_samples(params["limit"])
     refs = [common.reference_tags(tuple(s.captions)) for s in samples]
-    tags = sup.per_tag_leakage(attacker, samples, refs, params["victim"], n_sel, k_sel, params["method"])
+    tags = explore.per_tag_leakage(attacker, samples, refs, params["victim"], n_sel, k_sel, params["method"])
 except SlimeError as err:
     common.show_error(err)
     st.stop()

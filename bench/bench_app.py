@@ -70,7 +70,8 @@ def phases() -> int:
     import streamlit  # noqa: F401
 
     lap("import streamlit")
-    from slime_core.app_support import caption_scores, embed_images, single_image_scores
+    from slime_core.experiments.single_image import caption_scores, single_image_scores
+    from slime_core.pipeline import embed_cached as embed_images
     import torch
 
     from slime_core.pipeline import DEMO_DATA, Attacker

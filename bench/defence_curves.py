@@ -21,11 +21,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from slime_core import curves  # noqa: E402
+from slime_core.experiments import defence_curves as curves  # noqa: E402
 from slime_core.data import load_folder  # noqa: E402
 from slime_core.defend import DEFENCES, parse_strengths, spec  # noqa: E402
 from slime_core.pipeline import Attacker  # noqa: E402
-from slime_core.report import jsonable  # noqa: E402
+from slime_core.present.figures import defence_figure  # noqa: E402
+from slime_core.present.overview_png import render_png  # noqa: E402
+from slime_core.present.serialise import jsonable  # noqa: E402
+from slime_core.present.tables import defence_table  # noqa: E402
 from slime_core.write import make_writer  # noqa: E402
 
 
@@ -33,8 +36,8 @@ def write_pictures(results: dict, stem: Path) -> None:
     """<stem>.png (Pillow small multiples) and <stem>.html (plotly, self-contained)."""
     import plotly.offline
 
-    curves.render_png(results, stem.with_suffix(".png"))
-    divs = [curves.figure(rows).to_html(full_html=False, include_plotlyjs=False) for rows in results.values()]
+    render_png(results, stem.with_suffix(".png"))
+    divs = [defence_figure(rows).to_html(full_html=False, include_plotlyjs=False) for rows in results.values()]
     stem.with_suffix(".html").write_text(
         "<!doctype html><html><head><meta charset='utf-8'><title>SLImE defence curves</title><script>"
         + plotly.offline.get_plotlyjs() + "</script></head><body>" + "\n".join(divs) + "</body></html>")
@@ -89,7 +92,7 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         results[name] = curves.curve(setup, name, strengths)
         timing[name] = round(time.perf_counter() - t, 2)
-        print(curves.format_table(results[name]) + f"\n({timing[name]:.1f}s)\n")
+        print(defence_table(results[name]) + f"\n({timing[name]:.1f}s)\n")
 
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"defence_curves_{args.victim}"

@@ -113,7 +113,8 @@ def load_samples(args, attacker=None):
 
 
 def cmd_eval(args) -> int:
-    from slime_core.evaluate import evaluate, format_table
+    from slime_core.experiments.evaluation import evaluate
+    from slime_core.present.tables import evaluation_table
     from slime_core.write import make_writer
 
     spec = attack_spec(args, many=True)
@@ -127,7 +128,7 @@ def cmd_eval(args) -> int:
                       n_boot=args.bootstrap, progress=not args.no_progress, final_from=final_parts(args))
     if args.output:
         args.output.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2) if args.format == "json" else format_table(result))
+    print(json.dumps(result, indent=2) if args.format == "json" else evaluation_table(result))
     return 0
 
 
@@ -170,7 +171,7 @@ def defence_grid(names: list[str], strength: str | None, **kwargs) -> dict[str, 
 
 def defence_setup(args, spec: AttackSpec):
     """Attacker, test samples and the shared curve set-up for `defend` and `report`."""
-    from slime_core.curves import prepare
+    from slime_core.experiments.defence_curves import prepare
     from slime_core.write import make_writer
 
     writer = make_writer(args.caption, args.caption_mode)  # a bad writer/mode fails before the slow part
@@ -184,7 +185,9 @@ def defence_setup(args, spec: AttackSpec):
 
 def cmd_defend(args) -> int:
     """Leakage vs utility of one defence at each strength, the attacker refitting on defended pairs."""
-    from slime_core.curves import curve, figure, format_table
+    from slime_core.experiments.defence_curves import curve
+    from slime_core.present.figures import defence_figure
+    from slime_core.present.tables import defence_table
 
     spec = attack_spec(args)
     kwargs = {"delta": args.delta, "calibration": args.calibration} if args.defence == "gaussian" else {}
@@ -198,15 +201,16 @@ def cmd_defend(args) -> int:
     if args.output:
         args.output.write_text(text)
     if args.figure:
-        figure(rows).write_html(str(args.figure), include_plotlyjs=True)
-    print(text if args.format == "json" else format_table(rows))
+        defence_figure(rows).write_html(str(args.figure), include_plotlyjs=True)
+    print(text if args.format == "json" else defence_table(rows))
     return 0
 
 
 def cmd_report(args) -> int:
     """Self-contained HTML audit report (plus JSON beside it)."""
     from slime_core.defend import DEFENCES
-    from slime_core.report import build_report, paper_figures_path, write_report
+    from slime_core.experiments.audit import build_report, paper_figures_path
+    from slime_core.present.html_report import write_report
 
     spec = attack_spec(args)
     grid_spec = AttackSpec(args.victim, args.n_aligns, args.ks, args.method, args.seed)

@@ -9,43 +9,11 @@ Inputs are float32 (n, d) embeddings, L2-normalised as every encoder here return
 float32 (n, d_out) with d_out = d except for `pca` and `projection` (d_out = d'). Outputs are NOT
 re-normalised (post-processing cannot weaken a DP guarantee, and cosine users normalise anyway).
 
-The threat model the curves measure (see `curves.py`): the attacker holds N leaked (defended victim
-embedding, public image) pairs and refits its alignment on the DEFENDED pairs. Against that attacker:
-
-  noise       x + N(0, sigma^2 I). strength = sigma per coordinate. Blurs every embedding; the attacker's
-              ridge map averages noise over d coordinates, so it needs sigma*sqrt(d) well above 1 (the
-              signal's norm) before leakage falls -- and utility falls with it. No formal guarantee.
-  gaussian    the Gaussian mechanism, (eps, delta)-DP per embedding. strength = eps (delta a parameter,
-              default 1e-5). L2 sensitivity of a unit-norm embedding is 2 (||x - x'|| <= 2), so
-              sigma = 2 * sqrt(2 ln(1.25/delta)) / eps (Dwork & Roth, Thm A.1, stated for eps < 1) with
-              calibration="classic"; the default calibration="analytic" is the exact analytic Gaussian
-              mechanism (Balle & Wang 2018), valid for every eps and never noisier. Protects every single
-              embedding against any attacker, including this one; at useful eps (<= 10) the noise is
-              orders of magnitude above the signal, so utility is destroyed long before eps is meaningful.
-  laplace     the Laplace mechanism, pure eps-DP per embedding. strength = eps. L1 sensitivity of a
-              unit-L2 vector difference is at most 2*sqrt(d), so b = 2*sqrt(d)/eps per coordinate. Same
-              story as `gaussian`, noisier (pure DP pays sqrt(d) for L1).
-  rotation    x @ R, R a random orthogonal matrix from the secret seed. strength: 0 = off, 1 = on.
-              Preserves every cosine, so utility is untouched -- and the attacker's linear map absorbs
-              R: least squares on >= d pairs recovers R exactly, and ridge is exactly rotation-equivariant
-              (W' = R^T W), so leakage is UNCHANGED. It only stops an attacker who reuses a map fitted on
-              undefended embeddings. It is here to show that honestly.
-  shuffle     a secret permutation of the coordinates. strength: 0 = off, 1 = on. A permutation is a
-              rotation: same verdict as `rotation`.
-  pca         projection on the top d' principal directions of the owner's embeddings (uncentred SVD,
-              so dot products are those of the best rank-d' approximation). strength = d' (1..d).
-              Removes the information in the discarded directions; the attacker aligns what is left.
-              Semantic content is concentrated in the top directions, so leakage falls slowly until d'
-              is small; utility falls with it. Protects against nothing at large d'.
-  projection  x @ P / sqrt(d'), P a secret d x d' Gaussian matrix (Johnson-Lindenstrauss). strength = d'.
-              Preserves cosines approximately; a linear map, so the attacker's alignment absorbs P as it
-              absorbs a rotation. Loses information only once d' is small.
-  quantise    per-coordinate uniform quantisation to b bits, ranges from the owner's embeddings (the
-              calibration `fit`), released as the de-quantised values. strength = b bits (1..16):
-              b = 8 is int8 quantisation, b = 1 is binary quantisation (one bit per coordinate,
-              thresholded at the coordinate's median on the owner's data: these encoders' outputs are
-              non-negative, so thresholding at 0 would release a constant). Coarsens every coordinate;
-              int8 changes almost nothing for either side; binary keeps most of both.
+The threat model the curves measure (see `experiments/defence_curves.py`): the attacker holds N leaked
+(defended victim embedding, public image) pairs and refits its alignment on the DEFENDED pairs. What each
+defence does against that attacker -- its strength in a few words (`short`), how it works (`description`),
+what it protects and what not -- is data on its `DefenceSpec` in `SPECS` below, read by the app and the
+report alike.
 
 None of these stops the attack and keeps the embedding useful at once: the curves show where each sits.
 """
@@ -69,37 +37,97 @@ class DefenceSpec:
     protects: str
     does_not: str
     off: float | None = None  # the strength that means "no defence", where there is one
+    short: str = ""  # the strength in a few words, for labels ("strength = sigma")
+    description: str = ""  # how it works and what it does against the adaptive attacker, one paragraph
 
 
 SPECS: dict[str, DefenceSpec] = {s.name: s for s in (
     DefenceSpec("noise", "sigma: std of Gaussian noise per coordinate", "up", (0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5),
                 "hides fine detail of each embedding once sigma*sqrt(d) >> 1",
-                "no formal guarantee; the attacker's regression averages noise out over many coordinates", 0.0),
+                "no formal guarantee; the attacker's regression averages noise out over many coordinates", 0.0,
+                short="strength = sigma",
+                description=(
+                    "x + N(0, sigma^2 I). strength = sigma per coordinate. Blurs every embedding; the attacker's ridge "
+                    "map averages noise over d coordinates, so it needs sigma*sqrt(d) well above 1 (the signal's norm) "
+                    "before leakage falls -- and utility falls with it. No formal guarantee."),
+    ),
     DefenceSpec("gaussian", "epsilon of the (epsilon, delta) Gaussian mechanism (L2 sensitivity 2)", "down",
                 (math.inf, 10000, 3000, 1000, 300, 100, 10, 1),
                 "(epsilon, delta)-differential privacy of every single embedding, against any attacker",
-                "useful epsilon destroys utility: the noise norm is far above the embedding's norm 1", math.inf),
+                "useful epsilon destroys utility: the noise norm is far above the embedding's norm 1", math.inf,
+                short="strength = epsilon, delta 1e-5",
+                description=(
+                    "the Gaussian mechanism, (eps, delta)-DP per embedding. strength = eps (delta a parameter, default "
+                    "1e-5). L2 sensitivity of a unit-norm embedding is 2 (||x - x'|| <= 2), so sigma = 2 * sqrt(2 "
+                    "ln(1.25/delta)) / eps (Dwork & Roth, Thm A.1, stated for eps < 1) with calibration=\"classic\"; the "
+                    "default calibration=\"analytic\" is the exact analytic Gaussian mechanism (Balle & Wang 2018), valid "
+                    "for every eps and never noisier. Protects every single embedding against any attacker, including "
+                    "this one; at useful eps (<= 10) the noise is orders of magnitude above the signal, so utility is "
+                    "destroyed long before eps is meaningful."),
+    ),
     DefenceSpec("laplace", "epsilon of the Laplace mechanism (L1 sensitivity 2*sqrt(d))", "down",
                 (math.inf, 100000, 30000, 10000, 3000, 1000, 100, 1),
                 "pure epsilon-differential privacy of every single embedding, against any attacker",
-                "pays sqrt(d) for L1 sensitivity: even noisier than the Gaussian mechanism at equal epsilon", math.inf),
+                "pays sqrt(d) for L1 sensitivity: even noisier than the Gaussian mechanism at equal epsilon", math.inf,
+                short="strength = epsilon",
+                description=(
+                    "the Laplace mechanism, pure eps-DP per embedding. strength = eps. L1 sensitivity of a unit-L2 vector"
+                    " difference is at most 2*sqrt(d), so b = 2*sqrt(d)/eps per coordinate. Same story as `gaussian`, "
+                    "noisier (pure DP pays sqrt(d) for L1)."),
+    ),
     DefenceSpec("rotation", "0 = off, 1 = random orthogonal rotation with a secret key", "up", (0, 1),
                 "only an attacker reusing a map fitted on undefended embeddings",
                 "an attacker with leaked pairs: least squares recovers the rotation, ridge is rotation-equivariant",
-                0.0),
+                0.0,
+                short="0 = off, 1 = on",
+                description=(
+                    "x @ R, R a random orthogonal matrix from the secret seed. strength: 0 = off, 1 = on. Preserves every"
+                    " cosine, so utility is untouched -- and the attacker's linear map absorbs R: least squares on >= d "
+                    "pairs recovers R exactly, and ridge is exactly rotation-equivariant (W' = R^T W), so leakage is "
+                    "UNCHANGED. It only stops an attacker who reuses a map fitted on undefended embeddings. It is here to"
+                    " show that honestly."),
+    ),
     DefenceSpec("shuffle", "0 = off, 1 = secret permutation of the coordinates", "up", (0, 1),
                 "only an attacker reusing a map fitted on undefended embeddings",
-                "an attacker with leaked pairs: a permutation is a rotation and is learnt back the same way", 0.0),
+                "an attacker with leaked pairs: a permutation is a rotation and is learnt back the same way", 0.0,
+                short="0 = off, 1 = on",
+                description=(
+                    "a secret permutation of the coordinates. strength: 0 = off, 1 = on. A permutation is a rotation: "
+                    "same verdict as `rotation`."),
+    ),
     DefenceSpec("pca", "d': principal directions kept", "down", (1280, 256, 128, 64, 32, 16, 8, 4, 2),
                 "the information in the discarded directions",
-                "whatever lies in the kept directions, which hold the semantics; the attacker aligns them", None),
+                "whatever lies in the kept directions, which hold the semantics; the attacker aligns them", None,
+                short="strength = d' kept",
+                description=(
+                    "projection on the top d' principal directions of the owner's embeddings (uncentred SVD, so dot "
+                    "products are those of the best rank-d' approximation). strength = d' (1..d). Removes the information"
+                    " in the discarded directions; the attacker aligns what is left. Semantic content is concentrated in "
+                    "the top directions, so leakage falls slowly until d' is small; utility falls with it. Protects "
+                    "against nothing at large d'."),
+    ),
     DefenceSpec("projection", "d': output dimension of a secret Gaussian random projection", "down",
                 (1280, 512, 256, 128, 64, 32, 16, 8, 4),
                 "information lost at small d' only",
-                "a linear map: alignment on leaked pairs absorbs it like a rotation", None),
+                "a linear map: alignment on leaked pairs absorbs it like a rotation", None,
+                short="strength = d'",
+                description=(
+                    "x @ P / sqrt(d'), P a secret d x d' Gaussian matrix (Johnson-Lindenstrauss). strength = d'. "
+                    "Preserves cosines approximately; a linear map, so the attacker's alignment absorbs P as it absorbs a"
+                    " rotation. Loses information only once d' is small."),
+    ),
     DefenceSpec("quantise", "bits per coordinate (8 = int8, 1 = binary)", "down", (16, 8, 4, 2, 1),
                 "sub-bin detail of each coordinate",
-                "the coarse values carry the semantics; binary codes still align", None),
+                "the coarse values carry the semantics; binary codes still align", None,
+                short="strength = bits; 8 int8, 1 binary",
+                description=(
+                    "per-coordinate uniform quantisation to b bits, ranges from the owner's embeddings (the calibration "
+                    "`fit`), released as the de-quantised values. strength = b bits (1..16): b = 8 is int8 quantisation, "
+                    "b = 1 is binary quantisation (one bit per coordinate, thresholded at the coordinate's median on the "
+                    "owner's data: these encoders' outputs are non-negative, so thresholding at 0 would release a "
+                    "constant). Coarsens every coordinate; int8 changes almost nothing for either side; binary keeps most"
+                    " of both."),
+    ),
 )}
 DEFENCES = tuple(SPECS)
 

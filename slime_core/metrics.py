@@ -8,6 +8,7 @@ neighbourhood  a retrieved tag counts when it is a reference tag or among the m 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -77,8 +78,50 @@ def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, seed: int = 0, level: f
     return float(values.mean()), float(lo), float(hi)
 
 
+@dataclass(frozen=True)
+class Estimate:
+    """A mean over images with its percentile-bootstrap 95% interval: the one shape of "an estimate" in every
+    experiment (evaluation, defence curves, audit). JSON: {"mean", "ci_low", "ci_high"}."""
+
+    mean: float
+    ci_low: float
+    ci_high: float
+
+    @classmethod
+    def bootstrap(cls, values, n_boot: int = 1000, seed: int = 0) -> "Estimate":
+        return cls(*bootstrap_ci(values, n_boot, seed))
+
+    @property
+    def interval(self) -> list[float]:
+        return [self.ci_low, self.ci_high]
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean, "ci_low": self.ci_low, "ci_high": self.ci_high}
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Attack minus a baseline, paired over images, with its bootstrap 95% interval: the leakage beyond the
+    prior. The one shape of "a paired difference" everywhere. JSON: {"diff", "ci_low", "ci_high"}."""
+
+    diff: float
+    ci_low: float
+    ci_high: float
+
+    @classmethod
+    def paired(cls, attack, baseline, n_boot: int = 1000, seed: int = 0) -> "Difference":
+        diff = np.asarray(attack, np.float64) - np.asarray(baseline, np.float64)
+        return cls(*bootstrap_ci(diff, n_boot, seed))
+
+    @property
+    def significant(self) -> bool:
+        """The attack beats the baseline: the whole 95% interval is above 0."""
+        return self.ci_low > 0
+
+    def to_dict(self) -> dict:
+        return {"diff": self.diff, "ci_low": self.ci_low, "ci_high": self.ci_high}
+
+
 def paired_difference(attack: np.ndarray, baseline: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Attack minus baseline, per image, with a bootstrap 95% interval: the leakage beyond the prior."""
-    diff = np.asarray(attack, np.float64) - np.asarray(baseline, np.float64)
-    mean, lo, hi = bootstrap_ci(diff, n_boot, seed)
-    return {"diff": mean, "ci_low": lo, "ci_high": hi}
+    """`Difference.paired(...)` as its JSON dict (what result rows carry)."""
+    return Difference.paired(attack, baseline, n_boot, seed).to_dict()

@@ -236,3 +236,22 @@ class Attacker:
             except SlimeError:
                 self._captions = {}
         return [self._captions[n][0] for n in names if self._captions.get(n)]
+
+
+class _CachedOnly:
+    """Stands in for an encoder in the on-disk embedding cache: the real encoder is built only on a cache miss.
+    Same cache key as the real encoder (its fingerprint), so overridden (e.g. tiny test) models stay apart."""
+
+    def __init__(self, attacker, name: str):
+        from slime_core.encoders import encoder_spec, fingerprint
+
+        self.attacker, self.name, self.cache_key = attacker, name, fingerprint(name)
+        self.dim = int(encoder_spec(name)["dim"])  # only for an empty list; rows take the model's own width
+
+    def encode_images(self, images, batch_size: int = 16, progress: bool = False):
+        return self.attacker.encoder(self.name).encode_images(images, batch_size=batch_size, progress=progress)
+
+
+def embed_cached(attacker, victim: str, images: list) -> np.ndarray:
+    """Victim embeddings via the attacker's disk cache, without loading the encoder when every image is cached."""
+    return attacker.cache.encode_images(_CachedOnly(attacker, victim), images)

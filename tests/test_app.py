@@ -20,7 +20,9 @@ from safetensors.numpy import load_file
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from slime_core import app_support as sup  # noqa: E402
+from slime_core import availability, uploads  # noqa: E402
+from slime_core.experiments import explore  # noqa: E402
+from slime_core.present import app_figures  # noqa: E402
 from slime_core.errors import SlimeError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,7 +121,7 @@ def test_n_slider_victim_and_gallery_selectbox(attack_app):
 
 
 def test_unavailable_encoders_are_listed_with_reasons():
-    usable, unavailable = sup.victim_choices(["lite0", "lite1", "lite2"])
+    usable, unavailable = availability.victim_choices(["lite0", "lite1", "lite2"])
     assert usable == ["lite0", "lite1", "lite2"]
     names = {u["encoder"]: u["reason"] for u in unavailable}
     assert "clip-vit-l-14" in names and "weights" in names["clip-vit-l-14"]
@@ -184,11 +186,11 @@ def test_projection_and_curve_helpers():
     from slime_core.pipeline import Attacker
 
     attacker = Attacker()
-    rows = sup.alignment_curve(attacker, ["lite0"], ["ridge"], [10, 40])
+    rows = explore.alignment_curve(attacker, ["lite0"], ["ridge"], [10, 40])
     assert [r["N"] for r in rows] == [10, 40] and all(0 < r["heldout_cosine"] < 1 for r in rows)
-    proj = sup.projection(attacker, "lite0", 40, "ridge", n_points=30)
+    proj = explore.projection(attacker, "lite0", 40, "ridge", n_points=30)
     assert proj["true"].shape == proj["aligned"].shape == (30, 2)
-    assert sup.n_grid(775, 6)[0] == 10 and sup.n_grid(775, 6)[-1] == 775
+    assert explore.n_grid(775, 6)[0] == 10 and explore.n_grid(775, 6)[-1] == 775
 
 
 # ---- pages 3 and 5: evaluation ----------------------------------------------------------------------------------
@@ -257,17 +259,17 @@ def test_eval_helpers_and_html_report():
                        for m in ("exact_f1", "neighbourhood_f1")}}
     part = {"victim": "lite0", "attacker": "a", "method": "ridge", "n_images": 3, "seed": 0, "bootstrap": 10,
             "rows": [row], "captions": []}
-    merged = sup.merge_results([part, dict(part, rows=[dict(row, n_align=10)])])
+    merged = explore.merge_results([part, dict(part, rows=[dict(row, n_align=10)])])
     assert [r["n_align"] for r in merged["rows"]] == [10, 30]
-    df = sup.result_frame(merged)
+    df = app_figures.result_frame(merged)
     assert len(df) == 4 and df["vs_frequent"].eq(0.2).all()
-    page = sup.html_report(merged)
+    page = app_figures.html_report(merged)
     assert page.startswith("<html>") and "neighbourhood_f1" in page
-    for fig in (sup.metric_vs_k_figure(df, "exact_f1", 30), sup.metric_vs_n_figure(df, "exact_f1", 5),
-                sup.difference_figure(df, "exact_f1")):
+    for fig in (app_figures.metric_vs_k_figure(df, "exact_f1", 30), app_figures.metric_vs_n_figure(df, "exact_f1", 5),
+                app_figures.difference_figure(df, "exact_f1")):
         assert fig.data
     with pytest.raises(SlimeError):
-        sup.merge_results([])
+        explore.merge_results([])
 
 
 # ---- page 4: your own embeddings ---------------------------------------------------------------------------------
@@ -303,14 +305,14 @@ def test_own_embeddings_audit_and_refusals():
 
 def test_parse_embeddings_formats_and_errors():
     arr = np.arange(12, dtype=np.float32).reshape(3, 4) + 1
-    got, names = sup.parse_embeddings("x.npy", npy_bytes(arr))
+    got, names = uploads.parse_embeddings("x.npy", npy_bytes(arr))
     assert np.allclose(got, arr) and names is None
-    got, names = sup.parse_embeddings("x.csv", "1,2,3\n4,5,6\n".encode())  # headerless
+    got, names = uploads.parse_embeddings("x.csv", "1,2,3\n4,5,6\n".encode())  # headerless
     assert got.shape == (2, 3)
     df = pd.DataFrame({"image": ["a", "b", "c"], "v": list(arr)})
     buf = io.BytesIO()
     df.to_parquet(buf)
-    got, names = sup.parse_embeddings("x.parquet", buf.getvalue())
+    got, names = uploads.parse_embeddings("x.parquet", buf.getvalue())
     assert np.allclose(got, arr) and names == ["a", "b", "c"]
     for fname, data, message in [
         ("x.txt", b"1", "unsupported"),
@@ -323,19 +325,19 @@ def test_parse_embeddings_formats_and_errors():
         ("x.parquet", b"PAR1 nonsense", "not a readable"),
     ]:
         with pytest.raises(SlimeError, match=message):
-            sup.parse_embeddings(fname, data)
+            uploads.parse_embeddings(fname, data)
 
 
 def test_order_pool_upload():
     pool = ["a.jpg", "b.jpg", "c.jpg"]
     arr = np.eye(3, dtype=np.float32)
-    assert np.allclose(sup.order_pool_upload(arr, ["c.jpg", "a.jpg", "b.jpg"], pool), arr[[1, 2, 0]])
+    assert np.allclose(uploads.order_pool_upload(arr, ["c.jpg", "a.jpg", "b.jpg"], pool), arr[[1, 2, 0]])
     with pytest.raises(SlimeError, match="2 rows"):
-        sup.order_pool_upload(arr[:2], None, pool)
+        uploads.order_pool_upload(arr[:2], None, pool)
     with pytest.raises(SlimeError, match="not pool images"):
-        sup.order_pool_upload(arr, ["a.jpg", "b.jpg", "x.jpg"], pool)
+        uploads.order_pool_upload(arr, ["a.jpg", "b.jpg", "x.jpg"], pool)
     with pytest.raises(SlimeError, match="repeats"):
-        sup.order_pool_upload(arr, ["a.jpg", "a.jpg", "b.jpg"], pool)
+        uploads.order_pool_upload(arr, ["a.jpg", "a.jpg", "b.jpg"], pool)
 
 
 # ---- page 6 and figures --------------------------------------------------------------------------------------------
@@ -371,15 +373,15 @@ def test_about_page_shows_transcribed_paper_figures_labelled_as_the_papers(monke
 def test_scene_graph_figure():
     from slime_core.infer import graph_from_tags
 
-    fig = sup.scene_graph_figure(graph_from_tags(["dog run on grass", "black dog", "man sit on bench"]))
+    fig = app_figures.scene_graph_figure(graph_from_tags(["dog run on grass", "black dog", "man sit on bench"]))
     assert fig.data and {"dog", "grass", "man", "bench"} <= {t.split("<br>")[0] for t in fig.data[0].text}
-    assert sup.scene_graph_figure(graph_from_tags([])).layout.annotations
+    assert app_figures.scene_graph_figure(graph_from_tags([])).layout.annotations
 
 
 def test_no_secret_is_echoed(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret-value")
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    assert sup.any_llm_key() == ["OPENAI_API_KEY"]
+    assert availability.any_llm_key() == ["OPENAI_API_KEY"]
     at = start()
     at.selectbox(key="writer").set_value("litellm").run()
     ok(at)
@@ -454,7 +456,7 @@ def test_defences_page_scores_captions_beside_both_caption_priors():
 
 
 def test_defences_page_shows_slime_errors(monkeypatch):
-    from slime_core import curves
+    from slime_core.experiments import defence_curves as curves
 
     def refuse(*args, **kwargs):
         raise SlimeError("measurement refused for the test")

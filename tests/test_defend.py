@@ -213,3 +213,14 @@ def test_queries_get_only_the_keyed_linear_part_of_a_defence():
     assert pca.transform_query(q).shape == (5, 4)
     with pytest.raises(SlimeError, match="fitted on 12-dim"):
         rot.transform_query(q[:, :6])
+
+
+def test_every_spec_carries_its_short_name_and_description_as_data():
+    from slime_core.defend import DEFENCES, spec
+
+    for name in DEFENCES:
+        s = spec(name)
+        assert s.short and s.description, name
+        assert "\n" not in s.description and "  " not in s.description  # one paragraph, as the app shows it
+    assert spec("noise").short == "strength = sigma"
+    assert spec("rotation").description.startswith("x @ R, R a random orthogonal matrix")

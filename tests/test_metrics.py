@@ -113,3 +113,18 @@ def test_paired_difference():
     assert d["diff"] == pytest.approx(float(np.mean(attack - base)))
     assert d["ci_low"] < d["diff"] < d["ci_high"]
     assert d["ci_low"] > 0  # a consistent per-image gain is significant when paired
+
+
+def test_estimate_and_difference_are_the_one_shape_of_an_interval():
+    import numpy as np
+
+    from slime_core.metrics import Difference, Estimate, bootstrap_ci, paired_difference
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random(50), rng.random(50) * 0.5
+    e = Estimate.bootstrap(a, 200, 3)
+    assert (e.mean, e.ci_low, e.ci_high) == bootstrap_ci(a, 200, 3)
+    assert e.to_dict() == {"mean": e.mean, "ci_low": e.ci_low, "ci_high": e.ci_high} and e.interval == [e.ci_low, e.ci_high]
+    d = Difference.paired(a, b, 200, 3)
+    assert d.to_dict() == paired_difference(a, b, 200, 3) and d.significant
+    assert not Difference.paired(b, a, 200, 3).significant

@@ -1,1 +1,9 @@
-"""Presentation: text tables, plotly figures, JSON and the one HTML report. No measurement happens here."""
+"""Presentation: text tables, plotly figures, the Pillow overview, JSON and the one HTML report.
+No measurement happens here; modules here may import stages and experiments, never the other way round.
+
+tables         plain-text tables of `slime eval` and `slime defend`
+figures        plotly figures (defence curves, the audit's charts, the app's charts)
+overview_png   the small-multiples PNG of every defence curve (Pillow only)
+html_report    the audit report as one self-contained HTML file (templates/report.html.j2) plus JSON
+serialise      results to standard JSON; output paths checked writable before slow work
+"""

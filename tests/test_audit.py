@@ -1,4 +1,4 @@
-"""The audit report on the synthetic world of test_curves: self-contained HTML, JSON, honest labels."""
+"""The audit report on the synthetic world of test_defence_curves: self-contained HTML, JSON, honest labels."""
 
 import json
 import re
@@ -6,10 +6,11 @@ import re
 import pytest
 from PIL import Image
 
-from slime_core import curves
+from slime_core.experiments import defence_curves as curves
 from slime_core.errors import SlimeError
-from slime_core.report import build_report, load_paper_figures, write_report
-from test_curves import FakeAttacker
+from slime_core.experiments.audit import build_report, load_paper_figures
+from slime_core.present.html_report import write_report
+from test_defence_curves import FakeAttacker
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +103,7 @@ def test_report_with_a_caption_writer_shows_caption_rouge_beside_its_prior(tmp_p
 
 
 def test_paper_figures_path_comes_from_the_environment(monkeypatch, tmp_path):
-    from slime_core.report import paper_figures_path
+    from slime_core.experiments.audit import paper_figures_path
 
     monkeypatch.delenv("SLIME_PAPER_FIGURES", raising=False)
     assert paper_figures_path() is None  # none ship with the repository

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from slime_core.data import Sample
 from slime_core.errors import SlimeError
 from slime_core.infer import graph_from_tags, object_f1, relation_f1
-from slime_core.metrics import NeighbourhoodScorer, bootstrap_ci, exact_prf, paired_difference
+from slime_core.metrics import Estimate, NeighbourhoodScorer, exact_prf, paired_difference
 from slime_core.pipeline import Attacker, check_held_out
 from slime_core.tags import make_parser, tags_of_captions
 
@@ -39,11 +39,17 @@ def tag_scores(pred: list[list[str]], refs: list[list[str]], scorer: Neighbourho
     return {m: arr[:, i] for i, m in enumerate(TAG_METRICS)}
 
 
+def attack_entry(values, n_boot: int, seed: int) -> dict:
+    """The attack's `Estimate` in the `slime eval` layout: its mean as "attack", beside which each metric's
+    entry puts the baselines' means and the paired `Difference`s to them ("vs_<baseline>")."""
+    e = Estimate.bootstrap(values, n_boot, seed)
+    return {"attack": e.mean, "ci_low": e.ci_low, "ci_high": e.ci_high}
+
+
 def summarise(attack: dict, baselines: dict[str, dict], n_boot: int, seed: int) -> dict:
     out = {}
     for m in TAG_METRICS:
-        mean, lo, hi = bootstrap_ci(attack[m], n_boot, seed)
-        entry = {"attack": mean, "ci_low": lo, "ci_high": hi}
+        entry = attack_entry(attack[m], n_boot, seed)
         for name, scores in baselines.items():
             entry[name] = float(scores[m].mean())
             if name in BASELINES:
@@ -92,7 +98,7 @@ def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n
         fit = attacker.alignment(victim, n, method, seed)
         aligned = fit.transform(X)
         cos = np.sum(aligned * A, axis=1) / (np.linalg.norm(aligned, axis=1) * np.linalg.norm(A, axis=1))
-        mean, lo, hi = bootstrap_ci(cos, n_boot, seed)
+        cos_est = Estimate.bootstrap(cos, n_boot, seed)
         tags = [[t for t, _ in row] for row in attacker.retrieve(aligned, kmax)]
         nearest = attacker.neighbour_tags(aligned, kmax)
         for k in ks:
@@ -103,7 +109,8 @@ def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n
             # would reveal survives alignment.
             vs_oracle = tag_scores([t[:k] for t in tags], [t[:k] for t in oracle], scorer)
             result["rows"].append({"n_align": n, "k": k, "alignment_cosine": {"heldout": fit.heldout_cosine,
-                                   "test": mean, "ci_low": lo, "ci_high": hi},
+                                   "test": cos_est.mean, "ci_low": cos_est.ci_low,
+                                                         "ci_high": cos_est.ci_high},
                                    "metrics": summarise(attack, base, n_boot, seed),
                                    "against_oracle_tags": {m: float(v.mean()) for m, v in vs_oracle.items()},
                                    "scene_graph": graph_scores([t[:k] for t in tags], attacker.frequent_tags(k), ref_graphs,
@@ -132,8 +139,7 @@ def graph_scores(pred_tags: list[list[str]], frequent: list[str], ref_graphs, n_
     attack, prior = per_image(pred_tags), per_image([frequent] * len(ref_graphs))
     out = {}
     for m in attack:
-        mean, lo, hi = bootstrap_ci(attack[m], n_boot, seed)
-        out[m] = {"attack": mean, "ci_low": lo, "ci_high": hi, "frequent": float(prior[m].mean()),
+        out[m] = {**attack_entry(attack[m], n_boot, seed), "frequent": float(prior[m].mean()),
                   "vs_frequent": paired_difference(attack[m], prior[m], n_boot, seed)}
     return out
 
@@ -198,8 +204,7 @@ def caption_rows(attacker: Attacker, samples, caps, oracle_caps, priors: dict, t
     metrics = {}
     for key in KEYS:
         per = {name: np.array([x[key] for x in rows]) for name, rows in scores.items()}
-        mean, lo, hi = bootstrap_ci(per["attack"], n_boot, seed)
-        metrics[key] = {"attack": mean, "ci_low": lo, "ci_high": hi,
+        metrics[key] = {**attack_entry(per["attack"], n_boot, seed),
                         **{name: float(v.mean()) for name, v in per.items() if name != "attack"},
                         "vs_random_caption": paired_difference(per["attack"], per["random_caption"], n_boot, seed),
                         "vs_mean_embedding_caption": paired_difference(per["attack"], per["mean_embedding_caption"],
@@ -210,44 +215,6 @@ def caption_rows(attacker: Attacker, samples, caps, oracle_caps, priors: dict, t
                 for i, s in enumerate(samples[:5])]
     return {"n_align": n, "k": k, "writer": writer.model, "mode": writer.mode, "metrics": metrics, "examples": examples,
             "mean_embedding_caption": systems["mean_embedding_caption"][0]}
-
-
-def format_table(result: dict) -> str:
-    """Plain-text table: one line per (N, k)."""
-    head = (f"victim {result['victim']} -> attacker {result['attacker']} ({result['method']}), {result['n_images']} images; "
-            f"attack P, R, F1 [95% CI] | F1 of most-frequent tags | nearest public image | oracle; d = attack F1 - most-frequent [95% CI]")
-    cols = f"{'N':>5} {'k':>3} {'cos':>6} | {'P':>5} {'R':>5} {'exact F1':>22} {'freq':>6} {'near':>6} {'orac':>6} {'d':>22} | " \
-           f"{'P':>5} {'R':>5} {'neigh F1':>22} {'freq':>6} {'near':>6} {'orac':>6} {'d':>22}"
-    lines = [head, cols, "-" * len(cols)]
-    for row in result["rows"]:
-        cells = [f"{row['n_align']:>5} {row['k']:>3} {row['alignment_cosine']['test']:>6.3f}"]
-        for kind in ("exact", "neighbourhood"):
-            m = row["metrics"]
-            e, d = m[f"{kind}_f1"], m[f"{kind}_f1"]["vs_frequent"]
-            cells.append(f"{m[f'{kind}_precision']['attack']:>5.3f} {m[f'{kind}_recall']['attack']:>5.3f} "
-                         + f"{e['attack']:.3f} [{e['ci_low']:.3f},{e['ci_high']:.3f}]".rjust(22)
-                         + f" {e['frequent']:>6.3f} {e['nearest']:>6.3f} {e['oracle']:>6.3f} "
-                         + f"{d['diff']:+.3f} [{d['ci_low']:+.3f},{d['ci_high']:+.3f}]".rjust(22))
-        lines.append(" | ".join(cells))
-    lines.append("scene graph from the top-k tags vs from the reference tags: attack F1 [95% CI] | most-frequent tags")
-    for row in result["rows"]:
-        g = row["scene_graph"]
-        lines.append(f"{row['n_align']:>5} {row['k']:>3}  " + "   ".join(
-            f"{m} {g[m]['attack']:.3f} [{g[m]['ci_low']:.3f},{g[m]['ci_high']:.3f}] | {g[m]['frequent']:.3f}"
-            for m in ("object_f1", "relation_f1")))
-    for cap in result["captions"]:
-        lines.append(f"captions N={cap['n_align']} k={cap['k']} ({cap['writer']}, mode {cap['mode']}): attack [95% CI] | "
-                     f"random public caption | caption of the mean public embedding | nearest image's caption | "
-                     f"tag string | oracle | d vs random [95% CI] | d vs mean-embedding caption [95% CI] | "
-                     f"vs oracle caption; mean-embedding caption: \"{cap['mean_embedding_caption']}\"")
-        for key, v in cap["metrics"].items():
-            d, dm = v["vs_random_caption"], v["vs_mean_embedding_caption"]
-            lines.append(f"  {key:>7} {v['attack']:.3f} [{v['ci_low']:.3f},{v['ci_high']:.3f}] | {v['random_caption']:.3f} | "
-                         f"{v['mean_embedding_caption']:.3f} | {v['nearest_caption']:.3f} | {v['tag_string']:.3f} | "
-                         f"{v['oracle']:.3f} | {d['diff']:+.3f} [{d['ci_low']:+.3f},{d['ci_high']:+.3f}] | "
-                         f"{dm['diff']:+.3f} [{dm['ci_low']:+.3f},{dm['ci_high']:+.3f}] | {v['against_oracle_caption']:.3f}"
-                         + (f" | final caption {v['final_caption']:.3f}" if "final_caption" in v else ""))
-    return "\n".join(lines)
 
 
 def check_grid(n_aligns, ks, pool_size: int) -> None:

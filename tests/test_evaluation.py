@@ -5,7 +5,8 @@ import pytest
 
 from slime_core.data import Sample, load_folder
 from slime_core.errors import SlimeError
-from slime_core.evaluate import BASELINES, TAG_METRICS, check_grid, evaluate, format_table, tag_scores
+from slime_core.experiments.evaluation import BASELINES, TAG_METRICS, check_grid, evaluate, tag_scores
+from slime_core.present.tables import evaluation_table as format_table
 from slime_core.metrics import NeighbourhoodScorer
 
 pytestmark = pytest.mark.slow  # real weights: EfficientNet-Lite, MiniLM, spaCy, the default bundle
@@ -95,7 +96,7 @@ def test_tag_scores_known_answer():
 
 
 def test_graph_scores_known_answers():
-    from slime_core.evaluate import graph_scores
+    from slime_core.experiments.evaluation import graph_scores
     from slime_core.infer import graph_from_tags
 
     refs = [["black dog", "dog chase ball"], ["man sit on bench"]]
@@ -110,7 +111,7 @@ def test_graph_scores_known_answers():
 
 
 def test_final_captions_use_only_the_chosen_parts():
-    from slime_core.evaluate import final_captions
+    from slime_core.experiments.evaluation import final_captions
     from slime_core.write import CaptionWriter
 
     class Echo(CaptionWriter):

@@ -7,7 +7,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from slime_core import curves
+from slime_core.experiments import defence_curves as curves
+from slime_core.experiments.knee import knee_index, stop_index
+from slime_core.present.figures import defence_figure
+from slime_core.present.overview_png import render_png
+from slime_core.present.tables import defence_table
 from slime_core.errors import SlimeError
 from slime_core.metrics import NeighbourhoodScorer
 
@@ -104,11 +108,11 @@ def test_undefended_attack_leaks_beyond_prior_and_utility_is_one():
     _, setup = fake_setup()
     u = setup.undefended
     assert set(u) >= {"defence", "strength", "leakage", "utility"}
-    assert set(u["leakage"]) >= {"alignment_cosine", "tag_f1", "neighbourhood_f1"}
+    assert set(u["leakage"]) >= {"alignment_cosine", "exact_f1", "neighbourhood_f1"}
     assert u["utility"] == {"recall_at_1": 1.0, "recall_at_5": 1.0}
     assert u["leakage"]["alignment_cosine"] > 0.9
-    assert u["leakage"]["tag_f1"] > u["baselines"]["frequent"]["tag_f1"] + 0.2
-    assert u["leakage"]["tag_f1_vs_frequent"]["ci_low"] > 0
+    assert u["leakage"]["exact_f1"] > u["baselines"]["frequent"]["exact_f1"] + 0.2
+    assert u["leakage"]["exact_f1_vs_frequent"]["ci_low"] > 0
 
 
 def test_noise_curve_falls_and_knee_and_stop_are_marked():
@@ -120,8 +124,8 @@ def test_noise_curve_falls_and_knee_and_stop_are_marked():
     assert cos[0] > cos[-1] and r1[0] == 1.0 and r1[-1] < 0.5
     assert sum(r["knee"] for r in rows) == 1
     assert sum(r["stops_leak"] for r in rows) <= 1
-    assert rows[-1]["leakage"]["tag_f1_vs_frequent"]["ci_low"] <= 0.05  # huge noise: next to nothing beyond the prior
-    text = curves.format_table(rows)
+    assert rows[-1]["leakage"]["exact_f1_vs_frequent"]["ci_low"] <= 0.05  # huge noise: next to nothing beyond the prior
+    text = defence_table(rows)
     assert "knee" in text and "prior baseline" in text
 
 
@@ -130,7 +134,7 @@ def test_rotation_and_shuffle_change_nothing_for_an_adaptive_attacker():
     for name in ("rotation", "shuffle"):
         off, on = curves.curve(setup, name, [0, 1])
         assert on["leakage"]["alignment_cosine"] == pytest.approx(off["leakage"]["alignment_cosine"], abs=1e-4)
-        assert on["leakage"]["tag_f1"] == pytest.approx(off["leakage"]["tag_f1"], abs=0.05)  # float ties only
+        assert on["leakage"]["exact_f1"] == pytest.approx(off["leakage"]["exact_f1"], abs=0.05)  # float ties only
         assert on["utility"] == off["utility"]
 
 
@@ -163,10 +167,10 @@ def test_caption_rouge_l_with_a_writer_beats_its_priors_until_the_noise_wins():
     assert loud["leakage"]["caption_rouge_l_vs_mean_embedding_caption"]["ci_low"] <= 0
     assert loud["baselines"]["random_caption"]["caption_rouge_l"] == prior  # one fixed draw for every row
     assert "caption_rouge_l" not in fake_setup()[1].undefended["leakage"]  # no writer, no caption metric
-    text = curves.format_table([clean, loud])
+    text = defence_table([clean, loud])
     assert "random public caption, ROUGE-L" in text and f"{clean['leakage']['caption_rouge_l']:.3f}" in text
     assert f"({mean_prior['caption']!r}".replace("'", '"') in text
-    assert "caption ROUGE-L" in [t.name for t in curves.figure([clean, loud]).data]
+    assert "caption ROUGE-L" in [t.name for t in defence_figure([clean, loud]).data]
 
 
 def test_caption_metric_without_pool_captions_is_a_clear_error():
@@ -185,7 +189,7 @@ def test_zero_shot_tag_utility_only_for_dual_encoder_victims():
                            scorer=att.scorer())
     rows = curves.curve(setup, "noise", [0, 3.0]) + curves.curve(setup, "rotation", [1])
     clean, loud, rotated = (r["utility"]["zero_shot_tag_f1"] for r in rows)
-    assert clean > rows[0]["baselines"]["frequent"]["tag_f1"]  # the owner's own tagging beats frequent tags
+    assert clean > rows[0]["baselines"]["frequent"]["exact_f1"]  # the owner's own tagging beats frequent tags
     assert loud < clean
     assert rotated == pytest.approx(clean)  # the owner rotates its queries with the same key
     assert "zero_shot_tag_f1" not in fake_setup()[1].undefended["utility"]  # image-only victim
@@ -209,11 +213,11 @@ def _row(strength, r1, nb, base=0.1, ci_low=0.01):
 
 def test_knee_is_where_the_curve_bends_and_stop_is_the_weakest_safe_strength():
     rows = [_row(0, 1.0, 0.5), _row(1, 0.95, 0.15), _row(2, 0.5, 0.12, ci_low=-0.01), _row(3, 0.0, 0.1, ci_low=-0.05)]
-    assert curves.knee_index(rows, rows[0]) == 1  # leakage collapses while utility holds
-    assert curves.stop_index(rows) == 2
-    assert curves.stop_index(list(reversed(rows))) == 1  # order given does not matter: weakest first
+    assert knee_index(rows, rows[0]) == 1  # leakage collapses while utility holds
+    assert stop_index(rows) == 2
+    assert stop_index(list(reversed(rows))) == 1  # order given does not matter: weakest first
     flat = [_row(0, 1.0, 0.5), _row(1, 1.0, 0.5)]
-    assert curves.knee_index(flat, flat[0]) == 0
+    assert knee_index(flat, flat[0]) == 0
 
 
 def test_curve_errors():
@@ -231,11 +235,11 @@ def test_curve_errors():
 def test_figure_and_png(tmp_path):
     _, setup = fake_setup()
     rows = curves.curve(setup, "noise", [0, 0.1, 1.0])
-    fig = curves.figure(rows)
+    fig = defence_figure(rows)
     names = [t.name for t in fig.data]
     assert any(n.startswith("knee") for n in names) and "neighbourhood F1" in names
     png = tmp_path / "c.png"
-    curves.render_png({"noise": rows, "rotation": curves.curve(setup, "rotation", [0, 1])}, png)
+    render_png({"noise": rows, "rotation": curves.curve(setup, "rotation", [0, 1])}, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -279,7 +283,7 @@ def test_cli_defend_json_contract_with_a_caption_writer(capsys):
     assert [r["strength"] for r in rows] == [0, 0.5]
     for r in rows:
         assert r["defence"] == "noise"
-        assert set(r["leakage"]) >= {"alignment_cosine", "tag_f1", "neighbourhood_f1", "caption_rouge_l"}
+        assert set(r["leakage"]) >= {"alignment_cosine", "exact_f1", "neighbourhood_f1", "caption_rouge_l"}
         assert set(r["utility"]) == {"recall_at_1", "recall_at_5"}  # lite0 is image-only: no zero-shot field
         assert 0 <= r["leakage"]["caption_rouge_l"] <= 1
     assert rows[0]["utility"]["recall_at_1"] == 1.0

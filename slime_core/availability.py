@@ -1,0 +1,43 @@
+"""What this machine can offer the app: the victim encoders it can load, the chat-model keys it holds."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from slime_core import settings
+
+
+def victim_choices(pool_encoders: Sequence[str], probe=None) -> tuple[list[str], list[dict]]:
+    """(usable victim encoders, [{name, about, reason}] for the registry's encoders that cannot be used here).
+
+    Usable: the bundle holds its embeddings of the public pool (the offline encoders), or `probe(name)` -- which
+    tries to load the encoder and checks the pool images are there to embed N of them -- returns None. An API
+    encoder without its key is not probed. Otherwise the reason is the probe's (or the missing key's) message."""
+    from slime_core.encoders import encoder_names, encoder_spec
+
+    usable, unavailable = [], []
+    for name in encoder_names():
+        spec = encoder_spec(name)
+        if spec["kind"] == "sentence_transformers":
+            continue  # text-only encoders are no victims
+        if name in pool_encoders:
+            usable.append(name)
+            continue
+        if spec.get("env") and not settings.secret(spec["env"]):
+            reason = f"needs the API key {spec['env']} in the environment (or st.secrets) and network access"
+        elif probe is not None:
+            reason = probe(name)
+            if reason is None:
+                usable.append(name)
+                continue
+        else:
+            reason = f"needs the {spec.get('model')} weights ({spec.get('pretrained') or spec.get('model')}) on disk"
+        unavailable.append({"encoder": name, "dim": spec.get("dim"), "about": spec.get("about", ""), "reason": reason})
+    return usable, unavailable
+
+
+def any_llm_key() -> list[str]:
+    """Names (never values) of the chat-model API keys present in the environment."""
+    names = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "MISTRAL_API_KEY", "GROQ_API_KEY",
+             "TOGETHER_API_KEY", "OPENROUTER_API_KEY")
+    return [n for n in names if settings.secret(n)]

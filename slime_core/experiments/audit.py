@@ -1,0 +1,192 @@
+"""The audit behind `slime report`: every measurement the report shows, as one dict.
+
+Sections: threat model; models used; alignment cosine vs N; leakage per k beside the prior baselines;
+example images with what leaked; defence curves (leakage vs utility, knee marked); the paper's reference
+figures, only when a file of them is given, drawn apart and labelled as the paper's. Every other number
+comes from this run. Images are carried as base64 JPEG thumbnails; `present.html_report` renders the dict
+as one self-contained HTML file (plus the same numbers as JSON).
+
+    report = build_report(attacker, samples, victim="lite0", defences={"noise": [0, 0.05, 0.1]})
+    html_path, json_path = present.html_report.write_report(report, "report.html")
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from slime_core import align, settings
+from slime_core.experiments import defence_curves as _curves
+from slime_core.defend import DEFENCES, SPECS, spec
+from slime_core.errors import SlimeError
+from slime_core.experiments.evaluation import check_grid, tag_scores
+from slime_core.metrics import Estimate
+
+THREAT_MODEL = [
+    ("Owner", "embeds its private images with an image encoder (the victim) and releases or stores the "
+              "embeddings: a vector database, an embedding API, a shared feature file."),
+    ("Attacker", "obtains victim embeddings but not the images. It owns a different encoder (here a dual "
+                 "image-text encoder trained offline) and a public pool of images it can embed itself."),
+    ("Leaked pairs", "the attacker also holds N (victim embedding, public image) pairs, e.g. public images the "
+                     "owner embedded too, and fits a map from the victim space into its own space on them."),
+    ("Goal", "read semantics off the private embeddings: relational tags (\"dog chase ball\"), the nearest "
+             "public images, a caption."),
+    ("Measured", "on held-out test images never seen by the attacker: tag F1 (exact and near-synonym) against "
+                 "the tags of the images' own captions, beside the prior baseline (the k most frequent tags, "
+                 "which needs no embedding at all): only what beats the prior has leaked."),
+    ("Defended", "the owner transforms every embedding before release; the attacker adapts by refitting its map "
+                 "on defended pairs. Utility = the embedding's own job, image-to-image retrieval."),
+]
+
+
+def _thumb(path, size: int = 144) -> str | None:
+    """A base64 JPEG data URI of an image file, or None when the file is absent/unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            im.thumbnail((size, size))
+            buf = io.BytesIO()
+            im.save(buf, "JPEG", quality=72)
+    except (OSError, ValueError):
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _ci(values, n_boot, seed) -> dict:
+    return Estimate.bootstrap(values, n_boot, seed).to_dict()
+
+
+def attack_grid(setup: "_curves.Setup", n_aligns, ks) -> dict:
+    """Undefended attack: alignment cosine per N and tag F1 per (N, k), beside the frequent-tag prior."""
+    attacker, n_boot, seed = setup.attacker, setup.n_boot, setup.seed
+    pool = attacker.pool_attack
+    A = setup.A_test / np.linalg.norm(setup.A_test, axis=1, keepdims=True)
+    kmax = max(ks)
+    rows, by_n = [], []
+    freq = {k: tag_scores([attacker.frequent_tags(k)] * len(setup.refs), setup.refs, setup.scorer) for k in ks}
+    for n in n_aligns:
+        idx = align.choose_pairs(len(pool), n, seed)
+        fit = align.fit_alignment(setup.X_pool[idx], pool[idx], setup.method)
+        aligned = fit.transform(setup.X_test)
+        cos = np.sum(aligned * A, axis=1)
+        by_n.append({"n_align": n, "heldout_cosine": fit.heldout_cosine, "test_cosine": _ci(cos, n_boot, seed)})
+        tags = [[t for t, _ in row] for row in attacker.retrieve(aligned, kmax)]
+        for k in ks:
+            sc = tag_scores([t[:k] for t in tags], setup.refs, setup.scorer)
+            rows.append({"n_align": n, "k": k,
+                         "exact_f1": _ci(sc["exact_f1"], n_boot, seed),
+                         "neighbourhood_f1": _ci(sc["neighbourhood_f1"], n_boot, seed),
+                         "frequent": {"exact_f1": float(freq[k]["exact_f1"].mean()),
+                                      "neighbourhood_f1": float(freq[k]["neighbourhood_f1"].mean())}})
+    return {"alignment_vs_n": by_n, "leakage": rows}
+
+
+def examples(setup: "_curves.Setup", samples, n: int = 6, seed: int = 0, thumbs: bool = True) -> list[dict]:
+    """A few test images with the tags the undefended attack read off their embeddings, each marked
+    exact (in the image's own caption tags), near (a near-synonym of one) or miss."""
+    attacker = setup.attacker
+    samples = [s for s in samples if s.path is not None]
+    pick = np.sort(np.random.default_rng(seed).choice(len(samples), size=min(n, len(samples)), replace=False))
+    idx = setup.idx
+    fit = align.fit_alignment(setup.X_pool[idx], attacker.pool_attack[idx], setup.method)
+    aligned = fit.transform(setup.X_test[pick])
+    tags = attacker.retrieve(aligned, setup.k)
+    near = attacker.neighbours(aligned, 3)
+    out = []
+    for j, i in enumerate(pick):
+        s, refs = samples[i], setup.refs[i]
+        covered = set().union(*setup.scorer.neighbours(refs)) if refs else set()
+        marked = [{"tag": t, "score": round(sc, 3), "match": "exact" if t in refs else "near" if t in covered else "miss"}
+                  for t, sc in tags[j]]
+        item = {"image": s.name, "caption": s.captions[0] if s.captions else "", "tags": marked,
+                "frequent_tags": attacker.frequent_tags(setup.k),
+                "neighbours": [{"image": name, "score": round(sc, 3)} for name, sc in near[j]]}
+        if thumbs:
+            item["thumbnail"] = _thumb(s.path)
+            for nb in item["neighbours"]:
+                nb["thumbnail"] = _thumb(Path(attacker.data) / "images" / nb["image"], 96)
+        out.append(item)
+    return out
+
+
+PAPER_FIGURES_ENV = "SLIME_PAPER_FIGURES"
+
+
+def paper_figures_path() -> Path | None:
+    """The hand-transcribed figures file named by $SLIME_PAPER_FIGURES (used by the About page and as
+    `slime report`'s default), or None. None ships with the repository: no copy of the paper's results was
+    reachable where it was built, and none are invented."""
+    return settings.paper_figures()
+
+
+def load_paper_figures(path) -> dict:
+    """A JSON file of the paper's figures, transcribed by hand: {"source": "...", "figures": [{"title",
+    "x_label", "y_label", "series": [{"name", "x": [...], "y": [...]}], "note"}]}."""
+    try:
+        data = json.loads(Path(path).read_text())
+        figs = data["figures"]
+        for f in figs:
+            for s in f["series"]:
+                if len(s["x"]) != len(s["y"]):
+                    raise ValueError(f"series {s.get('name')!r}: x and y differ in length")
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise SlimeError(f"paper figures {path}: not a valid figures file ({err}).") from None
+    return data
+
+
+def build_report(attacker, samples, victim: str = "lite0", defences: dict | None = None,
+                 n_aligns=(10, 30, 100, 300), ks=(1, 5, 10, 20), n_align: int = 300, k: int = 10,
+                 method: str = "ridge", seed: int = 0, n_examples: int = 6, n_boot: int = 1000,
+                 paper_figures=None, data_label: str | None = None, setup=None, progress: bool = False) -> dict:
+    """Run everything the report shows and return it as one dict (`write_report` renders it).
+    `defences`: name -> strengths; None = every defence at its default strengths; {} = no curves."""
+    samples = [s for s in samples if s.path is not None]
+    if defences is None:
+        defences = {name: list(SPECS[name].default_strengths) for name in DEFENCES}
+    for name in defences:
+        spec(name)
+    pool_size = len(attacker.pool_attack)
+    check_grid(list(n_aligns) + [n_align], list(ks) + [k], pool_size)
+    if setup is None:
+        setup = _curves.prepare(attacker, samples, victim, n_align, k, method, seed, n_boot, progress)
+    grid = attack_grid(setup, list(n_aligns), list(ks))
+    curves = _curves.all_curves(setup, defences, progress) if defences else {}
+    b = attacker.bundle
+    from slime_core.encoders import encoder_spec
+
+    def about(name):
+        try:
+            return encoder_spec(name)
+        except SlimeError:
+            return {"about": "an encoder outside the registry (pool embeddings supplied by the user)"}
+
+    report = {
+        "title": f"SLImE audit: semantic leakage from {victim} image embeddings",
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "threat_model": [{"role": r, "text": t} for r, t in THREAT_MODEL],
+        "models": {
+            "victim": {"name": victim, **about(victim)},
+            "attacker": {"name": b.attacker, "image_encoder": {"name": b.image_encoder, **about(b.image_encoder)},
+                         "text_encoder": b.manifest.get("text_encoder"), "dims": b.manifest.get("dims"),
+                         "training_data": b.manifest.get("training_data"), "vocabulary": len(b.tags),
+                         "public_pool": pool_size},
+            "alignment": {"method": method, "seed": seed, "n_align": n_align},
+        },
+        "data": {"folder": data_label or str(attacker.data), "test_images": len(samples)},
+        "settings": {"n_aligns": list(n_aligns), "ks": list(ks), "n_align": n_align, "k": k, "bootstrap": n_boot},
+        "attack": grid,
+        "examples": examples(setup, samples, n_examples, seed),
+        "defences": {name: {"spec": {"strength": SPECS[name].strength, "protects": SPECS[name].protects,
+                                     "does_not_protect": SPECS[name].does_not}, "rows": rows}
+                     for name, rows in curves.items()},
+        "undefended": setup.undefended,
+        "paper_figures": load_paper_figures(paper_figures) if paper_figures else None,
+    }
+    return report

@@ -1,0 +1,90 @@
+"""The app's exploratory measurements: held-out cosine per (victim, method, N), a 2-D view of the
+alignment, which tags leak, and merging evaluation runs over N."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from slime_core import align
+from slime_core.errors import SlimeError
+
+
+def n_grid(pool_size: int, points: int = 6, low: int = 10) -> list[int]:
+    """Roughly log-spaced N values from `low` to the whole pool."""
+    grid = np.unique(np.round(np.geomspace(max(low, 2), pool_size, points)).astype(int))
+    return [int(n) for n in grid]
+
+
+def alignment_curve(attacker, victims: Sequence[str], methods: Sequence[str], ns: Sequence[int], seed: int = 0,
+                    progress: Callable[[float, str], None] | None = None) -> list[dict]:
+    """Held-out cosine of each fitted map: one row per (victim, method, N). Procrustes on unequal dims is
+    skipped with a note."""
+    rows, jobs = [], [(v, m, n) for v in victims for m in methods for n in ns]
+    for i, (v, m, n) in enumerate(jobs):
+        if progress:
+            progress(i / max(len(jobs), 1), f"{v} / {m} / N={n}")
+        try:
+            fit = attacker.alignment(v, int(n), m, seed)
+            rows.append({"victim": v, "method": m, "N": int(n), "heldout_cosine": float(fit.heldout_cosine), "note": ""})
+        except SlimeError as err:
+            rows.append({"victim": v, "method": m, "N": int(n), "heldout_cosine": None, "note": str(err)})
+    if progress:
+        progress(1.0, "done")
+    return rows
+
+
+def projection(attacker, victim: str, n_align: int, method: str, seed: int = 0, n_points: int = 150) -> dict:
+    """2-D PCA of attack-space embeddings of pool images left out of the fit, and their aligned victim
+    embeddings, in one shared basis."""
+    X = attacker.victim_pool(victim)
+    fit = attacker.alignment(victim, n_align, method, seed)
+    train = set(align.choose_pairs(len(X), n_align, seed).tolist())
+    held = [i for i in range(len(X)) if i not in train] or list(range(len(X)))
+    held = np.asarray(held[:n_points])
+    true, aligned = attacker.pool_attack[held], fit.transform(X[held])
+    both = np.vstack([true, aligned])
+    centre = both.mean(axis=0)
+    _, _, vt = np.linalg.svd(both - centre, full_matrices=False)
+    pt, pa = (true - centre) @ vt[:2].T, (aligned - centre) @ vt[:2].T
+    cos = np.sum(true * aligned, axis=1) / (np.linalg.norm(true, axis=1) * np.linalg.norm(aligned, axis=1))
+    names = [attacker.bundle.pool["images"][i] for i in held]
+    return {"true": pt, "aligned": pa, "names": names, "cosine": cos, "held_out": len(held)}
+
+
+def merge_results(parts: list[dict]) -> dict:
+    """One evaluation result from several runs over different N on the same images."""
+    if not parts:
+        raise SlimeError("no evaluation results to merge.")
+    out = dict(parts[0], rows=[], captions=[])
+    for p in parts:
+        out["rows"] += p["rows"]
+        out["captions"] += p.get("captions", [])
+    out["rows"].sort(key=lambda r: (r["n_align"], r["k"]))
+    return out
+
+
+def per_tag_leakage(attacker, samples, refs: list[list[str]], victim: str, n_align: int, k: int, method: str = "ridge",
+                    seed: int = 0, min_count: int = 2):
+    """Which tags leak: per retrieved tag, how often it was retrieved and how often it was right (precision),
+    and per reference tag how often it was recalled; sorted by hits."""
+    import pandas as pd
+
+    X = attacker.embed(victim, [str(s.path) for s in samples])
+    aligned = attacker.alignment(victim, n_align, method, seed).transform(X)
+    pred = [[t for t, _ in row] for row in attacker.retrieve(aligned, k)]
+    stats: dict[str, dict] = {}
+    for p, r in zip(pred, refs):
+        rs = set(r)
+        for t in p:
+            s = stats.setdefault(t, {"retrieved": 0, "hits": 0, "in_references": 0})
+            s["retrieved"] += 1
+            s["hits"] += t in rs
+        for t in rs:
+            stats.setdefault(t, {"retrieved": 0, "hits": 0, "in_references": 0})["in_references"] += 1
+    rows = [{"tag": t, **s, "precision": s["hits"] / s["retrieved"] if s["retrieved"] else 0.0,
+             "recall": s["hits"] / s["in_references"] if s["in_references"] else 0.0}
+            for t, s in stats.items() if s["retrieved"] >= min_count or s["hits"]]
+    df = pd.DataFrame(rows, columns=["tag", "retrieved", "hits", "in_references", "precision", "recall"])
+    return df.sort_values(["hits", "precision"], ascending=False).reset_index(drop=True)

@@ -1,0 +1,80 @@
+"""The audit report as one self-contained HTML file (plus the same numbers as JSON beside it).
+
+The page is the Jinja2 template `templates/report.html.j2`; this module only prepares what the template
+cannot: the plotly figures (as HTML divs, plotly.js inlined once, so the file opens offline) and the JSON.
+
+    report = experiments.audit.build_report(attacker, samples, victim="lite0")
+    html_path, json_path = write_report(report, "report.html")
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from slime_core.errors import SlimeError
+from slime_core.experiments.audit import PAPER_FIGURES_ENV
+from slime_core.present import figures
+from slime_core.present.serialise import jsonable
+from slime_core.present.tables import fmt_strength, knee_label, optional_cells
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+EXACT = "exact_f1"  # the JSON name of exact tag F1 in the audit's and the curves' rows
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.5em 0;font-size:.9em}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
+th{background:#f4f4f4}td.l,th.l{text-align:left}.note{color:#555;font-size:.9em}
+.ex{display:flex;gap:1em;border:1px solid #eee;padding:.6em;margin:.6em 0}.ex img{border-radius:4px}
+.tag{display:inline-block;padding:1px 6px;margin:2px;border-radius:10px;font-size:.85em}
+.exact{background:#c8e6c9}.near{background:#fff3b0}.miss{background:#eee;color:#777}
+.paper{border:3px dashed #b36b00;background:#fff8ec;padding:.5em 1em}.paper h2{color:#b36b00}
+.nbs img{margin-right:4px}
+"""
+
+
+def _environment():
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=StrictUndefined,
+                      keep_trailing_newline=False)
+    env.filters["json_dumps"] = json.dumps
+    return env
+
+
+def _div(fig) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
+
+
+def render_html(report: dict) -> str:
+    """The report dict (`experiments.audit.build_report`) as one HTML page."""
+    import plotly.offline
+
+    paper = report.get("paper_figures") or {}
+    figs = {"alignment_vs_n": _div(figures.alignment_vs_n_figure(report)),
+            "leakage_per_k": _div(figures.leakage_per_k_figure(report)),
+            "defences": {name: _div(figures.defence_figure(d["rows"])) for name, d in report["defences"].items()},
+            "paper": [_div(figures.paper_figure(f)) for f in paper.get("figures", [])]}
+    template = _environment().get_template("report.html.j2")
+    return template.render(report=report, css=CSS, plotly_js=plotly.offline.get_plotlyjs(), figures=figs,
+                           exact=EXACT, nan=float("nan"), fmt_strength=fmt_strength, knee_label=knee_label,
+                           optional_cells=optional_cells, paper_figures_env=PAPER_FIGURES_ENV)
+
+
+def write_report(report: dict, out) -> tuple[Path, Path]:
+    """Write `out` (HTML) and the same report as JSON beside it (thumbnails left out of the JSON)."""
+    out = Path(out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise SlimeError(f"report path {out} should end in .html (the JSON goes beside it).")
+    if not out.parent.exists():
+        raise SlimeError(f"folder {out.parent} does not exist.")
+    out.write_text(render_html(report), encoding="utf-8")
+    slim = json.loads(json.dumps(jsonable(report)))
+    for ex in slim["examples"]:
+        ex.pop("thumbnail", None)
+        for nb in ex["neighbours"]:
+            nb.pop("thumbnail", None)
+    json_path = out.with_suffix(".json")
+    json_path.write_text(json.dumps(slim, indent=2))
+    return out, json_path
