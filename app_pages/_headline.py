@@ -56,8 +56,10 @@ def caption_panel(caption: str | None, caption_note: str | None) -> None:
     st.markdown("**Reconstructed caption**")
     if caption:
         st.markdown(f'<div class="slime-caption">&ldquo;{html.escape(caption)}&rdquo;</div>', unsafe_allow_html=True)
+    elif caption_note:
+        st.warning(caption_note, icon=":material/edit_off:")  # something the user can fix: say so visibly
     else:
-        st.caption(caption_note or "No caption writer selected.")
+        st.caption("No caption writer selected.")
 
 
 def layout(image, label: str) -> dict:

@@ -11,7 +11,7 @@ from slime_core import headline as hl
 from slime_core.align import METHODS
 from slime_core.errors import SlimeError
 
-t1, t2 = st.columns([4, 1])
+t1, t2 = st.columns([3, 1])
 t1.markdown("### What one image embedding gives away")
 present = t2.toggle("Presentation mode", key="present", help="Large type, no sidebar, the headline only.")
 _headline.style(present)
@@ -107,6 +107,7 @@ if not present:
 
             _details.scene_graph(graph_from_tags(pred))
         with d2:
+            _details.alignment(attacker, result, method)
             _details.scores(attacker, result, refs, target.captions, caption, mean_cap)
             if target.captions and target.image is not None and source == "Demo gallery":
                 st.markdown("**The photo's own captions**\n" + "\n".join(f"- {c}" for c in target.captions))

@@ -32,5 +32,8 @@ def test_pages_run_on_the_demo_gallery_alone(demo_only, page):
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     if page is None:  # the attack page: tags for a gallery photo, and no consensus caption offered by default
-        assert any(m.value.startswith("**Tags (text)**") for m in at.markdown)
+        assert any(m.value.count('class="slime-tag') == at.slider(key="k").value for m in at.markdown)
+        assert any(m.label == "Tag F1 (exact)" for m in at.metric)
         assert at.selectbox(key="writer").value == "none"
+        assert any("their tags instead" in c.value for c in at.caption)  # no pool photos: their tags, said so
+
