@@ -86,9 +86,11 @@ if refs and target.near is None:
 
 tab = _gallery.table(attacker)
 if refs and tab:
-    with common.timed(log, "percentile"):
+    with common.timed(log, "percentile"), slots["percentile"].container(), \
+            st.spinner(f"Ranking this photo among the {len(tab['refs'])} test photos (first time per victim: "
+                       f"embedding them, cached on disk) ..."):
         scores = _gallery.all_scores(victim, n_align, k, method, tab["refs"], _gallery.table_path(attacker).name)
-        _headline.percentile_line(slots["percentile"], tag_f1, scores, victim, n_align, k)
+    _headline.percentile_line(slots["percentile"], tag_f1, scores, victim, n_align, k)
 elif refs:
     slots["percentile"].caption("Percentile among the test photos: computed once in the background on the first "
                                 "start; it appears on the next change.")
