@@ -53,9 +53,11 @@ except SlimeError as err:
     st.stop()
 
 pred = [t["tag"] for t in result.tags]
+slots = _headline.layout(target.image, target.label)
+if target.refs is None and target.captions:  # the tags go on screen before the tag parser loads to colour them
+    _headline.fill_tags(slots, [(t, "miss") for t in pred], None, False)
 with common.timed(log, "reference tags"):
     refs = _inputs.reference_tags(target)
-slots = _headline.layout(target.image, target.label)
 _headline.fill_tags(slots, hl.classify_tags(pred, refs, target.near), bool(refs), target.near is not None)
 tag_f1 = hl.exact_f1(pred, refs) if refs else None
 _headline.fill_tag_number(slots, tag_f1, hl.exact_f1(attacker.frequent_tags(k), refs) if refs else 0.0, k)
