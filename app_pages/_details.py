@@ -31,6 +31,13 @@ def scene_graph(graph) -> None:
     st.graphviz_chart(hl.scene_graph_dot(graph), width="stretch")
 
 
+def alignment(attacker, result, method: str) -> None:
+    """The fitted map's held-out cosine beside what a constant (no-information) victim embedding gets."""
+    prior = hl.prior_cosine(attacker.pool_attack, result.n_align, method)
+    st.metric("Alignment cosine", f"{result.alignment_cosine:.3f}", f"{result.alignment_cosine - prior:+.3f} vs "
+              f"a constant embedding ({prior:.3f})", help=hl.ALIGNMENT_HELP)
+
+
 def _readable(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     df["metric"] = [hl.metric_name(m) for m in df["metric"]]

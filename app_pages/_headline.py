@@ -41,10 +41,13 @@ def chips(classified: list[tuple[str, str]]) -> str:
     return " ".join(out)
 
 
-def tags_panel(classified, have_refs: bool, near_known: bool) -> None:
+def tags_panel(classified, have_refs: bool | None, near_known: bool) -> None:
+    """have_refs None: the reference tags are still being parsed (the tags are shown uncoloured meanwhile)."""
     st.markdown(f"**Recovered tags** (top {len(classified)})")
     st.markdown(chips(classified if have_refs else [(t, "miss") for t, _ in classified]), unsafe_allow_html=True)
-    if not have_refs:
+    if have_refs is None:
+        st.caption("Colouring the tags against the photo's own tags (loading the tag parser) ...")
+    elif not have_refs:
         st.caption("No reference captions: tags are not coloured (add captions to score them).")
     elif near_known:
         st.caption(LEGEND)
@@ -56,8 +59,10 @@ def caption_panel(caption: str | None, caption_note: str | None) -> None:
     st.markdown("**Reconstructed caption**")
     if caption:
         st.markdown(f'<div class="slime-caption">&ldquo;{html.escape(caption)}&rdquo;</div>', unsafe_allow_html=True)
+    elif caption_note:
+        st.warning(caption_note, icon=":material/edit_off:")  # something the user can fix: say so visibly
     else:
-        st.caption(caption_note or "No caption writer selected.")
+        st.caption("No caption writer selected.")
 
 
 def layout(image, label: str) -> dict:
@@ -74,7 +79,7 @@ def layout(image, label: str) -> dict:
     return slots
 
 
-def fill_tags(slots, classified, have_refs: bool, near_known: bool) -> None:
+def fill_tags(slots, classified, have_refs: bool | None, near_known: bool) -> None:
     with slots["tags"].container():
         tags_panel(classified, have_refs, near_known)
 

@@ -11,7 +11,7 @@ from slime_core import headline as hl
 from slime_core.align import METHODS
 from slime_core.errors import SlimeError
 
-t1, t2 = st.columns([4, 1])
+t1, t2 = st.columns([3, 1])
 t1.markdown("### What one image embedding gives away")
 present = t2.toggle("Presentation mode", key="present", help="Large type, no sidebar, the headline only.")
 _headline.style(present)
@@ -53,9 +53,11 @@ except SlimeError as err:
     st.stop()
 
 pred = [t["tag"] for t in result.tags]
+slots = _headline.layout(target.image, target.label)
+if target.refs is None and target.captions:  # the tags go on screen before the tag parser loads to colour them
+    _headline.fill_tags(slots, [(t, "miss") for t in pred], None, False)
 with common.timed(log, "reference tags"):
     refs = _inputs.reference_tags(target)
-slots = _headline.layout(target.image, target.label)
 _headline.fill_tags(slots, hl.classify_tags(pred, refs, target.near), bool(refs), target.near is not None)
 tag_f1 = hl.exact_f1(pred, refs) if refs else None
 _headline.fill_tag_number(slots, tag_f1, hl.exact_f1(attacker.frequent_tags(k), refs) if refs else 0.0, k)
@@ -86,9 +88,11 @@ if refs and target.near is None:
 
 tab = _gallery.table(attacker)
 if refs and tab:
-    with common.timed(log, "percentile"):
+    with common.timed(log, "percentile"), slots["percentile"].container(), \
+            st.spinner(f"Ranking this photo among the {len(tab['refs'])} test photos (first time per victim: "
+                       f"embedding them, cached on disk) ..."):
         scores = _gallery.all_scores(victim, n_align, k, method, tab["refs"], _gallery.table_path(attacker).name)
-        _headline.percentile_line(slots["percentile"], tag_f1, scores, victim, n_align, k)
+    _headline.percentile_line(slots["percentile"], tag_f1, scores, victim, n_align, k)
 elif refs:
     slots["percentile"].caption("Percentile among the test photos: computed once in the background on the first "
                                 "start; it appears on the next change.")
@@ -107,6 +111,7 @@ if not present:
 
             _details.scene_graph(graph_from_tags(pred))
         with d2:
+            _details.alignment(attacker, result, method)
             _details.scores(attacker, result, refs, target.captions, caption, mean_cap)
             if target.captions and target.image is not None and source == "Demo gallery":
                 st.markdown("**The photo's own captions**\n" + "\n".join(f"- {c}" for c in target.captions))

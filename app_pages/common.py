@@ -204,6 +204,10 @@ def mean_caption(writer_spec: str, k: int) -> str:
     return hl.mean_embedding_caption(get_attacker(), get_writer(writer_spec), k)
 
 
+NO_PUBLIC_CAPTIONS = ("needs the public pool's captions (../shared/data/flickr8k_subset1000), which are not in this "
+                      "checkout.")
+
+
 def writer_options() -> tuple[dict, str | None]:
     """Caption writers offered here, and why the consensus writer is left out (None when it is offered)."""
     options = {"consensus": "nearest public images' consensus caption (no LLM)", "none": "no caption",
@@ -212,5 +216,4 @@ def writer_options() -> tuple[dict, str | None]:
     if public_captions():
         return options, None
     del options["consensus"]
-    return options, ("The consensus caption needs the public pool's captions (../shared/data/flickr8k_subset1000), "
-                     "which are not in this checkout.")
+    return options, "The consensus caption " + NO_PUBLIC_CAPTIONS

@@ -52,10 +52,11 @@ limit = c6.number_input("Test images (0 = the whole split)", 0, 10_000, 40, step
 with st.expander("More settings"):
     n_boot = st.select_slider("Bootstrap resamples", [100, 200, 500, 1000], 200, key="df_boot")
     key_seed = st.number_input("Owner's secret key / noise seed", 0, 2**31 - 1, 0, key="df_seed")
-    captions = st.toggle("Also score captions (ROUGE-L)", False, key="df_captions",
-                         help="The consensus writer (no LLM: the most agreed-on caption of the 5 nearest public "
-                              "images), beside a random public caption and the caption of the mean public "
-                              "embedding. Needs the public pool's captions.")
+    no_captions = None if common.public_captions() else "Caption scores " + common.NO_PUBLIC_CAPTIONS
+    captions = st.toggle("Also score captions (ROUGE-L)", False, key="df_captions", disabled=bool(no_captions),
+                         help=no_captions or "The consensus writer (no LLM: the most agreed-on caption of the 5 "
+                              "nearest public images), beside a random public caption and the caption of the mean "
+                              "public embedding. Needs the public pool's captions.") and not no_captions
 writer = "consensus" if captions else "none"
 
 try:

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common
+from slime_core import headline as hl
 from slime_core import uploads as sup
 from slime_core.align import METHODS
 from slime_core.errors import SlimeError
@@ -58,49 +59,35 @@ if pool_up is None or audit_up is None:
     st.info("Upload both files to run the audit.")
     st.stop()
 try:
-    pool_data = pool_up.getvalue()
-    pool_arr, pool_row_names = sup.parse_embeddings(pool_up.name, pool_data)
-    pool_arr = sup.order_pool_upload(pool_arr, pool_row_names, pool_names)
-    audit_arr, audit_names = sup.parse_embeddings(audit_up.name, audit_up.getvalue())
-    if audit_arr.shape[1] != pool_arr.shape[1]:
-        raise SlimeError(f"the audited embeddings have {audit_arr.shape[1]} dims but your pool embeddings have "
-                         f"{pool_arr.shape[1]}; both must come from the same model.")
-    if len(audit_arr) > 1000:
-        raise SlimeError(f"{len(audit_arr)} embeddings to audit; the app takes up to 1000 (use `slime attack "
-                         f"--embedding` for more).")
-    victim = f"upload-{sup.content_key(pool_data)}"  # one private victim name per pool upload
-    registered = common.registered_pools()
-    if victim not in registered:
-        attacker.add_victim_pool(victim, pool_arr)
-        registered.add(victim)
-    fit = attacker.alignment(victim, n_align, method)
-    bar = st.progress(0.0, text="Attacking ...")
-    results = []
-    for i, row in enumerate(audit_arr):
-        name = audit_names[i] if audit_names else f"row {i}"
-        results.append(attacker.attack(embedding=row, victim=victim, n_align=n_align, k=k, method=method, name=name))
-        if i % 20 == 0 or i == len(audit_arr) - 1:
-            bar.progress((i + 1) / len(audit_arr), text=f"Attacked {i + 1}/{len(audit_arr)}")
-    bar.empty()
+    pool_arr, audit_arr, audit_names = hl.read_audit_uploads((pool_up.name, pool_up.getvalue()),
+                                                             (audit_up.name, audit_up.getvalue()), pool_names)
+    # This session's pools and maps live in its own state (at most 4 pools), never in the shared attacker.
+    pools = st.session_state.setdefault("own_pools", hl.UploadedPools(max_pools=4))
+    pool_key = sup.content_key(pool_up.getvalue())
+    pools.add(pool_key, pool_arr)
+    with st.spinner(f"Fitting {method} on N={n_align} pairs ..."):
+        fit, prior = pools.fit(attacker, pool_key, n_align, method)
+    results = hl.attack_rows(attacker, fit, audit_arr, audit_names, k)
 except SlimeError as err:
     common.show_error(err)
     st.stop()
 
 st.subheader("3. Report")
-m1, m2, m3 = st.columns(3)
-m1.metric("Held-out alignment cosine", f"{fit.heldout_cosine:.3f}")
-m2.metric("Embeddings audited", len(results))
-m3.metric("Embedding dims", pool_arr.shape[1])
-st.caption("Alignment cosine near the offline encoders' (about 0.7 at N=300 for lite0) means your space aligns "
-           "as easily as theirs, and tags leak as shown below. Values near 0 mean little is recoverable with N pairs.")
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Held-out alignment cosine", f"{fit.heldout_cosine:.3f}", f"{fit.heldout_cosine - prior:+.3f} vs prior",
+          help=hl.ALIGNMENT_HELP)
+m2.metric("Prior: a constant embedding", f"{prior:.3f}", help=hl.ALIGNMENT_HELP)
+m3.metric("Embeddings audited", len(results))
+m4.metric("Embedding dims", pool_arr.shape[1])
+st.caption(hl.alignment_headline(fit.heldout_cosine, prior, n_align))
 table = pd.DataFrame([{"embedding": r.image, "top tags": ", ".join(t["tag"] for t in r.tags),
                        "nearest public image": r.neighbors[0]["image"] if r.neighbors else "",
                        "nearest cosine": r.neighbors[0]["score"] if r.neighbors else None} for r in results])
 st.dataframe(table, hide_index=True)
 counts = pd.Series([t["tag"] for r in results for t in r.tags]).value_counts().head(20)
 st.bar_chart(counts)
-payload = {"alignment_cosine": fit.heldout_cosine, "n_align": n_align, "method": method, "k": k,
-           "results": [r.to_dict() for r in results]}
+payload = {"alignment_cosine": fit.heldout_cosine, "alignment_prior_cosine": prior, "n_align": n_align,
+           "method": method, "k": k, "results": [r.to_dict() for r in results]}
 e1, e2 = st.columns(2)
 e1.download_button("Download JSON", json.dumps(payload, indent=2), file_name="slime_audit.json",
                    mime="application/json", key="own_json")

@@ -41,14 +41,20 @@ def main() -> int:
         print("app raised:", [e.value for e in at.exception], file=sys.stderr)
         return 1
     out = {"cold_start_s": round(cold, 2)}
-    for key, values in (("k", [5, 12, 3, 20, 10]), ("n_align", [200, 100, 300]), ("gallery_image", None)):
+    for key, values in (("k", [5, 12, 3, 20, 10]), ("n_align", [200, 100, 300]), ("gallery_pick", None)):
         times = []
         for i in range(args.repeats):
-            widget = at.slider(key=key) if key != "gallery_image" else at.selectbox(key=key)
-            value = values[i % len(values)] if values else widget.options[(i + 1) % len(widget.options)]
+            if key == "gallery_pick":  # a click on a thumbnail of the gallery picker (one page of 12 photos)
+                picks = [b for b in at.button if b.key and b.key.startswith("pick_")]
+                step = picks[(i + 1) % len(picks)].click()
+            else:
+                step = at.slider(key=key).set_value(values[i % len(values)])
             t = time.perf_counter()
-            widget.set_value(value).run()
+            step.run()
             times.append(time.perf_counter() - t)
+            if at.exception:
+                print("app raised:", [e.value for e in at.exception], file=sys.stderr)
+                return 1
         out[f"rerender_{key}_s"] = {"median": round(statistics.median(times), 3), "max": round(max(times), 3),
                                     "first": round(times[0], 3)}
     out["load_average_1min"] = round(os.getloadavg()[0], 2)

@@ -12,8 +12,10 @@ default_photo        the photo at the median of the test photos' tag F1 (a state
 scene_graph_dot      Graphviz DOT for a scene graph, readable labels
 check_image_upload   refuse tiny or unreadable uploaded images, naming the file
 check_degenerate     refuse embedding uploads that carry no information (constant, duplicate, flat rows)
-prior_cosine         held-out cosine a constant (no-information) embedding scores: the alignment prior
-fit_session_alignment / attack_rows   an uploaded pool's map, fitted without touching the shared attacker
+prior_cosine         held-out cosine a constant (no-information) embedding gets: the alignment prior
+read_audit_uploads   the "your own embeddings" files, checked, every refusal naming its file
+UploadedPools / fit_session_alignment / attack_rows   a session's uploaded pools and their maps, never in the
+                     shared attacker
 save_json_atomic / load_json          small disk caches, written atomically
 """
 
@@ -102,6 +104,22 @@ TAG_SCORE_HELP = ("Tag F1 compares the recovered tags with the tags parsed from 
 CAPTION_HELP = ("ROUGE-L: the longest run of words shared with the best of the five human captions (0 to 1). The "
                 "prior is the caption written the same way for the mean public embedding - the generic caption "
                 "an embedding carrying no information would get.")
+
+ALIGNMENT_HELP = ("Held-out alignment cosine: mean cosine between the aligned victim embeddings and the attacker's "
+                  "own embeddings of leaked pairs left out of the fit (0 to 1). The prior is what a constant victim "
+                  "embedding, carrying no information, gets under the same held-out fit: it predicts the mean "
+                  "attacker embedding, which already scores well above 0 because image embeddings share a common "
+                  "direction.")
+
+
+def alignment_headline(cosine: float, prior: float, n_align: int) -> str:
+    """The held-out alignment cosine beside the constant-embedding prior, in plain words."""
+    gap = cosine - prior
+    verdict = ("your space aligns with the attacker's from these pairs: expect tags to leak as shown below"
+               if gap >= 0.05 else "barely above what no information gives: little is recoverable with these pairs")
+    return (f"Held-out alignment cosine {cosine:.3f} with N={n_align} leaked pairs; a constant embedding, carrying no "
+            f"information, gets {prior:.3f} under the same fit ({gap:+.3f}): {verdict}. For comparison, the offline "
+            f"lite0 encoder reaches 0.72 against a prior of 0.58 at N=300 with ridge.")
 
 
 def percentile(value: float, values: Sequence[float]) -> float:
@@ -242,19 +260,27 @@ def check_degenerate(arr: np.ndarray, what: str, min_distinct: int | None = None
         raise SlimeError(f"{what}: only {distinct} distinct rows out of {len(arr)}; most rows are duplicates.")
 
 
-def prior_cosine(pool_attack: np.ndarray, n_align: int, seed: int = 0) -> float:
-    """Held-out cosine a constant (no-information) victim embedding reaches: the best a map can do without
-    information is the mean attacker embedding of the N fitting pairs, scored on the pairs left out."""
+def prior_cosine(pool_attack: np.ndarray, n_align: int, method: str = "ridge", seed: int = 0) -> float:
+    """The alignment prior: the held-out cosine a constant (no-information) victim embedding gets under the same
+    held-out scheme as `align.fit_alignment` on the same N pairs. A map from a constant input can only output one
+    direction, the mean of the attacker embeddings it was fitted on, so each held-out pair is predicted by the mean
+    of the others: leave-one-out over the same sampled rows for ridge, the same 5 folds for lstsq/procrustes."""
     from slime_core import align
     from slime_core.encoders.base import l2_normalise
 
     idx = align.choose_pairs(len(pool_attack), n_align, seed)
-    Y = l2_normalise(np.asarray(pool_attack, dtype=np.float32))
-    held = np.setdiff1d(np.arange(len(Y)), idx)
-    if not len(held):
-        held = idx
-    mean = l2_normalise(Y[idx].mean(axis=0, keepdims=True))
-    return float(np.mean(Y[held] @ mean[0]))
+    Y = l2_normalise(np.asarray(pool_attack, dtype=np.float32)[idx])
+    n = len(Y)
+    if method == "ridge":  # align._ridge's leave-one-out rows
+        rows = np.random.default_rng(0).permutation(n)[:align.LOO_ROWS]
+        pred = (Y.sum(axis=0, keepdims=True) - Y[rows]) / (n - 1)
+        return align.mean_cosine(pred, Y[rows])
+    order = np.random.default_rng(0).permutation(n)  # align._kfold_cosine's folds
+    cosines = []
+    for held in np.array_split(order, min(5, n)):
+        mean = l2_normalise(Y[np.setdiff1d(order, held)].mean(axis=0, keepdims=True))
+        cosines.append(Y[held] @ mean[0])
+    return float(np.mean(np.concatenate(cosines)))
 
 
 def fit_session_alignment(attacker, pool: np.ndarray, n_align: int, method: str, seed: int = 0):
@@ -267,6 +293,70 @@ def fit_session_alignment(attacker, pool: np.ndarray, n_align: int, method: str,
                          f"{len(attacker.pool_attack)} images.")
     idx = align.choose_pairs(len(pool), n_align, seed)
     return align.fit_alignment(pool[idx], attacker.pool_attack[idx], method)
+
+
+def _named(filename: str, err: SlimeError) -> SlimeError:
+    text = str(err)
+    return SlimeError(text if filename in text else f"{filename}: {text}")
+
+
+def read_audit_uploads(pool_file: tuple[str, bytes], audit_file: tuple[str, bytes], pool_names: Sequence[str],
+                       max_audit: int = 1000) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(pool embeddings in bundle pool order, embeddings to audit, their names) from two uploaded files.
+    Every refusal is one SlimeError naming the file: unreadable, NaN/inf, all-zero rows, degenerate (every row
+    the same, rows that barely differ, mostly duplicates), wrong row count or names, mismatched dims."""
+    from slime_core.uploads import order_pool_upload, parse_embeddings
+
+    (pool_name, pool_data), (audit_name, audit_data) = pool_file, audit_file
+    try:
+        pool, row_names = parse_embeddings(pool_name, pool_data)
+        pool = order_pool_upload(pool, row_names, pool_names)
+        check_degenerate(pool, pool_name)
+    except SlimeError as err:
+        raise _named(pool_name, err) from None
+    try:
+        audit, audit_names = parse_embeddings(audit_name, audit_data)
+        if audit.shape[1] != pool.shape[1]:
+            raise SlimeError(f"{audit.shape[1]} dims but {pool_name} has {pool.shape[1]}; both must come from the "
+                             f"same model.")
+        if len(audit) > max_audit:
+            raise SlimeError(f"{len(audit)} embeddings to audit; the app takes up to {max_audit} (use `slime attack "
+                             f"--embedding` for more).")
+        check_degenerate(audit, audit_name, min_distinct=1)
+    except SlimeError as err:
+        raise _named(audit_name, err) from None
+    return pool, audit, audit_names or [f"row {i}" for i in range(len(audit))]
+
+
+class UploadedPools:
+    """One session's uploaded victim pools and the maps fitted from them, most recently used last; at most
+    `max_pools` pools and `max_fits` maps per pool. Kept in the session (never in the shared Attacker), so one
+    user's embeddings are neither seen by nor mixed with another's, and go away with the session."""
+
+    def __init__(self, max_pools: int = 4, max_fits: int = 8):
+        from collections import OrderedDict
+
+        self.max_pools, self.max_fits = max_pools, max_fits
+        self.pools: OrderedDict[str, dict] = OrderedDict()
+
+    def add(self, key: str, pool: np.ndarray) -> None:
+        if key not in self.pools:
+            self.pools[key] = {"pool": pool, "fits": {}}
+        self.pools.move_to_end(key)
+        while len(self.pools) > self.max_pools:
+            self.pools.popitem(last=False)
+
+    def fit(self, attacker, key: str, n_align: int, method: str, seed: int = 0):
+        """(the fitted map, the alignment prior: a constant embedding's held-out cosine) for a pool added before."""
+        entry = self.pools[key]
+        self.pools.move_to_end(key)
+        fits = entry["fits"]
+        if (n_align, method, seed) not in fits:
+            fit = fit_session_alignment(attacker, entry["pool"], n_align, method, seed)
+            fits[(n_align, method, seed)] = (fit, prior_cosine(attacker.pool_attack, n_align, method, seed))
+            while len(fits) > self.max_fits:
+                fits.pop(next(iter(fits)))
+        return fits[(n_align, method, seed)]
 
 
 def attack_rows(attacker, fit, rows: np.ndarray, names: Sequence[str], k: int, victim: str = "upload") -> list:

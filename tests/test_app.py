@@ -6,8 +6,10 @@ The pages share one process, so `st.cache_resource` keeps the attacker, parser a
 
 from __future__ import annotations
 
+import html
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -67,9 +69,21 @@ def errors(at: AppTest) -> str:
     return " | ".join(e.value for e in at.error)
 
 
+CHIP = re.compile(r'<span class="slime-tag slime-(\w+)" data-class="\w+"[^>]*>(.*?)</span>')
+
+
+def chips(at: AppTest) -> list[tuple[str, str]]:
+    """The headline's recovered tags, in order, each with its colour class (exact / neighbourhood / miss)."""
+    block = next(m.value for m in at.markdown if 'class="slime-tag' in m.value)
+    return [(html.unescape(tag), cls) for cls, tag in CHIP.findall(block)]
+
+
 def tags_line(at: AppTest) -> list[str]:
-    line = next(m.value for m in at.markdown if m.value.startswith("**Tags (text)**"))
-    return line.split(": ", 1)[1].split(", ")
+    return [tag for tag, _ in chips(at)]
+
+
+def metric_of(at: AppTest, label: str):
+    return next(m for m in at.metric if m.label == label)
 
 
 # ---- page 1: attack one image -------------------------------------------------------------------------------
@@ -81,15 +95,63 @@ def attack_app() -> AppTest:
     return at
 
 
+def photo_references(at: AppTest) -> tuple[list[str], list[str], set[str]]:
+    """The attacked gallery photo's captions, its reference tags and their neighbourhoods, recomputed here."""
+    from app_pages import common
+    from slime_core.tags import tags_of_captions
+
+    item = next(g for g in common.gallery() if g["name"] == at.session_state["gallery_image"])
+    refs = list(tags_of_captions(item["captions"], common.get_parser()))
+    near = set().union(*common.get_scorer().neighbours(refs))
+    return item["captions"], refs, near
+
+
 def test_attack_page_renders_everything(attack_app):
+    from app_pages import common
+    from slime_core import headline as hl
+
     at = attack_app
     assert not at.error, errors(at)
-    assert len(tags_line(at)) == 10
-    assert any("Alignment cosine" in m.label for m in at.metric)
-    assert len(at.dataframe) >= 2  # tags + scores beside the baselines
+    got = chips(at)
+    assert len(got) == 10
+    captions, refs, near = photo_references(at)
+    pred = [t for t, _ in got]
+    # every tag coloured by what it is: one of the photo's own tags, next to one, or a miss
+    for tag, cls in got:
+        assert cls == ("exact" if tag in refs else "neighbourhood" if tag in near else "miss"), (tag, cls)
+    assert any("green** = one of this photo's own tags" in c.value for c in at.caption)
+    # tag F1 beside the most-frequent-tags prior, in numbers and in words
+    attack, prior = hl.exact_f1(pred, refs), hl.exact_f1(common.get_attacker().frequent_tags(10), refs)
+    tag_metric = metric_of(at, "Tag F1 (exact)")
+    assert tag_metric.value == f"{attack:.2f}" and tag_metric.delta.startswith(f"{attack - prior:+.2f}")
+    assert any(f"guessing the 10 most frequent tags, with no embedding, scores {prior:.2f}" in c.value
+               for c in at.caption)
+    # the caption, its ROUGE-L beside the caption of the mean public embedding
+    caption = html.unescape(next(m.value for m in at.markdown if 'class="slime-caption"' in m.value))
+    caption = re.sub(r"<[^>]+>", "", caption).strip("\u201c\u201d")
+    assert caption and caption.split()
+    rouge = metric_of(at, "Caption ROUGE-L")
+    assert rouge.value == f"{hl.caption_rouge(caption, captions):.2f}"
+    mean_rouge = hl.caption_rouge(common.mean_caption("consensus", 10), captions)
+    assert any(f"the caption written from the average public photo scores {mean_rouge:.2f}" in c.value
+               for c in at.caption)
+    # the details: alignment cosine beside a constant embedding's, every score beside both baselines, scene graph
+    cos = metric_of(at, "Alignment cosine")
+    assert 0 < float(cos.value) < 1 and "vs a constant embedding" in cos.delta
     scores = next(d.value for d in at.dataframe if "most frequent tags" in getattr(d.value, "columns", []))
-    assert {"exact_f1", "neighbourhood_f1"} <= set(scores.index)
-    assert at.get("plotly_chart"), "the scene graph is drawn"
+    assert {"exact tag F1", "neighbourhood tag F1"} <= set(scores.index)
+    assert abs(scores.loc["exact tag F1", "attack"] - attack) < 1e-9
+    assert at.get("graphviz_chart"), "the scene graph is drawn"
+
+
+def test_presentation_mode_shows_the_headline_only(attack_app):
+    at = attack_app
+    at.toggle(key="present").set_value(True).run()
+    ok(at)
+    assert len(tags_line(at)) == 10 and metric_of(at, "Tag F1 (exact)")
+    assert not at.get("graphviz_chart") and not any(m.label == "Alignment cosine" for m in at.metric)
+    at.toggle(key="present").set_value(False).run()
+    assert at.get("graphviz_chart")
 
 
 def test_k_slider_changes_tags(attack_app):
@@ -99,25 +161,50 @@ def test_k_slider_changes_tags(attack_app):
     ok(at)
     after = tags_line(at)
     assert len(after) == 3 and after == before[:3]
+    assert any("guessing the 3 most frequent tags" in c.value for c in at.caption)
     at.slider(key="k").set_value(10).run()
 
 
-def test_n_slider_victim_and_gallery_selectbox(attack_app):
+def test_n_slider_victim_and_gallery_picker(attack_app):
     at = attack_app
-    cos = lambda: next(m.value for m in at.metric if "Alignment cosine" in m.label)  # noqa: E731
-    before_cos, before_tags = cos(), tags_line(at)
+    cos = lambda: metric_of(at, "Alignment cosine").value  # noqa: E731
+    before_cos, before_tags, before_photo = cos(), tags_line(at), at.session_state["gallery_image"]
     at.slider(key="n_align").set_value(50).run()
     ok(at)
     assert cos() != before_cos
     at.selectbox(key="victim").set_value("lite1").run()
     ok(at)
-    names = at.selectbox(key="gallery_image").options
-    at.selectbox(key="gallery_image").set_value(names[5]).run()
+    picks = [b for b in at.button if b.key and b.key.startswith("pick_")]
+    assert len(picks) == 12  # one page of thumbnails
+    other = next(b for b in picks if b.key != f"pick_{before_photo}")
+    other.click().run()
     ok(at)
+    assert at.session_state["gallery_image"] == other.key[len("pick_"):]
     assert tags_line(at) != before_tags
     at.selectbox(key="writer").set_value("none").run()
     ok(at)
     assert not at.error, errors(at)
+    assert not any('class="slime-caption"' in m.value for m in at.markdown)
+    assert any("No caption writer selected" in c.value for c in at.caption)
+
+
+def test_percentile_among_the_test_photos(attack_app):
+    from app_pages import _gallery
+
+    at = attack_app
+    thread = _gallery._state()["thread"]
+    if thread is not None:
+        thread.join(timeout=600)  # the background gallery table (computed once, cached atomically on disk)
+    assert _gallery._state()["error"] is None, _gallery._state()["error"]
+    assert list((Path(os.environ["SLIME_CACHE"]) / "app").glob("gallery_*.json"))
+    at.selectbox(key="victim").set_value("lite0")
+    at.slider(key="n_align").set_value(300)
+    at.slider(key="k").set_value(9).run()
+    ok(at)
+    line = next(m.value for m in at.markdown if m.value.startswith("**This photo:"))
+    assert re.search(r"(better|worse) than \d+% of the 125 test photos", line)
+    assert "percentile" in line and "k=9" in line
+    at.slider(key="k").set_value(10).run()
 
 
 def test_unavailable_encoders_are_listed_with_reasons():
@@ -275,6 +362,9 @@ def test_eval_helpers_and_html_report():
 # ---- page 4: your own embeddings ---------------------------------------------------------------------------------
 
 def test_own_embeddings_audit_and_refusals():
+    from app_pages import common
+    from slime_core import headline as hl
+
     at = start("own_embeddings")
     ok(at)
     assert any("Upload both" in i.value for i in at.info)
@@ -290,17 +380,69 @@ def test_own_embeddings_audit_and_refusals():
     assert not at.error, errors(at)
     report = at.dataframe[0].value
     assert len(report) == 4
-    cos = float(next(m.value for m in at.metric if "alignment cosine" in m.label))
-    assert cos > 0.5
+    cos = float(metric_of(at, "Held-out alignment cosine").value)
+    prior = float(metric_of(at, "Prior: a constant embedding").value)
+    attacker = common.get_attacker()
+    assert abs(prior - hl.prior_cosine(attacker.pool_attack, 300, "ridge")) < 1e-3
+    assert cos > prior + 0.05  # lite1 aligns: well above what a constant embedding gets
+    assert metric_of(at, "Held-out alignment cosine").delta == f"{cos - prior:+.3f} vs prior"
+    assert any("a constant embedding, carrying no information" in c.value for c in at.caption)
+    # the pool and its map stay in this session: nothing is added to the attacker every session shares
+    assert len(at.session_state["own_pools"].pools) == 1
+    assert not attacker._extra_pools and not any(key[0].startswith("upload") for key in attacker._alignments)
     at.slider(key="own_k").set_value(4).run()
     ok(at)
     assert all(len(t.split(", ")) == 4 for t in at.dataframe[0].value["top tags"])
-    # refusals
+    # refusals: one line naming the file
     at.file_uploader(key="own_audit").set_value(("audit.npy", npy_bytes(pool[:2, :50]), "application/octet-stream")).run()
-    assert "same model" in errors(at)
-    at.file_uploader(key="own_pool").set_value(("pool.npy", npy_bytes(pool[:100]), "application/octet-stream")).run()
-    assert "100 rows" in errors(at)
-    ok(at)
+    assert "audit.npy" in errors(at) and "same model" in errors(at)
+    at.file_uploader(key="own_audit").set_value(("same.npy", npy_bytes(np.repeat(pool[:1], 3, axis=0)),
+                                                  "application/octet-stream")).run()
+    assert "same.npy" in errors(at) and "same vector" in errors(at)
+    at.file_uploader(key="own_audit").set_value(("audit.npy", npy_bytes(pool[:4]), "application/octet-stream"))
+    constant = np.tile(pool[:1], (len(names), 1))
+    for fname, arr, message in [("flat.npy", constant, "same vector"), ("zero.npy", np.vstack([pool[:-1], 0 * pool[:1]]),
+                                 "all zeros"), ("nan.npy", np.where(np.eye(len(names), pool.shape[1]) > 0, np.nan, pool),
+                                 "NaN"), ("short.npy", pool[:100], "100 rows")]:
+        at.file_uploader(key="own_pool").set_value((fname, npy_bytes(arr), "application/octet-stream")).run()
+        ok(at)
+        assert len(at.error) == 1 and fname in errors(at) and message in errors(at), (fname, errors(at))
+        assert "\n" not in errors(at)
+
+
+def test_uploaded_pools_keep_at_most_four_per_session():
+    from slime_core import headline as hl
+    from slime_core.pipeline import Attacker
+
+    attacker = Attacker()
+    pools = hl.UploadedPools(max_pools=4, max_fits=2)
+    pool = pool_embeddings("lite0")
+    for i in range(5):
+        pools.add(f"p{i}", pool)
+    assert list(pools.pools) == ["p1", "p2", "p3", "p4"]
+    fit, prior = pools.fit(attacker, "p1", 50, "ridge")
+    assert fit.heldout_cosine > prior and list(pools.pools)[-1] == "p1"
+    for n in (60, 70):
+        pools.fit(attacker, "p1", n, "ridge")
+    assert len(pools.pools["p1"]["fits"]) == 2
+    assert not attacker._extra_pools  # never registered with the attacker
+
+
+def test_alignment_prior_is_a_constant_embeddings_heldout_cosine():
+    from slime_core import align
+    from slime_core import headline as hl
+    from slime_core.pipeline import Attacker
+
+    Y = Attacker().pool_attack
+    idx = align.choose_pairs(len(Y), 120, 0)
+    constant = np.ones((120, 16), dtype=np.float32)
+    # ridge: exactly the leave-one-out cosine a constant victim embedding gets from the same fit
+    assert abs(hl.prior_cosine(Y, 120, "ridge") - align.fit_alignment(constant, Y[idx], "ridge").heldout_cosine) < 1e-4
+    # k-fold methods: lstsq on a constant input outputs each fold's training mean only up to float32 round-off on a
+    # rank-1 matrix (cosine ~0.99 to it), so its fitted cosine lands near, not exactly on, the prior
+    prior = hl.prior_cosine(Y, 120, "lstsq")
+    assert abs(align.fit_alignment(constant, Y[idx], "lstsq").heldout_cosine - prior) < 0.03
+    assert 0.3 < prior < align.fit_alignment(Attacker().victim_pool("lite0")[idx], Y[idx], "lstsq").heldout_cosine
 
 
 def test_parse_embeddings_formats_and_errors():

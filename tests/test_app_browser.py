@@ -1,5 +1,6 @@
 """One real-browser check: `streamlit run app.py` headless on 127.0.0.1, driven by Playwright with the system
-Chromium (never `playwright install`). Moves the k slider and checks that the tags change; saves a screenshot."""
+Chromium (never `playwright install`), at 1280x720: the headline's coloured tags and tag number are above the fold;
+moving the k slider changes the tags; saves a screenshot."""
 
 from __future__ import annotations
 
@@ -59,8 +60,8 @@ def server(tmp_path):
     log.close()
 
 
-def tags_text(page) -> str:
-    return page.get_by_text(re.compile(r"^Tags \(text\)")).first.locator("xpath=..").inner_text()
+def chip_tags(page) -> list[str]:
+    return page.locator("span.slime-tag").all_inner_texts()
 
 
 def test_k_slider_changes_tags_in_a_real_browser(server, tmp_path):
@@ -68,24 +69,28 @@ def test_k_slider_changes_tags_in_a_real_browser(server, tmp_path):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            page = browser.new_page(viewport={"width": 1280, "height": 720})
             page.goto(server, wait_until="domcontentloaded")
-            page.get_by_text(re.compile(r"^Tags \(text\)")).first.wait_for(timeout=120_000)
-            before = tags_text(page)
-            assert len(before.split(": ", 1)[1].split(", ")) == 10
+            page.locator("span.slime-tag").first.wait_for(timeout=120_000)
+            page.get_by_text("Tag F1 (exact)").first.wait_for(timeout=60_000)
+            before = chip_tags(page)
+            assert len(before) == 10
+            classes = page.locator("span.slime-tag").evaluate_all("els => els.map(e => e.dataset.class)")
+            assert set(classes) <= {"exact", "neighbourhood", "miss"}
+            # the headline fits a 1280x720 screen: the tags and the tag number are above the fold
+            for locator in (page.locator("span.slime-tag").last, page.get_by_text("Tag F1 (exact)").first):
+                box = locator.bounding_box()
+                assert box and box["y"] + box["height"] <= 720, box
             slider = page.get_by_role("slider", name=re.compile("k tags"))
             if slider.count() == 0:  # older Streamlit builds label the thumb differently
                 slider = page.locator('[data-testid="stSlider"]').filter(has_text="k tags").get_by_role("slider")
             slider.first.focus()
             for _ in range(6):
                 page.keyboard.press("ArrowLeft")
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('p')].some(p => p.innerText.startsWith('Tags (text)') && "
-                "p.innerText.split(': ')[1].split(', ').length === 4)", timeout=60_000)
-            after = tags_text(page)
-            assert after != before
-            assert len(after.split(": ", 1)[1].split(", ")) == 4
-            page.get_by_text(re.compile(r"^Attack done in")).first.wait_for(timeout=60_000)
+            page.wait_for_function("() => document.querySelectorAll('span.slime-tag').length === 4", timeout=60_000)
+            after = chip_tags(page)
+            assert after == before[:4]
+            page.get_by_text(re.compile(r"^Timings: ")).first.wait_for(timeout=120_000)
             page.wait_for_load_state("networkidle", timeout=30_000)
             shot = tmp_path / "slime_app.png"
             page.screenshot(path=str(shot), full_page=True)

@@ -43,8 +43,9 @@ def test_paper_victim_is_offered_and_attacks(tiny_clip_victim):
     victim.set_value("clip-vit-l-14").run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
-    tags = next(m.value for m in at.markdown if m.value.startswith("**Tags (text)**"))
-    assert len(tags.split(": ", 1)[1].split(", ")) == at.slider(key="k").value
+    chips = next(m.value for m in at.markdown if 'class="slime-tag' in m.value)
+    assert chips.count('class="slime-tag') == at.slider(key="k").value
+    assert any(m.label == "Alignment cosine" and 0 < float(m.value) <= 1 for m in at.metric)
 
 
 def test_unloadable_encoder_reason_is_the_loader_message():
