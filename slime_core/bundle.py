@@ -85,6 +85,7 @@ def _state(arrays: dict, prefix: str) -> dict:
 MANIFEST_FIELDS = {"attacker": str, "image_encoder": str, "text_encoder": str, "dims": dict, "vocab_hash": str,
                    "prior_alpha": (int, float), "logit_scale": (int, float), "candidates": int}
 DIM_FIELDS = ("image", "image_features", "text", "joint")
+SEMANTICS_KEYS = ("classifier_weight", "classifier_bias", "class_text", "feature_norm")
 DAMAGED = "the bundle is damaged; rebuild it with `slime build` or restore the folder"
 
 
@@ -140,6 +141,27 @@ def read_manifest(folder: str | Path | None = None) -> dict:
     return manifest
 
 
+def _read_semantics(path: Path, dims: dict) -> dict[str, np.ndarray]:
+    """The image tower's classifier and class-name embeddings. Required, whole, when the heads read image +
+    class-text features (image_features = image + text, the offline attacker); else loaded as found. Every
+    array present must fit the manifest's dims."""
+    required = dims["image_features"] == dims["image"] + dims["text"]
+    if not required and not path.exists():
+        return {}
+    semantics = {k: v.astype(np.float32) for k, v in _read_arrays(path, SEMANTICS_KEYS if required else ()).items()}
+    weight = semantics.get("classifier_weight")
+    n_classes = weight.shape[0] if weight is not None and weight.ndim == 2 else None
+    expected = {"classifier_weight": (n_classes, dims["image"]), "classifier_bias": (n_classes,),
+                "class_text": (n_classes, dims["text"]), "feature_norm": (1,)}
+    wrong = {k: semantics[k].shape for k, shape in expected.items() if k in semantics and
+             (len(semantics[k].shape) != len(shape) or
+              any(want is not None and got != want for got, want in zip(semantics[k].shape, shape)))}
+    if wrong:
+        raise SlimeError(f"{path}: arrays {wrong} do not fit the manifest's dims ({dims['image']}-d images, "
+                         f"{dims['text']}-d text); {DAMAGED}.")
+    return semantics
+
+
 def _str_list(value) -> bool:
     return isinstance(value, list) and all(isinstance(x, str) for x in value)
 
@@ -173,9 +195,7 @@ def load_bundle(folder: str | Path | None = None) -> Bundle:
     if tag_text.shape != (len(vocab["tags"]), dims["text"]):
         raise SlimeError(f"{folder / 'tags.safetensors'}: tag embeddings {tag_text.shape} do not match "
                          f"{len(vocab['tags'])} tags x {dims['text']}; {DAMAGED}.")
-    semantics = {}
-    if (folder / "semantics.safetensors").exists():
-        semantics = {k: v.astype(np.float32) for k, v in _read_arrays(folder / "semantics.safetensors").items()}
+    semantics = _read_semantics(folder / "semantics.safetensors", dims)
     pool = _read_json(folder / "pool.json")
     if not (isinstance(pool, dict) and _str_list(pool.get("images"))):
         raise SlimeError(f"{folder / 'pool.json'}: expected an object with an 'images' list of file names; {DAMAGED}.")

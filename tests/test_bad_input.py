@@ -44,6 +44,19 @@ def _truncate(path, keep=100):
     path.write_bytes(path.read_bytes()[:keep])
 
 
+def _resave(path, key, change):
+    """Rewrite a safetensors file with array `key` changed by `change` (None: the key dropped)."""
+    from safetensors.numpy import load_file, save_file
+
+    arrays = load_file(path)
+    if change is None:
+        arrays.pop(key)
+        arrays.setdefault("other", __import__("numpy").zeros(1, "float16"))
+    else:
+        arrays[key] = __import__("numpy").ascontiguousarray(change(arrays[key]))
+    save_file(arrays, path)
+
+
 def _edit_json(path, change):
     data = json.loads(path.read_text())
     path.write_text(json.dumps(change(data)))
@@ -62,6 +75,12 @@ DAMAGE = {
     "heads-empty": ("heads.safetensors", lambda b: (b / "heads.safetensors").write_bytes(b"")),
     "tags-truncated": ("tags.safetensors", lambda b: _truncate(b / "tags.safetensors", 5000)),
     "semantics-truncated": ("semantics.safetensors", lambda b: _truncate(b / "semantics.safetensors", 3)),
+    "semantics-wrong-shape": ("semantics.safetensors", lambda b: _resave(b / "semantics.safetensors", "class_text",
+                                                                        lambda a: a[:, :100])),
+    "semantics-missing-key": ("semantics.safetensors", lambda b: _resave(b / "semantics.safetensors", "feature_norm",
+                                                                         None)),
+    "pool-emb-wrong-key": ("pool_lite1.safetensors", lambda b: _resave(b / "pool_lite1.safetensors", "embeddings",
+                                                                       None)),
     "pool-emb-truncated": ("pool_lite0.safetensors", lambda b: _truncate(b / "pool_lite0.safetensors", 64)),
     "vocab-deleted": ("vocab.json", lambda b: (b / "vocab.json").unlink()),
     "vocab-not-json": ("vocab.json", lambda b: (b / "vocab.json").write_text("tags: [dog]")),
@@ -72,6 +91,7 @@ DAMAGE = {
     "pool-splits-short": ("pool.json", lambda b: _edit_json(b / "pool.json", lambda p: dict(p, splits=p["splits"][:3]))),
     "attacker-pool-deleted": ("pool_lite2.safetensors", lambda b: (b / "pool_lite2.safetensors").unlink()),
     "tags-deleted": ("tags.safetensors", lambda b: (b / "tags.safetensors").unlink()),
+    "semantics-deleted": ("semantics.safetensors", lambda b: (b / "semantics.safetensors").unlink()),
 }
 
 
