@@ -58,6 +58,16 @@ def summarise(attack: dict, baselines: dict[str, dict], n_boot: int, seed: int) 
     return out
 
 
+def reference_tags(attacker: Attacker, samples: list[Sample], parser=None, scorer: NeighbourhoodScorer | None = None,
+                   progress: bool = False) -> tuple[list[list[str]], NeighbourhoodScorer]:
+    """The tags of each sample's own captions, and a scorer whose near-synonyms of them are already encoded."""
+    parser = parser or make_parser("spacy")
+    refs = [list(tags_of_captions(s.captions, parser)) for s in tqdm(samples, desc="tagging references", disable=not progress)]
+    scorer = scorer if scorer is not None else attacker.scorer()
+    scorer.neighbours(sorted({t for r in refs for t in r}))  # one batched text-encoder pass, not one per image
+    return refs, scorer
+
+
 def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n_aligns=(10, 30, 100, 300),
              ks=(1, 5, 10, 20), method: str = "ridge", seed: int = 0, writer=None, caption_k: int = 10,
              n_boot: int = 1000, progress: bool = True, parser=None, scorer: NeighbourhoodScorer | None = None,
@@ -69,11 +79,8 @@ def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n
         raise SlimeError("no images to evaluate (the split has captions only).")
     b = attacker.bundle
     check_held_out(attacker, samples)
-    parser = parser or make_parser("spacy")
     report(0.0, f"tagging the references of {len(samples)} images")
-    refs = [list(tags_of_captions(s.captions, parser)) for s in tqdm(samples, desc="tagging references", disable=not progress)]
-    scorer = scorer if scorer is not None else attacker.scorer()
-    scorer.neighbours(sorted({t for r in refs for t in r}))  # one batched text-encoder pass, not one per image
+    refs, scorer = reference_tags(attacker, samples, parser, scorer, progress)
     report(0.05, f"embedding {len(samples)} images")
     paths = [str(s.path) for s in samples]
     X = attacker.embed(victim, paths, progress=progress)
@@ -84,13 +91,8 @@ def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n
     # Baselines that do not depend on N: scored once per k.
     fixed = {k: {"frequent": tag_scores([attacker.frequent_tags(k)] * len(refs), refs, scorer),
                  "oracle": tag_scores([t[:k] for t in oracle], refs, scorer)} for k in ks}
-    oracle_caps = priors = None
-    if writer is not None:
-        # The caption priors do not depend on N: drawn and written once (and no pool captions fails here,
-        # before any attack caption is written).
-        priors = {"random_caption": random_public_captions(attacker, len(samples), seed),
-                  "mean_embedding_caption": [mean_embedding_caption(attacker, writer, caption_k)] * len(samples)}
-        oracle_caps = write_captions(attacker, writer, oracle, attacker.neighbours(A, 5), caption_k, "oracle", progress)
+    oracle_caps, priors = caption_priors(attacker, writer, len(samples), oracle, A, caption_k, seed, progress) \
+        if writer is not None else (None, None)
     result = {"victim": victim, "attacker": b.attacker, "method": method, "n_images": len(samples), "seed": seed,
               "bootstrap": n_boot, "rows": [], "captions": []}
     for step, n in enumerate(tqdm(list(n_aligns), desc="alignment sizes", disable=not progress)):
@@ -108,9 +110,9 @@ def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n
             # The same tags scored against the oracle's tags: how much of what the attacker's own embedding
             # would reveal survives alignment.
             vs_oracle = tag_scores([t[:k] for t in tags], [t[:k] for t in oracle], scorer)
-            result["rows"].append({"n_align": n, "k": k, "alignment_cosine": {"heldout": fit.heldout_cosine,
-                                   "test": cos_est.mean, "ci_low": cos_est.ci_low,
-                                                         "ci_high": cos_est.ci_high},
+            result["rows"].append({"n_align": n, "k": k,
+                                   "alignment_cosine": {"heldout": fit.heldout_cosine, "test": cos_est.mean,
+                                                        "ci_low": cos_est.ci_low, "ci_high": cos_est.ci_high},
                                    "metrics": summarise(attack, base, n_boot, seed),
                                    "against_oracle_tags": {m: float(v.mean()) for m, v in vs_oracle.items()},
                                    "scene_graph": graph_scores([t[:k] for t in tags], attacker.frequent_tags(k), ref_graphs,
@@ -123,6 +125,15 @@ def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n
                                                    caption_k, n_boot, seed, finals))
     report(1.0, "done")
     return result
+
+
+def caption_priors(attacker: Attacker, writer, n: int, oracle, A, k: int, seed: int, progress: bool):
+    """(the oracle's captions, {"random_caption", "mean_embedding_caption"} -> one caption per image). None of
+    these depends on N, so they are written once -- and no pool captions fails here, before any attack caption."""
+    priors = {"random_caption": random_public_captions(attacker, n, seed),
+              "mean_embedding_caption": [mean_embedding_caption(attacker, writer, k)] * n}
+    oracle_caps = write_captions(attacker, writer, oracle, attacker.neighbours(A, 5), k, "oracle", progress)
+    return oracle_caps, priors
 
 
 def graph_scores(pred_tags: list[list[str]], frequent: list[str], ref_graphs, n_boot: int, seed: int) -> dict:
