@@ -21,7 +21,7 @@ from slime_core.data import Sample
 from slime_core.errors import SlimeError
 from slime_core.infer import graph_from_tags, object_f1, relation_f1
 from slime_core.metrics import Estimate, NeighbourhoodScorer, exact_prf, paired_difference
-from slime_core.pipeline import Attacker, check_held_out
+from slime_core.pipeline import Attacker, check_held_out, mean_embedding_caption, random_public_captions, write_captions
 from slime_core.tags import make_parser, tags_of_captions
 
 TAG_METRICS = ("exact_precision", "exact_recall", "exact_f1", "neighbourhood_precision", "neighbourhood_recall",
@@ -153,29 +153,6 @@ def graph_scores(pred_tags: list[list[str]], frequent: list[str], ref_graphs, n_
         out[m] = {**attack_entry(attack[m], n_boot, seed), "frequent": float(prior[m].mean()),
                   "vs_frequent": paired_difference(attack[m], prior[m], n_boot, seed)}
     return out
-
-
-def write_captions(attacker: Attacker, writer, tags, near, k: int, label: str, progress: bool) -> list[str]:
-    return [writer.write(t[:k], attacker.captions_of([name for name, _ in nb])).text
-            for t, nb in zip(tqdm(tags, desc=f"captions ({label})", disable=not progress), near)]
-
-
-def random_public_captions(attacker: Attacker, n: int, seed: int) -> list[str]:
-    """The weak caption prior: n public captions drawn at random (one fixed draw per seed)."""
-    public = attacker.captions_of(attacker.bundle.pool["images"])
-    if not public:
-        raise SlimeError(f"caption baselines need the public pool's captions; none found in {attacker.data} "
-                         f"(point --pool-data at the dataset the bundle was built from).")
-    return [public[i] for i in np.random.default_rng(seed).integers(len(public), size=n)]
-
-
-def mean_embedding_caption(attacker: Attacker, writer, k: int) -> str:
-    """The writer's caption of the mean public attacker embedding: the caption prior that needs no victim
-    embedding, and what an embedding destroyed by a defence aligns to. Stronger than a random caption."""
-    mean = attacker.pool_attack.mean(axis=0, keepdims=True)
-    mean = mean / np.linalg.norm(mean)
-    tags = [[t for t, _ in row] for row in attacker.retrieve(mean, k)]
-    return write_captions(attacker, writer, tags, attacker.neighbours(mean, 5), k, "mean embedding", False)[0]
 
 
 def final_captions(writer, tags, k: int, parts: tuple[str, ...], progress: bool) -> list[str]:
