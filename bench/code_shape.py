@@ -2,7 +2,9 @@
 
     python bench/code_shape.py [--module-lines 400] [--function-lines 60] [--page-lines 120] [PATH ...]
 
-PATHs default to slime_core, app_pages and app.py. Function length is the span of its lines (decorators
+PATHs default to slime_core, app_pages and app.py. Also listed: imports that go up a layer (a stage in
+slime_core/ importing slime_core.experiments or slime_core.present; an experiment importing present; anything
+but a surface importing the CLI). Function length is the span of its lines (decorators
 and docstring included) as `ast` reports it; nested functions are counted on their own as well. Exit
 status 0 always: this is a list for the reviewer, not a gate.
 """
@@ -47,6 +49,34 @@ def long_functions(path: Path, limit: int) -> list[tuple[str, int, int]]:
     return found
 
 
+LAYERS = {"experiments": 1, "present": 2, "cli": 3, "cli_args": 3, "cli_paper": 3}  # the CLI is a surface;
+# everything else in slime_core/ is layer 0 (the stages)
+
+
+def layer(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[0] != "slime_core":
+        return None
+    return LAYERS.get(parts[1], 0) if len(parts) > 1 else 0
+
+
+def upward_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, imported module) of every import of a higher layer than the file's own (in functions too)."""
+    rel = path.resolve().relative_to(REPO).with_suffix("")
+    own = layer(".".join(rel.parts))
+    if own is None:
+        return []
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names] if isinstance(node, ast.ImportFrom) else []
+        for name in names:
+            if (layer(name) or 0) > own:
+                out.append((node.lineno, name))
+                break
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("paths", nargs="*", default=list(DEFAULT_PATHS))
@@ -71,6 +101,11 @@ def main(argv=None) -> int:
     print(f"functions over {args.function_lines} lines: {len(longs)}")
     for path, name, line, n in longs:
         print(f"  {n:5d}  {path}:{line}  {name}")
+    ups = [(rel(f), line, name) for f in files if f.resolve().is_relative_to(REPO / "slime_core")
+           for line, name in upward_imports(f)]
+    print(f"imports going up a layer (stages < experiments < present < cli): {len(ups)}")
+    for path, line, name in ups:
+        print(f"  {path}:{line}  {name}")
     print(f"({len(files)} files scanned)")
     return 0
 

@@ -23,7 +23,7 @@ import torch
 from slime_core import settings
 from slime_core import align, build_scale, retrieve
 from slime_core.bundle import DEFAULT_BUNDLE, Bundle, save_bundle
-from slime_core.data import Sample, load_folder
+from slime_core.data import load_folder
 from slime_core.encoders import EmbeddingCache, attacker_spec, effective_overrides, fingerprint, get_encoder
 from slime_core.errors import SlimeError
 from slime_core.metrics import NeighbourhoodScorer, exact_prf

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from slime_core.dp import check_eps_delta, classic_gaussian_sigma, gaussian_sigma, laplace_scale
 from slime_core.errors import SlimeError
 
 
@@ -138,77 +139,6 @@ def spec(name: str) -> DefenceSpec:
     return SPECS[name]
 
 
-# --- DP calibration ----------------------------------------------------------------------------------
-L2_SENSITIVITY = 2.0  # ||x - x'||_2 <= 2 for unit vectors
-
-
-def l1_sensitivity(d: int) -> float:
-    """||x - x'||_1 <= sqrt(d) ||x - x'||_2 <= 2 sqrt(d) for unit-L2 vectors in d dimensions."""
-    return 2.0 * math.sqrt(d)
-
-
-def _check_eps_delta(eps: float, delta: float | None = None) -> None:
-    if not eps > 0:
-        raise SlimeError(f"epsilon must be > 0 (got {eps}); use 'inf' for no noise.")
-    if delta is not None and not 0 < delta < 1:
-        raise SlimeError(f"delta must be in (0, 1) (got {delta}).")
-
-
-def classic_gaussian_sigma(eps: float, delta: float, sensitivity: float = L2_SENSITIVITY) -> float:
-    """sigma = sensitivity * sqrt(2 ln(1.25/delta)) / eps (Dwork & Roth 2014, Thm A.1; valid for eps < 1)."""
-    _check_eps_delta(eps, delta)
-    if eps >= 1:
-        raise SlimeError(f"the classic Gaussian calibration holds only for epsilon < 1 (got {eps}); "
-                         f"use calibration='analytic'.")
-    return sensitivity * math.sqrt(2 * math.log(1.25 / delta)) / eps
-
-
-def analytic_delta(sigma: float, eps: float, sensitivity: float = L2_SENSITIVITY) -> float:
-    """The exact delta of the Gaussian mechanism with noise sigma at epsilon (Balle & Wang 2018, Thm 8)."""
-    from scipy.special import log_ndtr
-
-    a = sensitivity / (2 * sigma)
-    b = eps * sigma / sensitivity
-    # Phi(a - b) - e^eps Phi(-a - b), the second term in log space (e^eps overflows for large eps)
-    first = math.exp(float(log_ndtr(a - b)))
-    second = math.exp(min(eps + float(log_ndtr(-a - b)), 700.0))
-    return max(first - second, 0.0)
-
-
-def analytic_gaussian_sigma(eps: float, delta: float, sensitivity: float = L2_SENSITIVITY) -> float:
-    """Smallest sigma whose Gaussian mechanism is (eps, delta)-DP, by bisection on `analytic_delta`."""
-    _check_eps_delta(eps, delta)
-    lo, hi = 1e-12, sensitivity
-    while analytic_delta(hi, eps, sensitivity) > delta:
-        hi *= 2
-    for _ in range(200):
-        mid = math.sqrt(lo * hi)
-        if analytic_delta(mid, eps, sensitivity) > delta:
-            lo = mid
-        else:
-            hi = mid
-        if hi / lo < 1 + 1e-10:
-            break
-    return hi
-
-
-def gaussian_sigma(eps: float, delta: float = 1e-5, calibration: str = "analytic") -> float:
-    if math.isinf(eps) and eps > 0:
-        return 0.0
-    if calibration == "analytic":
-        return analytic_gaussian_sigma(eps, delta)
-    if calibration == "classic":
-        return classic_gaussian_sigma(eps, delta)
-    raise SlimeError(f"unknown calibration '{calibration}'; use analytic or classic.")
-
-
-def laplace_scale(eps: float, d: int) -> float:
-    if math.isinf(eps) and eps > 0:
-        return 0.0
-    _check_eps_delta(eps)
-    return l1_sensitivity(d) / eps
-
-
 # --- the transforms ----------------------------------------------------------------------------------
 def check_input(X, what: str = "embeddings") -> np.ndarray:
     try:
@@ -269,7 +199,7 @@ class Defence:
         if self.name == "noise" and not (0 <= st < math.inf):
             raise SlimeError(f"noise: sigma must be a finite number >= 0 (got {st}).")
         if self.name in ("gaussian", "laplace"):
-            _check_eps_delta(st, self.delta if self.name == "gaussian" else None)
+            check_eps_delta(st, self.delta if self.name == "gaussian" else None)
             if self.name == "gaussian" and self.calibration not in ("analytic", "classic"):
                 raise SlimeError(f"unknown calibration '{self.calibration}'; use analytic or classic.")
             if self.name == "gaussian" and self.calibration == "classic" and st >= 1 and not math.isinf(st):

@@ -177,8 +177,8 @@ def gallery_references(samples, parser, scorer=None) -> dict:
 
 
 def mean_embedding_caption(attacker, writer, k: int) -> str:
-    """The writer's caption of the mean public attacker embedding (experiments.evaluation.mean_embedding_caption's)."""
-    from slime_core.experiments.evaluation import mean_embedding_caption as mec
+    """The writer's caption of the mean public attacker embedding (pipeline.mean_embedding_caption's)."""
+    from slime_core.pipeline import mean_embedding_caption as mec
 
     return mec(attacker, writer, k)
 

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from slime_core import settings
 from slime_core import align, retrieve
@@ -255,3 +256,28 @@ class _CachedOnly:
 def embed_cached(attacker, victim: str, images: list) -> np.ndarray:
     """Victim embeddings via the attacker's disk cache, without loading the encoder when every image is cached."""
     return attacker.cache.encode_images(_CachedOnly(attacker, victim), images)
+
+
+# ---- the attack's captions of a batch, and the caption priors that need no victim embedding -------------
+def write_captions(attacker, writer, tags, near, k: int, label: str, progress: bool) -> list[str]:
+    """The writer's caption of each image from its top-k tags and its nearest public images' captions."""
+    return [writer.write(t[:k], attacker.captions_of([name for name, _ in nb])).text
+            for t, nb in zip(tqdm(tags, desc=f"captions ({label})", disable=not progress), near)]
+
+
+def random_public_captions(attacker, n: int, seed: int) -> list[str]:
+    """The weak caption prior: n public captions drawn at random (one fixed draw per seed)."""
+    public = attacker.captions_of(attacker.bundle.pool["images"])
+    if not public:
+        raise SlimeError(f"caption baselines need the public pool's captions; none found in {attacker.data} "
+                         f"(point --pool-data at the dataset the bundle was built from).")
+    return [public[i] for i in np.random.default_rng(seed).integers(len(public), size=n)]
+
+
+def mean_embedding_caption(attacker, writer, k: int) -> str:
+    """The writer's caption of the mean public attacker embedding: the caption prior that needs no victim
+    embedding, and what an embedding destroyed by a defence aligns to. Stronger than a random caption."""
+    mean = attacker.pool_attack.mean(axis=0, keepdims=True)
+    mean = mean / np.linalg.norm(mean)
+    tags = [[t for t, _ in row] for row in attacker.retrieve(mean, k)]
+    return write_captions(attacker, writer, tags, attacker.neighbours(mean, 5), k, "mean embedding", False)[0]

@@ -11,7 +11,6 @@ that group's hardest negatives.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np

@@ -8,10 +8,10 @@ import pytest
 from slime_core import align
 from slime_core.cli import main
 from slime_core.defend import (
-    DEFENCES, SPECS, Defence, analytic_delta, analytic_gaussian_sigma, apply_defence, classic_gaussian_sigma,
-    dequantise, gaussian_sigma, l1_sensitivity, laplace_scale, make_defence, parse_strengths, quantise_codes,
+    DEFENCES, SPECS, Defence, apply_defence, dequantise, make_defence, parse_strengths, quantise_codes,
     random_orthogonal,
 )
+from slime_core.dp import analytic_delta, analytic_gaussian_sigma, classic_gaussian_sigma, gaussian_sigma, l1_sensitivity, laplace_scale
 from slime_core.errors import SlimeError
 
 

@@ -56,10 +56,10 @@ from slime_core import align
 from slime_core.defend import DEFENCES, make_defence, spec
 from slime_core.encoders.base import l2_normalise
 from slime_core.errors import SlimeError
-from slime_core.experiments.evaluation import mean_embedding_caption, random_public_captions, tag_scores, write_captions
+from slime_core.experiments.evaluation import tag_scores
 from slime_core.experiments.knee import mark_knee
 from slime_core.metrics import Estimate, NeighbourhoodScorer, exact_prf, paired_difference
-from slime_core.pipeline import check_held_out
+from slime_core.pipeline import check_held_out, mean_embedding_caption, random_public_captions, write_captions
 
 RECALL_KS = (1, 5)
 

@@ -21,7 +21,7 @@ from slime_core.data import Sample
 from slime_core.errors import SlimeError
 from slime_core.infer import graph_from_tags, object_f1, relation_f1
 from slime_core.metrics import Estimate, NeighbourhoodScorer, exact_prf, paired_difference
-from slime_core.pipeline import Attacker, check_held_out
+from slime_core.pipeline import Attacker, check_held_out, mean_embedding_caption, random_public_captions, write_captions
 from slime_core.tags import make_parser, tags_of_captions
 
 TAG_METRICS = ("exact_precision", "exact_recall", "exact_f1", "neighbourhood_precision", "neighbourhood_recall",
@@ -58,6 +58,16 @@ def summarise(attack: dict, baselines: dict[str, dict], n_boot: int, seed: int) 
     return out
 
 
+def reference_tags(attacker: Attacker, samples: list[Sample], parser=None, scorer: NeighbourhoodScorer | None = None,
+                   progress: bool = False) -> tuple[list[list[str]], NeighbourhoodScorer]:
+    """The tags of each sample's own captions, and a scorer whose near-synonyms of them are already encoded."""
+    parser = parser or make_parser("spacy")
+    refs = [list(tags_of_captions(s.captions, parser)) for s in tqdm(samples, desc="tagging references", disable=not progress)]
+    scorer = scorer if scorer is not None else attacker.scorer()
+    scorer.neighbours(sorted({t for r in refs for t in r}))  # one batched text-encoder pass, not one per image
+    return refs, scorer
+
+
 def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n_aligns=(10, 30, 100, 300),
              ks=(1, 5, 10, 20), method: str = "ridge", seed: int = 0, writer=None, caption_k: int = 10,
              n_boot: int = 1000, progress: bool = True, parser=None, scorer: NeighbourhoodScorer | None = None,
@@ -69,11 +79,8 @@ def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n
         raise SlimeError("no images to evaluate (the split has captions only).")
     b = attacker.bundle
     check_held_out(attacker, samples)
-    parser = parser or make_parser("spacy")
     report(0.0, f"tagging the references of {len(samples)} images")
-    refs = [list(tags_of_captions(s.captions, parser)) for s in tqdm(samples, desc="tagging references", disable=not progress)]
-    scorer = scorer if scorer is not None else attacker.scorer()
-    scorer.neighbours(sorted({t for r in refs for t in r}))  # one batched text-encoder pass, not one per image
+    refs, scorer = reference_tags(attacker, samples, parser, scorer, progress)
     report(0.05, f"embedding {len(samples)} images")
     paths = [str(s.path) for s in samples]
     X = attacker.embed(victim, paths, progress=progress)
@@ -84,13 +91,8 @@ def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n
     # Baselines that do not depend on N: scored once per k.
     fixed = {k: {"frequent": tag_scores([attacker.frequent_tags(k)] * len(refs), refs, scorer),
                  "oracle": tag_scores([t[:k] for t in oracle], refs, scorer)} for k in ks}
-    oracle_caps = priors = None
-    if writer is not None:
-        # The caption priors do not depend on N: drawn and written once (and no pool captions fails here,
-        # before any attack caption is written).
-        priors = {"random_caption": random_public_captions(attacker, len(samples), seed),
-                  "mean_embedding_caption": [mean_embedding_caption(attacker, writer, caption_k)] * len(samples)}
-        oracle_caps = write_captions(attacker, writer, oracle, attacker.neighbours(A, 5), caption_k, "oracle", progress)
+    oracle_caps, priors = caption_priors(attacker, writer, len(samples), oracle, A, caption_k, seed, progress) \
+        if writer is not None else (None, None)
     result = {"victim": victim, "attacker": b.attacker, "method": method, "n_images": len(samples), "seed": seed,
               "bootstrap": n_boot, "rows": [], "captions": []}
     for step, n in enumerate(tqdm(list(n_aligns), desc="alignment sizes", disable=not progress)):
@@ -108,9 +110,9 @@ def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n
             # The same tags scored against the oracle's tags: how much of what the attacker's own embedding
             # would reveal survives alignment.
             vs_oracle = tag_scores([t[:k] for t in tags], [t[:k] for t in oracle], scorer)
-            result["rows"].append({"n_align": n, "k": k, "alignment_cosine": {"heldout": fit.heldout_cosine,
-                                   "test": cos_est.mean, "ci_low": cos_est.ci_low,
-                                                         "ci_high": cos_est.ci_high},
+            result["rows"].append({"n_align": n, "k": k,
+                                   "alignment_cosine": {"heldout": fit.heldout_cosine, "test": cos_est.mean,
+                                                        "ci_low": cos_est.ci_low, "ci_high": cos_est.ci_high},
                                    "metrics": summarise(attack, base, n_boot, seed),
                                    "against_oracle_tags": {m: float(v.mean()) for m, v in vs_oracle.items()},
                                    "scene_graph": graph_scores([t[:k] for t in tags], attacker.frequent_tags(k), ref_graphs,
@@ -123,6 +125,15 @@ def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n
                                                    caption_k, n_boot, seed, finals))
     report(1.0, "done")
     return result
+
+
+def caption_priors(attacker: Attacker, writer, n: int, oracle, A, k: int, seed: int, progress: bool):
+    """(the oracle's captions, {"random_caption", "mean_embedding_caption"} -> one caption per image). None of
+    these depends on N, so they are written once -- and no pool captions fails here, before any attack caption."""
+    priors = {"random_caption": random_public_captions(attacker, n, seed),
+              "mean_embedding_caption": [mean_embedding_caption(attacker, writer, k)] * n}
+    oracle_caps = write_captions(attacker, writer, oracle, attacker.neighbours(A, 5), k, "oracle", progress)
+    return oracle_caps, priors
 
 
 def graph_scores(pred_tags: list[list[str]], frequent: list[str], ref_graphs, n_boot: int, seed: int) -> dict:
@@ -142,29 +153,6 @@ def graph_scores(pred_tags: list[list[str]], frequent: list[str], ref_graphs, n_
         out[m] = {**attack_entry(attack[m], n_boot, seed), "frequent": float(prior[m].mean()),
                   "vs_frequent": paired_difference(attack[m], prior[m], n_boot, seed)}
     return out
-
-
-def write_captions(attacker: Attacker, writer, tags, near, k: int, label: str, progress: bool) -> list[str]:
-    return [writer.write(t[:k], attacker.captions_of([name for name, _ in nb])).text
-            for t, nb in zip(tqdm(tags, desc=f"captions ({label})", disable=not progress), near)]
-
-
-def random_public_captions(attacker: Attacker, n: int, seed: int) -> list[str]:
-    """The weak caption prior: n public captions drawn at random (one fixed draw per seed)."""
-    public = attacker.captions_of(attacker.bundle.pool["images"])
-    if not public:
-        raise SlimeError(f"caption baselines need the public pool's captions; none found in {attacker.data} "
-                         f"(point --pool-data at the dataset the bundle was built from).")
-    return [public[i] for i in np.random.default_rng(seed).integers(len(public), size=n)]
-
-
-def mean_embedding_caption(attacker: Attacker, writer, k: int) -> str:
-    """The writer's caption of the mean public attacker embedding: the caption prior that needs no victim
-    embedding, and what an embedding destroyed by a defence aligns to. Stronger than a random caption."""
-    mean = attacker.pool_attack.mean(axis=0, keepdims=True)
-    mean = mean / np.linalg.norm(mean)
-    tags = [[t for t, _ in row] for row in attacker.retrieve(mean, k)]
-    return write_captions(attacker, writer, tags, attacker.neighbours(mean, 5), k, "mean embedding", False)[0]
 
 
 def final_captions(writer, tags, k: int, parts: tuple[str, ...], progress: bool) -> list[str]:

@@ -36,45 +36,65 @@ def render_png(curves: dict[str, list[dict]], path, cols: int = 4, panel=(420, 3
     ymax = max(r["leakage"][key] for rows in curves.values() for r in rows for key in keys)
     ymax = max(0.05, math.ceil(ymax * 1.15 * 20) / 20)
     for p, name in enumerate(names):
-        rows = curves[name]
         ox, oy = (p % cols) * W, 40 + (p // cols) * H
-        left, right, top, bottom = ox + 48, ox + W - 14, oy + 28, oy + H - 40
-        sx = lambda v: left + (right - left) * (v + 0.03) / 1.08
-        sy = lambda v: bottom - (bottom - top) * v / ymax
-        draw.rectangle([left, top, right, bottom], outline="#888")
-        for t in np.linspace(0, 1, 6):
-            draw.line([sx(t), bottom, sx(t), bottom + 4], fill="#888")
-            draw.text((sx(t) - 8, bottom + 6), f"{t:.1f}", fill="#444", font=small)
-        for t in np.arange(0, ymax + 1e-9, 0.05 if ymax <= 0.3 else 0.1):
-            draw.line([left - 4, sy(t), left, sy(t)], fill="#888")
-            draw.text((ox + 6, sy(t) - 6), f"{t:.2f}", fill="#444", font=small)
-        draw.text((left, oy + 6), f"{name} ({SPECS[name].short if name in SPECS else ''})", fill="black", font=font)
-        draw.text((left + 60, bottom + 20), "recall@1 (utility)", fill="#444", font=small)
-        def dashed(y, colour, label):
-            x = left
-            while x < right:
-                draw.line([x, sy(y), min(x + 6, right), sy(y)], fill=colour)
-                x += 12
-            draw.text((right - 120, sy(y) + 2), label, fill=colour, font=small)
+        _Panel(draw, (font, small), (ox, oy, W, H), ymax).draw(name, curves[name], captions)
+    img.save(path)
 
-        dashed(rows[0]["baselines"]["frequent"]["neighbourhood_f1"], "#d62728", "prior (frequent tags)")
+
+class _Panel:
+    """One defence's panel of the overview: its axes (recall@1 across, leakage up to `ymax`) in a box."""
+
+    def __init__(self, draw, fonts, box, ymax: float):
+        self.d, (self.font, self.small), self.ymax = draw, fonts, ymax
+        self.ox, self.oy, W, H = box
+        self.left, self.right, self.top, self.bottom = self.ox + 48, self.ox + W - 14, self.oy + 28, self.oy + H - 40
+
+    def sx(self, v):
+        return self.left + (self.right - self.left) * (v + 0.03) / 1.08
+
+    def sy(self, v):
+        return self.bottom - (self.bottom - self.top) * v / self.ymax
+
+    def axes(self, name: str) -> None:
+        d, small, left, bottom = self.d, self.small, self.left, self.bottom
+        d.rectangle([left, self.top, self.right, bottom], outline="#888")
+        for t in np.linspace(0, 1, 6):
+            d.line([self.sx(t), bottom, self.sx(t), bottom + 4], fill="#888")
+            d.text((self.sx(t) - 8, bottom + 6), f"{t:.1f}", fill="#444", font=small)
+        for t in np.arange(0, self.ymax + 1e-9, 0.05 if self.ymax <= 0.3 else 0.1):
+            d.line([left - 4, self.sy(t), left, self.sy(t)], fill="#888")
+            d.text((self.ox + 6, self.sy(t) - 6), f"{t:.2f}", fill="#444", font=small)
+        d.text((left, self.oy + 6), f"{name} ({SPECS[name].short if name in SPECS else ''})", fill="black", font=self.font)
+        d.text((left + 60, bottom + 20), "recall@1 (utility)", fill="#444", font=small)
+
+    def dashed(self, y, colour, label) -> None:
+        x = self.left
+        while x < self.right:
+            self.d.line([x, self.sy(y), min(x + 6, self.right), self.sy(y)], fill=colour)
+            x += 12
+        self.d.text((self.right - 120, self.sy(y) + 2), label, fill=colour, font=self.small)
+
+    def draw(self, name: str, rows: list[dict], captions: bool) -> None:
+        d, small, left, top = self.d, self.small, self.left, self.top
+        self.axes(name)
+        self.dashed(rows[0]["baselines"]["frequent"]["neighbourhood_f1"], "#d62728", "prior (frequent tags)")
         if captions:
-            dashed(rows[0]["baselines"]["mean_embedding_caption"]["caption_rouge_l"], "#9467bd", "prior (mean caption)")
-            cap = [(sx(r["utility"]["recall_at_1"]), sy(r["leakage"]["caption_rouge_l"])) for r in rows]
+            self.dashed(rows[0]["baselines"]["mean_embedding_caption"]["caption_rouge_l"], "#9467bd",
+                        "prior (mean caption)")
+            cap = [(self.sx(r["utility"]["recall_at_1"]), self.sy(r["leakage"]["caption_rouge_l"])) for r in rows]
             if len(cap) > 1:
-                draw.line(cap, fill="#9467bd", width=2)
+                d.line(cap, fill="#9467bd", width=2)
             for px, py in cap:
-                draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill="#9467bd")
-        pts = [(sx(r["utility"]["recall_at_1"]), sy(r["leakage"]["neighbourhood_f1"])) for r in rows]
+                d.ellipse([px - 3, py - 3, px + 3, py + 3], fill="#9467bd")
+        pts = [(self.sx(r["utility"]["recall_at_1"]), self.sy(r["leakage"]["neighbourhood_f1"])) for r in rows]
         if len(pts) > 1 and max(abs(px - pts[0][0]) + abs(py - pts[0][1]) for px, py in pts) < 2:
-            draw.text((left + 6, top + 18), "all strengths give the same point", fill="#666", font=small)
+            d.text((left + 6, top + 18), "all strengths give the same point", fill="#666", font=small)
         if len(pts) > 1:
-            draw.line(pts, fill="#1f77b4", width=2)
+            d.line(pts, fill="#1f77b4", width=2)
         for (px, py), r in zip(pts, rows):
             rad = 7 if r.get("knee") else 3
-            draw.ellipse([px - rad, py - rad, px + rad, py + rad], fill="crimson" if r.get("knee") else "#1f77b4")
+            d.ellipse([px - rad, py - rad, px + rad, py + rad], fill="crimson" if r.get("knee") else "#1f77b4")
             if r.get("stops_leak"):
-                draw.ellipse([px - 11, py - 11, px + 11, py + 11], outline="black", width=2)
-            draw.text((px + 5, py - 14), fmt_strength(r["strength"]), fill="#222", font=small)
-        draw.text((left + 6, top + 4), "red = knee, ring = leak stopped", fill="#666", font=small)
-    img.save(path)
+                d.ellipse([px - 11, py - 11, px + 11, py + 11], outline="black", width=2)
+            d.text((px + 5, py - 14), fmt_strength(r["strength"]), fill="#222", font=small)
+        d.text((left + 6, top + 4), "red = knee, ring = leak stopped", fill="#666", font=small)
