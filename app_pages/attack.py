@@ -16,14 +16,16 @@ t1.markdown("### What one image embedding gives away")
 present = t2.toggle("Presentation mode", key="present", help="Large type, no sidebar, the headline only.")
 _headline.style(present)
 attacker = common.attacker_or_stop()
-victims, unavailable = common.victim_options()
+victims, unavailable = common.victim_options_fast()  # the paper encoders are probed after the first tags
 writers, no_consensus = common.writer_options()
 with st.sidebar:
     st.subheader("Settings")
     source = st.radio("Image source", _inputs.SOURCES, key="source")
     victim = st.selectbox("Victim embedder", victims, index=victims.index("lite0") if "lite0" in victims else 0,
                           key="victim", help="lite2 is the attacker's own image tower: the no-alignment ceiling.")
-    common.unavailable_expander(unavailable)
+    unavailable_slot = st.empty()
+    with unavailable_slot.container():
+        common.unavailable_expander(unavailable)
     method = st.selectbox("Alignment method", METHODS, key="method")
     n_align = st.slider("N leaked pairs", 10, len(attacker.pool_attack), min(300, len(attacker.pool_attack)), step=5,
                         key="n_align")
@@ -119,3 +121,4 @@ if not present:
     with st.expander("Raw result (JSON)"):
         st.json(dict(result.to_dict(), caption=caption))
 _gallery.start_warmup(attacker)
+common.finish_victim_options(unavailable_slot, victims)

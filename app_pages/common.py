@@ -167,6 +167,34 @@ def victim_options():
     return victim_choices(get_attacker().bundle.encoders(), probe=encoder_problem)
 
 
+@st.cache_resource(show_spinner=False)
+def _probe_state() -> dict:
+    return {"done": False}
+
+
+def victim_options_fast():
+    """victim_options() once this server has probed the paper encoders; before that, without the probe (which
+    imports open_clip and transformers: ~10 s on a busy 2-core machine) so the first tags are not kept waiting.
+    `finish_victim_options` probes after the page is drawn."""
+    from slime_core.app_support import victim_choices
+
+    if _probe_state()["done"]:
+        return victim_options()
+    return victim_choices(get_attacker().bundle.encoders())
+
+
+def finish_victim_options(slot, offered: list[str]) -> None:
+    """Probe the paper encoders (once per server), list the unavailable ones in `slot`, and rerun when the probe
+    found a usable encoder the page did not offer yet."""
+    with slot.container(), st.spinner("Checking which paper encoders can load here ..."):
+        usable, unavailable = victim_options()
+    _probe_state()["done"] = True
+    with slot.container():
+        unavailable_expander(unavailable)
+    if usable != offered:
+        st.rerun()
+
+
 def unavailable_expander(unavailable: list[dict]) -> None:
     if unavailable:
         with st.expander(f"Paper encoders not available here ({len(unavailable)})"):
