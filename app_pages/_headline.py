@@ -7,6 +7,7 @@ import html
 
 import streamlit as st
 
+from app_pages.common import plain
 from slime_core import headline as hl
 
 COLOURS = {"exact": ("#1e8449", "#ffffff"), "neighbourhood": ("#f5b041", "#222222"), "miss": ("#e5e7e9", "#444444")}
@@ -60,7 +61,7 @@ def caption_panel(caption: str | None, caption_note: str | None) -> None:
     if caption:
         st.markdown(f'<div class="slime-caption">&ldquo;{html.escape(caption)}&rdquo;</div>', unsafe_allow_html=True)
     elif caption_note:
-        st.warning(caption_note, icon=":material/edit_off:")  # something the user can fix: say so visibly
+        st.warning(plain(caption_note), icon=":material/edit_off:")  # something the user can fix: say so visibly
     else:
         st.caption("No caption writer selected.")
 

@@ -6,6 +6,7 @@ the cheap steps. Science lives in slime_core; this module only wires it to Strea
 
 from __future__ import annotations
 
+import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -132,8 +133,24 @@ def run_evaluation(victim: str, n_aligns: list[int], ks: list[int], method: str,
     return result
 
 
+# Characters that make Markdown links, emphasis, code, HTML, tables, Streamlit colour/icon directives or LaTeX.
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]()<>#!|~$:])")
+_LIST_START = re.compile(r"^(\s*)([-+]|\d+\.)")
+
+
+def plain(text: str) -> str:
+    """`text` shown literally by st.error/st.warning: an uploaded file's name never becomes a link or markup."""
+    escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", text)
+    return _LIST_START.sub(_escape_list_marker, escaped)
+
+
+def _escape_list_marker(m: re.Match) -> str:
+    indent, marker = m.group(1), m.group(2)
+    return indent + ("\\" + marker if marker in "-+" else marker[:-1] + "\\.")
+
+
 def show_error(err: Exception) -> None:
-    st.error(str(err), icon=":material/error:")
+    st.error(plain(str(err)), icon=":material/error:")
 
 
 @contextmanager
@@ -176,7 +193,7 @@ def victim_options_fast():
     """victim_options() once this server has probed the paper encoders; before that, without the probe (which
     imports open_clip and transformers: ~10 s on a busy 2-core machine) so the first tags are not kept waiting.
     `finish_victim_options` probes after the page is drawn."""
-    from slime_core.app_support import victim_choices
+    from slime_core.availability import victim_choices
 
     if _probe_state()["done"]:
         return victim_options()

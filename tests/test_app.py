@@ -66,7 +66,7 @@ def ok(at: AppTest) -> None:
 
 
 def errors(at: AppTest) -> str:
-    return " | ".join(e.value for e in at.error)
+    return " | ".join(re.sub(r"\\(.)", r"\1", e.value) for e in at.error)  # as the reader sees it (unescaped)
 
 
 CHIP = re.compile(r'<span class="slime-tag slime-(\w+)" data-class="\w+"[^>]*>(.*?)</span>')
