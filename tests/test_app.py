@@ -65,8 +65,13 @@ def ok(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
+def literal(markdown: str) -> str:
+    """What the reader sees of a text the app escaped for Markdown (common.plain)."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
 def errors(at: AppTest) -> str:
-    return " | ".join(re.sub(r"\\(.)", r"\1", e.value) for e in at.error)  # as the reader sees it (unescaped)
+    return " | ".join(literal(e.value) for e in at.error)
 
 
 CHIP = re.compile(r'<span class="slime-tag slime-(\w+)" data-class="\w+"[^>]*>(.*?)</span>')
@@ -527,11 +532,11 @@ def test_no_secret_is_echoed(monkeypatch):
     at = start()
     at.selectbox(key="writer").set_value("litellm").run()
     ok(at)
-    assert any("enter a litellm model" in w.value for w in at.warning)
+    assert any("enter a litellm model" in literal(w.value) for w in at.warning)
     at.text_input(key="llm_model").set_value("anthropic/claude-3-5-haiku-latest").run()
     ok(at)
-    assert any("ANTHROPIC_API_KEY" in w.value for w in at.warning)  # a missing key is a clear message
-    shown = " ".join(str(e.value) for group in (at.markdown, at.caption, at.error, at.warning) for e in group)
+    assert any("ANTHROPIC_API_KEY" in literal(w.value) for w in at.warning)  # a missing key is a clear message
+    shown = " ".join(literal(str(e.value)) for group in (at.markdown, at.caption, at.error, at.warning) for e in group)
     assert "OPENAI_API_KEY" in shown and "sk-test-secret-value" not in shown
 
 
