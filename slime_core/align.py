@@ -63,8 +63,14 @@ def check_pairs(X, Y) -> tuple[np.ndarray, np.ndarray]:
     return l2_normalise(X), l2_normalise(Y)
 
 
+def cosines(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Cosine of each row of A with the same row of B, (n,): how close each aligned embedding lands to the
+    true one. The one place this is computed (evaluation, defence curves, audit, explorer)."""
+    return np.sum(l2_normalise(A) * l2_normalise(B), axis=1)
+
+
 def mean_cosine(A: np.ndarray, B: np.ndarray) -> float:
-    return float(np.mean(np.sum(l2_normalise(A) * l2_normalise(B), axis=1)))
+    return float(np.mean(cosines(A, B)))
 
 
 def _ridge(X: np.ndarray, Y: np.ndarray, lambdas=LAMBDAS) -> Alignment:

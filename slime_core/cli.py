@@ -169,14 +169,16 @@ def defence_grid(names: list[str], strength: str | None, **kwargs) -> dict[str, 
     return grid
 
 
-def defence_setup(args, spec: AttackSpec):
-    """Attacker, test samples and the shared curve set-up for `defend` and `report`."""
+def defence_setup(args, spec: AttackSpec, *more: AttackSpec):
+    """Attacker, test samples and the shared curve set-up for `defend` and `report`; `spec` and `more` are
+    checked against the attacker (N within its pool, k within its vocabulary) before the slow set-up."""
     from slime_core.experiments.defence_curves import prepare
     from slime_core.write import make_writer
 
     writer = make_writer(args.caption, args.caption_mode)  # a bad writer/mode fails before the slow part
     attacker = make_attacker(args)
-    spec.within(attacker)
+    for s in (spec, *more):
+        s.within(attacker)
     samples = [s for s in load_samples(args, attacker) if s.path is not None]
     setup = prepare(attacker, samples, spec.victim, spec.n, spec.top_k, spec.method, spec.seed, args.bootstrap,
                     progress=not args.no_progress, writer=writer)
@@ -218,8 +220,7 @@ def cmd_report(args) -> int:
     grid = defence_grid(names, args.strength)
     out = check_writable(args.out, "--out", (".html", ".htm"))
     check_writable(out.with_suffix(".json"), "--out's JSON")
-    attacker, samples, setup = defence_setup(args, spec)
-    grid_spec.within(attacker)
+    attacker, samples, setup = defence_setup(args, spec, grid_spec)  # the N x k grid checked before the set-up
     report = build_report(attacker, samples, args.victim, grid, grid_spec.n_align, grid_spec.k, spec.n, spec.top_k,
                           spec.method, spec.seed, args.examples, args.bootstrap,
                           args.paper_figures or paper_figures_path(), setup=setup,

@@ -161,3 +161,14 @@ def test_choose_pairs_errors():
         choose_pairs(100, 101)
     with pytest.raises(SlimeError, match="N=1: alignment needs at least 2"):
         choose_pairs(100, 1)
+
+
+def test_cosines_row_by_row_and_their_mean():
+    import numpy as np
+
+    from slime_core.align import cosines, mean_cosine
+
+    A = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 4.0]], np.float32)
+    B = np.array([[2.0, 0.0], [1.0, 0.0], [-3.0, -4.0]], np.float32)
+    assert np.allclose(cosines(A, B), [1.0, 0.0, -1.0])
+    assert abs(mean_cosine(A, B) - 0.0) < 1e-7

@@ -80,3 +80,15 @@ def test_every_option_has_help():
         for action in p._actions:
             if action.option_strings and action.dest != "help":
                 assert action.help, f"slime {name} {action.option_strings[0]} has no help"
+
+
+def test_report_checks_its_n_by_k_grid_before_the_slow_set_up(capsys, monkeypatch, tmp_path):
+    from slime_core.experiments import defence_curves
+
+    def slow(*args, **kwargs):
+        raise AssertionError("the slow set-up ran before the grid was checked")
+
+    monkeypatch.setattr(defence_curves, "prepare", slow)
+    line = one_line(capsys, ["report", "--no-defences", "--n-aligns", "30,100000", "--out", str(tmp_path / "r.html"),
+                             "--no-progress"], "report")
+    assert "N=100000 alignment pairs asked" in line

@@ -67,7 +67,6 @@ def attack_grid(setup: "_curves.Setup", n_aligns, ks) -> dict:
     """Undefended attack: alignment cosine per N and tag F1 per (N, k), beside the frequent-tag prior."""
     attacker, n_boot, seed = setup.attacker, setup.n_boot, setup.seed
     pool = attacker.pool_attack
-    A = setup.A_test / np.linalg.norm(setup.A_test, axis=1, keepdims=True)
     kmax = max(ks)
     rows, by_n = [], []
     freq = {k: tag_scores([attacker.frequent_tags(k)] * len(setup.refs), setup.refs, setup.scorer) for k in ks}
@@ -75,7 +74,7 @@ def attack_grid(setup: "_curves.Setup", n_aligns, ks) -> dict:
         idx = align.choose_pairs(len(pool), n, seed)
         fit = align.fit_alignment(setup.X_pool[idx], pool[idx], setup.method)
         aligned = fit.transform(setup.X_test)
-        cos = np.sum(aligned * A, axis=1)
+        cos = align.cosines(aligned, setup.A_test)
         by_n.append({"n_align": n, "heldout_cosine": fit.heldout_cosine, "test_cosine": _ci(cos, n_boot, seed)})
         tags = [[t for t, _ in row] for row in attacker.retrieve(aligned, kmax)]
         for k in ks:

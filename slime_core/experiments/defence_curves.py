@@ -215,8 +215,7 @@ def measure(setup: Setup, defence: str, strength: float, defence_seed: int = 0, 
     attacker = setup.attacker
     fit, intercept = align.fit_adaptive(Z_pool[setup.idx], attacker.pool_attack[setup.idx], setup.method)
     aligned = fit.transform(align.with_intercept(Z_test, fit) if intercept else Z_test)
-    A = setup.A_test / np.linalg.norm(setup.A_test, axis=1, keepdims=True)
-    cos = np.sum(aligned * A, axis=1)
+    cos = align.cosines(aligned, setup.A_test)
     tags = [[t for t, _ in row] for row in attacker.retrieve(aligned, setup.k)]
     scores = tag_scores(tags, setup.refs, setup.scorer)
     exact, neigh = scores["exact_f1"], scores["neighbourhood_f1"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from tqdm.auto import tqdm
 
+from slime_core import align
 from slime_core.data import Sample
 from slime_core.errors import SlimeError
 from slime_core.infer import graph_from_tags, object_f1, relation_f1
@@ -99,8 +100,7 @@ def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n
         report(0.1 + 0.9 * step / len(n_aligns), f"N={n}: aligning, retrieving, scoring")
         fit = attacker.alignment(victim, n, method, seed)
         aligned = fit.transform(X)
-        cos = np.sum(aligned * A, axis=1) / (np.linalg.norm(aligned, axis=1) * np.linalg.norm(A, axis=1))
-        cos_est = Estimate.bootstrap(cos, n_boot, seed)
+        cos_est = Estimate.bootstrap(align.cosines(aligned, A), n_boot, seed)
         tags = [[t for t, _ in row] for row in attacker.retrieve(aligned, kmax)]
         nearest = attacker.neighbour_tags(aligned, kmax)
         for k in ks:

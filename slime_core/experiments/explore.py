@@ -48,7 +48,7 @@ def projection(attacker, victim: str, n_align: int, method: str, seed: int = 0, 
     centre = both.mean(axis=0)
     _, _, vt = np.linalg.svd(both - centre, full_matrices=False)
     pt, pa = (true - centre) @ vt[:2].T, (aligned - centre) @ vt[:2].T
-    cos = np.sum(true * aligned, axis=1) / (np.linalg.norm(true, axis=1) * np.linalg.norm(aligned, axis=1))
+    cos = align.cosines(true, aligned)
     names = [attacker.bundle.pool["images"][i] for i in held]
     return {"true": pt, "aligned": pa, "names": names, "cosine": cos, "held_out": len(held)}
 
