@@ -4,6 +4,7 @@ sized to fit 1280x720 without scrolling; presentation mode enlarges it for the b
 from __future__ import annotations
 
 import html
+import re
 
 import streamlit as st
 
@@ -21,11 +22,14 @@ BASE_CSS = """
 PRESENT_CSS = """
 section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], header[data-testid="stHeader"]
   {display: none !important;}
-html, body, [data-testid="stAppViewContainer"] {font-size: 22px;}
-.slime-tag {font-size: 1.6rem; padding: 3px 14px;}
-.slime-caption {font-size: 2.0rem;}
-[data-testid="stMetricValue"] {font-size: 4rem !important;}
-[data-testid="stMetricLabel"] p {font-size: 1.4rem !important;}
+.block-container {padding-top: 1.2rem;}
+html, body, [data-testid="stAppViewContainer"] {font-size: 20px;}
+.slime-tag {font-size: 1.3rem; padding: 2px 12px;}
+.slime-caption {font-size: 1.6rem;}
+[data-testid="stMetricValue"] {font-size: 3.2rem !important;}
+[data-testid="stMetricLabel"] p {font-size: 1.2rem !important;}
+/* the numbers and their deltas speak for themselves on a projector: the sentences under them are for the desk */
+[data-testid="stColumn"]:has([data-testid="stMetric"]) [data-testid="stCaptionContainer"] {display: none;}
 """
 
 
@@ -59,7 +63,8 @@ def tags_panel(classified, have_refs: bool | None, near_known: bool) -> None:
 def caption_panel(caption: str | None, caption_note: str | None) -> None:
     st.markdown("**Reconstructed caption**")
     if caption:
-        st.markdown(f'<div class="slime-caption">&ldquo;{html.escape(caption)}&rdquo;</div>', unsafe_allow_html=True)
+        tidy = re.sub(r"\s+([.,;:!?])", r"\1", caption)  # "on the snow ." -> "on the snow." (display only)
+        st.markdown(f'<div class="slime-caption">&ldquo;{html.escape(tidy)}&rdquo;</div>', unsafe_allow_html=True)
     elif caption_note:
         st.warning(plain(caption_note), icon=":material/edit_off:")  # something the user can fix: say so visibly
     else:
@@ -95,13 +100,15 @@ def fill_tag_number(slots, attack: float | None, prior: float, k: int) -> None:
         if attack is None:
             st.info("Add reference captions (one per line, below the uploader) to score this photo.")
             return
-        st.metric("Tag F1 (exact)", f"{attack:.2f}", f"{attack - prior:+.2f} vs guessing", help=hl.TAG_SCORE_HELP)
+        st.metric("Tag F1 (exact)", f"{attack:.2f}", f"{attack - prior:+.2f} vs guessing", help=hl.TAG_SCORE_HELP,
+                  delta_color="normal" if abs(attack - prior) >= 0.005 else "off")
         st.caption(hl.tag_headline(attack, prior, k))
 
 
 def fill_caption_number(slots, attack: float, prior: float) -> None:
     with slots["caption_number"].container():
-        st.metric("Caption ROUGE-L", f"{attack:.2f}", f"{attack - prior:+.2f} vs generic caption", help=hl.CAPTION_HELP)
+        st.metric("Caption ROUGE-L", f"{attack:.2f}", f"{attack - prior:+.2f} vs generic caption", help=hl.CAPTION_HELP,
+                  delta_color="normal" if abs(attack - prior) >= 0.005 else "off")
         st.caption(hl.caption_headline(attack, prior))
 
 

@@ -96,8 +96,8 @@ if refs and tab:
         scores = _gallery.all_scores(victim, n_align, k, method, tab["refs"], _gallery.table_path(attacker).name)
     _headline.percentile_line(slots["percentile"], tag_f1, scores, victim, n_align, k)
 elif refs:
-    slots["percentile"].caption("Percentile among the test photos: computed once in the background on the first "
-                                "start; it appears on the next change.")
+    slots["percentile"].caption("Percentile among the test photos: being computed in the background (first start "
+                                "only); shown from the next change.")
 
 if not present:
     if source == "Demo gallery":

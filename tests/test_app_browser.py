@@ -91,6 +91,18 @@ def test_k_slider_changes_tags_in_a_real_browser(server, tmp_path):
             after = chip_tags(page)
             assert after == before[:4]
             page.get_by_text(re.compile(r"^Timings: ")).first.wait_for(timeout=120_000)
+            # presentation mode: no sidebar, and the whole headline (tags, caption, both numbers) on one 1280x720 screen
+            has_caption = page.locator("div.slime-caption").count() > 0  # no public captions: no consensus writer
+            page.get_by_text("Presentation mode").first.click()
+            page.locator('section[data-testid="stSidebar"]').wait_for(state="hidden", timeout=60_000)
+            page.wait_for_function("() => document.querySelectorAll('span.slime-tag').length === 4", timeout=60_000)
+            headline = [page.locator("span.slime-tag").last, page.locator('[data-testid="stMetricValue"]').first]
+            if has_caption:
+                page.get_by_text("Caption ROUGE-L").first.wait_for(timeout=120_000)
+                headline += [page.locator("div.slime-caption").first, page.locator('[data-testid="stMetricValue"]').last]
+            for locator in headline:
+                box = locator.bounding_box()
+                assert box and box["y"] + box["height"] <= 720, box
             page.wait_for_load_state("networkidle", timeout=30_000)
             shot = tmp_path / "slime_app.png"
             page.screenshot(path=str(shot), full_page=True)
