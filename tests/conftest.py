@@ -1,6 +1,10 @@
 """Shared fixtures: the demo gallery, small dataset folders built from it, and session-wide models.
 
-Models (spaCy, EfficientNet-Lite, MiniLM, the default bundle) load once per session. Embeddings go to a
+Models (spaCy, EfficientNet-Lite, MiniLM, the default bundle) load once per session; tests that need those
+real weights are marked `slow`. Tests that only need *an* attacker use the tiny bundle below: tiny random
+open_clip towers (32-d attacker, 24-d victim, set through $SLIME_ENCODER_OVERRIDES), a 40-image pool from the
+demo gallery and a vocabulary of about a hundred tags, trained for two epochs and written by `slime build`'s
+own code, so it loads through the same checks as the real one. Embeddings go to a
 session-private cache (SLIME_CACHE), so the suite never reads or writes the user's ~/.cache and times the
 same on a fresh CI machine as here.
 """
@@ -141,3 +145,91 @@ def attacker(default_bundle):
     from slime_core.pipeline import Attacker
 
     return Attacker(default_bundle)
+
+
+# ---------------------------------------------------------------- the tiny bundle (fast tests)
+
+TINY_ATTACKER = "clip-vit-bigg-14"  # its towers replaced by tiny random open_clip models
+TINY_VICTIM = "clip-vit-l-14"
+TINY_CLIP = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "head_width": 32, "patch_size": 16},
+             "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1}}
+TINY_DIM, TINY_VICTIM_DIM = 32, 24
+TINY_SPLITS = ["train"] * 32 + ["dev"] * 8 + ["test"] * 8
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides(tmp_path_factory) -> str:
+    """$SLIME_ENCODER_OVERRIDES making the attacker (32-d) and the victim (24-d) tiny random open_clip models."""
+    root = tmp_path_factory.mktemp("tinyclip")
+    (root / "slime-tiny-attacker.json").write_text(json.dumps(TINY_CLIP))
+    (root / "slime-tiny-victim.json").write_text(json.dumps(TINY_CLIP | {"embed_dim": TINY_VICTIM_DIM}))
+    return json.dumps({TINY_ATTACKER: {"model_config": str(root / "slime-tiny-attacker.json"), "pretrained": None},
+                       TINY_VICTIM: {"model_config": str(root / "slime-tiny-victim.json"), "pretrained": None, "seed": 1}})
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """48 demo images: 32 train + 8 dev (the tiny bundle's pool) and 8 test. Pool images keep their first
+    caption only (a small vocabulary); test images keep all five (references for the metrics)."""
+    records = demo_records()[: len(TINY_SPLITS)]
+    records = [dict(r, captions=r["captions"][:1]) if s != "test" else r for r, s in zip(records, TINY_SPLITS)]
+    root = tmp_path_factory.mktemp("tiny_data")
+    (root / "images").mkdir()
+    for r in records:
+        shutil.copy(DEMO / "images" / r["image"], root / "images" / r["image"])
+    (root / "captions.jsonl").write_text("".join(json.dumps(dict(r, split=s)) + "\n" for r, s in zip(records, TINY_SPLITS)))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_dir(tiny_overrides, tiny_data, tmp_path_factory) -> Path:
+    """The tiny attacker, built and written by `slime build`'s code (seconds once the models are imported)."""
+    from slime_core.build import BuildConfig, build
+    from slime_core.encoders import OVERRIDES_ENV
+    from slime_core.rank import RankerConfig
+    from slime_core.retrieve import HeadConfig
+
+    out = tmp_path_factory.mktemp("tiny_bundle") / "tiny"
+    cfg = BuildConfig(data=tiny_data, out=out, attacker=TINY_ATTACKER, victims=(TINY_VICTIM,),
+                      cache=Path(os.environ["SLIME_CACHE"]) / "embeddings", folds=2, eval_k=5,
+                      heads=HeadConfig(d_joint=16, epochs=2, batch_size=16, hard_negatives=5),
+                      ranker=RankerConfig(candidates=8, epochs=1, groups_per_batch=8, hard_negatives=3))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(OVERRIDES_ENV, tiny_overrides)
+        build(cfg, progress=False, log=lambda message: None)
+    return out
+
+
+@pytest.fixture
+def tiny_env(tiny_overrides, monkeypatch) -> str:
+    """This test builds encoders as the tiny bundle was built (the overrides are undone after it)."""
+    from slime_core.encoders import OVERRIDES_ENV
+
+    monkeypatch.setenv(OVERRIDES_ENV, tiny_overrides)
+    return tiny_overrides
+
+
+@pytest.fixture(scope="session")
+def _tiny_bundle(tiny_bundle_dir):
+    from slime_core.bundle import load_bundle
+
+    return load_bundle(tiny_bundle_dir)
+
+
+@pytest.fixture
+def tiny_bundle(_tiny_bundle, tiny_env):
+    """The tiny bundle, loaded (and so checked) once per session by load_bundle."""
+    return _tiny_bundle
+
+
+@pytest.fixture(scope="session")
+def _tiny_attacker(_tiny_bundle, tiny_data):
+    from slime_core.pipeline import Attacker
+
+    return Attacker(_tiny_bundle, data=tiny_data)
+
+
+@pytest.fixture
+def tiny_attacker(_tiny_attacker, tiny_env):
+    """An Attacker on the tiny bundle, its pool images and captions in tiny_data, embedding through the session cache."""
+    return _tiny_attacker

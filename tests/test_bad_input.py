@@ -259,22 +259,28 @@ def test_16_bit_png_is_scaled_not_white(tmp_path):
     assert abs(np.asarray(load_image(as_i)).mean() - 127.5) < 3
 
 
-@pytest.mark.slow
-def test_cli_attack_refuses_tiny_image(tmp_path, capsys):
+@pytest.fixture
+def tiny_cli(tiny_bundle_dir, tiny_data, tiny_env):
+    """Options pointing `slime attack` at the tiny bundle (tiny random encoders, see conftest)."""
+    from conftest import TINY_VICTIM
+
+    return ["--bundle", tiny_bundle_dir, "--victim", TINY_VICTIM, "--pool-data", tiny_data]
+
+
+def test_cli_attack_refuses_tiny_image(tmp_path, capsys, tiny_cli):
     from PIL import Image
 
     Image.new("RGB", (16, 16), (100, 50, 20)).save(tmp_path / "thumb.png")
-    code, out, err = run_cli(capsys, "attack", "--image", tmp_path / "thumb.png", "--n-align", "10", "--k", "3",
-                             "--no-progress")
+    code, out, err = run_cli(capsys, "attack", *tiny_cli, "--image", tmp_path / "thumb.png", "--n-align", "10",
+                             "--k", "3", "--no-progress")
     line = assert_refused(code, err, "thumb.png")
     assert "16x16" in line
 
 
-@pytest.mark.slow
-def test_cli_attack_on_a_non_image_names_it(tmp_path, capsys):
+def test_cli_attack_on_a_non_image_names_it(tmp_path, capsys, tiny_cli):
     (tmp_path / "notes.png").write_text("hello")
-    code, out, err = run_cli(capsys, "attack", "--image", tmp_path / "notes.png", "--n-align", "10", "--k", "3",
-                             "--no-progress")
+    code, out, err = run_cli(capsys, "attack", *tiny_cli, "--image", tmp_path / "notes.png", "--n-align", "10",
+                             "--k", "3", "--no-progress")
     assert_refused(code, err, "notes.png")
 
 
@@ -435,14 +441,14 @@ def test_remote_code_opt_in_gets_past_the_refusal(tmp_path, monkeypatch):
     assert seen["trust"] is False
 
 
-@pytest.mark.slow
-def test_cli_remote_code_victim_is_one_line(tmp_path, capsys, monkeypatch):
+def test_cli_remote_code_victim_is_one_line(tmp_path, capsys, monkeypatch, tiny_cli, tiny_overrides):
     from conftest import BLACK_DOG, DEMO
 
     monkeypatch.delenv("SLIME_TRUST_REMOTE_CODE", raising=False)
     folder = _remote_code_checkpoint(tmp_path)
-    monkeypatch.setenv("SLIME_ENCODER_OVERRIDES", json.dumps({"nomic-vision-v1.5": {"path": str(folder)}}))
-    code, out, err = run_cli(capsys, "attack", "--image", DEMO / "images" / BLACK_DOG, "--victim",
+    overrides = json.loads(tiny_overrides) | {"nomic-vision-v1.5": {"path": str(folder)}}
+    monkeypatch.setenv("SLIME_ENCODER_OVERRIDES", json.dumps(overrides))
+    code, out, err = run_cli(capsys, "attack", *tiny_cli, "--image", DEMO / "images" / BLACK_DOG, "--victim",
                              "nomic-vision-v1.5", "--n-align", "10", "--k", "3", "--no-progress")
     assert "SLIME_TRUST_REMOTE_CODE=1" in assert_refused(code, err, str(folder))
 

@@ -130,6 +130,7 @@ def test_missing_bundle(tmp_path):
         load_bundle(tmp_path)
 
 
+@pytest.mark.slow
 def test_default_bundle_is_consistent(default_bundle):
     b = default_bundle
     assert b.path == DEFAULT_BUNDLE

@@ -1,5 +1,6 @@
 """Curves on a small synthetic world (a fake attacker with the Attacker interface curves.py uses), plus
-one small end-to-end run on the real default bundle (marked slow)."""
+one small end-to-end run on the real default bundle (marked slow), and `slime defend`'s JSON contract on the
+tiny bundle (fast) and on the default bundle (slow)."""
 
 from pathlib import Path
 from types import SimpleNamespace
@@ -287,5 +288,30 @@ def test_cli_defend_json_contract_with_a_caption_writer(capsys):
         assert set(r["utility"]) == {"recall_at_1", "recall_at_5"}  # lite0 is image-only: no zero-shot field
         assert 0 <= r["leakage"]["caption_rouge_l"] <= 1
     assert rows[0]["utility"]["recall_at_1"] == 1.0
+    assert rows[0]["baselines"]["random_caption"]["caption_rouge_l"] > 0
+    assert rows[0]["baselines"]["mean_embedding_caption"]["caption"]
+
+
+def test_cli_defend_json_contract_on_the_tiny_bundle(capsys, tiny_bundle_dir, tiny_data, tiny_env):
+    """`slime defend ... --format json` on the tiny bundle: the same JSON contract, fast. The tiny victim is a
+    dual encoder, so utility also has its zero-shot tag field."""
+    import json
+
+    from conftest import TINY_VICTIM
+    from slime_core.cli import main
+
+    code = main(["defend", "--bundle", str(tiny_bundle_dir), "--pool-data", str(tiny_data), "--data", str(tiny_data),
+                 "--victim", TINY_VICTIM, "--defence", "noise", "--strength", "0,0.5", "--n-align", "30", "--k", "5",
+                 "--bootstrap", "50", "--caption", "consensus", "--format", "json", "--no-progress"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    rows = json.loads(out.out)
+    assert [r["strength"] for r in rows] == [0, 0.5]
+    for r in rows:
+        assert r["defence"] == "noise"
+        assert set(r["leakage"]) >= {"alignment_cosine", "exact_f1", "neighbourhood_f1", "caption_rouge_l"}
+        assert {"recall_at_1", "recall_at_5"} < set(r["utility"])
+        assert 0 <= r["leakage"]["caption_rouge_l"] <= 1
+    assert rows[0]["utility"]["recall_at_1"] == 1.0  # undefended: every image finds itself
     assert rows[0]["baselines"]["random_caption"]["caption_rouge_l"] > 0
     assert rows[0]["baselines"]["mean_embedding_caption"]["caption"]
