@@ -102,6 +102,12 @@ if defence in ("rotation", "shuffle", "projection"):
                f"defended pairs absorbs it (least squares recovers a rotation or permutation exactly), so leakage "
                f"is (nearly) unchanged. It only stops an attacker reusing a map fitted on undefended embeddings.",
                icon=":material/warning:")
+na = lk.get("non_adaptive") or {}
+if na.get("applicable"):
+    nd = na["neighbourhood_f1_vs_frequent"]
+    st.caption(f"An attacker whose N pairs leaked *before* the defence (it keeps its old map): neighbourhood F1 "
+               f"{na['neighbourhood_f1']:.3f}, {nd['diff']:+.3f} [{nd['ci_low']:+.3f}, {nd['ci_high']:+.3f}] vs the "
+               f"prior. The numbers below are the adaptive attacker's, who refits on defended pairs.")
 p1, p2 = st.columns(2)
 p1.success(f"**Protects against:** {spec.protects}", icon=":material/shield:")
 p2.warning(f"**Does not protect against:** {spec.does_not}", icon=":material/gpp_bad:")

@@ -139,6 +139,23 @@ def test_rotation_and_shuffle_change_nothing_for_an_adaptive_attacker():
         assert on["utility"] == off["utility"]
 
 
+def test_rotation_and_shuffle_stop_a_non_adaptive_attacker():
+    _, setup = fake_setup()
+    base = setup.undefended["baselines"]["frequent"]
+    clean = setup.undefended["leakage"]["non_adaptive"]
+    # undefended, the pre-defence map is the adaptive attacker's map: the same leak
+    assert clean["applicable"] and clean["exact_f1"] == pytest.approx(setup.undefended["leakage"]["exact_f1"], abs=1e-6)
+    for name in ("rotation", "shuffle"):
+        on = curves.curve(setup, name, [0, 1])[1]
+        na = on["leakage"]["non_adaptive"]
+        assert na["applicable"] and na["alignment_cosine"] < clean["alignment_cosine"] - 0.3
+        assert na["neighbourhood_f1_vs_frequent"]["ci_low"] <= 0  # no longer above the prior ...
+        assert on["leakage"]["exact_f1"] > base["exact_f1"] + 0.2  # ... while the adaptive attacker still leaks
+    pca = curves.curve(setup, "pca", [4])[0]["leakage"]["non_adaptive"]
+    assert pca == {"applicable": False, "why": pca["why"]} and "4-d" in pca["why"]
+    assert "non-adaptive" in defence_table(curves.curve(setup, "shuffle", [1]))
+
+
 def test_every_defence_runs_on_the_fake_world():
     _, setup = fake_setup()
     grid = {"noise": [0.1], "gaussian": [1000.0], "laplace": [1000.0], "rotation": [1], "shuffle": [1], "pca": [4],

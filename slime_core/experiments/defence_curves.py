@@ -34,6 +34,12 @@ Utility (the embedding's own job: image-to-image retrieval, measured on what the
   the defence's keyed linear part (`Defence.transform_query`). The offline victims (lite0/lite1) are
   image-only, so their rows have no such field.
 
+Two threat models. The ADAPTIVE attacker (every row's `leakage`) holds N pairs leaked after the defence
+was deployed and refits on them. The NON-ADAPTIVE attacker (`leakage.non_adaptive`) holds N pairs leaked
+before it (clean victim embeddings) and applies that old map to the defended queries: a keyed rotation or
+coordinate shuffle stops it, while the adaptive attacker undoes both exactly. Where a defence changes the
+dimension the old map cannot apply, and the row says so.
+
 The adaptive attacker also tries its map with an intercept (a constant feature) and keeps whichever
 fits its own pairs better (`align.fit_adaptive`), so a defence cannot win merely by removing a common offset.
 
@@ -92,6 +98,7 @@ class Setup:
     mean_caption_rouge: np.ndarray | None = field(default=None, repr=False)
     zs_vocab: list | None = field(default=None, repr=False)  # zero-shot utility: the victim's own text tower
     zs_text: np.ndarray | None = field(default=None, repr=False)
+    clean_fit: object = field(default=None, repr=False)  # the non-adaptive attacker's map, fitted on clean pairs
 
 
 def prepare(attacker, samples, victim: str = "lite0", n_align: int = 300, k: int = 10, method: str = "ridge",
@@ -123,6 +130,7 @@ def prepare(attacker, samples, victim: str = "lite0", n_align: int = 300, k: int
     setup = Setup(attacker, victim, [s.name for s in samples], X_pool, X_test, A_test, refs, scorer, n_align, k,
                   method, seed, n_boot, idx)
     setup.targets = _nearest_targets(X_pool, X_test)
+    setup.clean_fit = align.fit_alignment(X_pool[idx], pool_attack[idx], method)
     freq = tag_scores([attacker.frequent_tags(k)] * len(refs), refs, scorer)
     mean_pool = attacker.pool_attack.mean(axis=0)
     mean_pool = mean_pool / np.linalg.norm(mean_pool)
@@ -237,6 +245,7 @@ def measure(setup: Setup, defence: str, strength: float, defence_seed: int = 0, 
         baselines["random_caption"] = {"caption_rouge_l": float(setup.random_caption_rouge.mean())}
         baselines["mean_embedding_caption"] = {"caption_rouge_l": float(setup.mean_caption_rouge.mean()),
                                                "caption": setup.mean_caption}
+    leakage["non_adaptive"] = non_adaptive_leakage(setup, Z_test)
     utility = retrieval_recall(Z_pool, Z_test, setup.targets)
     if setup.zs_text is not None:
         utility["zero_shot_tag_f1"] = zero_shot_tag_f1(setup, d, Z_test)
@@ -251,6 +260,22 @@ def measure(setup: Setup, defence: str, strength: float, defence_seed: int = 0, 
         "victim": setup.victim, "attacker": attacker.bundle.attacker, "n_align": setup.n_align, "k": setup.k,
         "method": setup.method, "n_images": len(setup.names), "seconds": round(time.perf_counter() - t0, 3),
     }
+
+
+def non_adaptive_leakage(setup: Setup, Z_test: np.ndarray) -> dict:
+    """The attacker whose N leaked pairs predate the defence: its clean map applied to defended queries."""
+    if Z_test.shape[1] != setup.X_test.shape[1]:
+        return {"applicable": False,
+                "why": f"the defence releases {Z_test.shape[1]}-d embeddings; the pre-defence map takes "
+                       f"{setup.X_test.shape[1]}-d"}
+    aligned = setup.clean_fit.transform(Z_test)
+    tags = [[t for t, _ in row] for row in setup.attacker.retrieve(aligned, setup.k)]
+    scores = tag_scores(tags, setup.refs, setup.scorer)
+    neigh = scores["neighbourhood_f1"]
+    return {"applicable": True, **_flat("alignment_cosine", align.cosines(aligned, setup.A_test), setup),
+            **_flat("exact_f1", scores["exact_f1"], setup), **_flat("neighbourhood_f1", neigh, setup),
+            "neighbourhood_f1_vs_frequent": paired_difference(neigh, setup.frequent["neighbourhood_f1"],
+                                                              setup.n_boot, setup.seed)}
 
 
 def curve(setup: Setup, defence: str, strengths, defence_seed: int = 0, **defence_kwargs) -> list[dict]:

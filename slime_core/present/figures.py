@@ -32,6 +32,13 @@ def defence_figure(rows: list[dict], title: str | None = None):
         fig.add_hline(y=base[key], line_dash="dash", line_color=colour, opacity=0.6,
                       annotation_text=f"prior ({prior_name.get(key, 'frequent tags')}): {label}",
                       annotation_position="bottom right")
+    non_adaptive = [(xi, r["leakage"]["non_adaptive"]) for xi, r in zip(x, rows)
+                    if (r["leakage"].get("non_adaptive") or {}).get("applicable")]
+    if non_adaptive:
+        fig.add_trace(go.Scatter(x=[xi for xi, _ in non_adaptive], y=[na["neighbourhood_f1"] for _, na in non_adaptive],
+                                 mode="lines+markers", name="neighbourhood F1, non-adaptive attacker (pre-defence pairs)",
+                                 line={"color": "#1f77b4", "dash": "dot"}, marker={"symbol": "x"},
+                                 hovertemplate="non-adaptive neighbourhood F1 %{y:.3f}<br>recall@1 %{x:.3f}"))
     knee = [r for r in rows if r.get("knee")]
     if knee:
         r = knee[0]

@@ -97,4 +97,14 @@ class _Panel:
             if r.get("stops_leak"):
                 d.ellipse([px - 11, py - 11, px + 11, py + 11], outline="black", width=2)
             d.text((px + 5, py - 14), fmt_strength(r["strength"]), fill="#222", font=small)
-        d.text((left + 6, top + 4), "red = knee, ring = leak stopped", fill="#666", font=small)
+        self.crosses([(r["utility"]["recall_at_1"], r["leakage"]["non_adaptive"]["neighbourhood_f1"]) for r in rows
+                      if (r["leakage"].get("non_adaptive") or {}).get("applicable")])
+        d.text((left + 6, top + 4), "red = knee, ring = leak stopped, teal x = non-adaptive attacker", fill="#666",
+               font=small)
+
+    def crosses(self, points) -> None:
+        """The non-adaptive attacker's neighbourhood F1 (pre-defence pairs), one teal x per strength."""
+        for u, v in points:
+            px, py = self.sx(u), self.sy(v)
+            self.d.line([px - 4, py - 4, px + 4, py + 4], fill="#17becf", width=2)
+            self.d.line([px - 4, py + 4, px + 4, py - 4], fill="#17becf", width=2)

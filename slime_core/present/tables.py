@@ -54,13 +54,20 @@ def knee_label(r: dict) -> str:
 
 
 def optional_cells(r: dict) -> list[tuple[str, str]]:
-    """(header, cell) for the measurements only some runs have: caption ROUGE-L (a writer was configured)
-    and zero-shot tag F1 (a dual-encoder victim)."""
+    """(header, cell) for the measurements only some runs have: caption ROUGE-L (a writer was configured),
+    the non-adaptive attacker (rows measured since it was added) and zero-shot tag F1 (a dual-encoder victim)."""
     out = []
     if "caption_rouge_l" in r["leakage"]:
         lk, dv = r["leakage"], r["leakage"]["caption_rouge_l_vs_mean_embedding_caption"]
         out.append(("caption ROUGE-L, d vs mean-embedding caption [95% CI]",
                     f"{lk['caption_rouge_l']:.3f} {dv['diff']:+.3f} [{dv['ci_low']:+.3f},{dv['ci_high']:+.3f}]"))
+    na = r["leakage"].get("non_adaptive")
+    if na is not None:
+        cell = "n/a (dimension changed)"
+        if na["applicable"]:
+            dv = na["neighbourhood_f1_vs_frequent"]
+            cell = f"{na['neighbourhood_f1']:.3f} {dv['diff']:+.3f} [{dv['ci_low']:+.3f},{dv['ci_high']:+.3f}]"
+        out.append(("non-adaptive attacker (pre-defence pairs): neigh F1, d vs freq [95% CI]", cell))
     if "zero_shot_tag_f1" in r["utility"]:
         out.append(("zero-shot tag F1", f"{r['utility']['zero_shot_tag_f1']:.3f}"))
     return out
