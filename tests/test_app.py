@@ -280,6 +280,12 @@ def test_projection_and_curve_helpers():
     attacker = Attacker()
     rows = explore.alignment_curve(attacker, ["lite0"], ["ridge"], [10, 40])
     assert [r["N"] for r in rows] == [10, 40] and all(0 < r["heldout_cosine"] < 1 for r in rows)
+    assert all(0 < r["prior_cosine"] < 1 for r in rows)  # a constant embedding's cosine is far from 0 ...
+    assert rows[1]["heldout_cosine"] > rows[1]["prior_cosine"]  # ... and at N=40 the real victim beats it
+    fig = app_figures.alignment_curve_figure(rows)
+    assert list(fig.layout.xaxis.tickvals) == [10, 40]
+    prior = [t for t in fig.data if t.name.startswith("prior (ridge)")]
+    assert len(prior) == 1 and list(prior[0].y) == [r["prior_cosine"] for r in rows]
     proj = explore.projection(attacker, "lite0", 40, "ridge", n_points=30)
     assert proj["true"].shape == proj["aligned"].shape == (30, 2)
     assert explore.n_grid(775, 6)[0] == 10 and explore.n_grid(775, 6)[-1] == 775

@@ -19,17 +19,22 @@ def n_grid(pool_size: int, points: int = 6, low: int = 10) -> list[int]:
 
 def alignment_curve(attacker, victims: Sequence[str], methods: Sequence[str], ns: Sequence[int], seed: int = 0,
                     progress: Callable[[float, str], None] | None = None) -> list[dict]:
-    """Held-out cosine of each fitted map: one row per (victim, method, N). Procrustes on unequal dims is
-    skipped with a note."""
+    """Held-out cosine of each fitted map: one row per (victim, method, N), beside its prior (`prior_cosine`:
+    what a constant, no-information victim embedding scores under the same held-out scheme). Procrustes on
+    unequal dims is skipped with a note."""
+    from slime_core.headline import prior_cosine
+
     rows, jobs = [], [(v, m, n) for v in victims for m in methods for n in ns]
     for i, (v, m, n) in enumerate(jobs):
         if progress:
             progress(i / max(len(jobs), 1), f"{v} / {m} / N={n}")
         try:
             fit = attacker.alignment(v, int(n), m, seed)
-            rows.append({"victim": v, "method": m, "N": int(n), "heldout_cosine": float(fit.heldout_cosine), "note": ""})
+            cosine, note = float(fit.heldout_cosine), ""
         except SlimeError as err:
-            rows.append({"victim": v, "method": m, "N": int(n), "heldout_cosine": None, "note": str(err)})
+            cosine, note = None, str(err)
+        rows.append({"victim": v, "method": m, "N": int(n), "heldout_cosine": cosine, "note": note,
+                     "prior_cosine": prior_cosine(attacker.pool_attack, int(n), m, seed)})
     if progress:
         progress(1.0, "done")
     return rows

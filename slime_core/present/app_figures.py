@@ -107,11 +107,20 @@ def tags_figure(tags: list[dict]):
 
 
 def alignment_curve_figure(rows: list[dict]):
+    """Held-out cosine against N per victim and method, each method's prior (a constant embedding) in grey,
+    ticks at the N values measured (a log axis otherwise labels only some of them)."""
     import plotly.express as px
+    import plotly.graph_objects as go
 
     data = [r for r in rows if r["heldout_cosine"] is not None]
     fig = px.line(data, x="N", y="heldout_cosine", color="victim", line_dash="method", markers=True, log_x=True,
                   labels={"heldout_cosine": "held-out cosine (aligned vs true)", "N": "N leaked pairs"})
+    for method in dict.fromkeys(r["method"] for r in rows if r.get("prior_cosine") is not None):
+        prior = {r["N"]: r["prior_cosine"] for r in rows if r["method"] == method}
+        fig.add_trace(go.Scatter(x=list(prior), y=list(prior.values()), mode="lines", name=f"prior ({method}): a "
+                                 "constant embedding", line={"color": "grey", "dash": "dot"}))
+    ns = sorted({r["N"] for r in rows})
+    fig.update_xaxes(tickvals=ns, ticktext=[str(n) for n in ns])
     fig.update_layout(height=420, margin={"t": 30})
     return fig
 
