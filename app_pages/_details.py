@@ -26,9 +26,11 @@ def neighbours(attacker, result) -> None:
                  hide_index=True, width="stretch")
 
 
-def scene_graph(graph) -> None:
+def scene_graph(tags: list[str]) -> None:
+    from slime_core.infer import graph_from_tags
+
     st.markdown("**Scene graph** (from the recovered tags: objects, their attributes, relations)")
-    st.graphviz_chart(hl.scene_graph_dot(graph), width="stretch")
+    st.graphviz_chart(hl.scene_graph_dot(graph_from_tags(tags)), width="stretch")
 
 
 def alignment(attacker, result, method: str) -> None:

@@ -88,6 +88,14 @@ def target(attacker, victim: str, dim_of) -> Target:
     return got
 
 
+def llm_model() -> str:
+    """The litellm model name typed in the sidebar; the names (never the values) of the keys found are shown."""
+    keys = sup.any_llm_key()
+    st.caption("Keys found in the environment: " + (", ".join(keys) if keys else "none"))
+    return st.text_input("litellm model name (e.g. gpt-4o-mini, anthropic/claude-3-5-haiku-latest)", "",
+                         key="llm_model").strip()
+
+
 def reference_tags(t: Target) -> list[str]:
     if t.refs is not None:
         return t.refs

@@ -6,7 +6,6 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages import _details, _gallery, _headline, _inputs, common
-from slime_core import availability as sup
 from slime_core import headline as hl
 from slime_core.align import METHODS
 from slime_core.errors import SlimeError
@@ -33,12 +32,7 @@ with st.sidebar:
     writer_spec = st.selectbox("Caption writer", list(writers), format_func=writers.get, key="writer")
     if no_consensus:
         st.caption(no_consensus)
-    llm_model = None
-    if writer_spec == "litellm":
-        keys = sup.any_llm_key()
-        st.caption("Keys found in the environment: " + (", ".join(keys) if keys else "none"))
-        llm_model = st.text_input("litellm model name (e.g. gpt-4o-mini, anthropic/claude-3-5-haiku-latest)", "",
-                                  key="llm_model").strip()
+    llm_model = _inputs.llm_model() if writer_spec == "litellm" else None
 
 log: list = []
 with common.timed(log, "embed"):
@@ -109,9 +103,7 @@ if not present:
         d1, d2 = st.columns([1, 1])
         with d1:
             _details.neighbours(attacker, result)
-            from slime_core.infer import graph_from_tags
-
-            _details.scene_graph(graph_from_tags(pred))
+            _details.scene_graph(pred)
         with d2:
             _details.alignment(attacker, result, method)
             _details.scores(attacker, result, refs, target.captions, caption, mean_cap)

@@ -115,8 +115,12 @@ ALIGNMENT_HELP = ("Held-out alignment cosine: mean cosine between the aligned vi
 def alignment_headline(cosine: float, prior: float, n_align: int) -> str:
     """The held-out alignment cosine beside the constant-embedding prior, in plain words."""
     gap = cosine - prior
-    verdict = ("your space aligns with the attacker's from these pairs: expect tags to leak as shown below"
-               if gap >= 0.05 else "barely above what no information gives: little is recoverable with these pairs")
+    if gap >= 0.05:
+        verdict = "your space aligns with the attacker's from these pairs: expect tags to leak as shown below"
+    elif gap >= 0:
+        verdict = "barely above what no information gives: little is recoverable with these pairs"
+    else:  # e.g. unrelated (random) embeddings: the map has no intercept, so it cannot even find the average image
+        verdict = "below what no information gives: nothing beyond chance is recoverable with these pairs"
     return (f"Held-out alignment cosine {cosine:.3f} with N={n_align} leaked pairs; a constant embedding, carrying no "
             f"information, gets {prior:.3f} under the same fit ({gap:+.3f}): {verdict}. For comparison, the offline "
             f"lite0 encoder reaches 0.72 against a prior of 0.58 at N=300 with ridge.")

@@ -456,6 +456,15 @@ def test_alignment_prior_is_a_constant_embeddings_heldout_cosine():
     assert 0.3 < prior < align.fit_alignment(Attacker().victim_pool("lite0")[idx], Y[idx], "lstsq").heldout_cosine
 
 
+
+def test_alignment_headline_says_where_the_cosine_sits_against_the_prior():
+    from slime_core import headline as hl
+
+    assert "expect tags to leak" in hl.alignment_headline(0.728, 0.577, 300)
+    assert "barely above what no information gives" in hl.alignment_headline(0.6, 0.577, 300)
+    # unrelated embeddings (e.g. random): the intercept-free map scores far below the constant-embedding prior
+    assert "below what no information gives" in hl.alignment_headline(0.025, 0.577, 300)
+
 def test_parse_embeddings_formats_and_errors():
     arr = np.arange(12, dtype=np.float32).reshape(3, 4) + 1
     got, names = uploads.parse_embeddings("x.npy", npy_bytes(arr))
