@@ -1,9 +1,6 @@
-"""Page - defences: what a transform of the victim's embeddings costs the attacker and the owner.
-
-The owner defends everything it releases (public pool and private test images) with one key; the attacker
-refits its alignment on N defended leaked pairs (slime_core.experiments.defence_curves). Leakage and utility come
-from `defence_curves.measure`/`knee.mark_knee`, the same numbers `slime defend` prints.
-"""
+"""Page - defences: what a transform of the victim's embeddings costs the attacker and the owner. The owner defends
+everything it releases with one key; the attacker refits its alignment on N defended leaked pairs. Numbers and words
+come from slime_core (experiments.defence_curves, present.defence_panel): the rows `slime defend` prints."""
 
 from __future__ import annotations
 
@@ -14,8 +11,9 @@ import streamlit as st
 from app_pages import common
 from slime_core import defend
 from slime_core.experiments import defence_curves as curves
-from slime_core.experiments.knee import mark_knee
+from slime_core.present import defence_panel as panel
 from slime_core.present.figures import defence_figure
+from slime_core.present.serialise import jsonable
 from slime_core.present.tables import defence_table, fmt_strength
 from slime_core.errors import SlimeError
 
@@ -25,7 +23,6 @@ st.caption("The owner transforms its image embeddings before they leave it; the 
            "would. Leakage (alignment cosine, exact and neighbourhood tag F1 on held-out test images) is shown beside "
            "the prior baseline that needs no embedding at all; utility is the embedding's own job, image-to-image "
            "retrieval (recall@k of each image's clean nearest neighbour under the defended embeddings).")
-
 
 try:
     attacker = common.get_attacker()
@@ -65,10 +62,7 @@ try:
 except SlimeError as err:
     common.show_error(err)
     st.stop()
-dim = setup.X_pool.shape[1]
-strengths = [s for s in spec.default_strengths if defence not in ("pca", "projection") or s <= dim]
-if defence in ("pca", "projection") and dim not in strengths:
-    strengths = [dim] + strengths  # d' = d: nothing dropped
+strengths = curves.strengths_for(defence, setup.X_pool.shape[1])
 strength = c3.select_slider(f"Strength ({spec.strength})", strengths, strengths[len(strengths) // 2],
                             format_func=fmt_strength, key=f"df_strength_{defence}",
                             help="weakest on the left, strongest on the right")
@@ -77,117 +71,50 @@ strength = c3.select_slider(f"Strength ({spec.strength})", strengths, strengths[
 ckey = ("df_curve", victim, int(limit), int(n_align), int(k), int(n_boot), defence, int(key_seed), tuple(strengths),
         writer)
 if ckey not in st.session_state:
+    bar = st.progress(0.0, text=f"{defence}: measuring {len(strengths)} strengths ...")
+
+    def step(i, s):
+        bar.progress(i / len(strengths), text=f"{defence} at strength {fmt_strength(s)}: defending, "
+                                              f"refitting the attacker, retrieving tags ...")
     try:
-        for s in strengths:  # a bad strength fails before any work
-            defend.make_defence(defence, s, int(key_seed))
-        bar = st.progress(0.0, text=f"{defence}: measuring {len(strengths)} strengths ...")
-        rows = []
-        for i, s in enumerate(strengths):
-            bar.progress(i / len(strengths), text=f"{defence} at strength {fmt_strength(s)}: defending, "
-                                                  f"refitting the attacker, retrieving tags ...")
-            rows.append(curves.measure(setup, defence, s, int(key_seed)))
-        mark_knee(rows, setup.undefended)
-        bar.empty()
+        st.session_state[ckey] = curves.curve(setup, defence, strengths, int(key_seed), on_step=step)
     except SlimeError as err:
         common.show_error(err)
         st.stop()
-    st.session_state[ckey] = rows
+    bar.empty()
 rows = st.session_state[ckey]
 row = next(r for r in rows if r["strength"] == strength)
-lk, ut, base = row["leakage"], row["utility"], row["baselines"]["frequent"]
 
 # ---- what this defence protects against, and what not ----------------------------------------------------------
-if defence in ("rotation", "shuffle", "projection"):
-    st.warning(f"**{defence}** is a linear map of the embeddings: an attacker who fits its alignment on leaked "
-               f"defended pairs absorbs it (least squares recovers a rotation or permutation exactly), so leakage "
-               f"is (nearly) unchanged. It only stops an attacker reusing a map fitted on undefended embeddings.",
-               icon=":material/warning:")
-na = lk.get("non_adaptive") or {}
-if na.get("applicable"):
-    nd = na["neighbourhood_f1_vs_frequent"]
-    st.caption(f"An attacker whose N pairs leaked *before* the defence (it keeps its old map): neighbourhood F1 "
-               f"{na['neighbourhood_f1']:.3f}, {nd['diff']:+.3f} [{nd['ci_low']:+.3f}, {nd['ci_high']:+.3f}] vs the "
-               f"prior. The numbers below are the adaptive attacker's, who refits on defended pairs.")
+if warning := panel.linear_warning(defence):
+    st.warning(warning, icon=":material/warning:")
+if note := panel.non_adaptive_note(row):
+    st.caption(note)
 p1, p2 = st.columns(2)
 p1.success(f"**Protects against:** {spec.protects}", icon=":material/shield:")
 p2.warning(f"**Does not protect against:** {spec.does_not}", icon=":material/gpp_bad:")
 with st.expander(f"How {defence} works (from the defence module)"):
     st.markdown(spec.description or spec.strength)
-    info = row["defence_info"]
-    if "noise_scale" in info:
-        st.caption(f"Noise scale per coordinate at this strength: {info['noise_scale']:.4g}"
-                   + (f" (delta {info['delta']:g}, {info['calibration']} calibration)" if "delta" in info else ""))
+    if note := panel.noise_note(row):
+        st.caption(note)
 
 # ---- the numbers at the chosen strength -------------------------------------------------------------------------
 st.subheader(f"{defence} at strength {fmt_strength(strength)}")
-st.caption(f"Victim {row['victim']} -> attacker {row['attacker']}, N={row['n_align']} defended pairs, k={row['k']}, "
-           f"{row['n_images']} test images, released dimension {row['released_dim']}.")
-m = st.columns(5)
-m[0].metric("Alignment cosine", f"{lk['alignment_cosine']:.3f}",
-            f"{lk['alignment_cosine'] - base['alignment_cosine']:+.3f} vs prior", delta_color="off",
-            help=f"95% CI [{lk['alignment_cosine_ci'][0]:.3f}, {lk['alignment_cosine_ci'][1]:.3f}]; prior = cosine "
-                 f"of the mean public embedding, {base['alignment_cosine']:.3f}")
-for col, key, label in ((m[1], "exact_f1", "Tag F1 (exact)"), (m[2], "neighbourhood_f1", "Neighbourhood F1")):
-    dv = lk[f"{key}_vs_frequent"]
-    col.metric(label, f"{lk[key]:.3f}", f"{dv['diff']:+.3f} vs prior", delta_color="inverse",
-               help=f"95% CI [{lk[key + '_ci'][0]:.3f}, {lk[key + '_ci'][1]:.3f}]; difference to the k most "
-                    f"frequent tags ({base[key]:.3f}): 95% CI [{dv['ci_low']:+.3f}, {dv['ci_high']:+.3f}]")
-u0 = setup.undefended["utility"]
-m[3].metric("Utility: recall@1", f"{ut['recall_at_1']:.3f}", f"{ut['recall_at_1'] - u0['recall_at_1']:+.3f}")
-m[4].metric("Utility: recall@5", f"{ut['recall_at_5']:.3f}", f"{ut['recall_at_5'] - u0['recall_at_5']:+.3f}")
-if "zero_shot_tag_f1" in ut:
-    st.metric("Utility: the owner's zero-shot tagging (exact F1)", f"{ut['zero_shot_tag_f1']:.3f}",
-              f"{ut['zero_shot_tag_f1'] - u0['zero_shot_tag_f1']:+.3f}",
-              help="The victim's own text tower tags its defended embeddings (top-k over the test tags).")
-
-table = [{"leakage": "alignment cosine", "attack": lk["alignment_cosine"], "ci_low": lk["alignment_cosine_ci"][0],
-          "ci_high": lk["alignment_cosine_ci"][1], "prior": base["alignment_cosine"],
-          "difference": lk["alignment_cosine"] - base["alignment_cosine"], "diff_ci_low": None, "diff_ci_high": None}]
-for key, label in (("exact_f1", "tag F1 (exact)"), ("neighbourhood_f1", "neighbourhood F1")):
-    dv = lk[f"{key}_vs_frequent"]
-    table.append({"leakage": label, "attack": lk[key], "ci_low": lk[f"{key}_ci"][0], "ci_high": lk[f"{key}_ci"][1],
-                  "prior": base[key], "difference": dv["diff"], "diff_ci_low": dv["ci_low"],
-                  "diff_ci_high": dv["ci_high"]})
-if "caption_rouge_l" in lk:
-    for prior in ("random_caption", "mean_embedding_caption"):
-        dv = lk[f"caption_rouge_l_vs_{prior}"]
-        table.append({"leakage": f"caption ROUGE-L ({lk['caption_writer']}) vs {prior.replace('_', ' ')}",
-                      "attack": lk["caption_rouge_l"], "ci_low": lk["caption_rouge_l_ci"][0],
-                      "ci_high": lk["caption_rouge_l_ci"][1], "prior": row["baselines"][prior]["caption_rouge_l"],
-                      "difference": dv["diff"], "diff_ci_low": dv["ci_low"], "diff_ci_high": dv["ci_high"]})
-st.dataframe(table, hide_index=True, key="df_table",
-             column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
-                            ("attack", "ci_low", "ci_high", "prior", "difference", "diff_ci_low", "diff_ci_high")})
-st.caption("prior = the k most frequent training tags for the F1s (no embedding needed), the mean public "
-           "embedding for the cosine and, for ROUGE-L, a random public caption and the caption written from the mean "
-           "public embedding (the stronger prior); difference = attack - prior, paired over images, with its bootstrap 95% "
-           "interval (the cosine's interval is on the attack value only).")
-nb = lk["neighbourhood_f1_vs_frequent"]
-if nb["ci_low"] > 0:
-    st.markdown(f":red[**Still leaking:** neighbourhood F1 is above the prior by {nb['diff']:+.3f} "
-                f"(95% CI [{nb['ci_low']:+.3f}, {nb['ci_high']:+.3f}]) at recall@1 {ut['recall_at_1']:.2f}.]")
-else:
-    st.markdown(f":green[**No measurable tag leak:** neighbourhood F1 is not significantly above the prior "
-                f"(95% CI of the difference [{nb['ci_low']:+.3f}, {nb['ci_high']:+.3f}] reaches 0)] - at the "
-                f"cost of utility recall@1 {ut['recall_at_1']:.2f}.")
+st.caption(panel.setting_note(row))
+cards = panel.metric_cards(row, setup.undefended)
+for col, card in zip(st.columns(5), cards[:5]):
+    col.metric(**card)
+for card in cards[5:]:
+    st.metric(**card)
+st.dataframe(panel.leakage_rows(row), hide_index=True, key="df_table",
+             column_config={c: st.column_config.NumberColumn(format="%.3f") for c in panel.NUMBER_COLUMNS})
+st.caption(panel.TABLE_NOTE)
+st.markdown(panel.verdict(row))
 
 # ---- the curve --------------------------------------------------------------------------------------------------
-import plotly.graph_objects as go  # noqa: E402
-
-fig = defence_figure(rows)
-fig.add_trace(go.Scatter(x=[ut["recall_at_1"]], y=[lk["neighbourhood_f1"]], mode="markers",
-                         marker={"symbol": "diamond", "size": 16, "color": "rgba(0,0,0,0)",
-                                 "line": {"color": "black", "width": 3}},
-                         name=f"selected: strength {fmt_strength(strength)}"))
-st.plotly_chart(fig, key="df_fig")
-knee = next((r for r in rows if r.get("knee")), None)
-stop = next((r for r in rows if r.get("stops_leak")), None)
-st.caption((f"Knee (where the trade-off bends): strength {fmt_strength(knee['strength'])}. " if knee else "")
-           + (f"The leak stops being measurable from strength {fmt_strength(stop['strength'])}, at recall@1 "
-              f"{stop['utility']['recall_at_1']:.2f}." if stop else "No strength here stops the measurable leak."))
+st.plotly_chart(defence_figure(rows, selected=row), key="df_fig")
+st.caption(panel.curve_note(rows))
 with st.expander("The whole curve as `slime defend` prints it"):
     st.code(defence_table(rows), language=None)
-from slime_core.present.serialise import jsonable  # noqa: E402
-
 st.download_button("Download the curve (JSON)", json.dumps(jsonable(rows), indent=2),
                    file_name=f"slime_defend_{victim}_{defence}.json", mime="application/json", key="df_json")

@@ -84,127 +84,222 @@ def evaluate_tags(pred: list[list[str]], refs: list[list[str]], scorer: Neighbou
     return {"exact_f1": float(ex), "neighbourhood_f1": float(nb)}
 
 
-def build(cfg: BuildConfig, progress: bool = True, log=print) -> Bundle | None:
-    """Train and write a bundle; None in an accelerate helper process (rank > 0), which only embeds."""
-    t0 = time.time()
-    torch.manual_seed(cfg.seed)
-    spec = attacker_spec(cfg.attacker)
-    victims_names = tuple(spec.get("victims", ()) if cfg.victims is None else cfg.victims)
+@dataclass
+class _Tags:
+    """The public pool (train then dev), its tags and the vocabulary built from the training captions."""
+    train: list
+    dev: list
+    pool_tags: list
+    vocab: list[str]
+    tag_counts: np.ndarray
+    large: bool  # above cfg.negatives.above tags: sampled negatives, sparse positives, chunked search
+
+    @property
+    def pool(self) -> list:
+        return self.train + self.dev
+
+    def __post_init__(self):
+        self.tag_id = {t: i for i, t in enumerate(self.vocab)}
+
+    def ids(self, tags) -> list[int]:
+        return [self.tag_id[t] for t in tags if t in self.tag_id]
+
+
+@dataclass
+class _Embeddings:
+    attacker: np.ndarray  # the attacker's image embeddings of the pool
+    victims: dict[str, np.ndarray]
+    tag_text: np.ndarray
+    semantics: dict
+    text_enc: object
+
+
+@dataclass
+class _Retrieval:
+    """Tag keys with the frequency prior, and the candidate search (a TagIndex, or exact chunked search at scale)."""
+    tag_vecs: np.ndarray
+    prior: np.ndarray
+    scale: float
+    keys: np.ndarray
+    index: TagIndex | None
+    device: str | None
+
+    def candidates(self, u: np.ndarray, alpha: float, k: int):
+        q, _ = retrieve.with_prior(u, self.tag_vecs, self.prior, self.scale, alpha)
+        return build_scale.exact_topk(q, self.keys, k, self.device) if self.index is None else self.index.search(q, k)
+
+
+def _splits(cfg: BuildConfig, log) -> tuple[list, list]:
     samples = load_folder(cfg.data)
     train = [s for s in samples if s.split == "train"]
     dev = [s for s in samples if s.split == "dev"]
     if not train or not dev:
         raise SlimeError(f"{cfg.data}: building needs 'train' and 'dev' images; found splits "
                          f"{sorted({s.split for s in samples})} (see `slime data coco` for COCO).")
-    pool = train + dev  # the attacker's public images
-    log(f"data: {len(train)} train, {len(dev)} dev images; pool {len(pool)}")
+    log(f"data: {len(train)} train, {len(dev)} dev images; pool {len(train) + len(dev)}")
+    return train, dev
 
+
+def _tags(cfg: BuildConfig, train: list, dev: list, progress: bool, log) -> _Tags:
+    """Tags of every pool caption; the vocabulary is the training tags, most frequent first, then widen_vocab's."""
     parser = make_parser(cfg.tag_backend)
-    pool_tags = build_scale.cached_tags(pool, parser, cfg.tag_backend, cfg.cache, progress=progress)
+    pool_tags = build_scale.cached_tags(train + dev, parser, cfg.tag_backend, cfg.cache, progress=progress)
     counts = Counter(t for c in pool_tags[: len(train)] for t in c)
     extra = []
     if cfg.widen_vocab:
         wide = load_folder(cfg.widen_vocab, require_images=False)
         extra = sorted({t for c in tags_of_samples(wide, parser, progress=progress) for t in c} - set(counts))
     vocab = sorted(counts, key=lambda t: (-counts[t], t)) + extra
-    tag_id = {t: i for i, t in enumerate(vocab)}
-    tag_counts = np.array([counts.get(t, 0) for t in vocab], np.float32)
-    large = len(vocab) > cfg.negatives.above  # sampled negatives, sparse positives, chunked search
+    large = len(vocab) > cfg.negatives.above
     log(f"vocabulary: {len(vocab)} tags ({len(extra)} from {cfg.widen_vocab or 'no extra captions'})"
         + (f"; above {cfg.negatives.above:,}: sampled negatives" if large else ""))
+    return _Tags(train, dev, pool_tags, vocab, np.array([counts.get(t, 0) for t in vocab], np.float32), large)
 
+
+def _embed(cfg: BuildConfig, spec: dict, victims_names: tuple, tags: _Tags, progress: bool) -> _Embeddings | None:
+    """Every pool image under the attacker and the victims, every tag under the text encoder (cached); None in
+    an accelerate helper process, whose share is embedded and cached."""
     cache = EmbeddingCache(cfg.cache)
 
     def maker(name):
         return lambda device=None: get_encoder(name, device=device, **cfg.encoder_overrides.get(name, {}))
 
-    paths = [str(s.path) for s in pool]
+    paths = [str(s.path) for s in tags.pool]
     embed = dict(batch_size=cfg.image_batch, chunk=cfg.image_chunk, progress=progress)
     A = build_scale.embed_images(cache, maker(spec["image"]), paths, **embed)
     victims = {v: build_scale.embed_images(cache, maker(v), paths, **embed) for v in victims_names}
-    tag_text = build_scale.embed_tags(cfg.cache, maker(spec["text"]), vocab, progress=progress)
-    if A is None:  # a helper process under `accelerate launch`: its share is embedded and cached
+    tag_text = build_scale.embed_tags(cfg.cache, maker(spec["text"]), tags.vocab, progress=progress)
+    if A is None:
         return None
     image_enc, text_enc = maker(spec["image"])(), maker(spec["text"])()
-    semantics = {}
-    if hasattr(image_enc, "classify"):
-        feature_norm = float(np.linalg.norm(image_enc.features(paths[:32]), axis=1).mean())
-        head = image_enc.model.get_classifier()
-        semantics = {"classifier_weight": head.weight.detach().numpy(), "classifier_bias": head.bias.detach().numpy(),
-                     "class_text": text_enc.encode_texts(class_names()), "feature_norm": np.array([feature_norm], np.float32)}
-    log(f"embeddings ready ({time.time() - t0:.0f}s)")
+    return _Embeddings(A, victims, tag_text, _semantics(image_enc, text_enc, paths), text_enc)
 
-    # Inputs the heads see: true attacker embeddings and cross-fitted aligned victims of the same images.
-    variants = {"true": A} | {f"aligned_{v}": cross_fitted(X, A, cfg.folds, cfg.seed) for v, X in victims.items()}
-    n_train = len(train)
-    feats = {name: retrieve.image_features(E, semantics) for name, E in variants.items()}
+
+def _semantics(image_enc, text_enc, paths: list[str]) -> dict:
+    """For a classifier attacker (EfficientNet-Lite): its ImageNet head and the class names' text embeddings."""
+    if not hasattr(image_enc, "classify"):
+        return {}
+    feature_norm = float(np.linalg.norm(image_enc.features(paths[:32]), axis=1).mean())
+    head = image_enc.model.get_classifier()
+    return {"classifier_weight": head.weight.detach().numpy(), "classifier_bias": head.bias.detach().numpy(),
+            "class_text": text_enc.encode_texts(class_names()), "feature_norm": np.array([feature_norm], np.float32)}
+
+
+def _train_heads(cfg: BuildConfig, tags: _Tags, emb: _Embeddings, progress: bool):
+    """Heads trained on the true attacker embeddings and cross-fitted aligned victims of the same images.
+    Returns the heads, the features of every variant (whole pool), and the training inputs and positives."""
+    variants = {"true": emb.attacker} | {f"aligned_{v}": cross_fitted(X, emb.attacker, cfg.folds, cfg.seed)
+                                         for v, X in emb.victims.items()}
+    n_train = len(tags.train)
+    feats = {name: retrieve.image_features(E, emb.semantics) for name, E in variants.items()}
     X_train = np.concatenate([f[:n_train] for f in feats.values()])
-    if large:
-        positives = build_scale.SparseRows.from_lists([[tag_id[t] for t in c if t in tag_id] for c in pool_tags[:n_train]],
-                                                     len(vocab))
+    if tags.large:
+        positives = build_scale.SparseRows.from_lists([tags.ids(c) for c in tags.pool_tags[:n_train]], len(tags.vocab))
         P_train = positives.tile(len(feats))
-        heads = build_scale.train_heads_sampled(X_train, tag_text, P_train, cfg.heads, cfg.negatives, cfg.device,
+        heads = build_scale.train_heads_sampled(X_train, emb.tag_text, P_train, cfg.heads, cfg.negatives, cfg.device,
                                                 progress=progress)
     else:
-        positives = np.zeros((len(pool), len(vocab)), bool)
-        for i, c in enumerate(pool_tags):
-            positives[i, [tag_id[t] for t in c if t in tag_id]] = True
+        positives = np.zeros((len(tags.pool_tags), len(tags.vocab)), bool)
+        for i, c in enumerate(tags.pool_tags):
+            positives[i, tags.ids(c)] = True
         P_train = np.tile(positives[:n_train], (len(feats), 1))
-        heads = retrieve.train_heads(X_train, tag_text, P_train, cfg.heads, progress=progress)
+        heads = retrieve.train_heads(X_train, emb.tag_text, P_train, cfg.heads, progress=progress)
+    return heads, feats, X_train, P_train
+
+
+def _retrieval(cfg: BuildConfig, tags: _Tags, emb: _Embeddings, heads) -> _Retrieval:
+    tag_vecs = retrieve.project_tags(heads, emb.tag_text)
+    prior = retrieve.log_prior(tags.tag_counts)
+    keys = retrieve.prior_keys(tag_vecs, prior)  # the same for every alpha: alpha lives in the queries
+    return _Retrieval(tag_vecs, prior, float(heads.scale().detach()), keys, None if tags.large else TagIndex(keys),
+                      cfg.device)
+
+
+def _dev_scorer(cfg: BuildConfig, tags: _Tags, emb: _Embeddings) -> NeighbourhoodScorer:
+    search = (lambda q, m: build_scale.exact_topk(q, emb.tag_text, m, cfg.device)[1]) if tags.large else None
+    return NeighbourhoodScorer(tags.vocab, emb.tag_text, lambda ts: emb.text_enc.encode_texts(ts), m=5, search=search)
+
+
+def _both(scores: dict) -> float:
+    return scores["exact_f1"] + scores["neighbourhood_f1"]
+
+
+def build(cfg: BuildConfig, progress: bool = True, log=print) -> Bundle | None:
+    """Train and write a bundle; None in an accelerate helper process (rank > 0), which only embeds."""
+    t0 = time.time()
+    torch.manual_seed(cfg.seed)
+    spec = attacker_spec(cfg.attacker)
+    victims_names = tuple(spec.get("victims", ()) if cfg.victims is None else cfg.victims)
+    train, dev = _splits(cfg, log)
+    tags = _tags(cfg, train, dev, progress, log)
+    emb = _embed(cfg, spec, victims_names, tags, progress)
+    if emb is None:
+        return None
+    log(f"embeddings ready ({time.time() - t0:.0f}s)")
+
+    heads, feats, X_train, P_train = _train_heads(cfg, tags, emb, progress)
     log(f"heads trained ({time.time() - t0:.0f}s)")
 
-    tag_vecs = retrieve.project_tags(heads, tag_text)
-    prior = retrieve.log_prior(tag_counts)
-    scale = float(heads.scale().detach())
-    search = (lambda q, m: build_scale.exact_topk(q, tag_text, m, cfg.device)[1]) if large else None
-    scorer = NeighbourhoodScorer(vocab, tag_text, lambda ts: text_enc.encode_texts(ts), m=5, search=search)
-    dev_refs = [list(c) for c in pool_tags[n_train:]]
+    search = _retrieval(cfg, tags, emb, heads)
+    scorer = _dev_scorer(cfg, tags, emb)
+    dev_refs = [list(c) for c in tags.pool_tags[len(train):]]
     dev_variant = f"aligned_{victims_names[0]}" if victims_names else "true"  # no victims: the no-alignment oracle
-    dev_u = retrieve.project_images(heads, feats[dev_variant][n_train:])
+    dev_u = retrieve.project_images(heads, feats[dev_variant][len(train):])
 
-    keys = retrieve.prior_keys(tag_vecs, prior)  # the same for every alpha: alpha lives in the queries
-    index = None if large else TagIndex(keys)
+    def dev_scores(top) -> dict:
+        return evaluate_tags(top_tags(*top, tags.vocab, cfg.eval_k), dev_refs, scorer)
 
-    def candidates(u: np.ndarray, alpha: float, k: int):
-        q, _ = retrieve.with_prior(u, tag_vecs, prior, scale, alpha)
-        return build_scale.exact_topk(q, keys, k, cfg.device) if large else index.search(q, k)
-
-    by_alpha = {a: evaluate_tags(top_tags(*candidates(dev_u, a, cfg.eval_k), vocab, cfg.eval_k), dev_refs, scorer) for a in ALPHAS}
-    alpha = max(ALPHAS, key=lambda a: by_alpha[a]["exact_f1"] + by_alpha[a]["neighbourhood_f1"])
+    by_alpha = {a: dev_scores(search.candidates(dev_u, a, cfg.eval_k)) for a in ALPHAS}
+    alpha = max(ALPHAS, key=lambda a: _both(by_alpha[a]))
     log(f"prior weight alpha={alpha} (dev: {by_alpha[alpha]})")
 
     U_train = retrieve.project_images(heads, X_train)
-    _, cand = candidates(U_train, alpha, cfg.ranker.candidates)
-    ranker = train_ranker(U_train, cand, P_train, tag_vecs, prior, cfg.ranker, scale, alpha, progress=progress,
-                          device=(cfg.device or build_scale.default_device()) if large else "cpu")
-    _, dev_cand = candidates(dev_u, alpha, cfg.ranker.candidates)
-    ranked = evaluate_tags(top_tags(*rerank(ranker, dev_u, dev_cand, tag_vecs, prior), vocab, cfg.eval_k), dev_refs, scorer)
-    use_ranker = ranked["exact_f1"] + ranked["neighbourhood_f1"] > by_alpha[alpha]["exact_f1"] + by_alpha[alpha]["neighbourhood_f1"]
+    _, cand = search.candidates(U_train, alpha, cfg.ranker.candidates)
+    ranker = train_ranker(U_train, cand, P_train, search.tag_vecs, search.prior, cfg.ranker, search.scale, alpha,
+                          progress=progress, device=(cfg.device or build_scale.default_device()) if tags.large else "cpu")
+    _, dev_cand = search.candidates(dev_u, alpha, cfg.ranker.candidates)
+    ranked = dev_scores(rerank(ranker, dev_u, dev_cand, search.tag_vecs, search.prior))
+    use_ranker = _both(ranked) > _both(by_alpha[alpha])
     log(f"ranker on dev: {ranked} -> {'used' if use_ranker else 'not used (retrieval is better)'} ({time.time() - t0:.0f}s)")
 
-    manifest = {
+    fitted = {"alpha": alpha, "scale": search.scale, "use_ranker": bool(use_ranker), "by_alpha": by_alpha,
+              "ranked": ranked, "image_features": int(X_train.shape[1])}
+    manifest = _manifest(cfg, spec, victims_names, tags, emb, fitted, t0)
+    return _write(cfg, spec, manifest, tags, emb, heads, ranker, log, t0)
+
+
+def _manifest(cfg: BuildConfig, spec: dict, victims_names: tuple, tags: _Tags, emb: _Embeddings, fitted: dict,
+              t0: float) -> dict:
+    names = (spec["image"], spec["text"], *victims_names)
+    overrides = {n: effective_overrides(n, cfg.encoder_overrides.get(n)) for n in names}
+    return {
         "attacker": cfg.attacker, "image_encoder": spec["image"], "text_encoder": spec["text"],
         "victims": list(victims_names),
         # name, or name@hash when registry fields were overridden (a tiny test model, another weight file)
-        "fingerprints": {n: fingerprint(n, cfg.encoder_overrides.get(n)) for n in (spec["image"], spec["text"], *victims_names)},
-        "encoder_overrides": {n: effective_overrides(n, cfg.encoder_overrides.get(n))
-                              for n in (spec["image"], spec["text"], *victims_names) if effective_overrides(n, cfg.encoder_overrides.get(n))},
-        "dims": {"image": int(A.shape[1]), "image_features": int(X_train.shape[1]), "text": int(tag_text.shape[1]),
-                 "joint": cfg.heads.d_joint},
-        "prior_alpha": alpha, "logit_scale": scale, "use_ranker": bool(use_ranker), "candidates": cfg.ranker.candidates,
-        "training_data": {"folder": Path(cfg.data).name, "train_images": n_train, "dev_images": len(dev),
+        "fingerprints": {n: fingerprint(n, cfg.encoder_overrides.get(n)) for n in names},
+        "encoder_overrides": {n: o for n, o in overrides.items() if o},
+        "dims": {"image": int(emb.attacker.shape[1]), "image_features": fitted["image_features"],
+                 "text": int(emb.tag_text.shape[1]), "joint": cfg.heads.d_joint},
+        "prior_alpha": fitted["alpha"], "logit_scale": fitted["scale"], "use_ranker": fitted["use_ranker"],
+        "candidates": cfg.ranker.candidates,
+        "training_data": {"folder": Path(cfg.data).name, "train_images": len(tags.train), "dev_images": len(tags.dev),
                           "widen_vocab": str(cfg.widen_vocab) if cfg.widen_vocab else None, "tag_backend": cfg.tag_backend},
         "config": {"heads": asdict(cfg.heads), "ranker": asdict(cfg.ranker), "folds": cfg.folds, "seed": cfg.seed,
-                   "negatives": asdict(cfg.negatives) if large else None},
-        "metrics": {"dev_victim": victims_names[0] if victims_names else spec["image"], "dev_k": cfg.eval_k, "retrieval_by_alpha": {str(a): m for a, m in by_alpha.items()},
-                    "ranker": ranked},
+                   "negatives": asdict(cfg.negatives) if tags.large else None},
+        "metrics": {"dev_victim": victims_names[0] if victims_names else spec["image"], "dev_k": cfg.eval_k,
+                    "retrieval_by_alpha": {str(a): m for a, m in fitted["by_alpha"].items()}, "ranker": fitted["ranked"]},
         "build_seconds": round(time.time() - t0, 1),
     }
+
+
+def _write(cfg: BuildConfig, spec: dict, manifest: dict, tags: _Tags, emb: _Embeddings, heads, ranker, log,
+           t0: float) -> Bundle:
     # Captions stay in the dataset folder (research-use licence); the bundle keeps derived tags only.
-    pool_meta = {"images": [s.name for s in pool], "splits": [s.split for s in pool],
-                 "tags": [sorted(c, key=lambda t: (-c[t], t)) for c in pool_tags]}
-    pool_embeddings = {spec["image"]: A} | victims
-    bundle = Bundle(manifest, heads, ranker, vocab, tag_counts, tag_text, pool_meta, pool_embeddings, semantics)
+    pool_meta = {"images": [s.name for s in tags.pool], "splits": [s.split for s in tags.pool],
+                 "tags": [sorted(c, key=lambda t: (-c[t], t)) for c in tags.pool_tags]}
+    pool_embeddings = {spec["image"]: emb.attacker} | emb.victims
+    bundle = Bundle(manifest, heads, ranker, tags.vocab, tags.tag_counts, emb.tag_text, pool_meta, pool_embeddings,
+                    emb.semantics)
     out = Path(cfg.out) if cfg.out is not None else DEFAULT_BUNDLE.parent / spec.get("bundle", cfg.attacker)
     bundle.path = save_bundle(bundle, out)
     log(f"bundle written to {out} ({time.time() - t0:.0f}s)")

@@ -32,41 +32,49 @@ def parse_embeddings(filename: str, data: bytes, max_rows: int | None = MAX_EMBE
         raise SlimeError(f"{filename}: unsupported file type '.{ext}'; upload .npy, .csv or .parquet.")
     if not data:
         raise SlimeError(f"{filename}: the file is empty.")
-    names = None
-    if ext == "npy":
-        if not data.startswith(b"\x93NUMPY"):  # np.load would call anything else a pickle
-            raise SlimeError(f"{filename}: not a readable .npy file (no NumPy header; save it with numpy.save).")
-        try:
-            arr = np.load(io.BytesIO(data), allow_pickle=False)
-        except ValueError as err:
-            raise SlimeError(f"{filename}: not a plain numeric .npy array ({err}); object arrays are refused.") from None
-        except Exception as err:  # noqa: BLE001 - any parse failure is a bad upload
-            raise SlimeError(f"{filename}: not a readable .npy file ({type(err).__name__}).") from None
-    else:
-        import pandas as pd
+    arr, names = (_read_npy(filename, data), None) if ext == "npy" else _read_table(filename, data, ext)
+    return _checked(filename, arr, max_rows, max_dim), names
 
-        try:
-            df = pd.read_csv(io.BytesIO(data)) if ext == "csv" else pd.read_parquet(io.BytesIO(data))
-        except Exception as err:  # noqa: BLE001
-            raise SlimeError(f"{filename}: not a readable .{ext} file ({type(err).__name__}: {str(err)[:200]}).") from None
-        if ext == "csv" and len(df.columns) and all(_is_number(c) for c in df.columns):
-            df = pd.read_csv(io.BytesIO(data), header=None)  # a headerless CSV: the first row is data
-        if df.empty:
-            raise SlimeError(f"{filename}: no rows.")
-        vector_cols = [c for c in df.columns if df[c].dtype == object and len(df) and
-                       isinstance(df[c].iloc[0], (list, np.ndarray))]
-        text_cols = [c for c in df.columns if c not in vector_cols and not pd.api.types.is_numeric_dtype(df[c])]
-        if len(text_cols) > 1:
-            raise SlimeError(f"{filename}: columns {text_cols[:5]} are not numeric; keep one name column at most.")
-        if text_cols:
-            names = [str(x) for x in df[text_cols[0]].tolist()]
-        if vector_cols:
-            try:
-                arr = np.stack([np.asarray(v, dtype=np.float32) for v in df[vector_cols[0]]])
-            except (ValueError, TypeError) as err:
-                raise SlimeError(f"{filename}: column '{vector_cols[0]}' holds vectors of different lengths ({err}).") from None
-        else:
-            arr = df.drop(columns=text_cols).to_numpy()
+
+def _read_npy(filename: str, data: bytes) -> np.ndarray:
+    if not data.startswith(b"\x93NUMPY"):  # np.load would call anything else a pickle
+        raise SlimeError(f"{filename}: not a readable .npy file (no NumPy header; save it with numpy.save).")
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError as err:
+        raise SlimeError(f"{filename}: not a plain numeric .npy array ({err}); object arrays are refused.") from None
+    except Exception as err:  # noqa: BLE001 - any parse failure is a bad upload
+        raise SlimeError(f"{filename}: not a readable .npy file ({type(err).__name__}).") from None
+
+
+def _read_table(filename: str, data: bytes, ext: str) -> tuple[np.ndarray, list[str] | None]:
+    """A .csv / .parquet table: numeric columns (or one column of whole vectors), at most one name column."""
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(io.BytesIO(data)) if ext == "csv" else pd.read_parquet(io.BytesIO(data))
+    except Exception as err:  # noqa: BLE001
+        raise SlimeError(f"{filename}: not a readable .{ext} file ({type(err).__name__}: {str(err)[:200]}).") from None
+    if ext == "csv" and len(df.columns) and all(_is_number(c) for c in df.columns):
+        df = pd.read_csv(io.BytesIO(data), header=None)  # a headerless CSV: the first row is data
+    if df.empty:
+        raise SlimeError(f"{filename}: no rows.")
+    vector_cols = [c for c in df.columns if df[c].dtype == object and len(df) and
+                   isinstance(df[c].iloc[0], (list, np.ndarray))]
+    text_cols = [c for c in df.columns if c not in vector_cols and not pd.api.types.is_numeric_dtype(df[c])]
+    if len(text_cols) > 1:
+        raise SlimeError(f"{filename}: columns {text_cols[:5]} are not numeric; keep one name column at most.")
+    names = [str(x) for x in df[text_cols[0]].tolist()] if text_cols else None
+    if not vector_cols:
+        return df.drop(columns=text_cols).to_numpy(), names
+    try:
+        return np.stack([np.asarray(v, dtype=np.float32) for v in df[vector_cols[0]]]), names
+    except (ValueError, TypeError) as err:
+        raise SlimeError(f"{filename}: column '{vector_cols[0]}' holds vectors of different lengths ({err}).") from None
+
+
+def _checked(filename: str, arr: np.ndarray, max_rows: int | None, max_dim: int | None) -> np.ndarray:
+    """A numeric (rows, dims) float32 array within the limits, every row finite and non-zero."""
     if arr.dtype.kind not in "fiu":
         raise SlimeError(f"{filename}: dtype {arr.dtype} is not numeric.")
     if arr.ndim == 1:
@@ -85,7 +93,7 @@ def parse_embeddings(filename: str, data: bytes, max_rows: int | None = MAX_EMBE
     zero = np.linalg.norm(arr.astype(np.float64), axis=1) == 0
     if zero.any():
         raise SlimeError(f"{filename}: {int(zero.sum())} row(s) are all zeros (first: row {int(np.argmax(zero))}).")
-    return arr.astype(np.float32), names
+    return arr.astype(np.float32)
 
 
 def _is_number(text) -> bool:

@@ -332,3 +332,33 @@ def test_cli_defend_json_contract_on_the_tiny_bundle(capsys, tiny_bundle_dir, ti
     assert rows[0]["utility"]["recall_at_1"] == 1.0  # undefended: every image finds itself
     assert rows[0]["baselines"]["random_caption"]["caption_rouge_l"] > 0
     assert rows[0]["baselines"]["mean_embedding_caption"]["caption"]
+
+
+def test_strengths_for_a_dimension_and_the_curve_progress_hook():
+    assert curves.strengths_for("pca", 24) == [24, 16, 8, 4, 2]  # d itself first: nothing dropped
+    assert curves.strengths_for("noise", 24) == list(curves.spec("noise").default_strengths)
+    _, setup = fake_setup()
+    seen = []
+    rows = curves.curve(setup, "noise", [0, 3.0], on_step=lambda i, s: seen.append((i, s)))
+    assert seen == [(0, 0), (1, 3.0)] and len(rows) == 2
+
+
+def test_defence_panel_words_and_table_come_from_the_row():
+    from slime_core.present import defence_panel as panel
+
+    _, setup = fake_setup()
+    clean, loud = curves.curve(setup, "noise", [0, 3.0])
+    table = panel.leakage_rows(loud)
+    assert [r["leakage"] for r in table] == ["alignment cosine", "tag F1 (exact)", "neighbourhood F1"]
+    nb = table[2]
+    assert nb["attack"] == loud["leakage"]["neighbourhood_f1"] and nb["prior"] == loud["baselines"]["frequent"]["neighbourhood_f1"]
+    cards = panel.metric_cards(clean, setup.undefended)
+    assert [c["label"] for c in cards] == ["Alignment cosine", "Tag F1 (exact)", "Neighbourhood F1",
+                                           "Utility: recall@1", "Utility: recall@5"]
+    assert cards[3]["value"] == "1.000" and cards[3]["delta"] == "+0.000"  # sigma 0: utility untouched
+    assert panel.verdict(clean).startswith(":red[**Still leaking") and "least squares" in panel.linear_warning("rotation")
+    assert panel.linear_warning("noise") is None
+    knee = next(r for r in (clean, loud) if r["knee"])
+    assert f"Knee (where the trade-off bends): strength {knee['strength']:g}" in panel.curve_note([clean, loud])
+    fig = defence_figure([clean, loud], selected=loud)
+    assert fig.data[-1].name == "selected: strength 3"

@@ -278,17 +278,31 @@ def non_adaptive_leakage(setup: Setup, Z_test: np.ndarray) -> dict:
                                                               setup.n_boot, setup.seed)}
 
 
-def curve(setup: Setup, defence: str, strengths, defence_seed: int = 0, **defence_kwargs) -> list[dict]:
-    """One row per strength, the knee flagged (`"knee": true` on exactly one row)."""
+def curve(setup: Setup, defence: str, strengths, defence_seed: int = 0, on_step=None, **defence_kwargs) -> list[dict]:
+    """One row per strength, the knee flagged (`"knee": true` on exactly one row). `on_step(i, strength)` is
+    called before each strength is measured (a progress bar)."""
     spec(defence)
     strengths = list(strengths)
     if not strengths:
         raise SlimeError("no strengths given.")
     for s in strengths:  # validate every strength before the slow part
         make_defence(defence, s, defence_seed, **defence_kwargs)
-    rows = [measure(setup, defence, s, defence_seed, **defence_kwargs) for s in strengths]
+    rows = []
+    for i, s in enumerate(strengths):
+        if on_step is not None:
+            on_step(i, s)
+        rows.append(measure(setup, defence, s, defence_seed, **defence_kwargs))
     mark_knee(rows, setup.undefended)
     return rows
+
+
+def strengths_for(defence: str, dim: int) -> list:
+    """The defence's default strengths that apply to `dim`-dimensional embeddings; for pca and projection
+    (released dimension d') those up to d, with d itself (nothing dropped) first."""
+    strengths = [s for s in spec(defence).default_strengths if defence not in ("pca", "projection") or s <= dim]
+    if defence in ("pca", "projection") and dim not in strengths:
+        strengths = [dim] + strengths
+    return strengths
 
 
 def all_curves(setup: Setup, grid: dict | None = None, progress: bool = False) -> dict[str, list[dict]]:

@@ -7,9 +7,9 @@ from slime_core.errors import SlimeError
 from slime_core.present.tables import fmt_strength
 
 
-def defence_figure(rows: list[dict], title: str | None = None):
+def defence_figure(rows: list[dict], title: str | None = None, selected: dict | None = None):
     """Plotly chart: leakage (y) against utility recall@1 (x), points labelled by strength, knee starred,
-    the prior baseline dashed."""
+    the prior baseline dashed; `selected` (one of the rows) ringed with a diamond."""
     import plotly.graph_objects as go
 
     if not rows:
@@ -51,6 +51,11 @@ def defence_figure(rows: list[dict], title: str | None = None):
         fig.add_trace(go.Scatter(x=[r["utility"]["recall_at_1"]], y=[r["leakage"]["neighbourhood_f1"]], mode="markers",
                                  marker={"symbol": "circle-open", "size": 22, "color": "black", "line": {"width": 2}},
                                  name=f"leak stopped (not above prior) from strength {fmt_strength(r['strength'])}"))
+    if selected is not None:
+        fig.add_trace(go.Scatter(x=[selected["utility"]["recall_at_1"]], y=[selected["leakage"]["neighbourhood_f1"]],
+                                 mode="markers", marker={"symbol": "diamond", "size": 16, "color": "rgba(0,0,0,0)",
+                                                         "line": {"color": "black", "width": 3}},
+                                 name=f"selected: strength {fmt_strength(selected['strength'])}"))
     fig.update_layout(title=title or f"{name}: leakage vs utility ({spec(name).strength}); attacker refits on defended pairs",
                       xaxis_title="utility: image-to-image recall@1 (1 = unchanged)", yaxis_title="leakage",
                       template="plotly_white", height=460, legend={"orientation": "h", "y": -0.25})
