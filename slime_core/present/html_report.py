@@ -69,12 +69,23 @@ def write_report(report: dict, out) -> tuple[Path, Path]:
         raise SlimeError(f"report path {out} should end in .html (the JSON goes beside it).")
     if not out.parent.exists():
         raise SlimeError(f"folder {out.parent} does not exist.")
-    out.write_text(render_html(report), encoding="utf-8")
+    html, json_text = report_texts(report)
+    out.write_text(html, encoding="utf-8")
+    json_path = out.with_suffix(".json")
+    json_path.write_text(json_text)
+    return out, json_path
+
+
+def report_json(report: dict) -> str:
+    """The report as JSON text, thumbnails left out."""
     slim = json.loads(json.dumps(jsonable(report)))
     for ex in slim["examples"]:
         ex.pop("thumbnail", None)
         for nb in ex["neighbours"]:
             nb.pop("thumbnail", None)
-    json_path = out.with_suffix(".json")
-    json_path.write_text(json.dumps(slim, indent=2))
-    return out, json_path
+    return json.dumps(slim, indent=2)
+
+
+def report_texts(report: dict) -> tuple[str, str]:
+    """The HTML page and the JSON text `write_report` writes, without touching the disk (the app's downloads)."""
+    return render_html(report), report_json(report)
