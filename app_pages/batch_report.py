@@ -13,6 +13,7 @@ from slime_core.attack_spec import parse_ints
 from slime_core.errors import SlimeError
 from slime_core.experiments.evaluation import TAG_METRICS
 from slime_core.present import app_figures as sup
+from slime_core.present.html_report import evaluation_report, render_html
 from slime_core.present.tables import evaluation_table
 
 st.title("Batch report")
@@ -80,7 +81,7 @@ def show_evaluation() -> None:
     d1.download_button("Download CSV", df.to_csv(index=False), file_name="slime_eval.csv", mime="text/csv", key="br_csv")
     d2.download_button("Download JSON", json.dumps(result, indent=2), file_name="slime_eval.json",
                        mime="application/json", key="br_json")
-    d3.download_button("Download HTML report", sup.html_report(result), file_name="slime_report.html",
+    d3.download_button("Download HTML report", render_html(evaluation_report(result)), file_name="slime_report.html",
                        mime="text/html", key="br_html")
 
 
