@@ -25,6 +25,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from slime_core import availability, uploads  # noqa: E402
 from slime_core.experiments import explore  # noqa: E402
 from slime_core.present import app_figures  # noqa: E402
+from slime_core.present.html_report import evaluation_report, render_html  # noqa: E402
 from slime_core.errors import SlimeError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -349,6 +350,12 @@ def test_batch_report_scores_captions_beside_both_priors(wordnet):
         assert cap[col].between(-1, 1).all(), col
 
 
+CAPTION_ROW = {"n_align": 30, "k": 5, "writer": "consensus-rougeL", "metrics": {"rougeL": {
+    "attack": 0.25, "ci_low": 0.15, "ci_high": 0.35, "random_caption": 0.1, "mean_embedding_caption": 0.2,
+    "vs_random_caption": {"diff": 0.15, "ci_low": 0.05, "ci_high": 0.25},
+    "vs_mean_embedding_caption": {"diff": 0.05, "ci_low": -0.05, "ci_high": 0.15}}}}
+
+
 def test_eval_helpers_and_html_report():
     row = {"n_align": 30, "k": 5, "alignment_cosine": {"heldout": 0.6, "test": 0.6, "ci_low": 0.5, "ci_high": 0.7},
            "metrics": {m: {"attack": 0.3, "ci_low": 0.2, "ci_high": 0.4, "frequent": 0.1, "nearest": 0.2,
@@ -361,8 +368,14 @@ def test_eval_helpers_and_html_report():
     assert [r["n_align"] for r in merged["rows"]] == [10, 30]
     df = app_figures.result_frame(merged)
     assert len(df) == 4 and df["vs_frequent"].eq(0.2).all()
-    page = app_figures.html_report(merged)
-    assert page.startswith("<html>") and "neighbourhood_f1" in page
+    page = render_html(evaluation_report(dict(merged, captions=[CAPTION_ROW])))  # the audit report's template
+    assert page.lstrip().lower().startswith("<!doctype html") and "<script" not in page  # no figure: no plotly.js
+    assert "SLImE evaluation: semantic leakage from lite0 image embeddings" in page and "Threat model" in page
+    assert page.count("<td class='l'>neighbourhood_f1</td>") == 2  # one row per (N, k) for each metric
+    assert "<td>0.300 [0.200, 0.400]</td><td>0.100</td><td>0.200</td><td>0.500</td>" in page  # attack, baselines
+    assert "<td>+0.200 [+0.100, +0.300]</td><td>+0.100 [+0.000, +0.200]</td>" in page  # paired differences
+    assert "<td class='l'>consensus-rougeL</td><td class='l'>rougeL</td><td>0.250 [0.150, 0.350]</td>" in page
+    assert "Alignment cosine vs N" not in page and "Examples: what leaked" not in page  # sections it lacks
     for fig in (app_figures.metric_vs_k_figure(df, "exact_f1", 30), app_figures.metric_vs_n_figure(df, "exact_f1", 5),
                 app_figures.difference_figure(df, "exact_f1")):
         assert fig.data

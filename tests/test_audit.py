@@ -72,6 +72,21 @@ def test_paper_figures_are_labelled_as_the_papers(world, tmp_path):
     bad.write_text(json.dumps({"figures": [{"series": [{"x": [1], "y": [1, 2]}]}]}))
     with pytest.raises(SlimeError, match="not a valid figures file"):
         load_paper_figures(bad)
+    assert load_paper_figures(fig.read_bytes()) == load_paper_figures(fig)  # an upload's bytes
+    with pytest.raises(SlimeError, match=r"\(uploaded file\): not a valid figures file"):
+        load_paper_figures(b"\xff not json")
+
+
+def test_report_texts_are_what_write_report_writes(world, tmp_path):
+    from slime_core.present.html_report import report_texts
+
+    r = _report(world, defences={"noise": [0, 0.3]})
+    html, json_text = report_texts(r)
+    html_path, json_path = write_report(r, tmp_path / "a.html")
+    assert json_path.read_text() == json_text and "thumbnail" not in json_text
+    strip = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")  # plotly's random div ids
+    assert strip.sub("", html_path.read_text()) == strip.sub("", html)
+    assert "Threat model" in html and "noise" in json.loads(json_text)["defences"]
 
 
 def test_report_errors(world, tmp_path):

@@ -127,16 +127,18 @@ def paper_figures_path() -> Path | None:
 
 def load_paper_figures(path) -> dict:
     """A JSON file of the paper's figures, transcribed by hand: {"source": "...", "figures": [{"title",
-    "x_label", "y_label", "series": [{"name", "x": [...], "y": [...]}], "note"}]}."""
+    "x_label", "y_label", "series": [{"name", "x": [...], "y": [...]}], "note"}]}. `path` may also be the
+    file's bytes (an upload)."""
+    name = "(uploaded file)" if isinstance(path, bytes) else path
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(path if isinstance(path, bytes) else Path(path).read_text())
         figs = data["figures"]
         for f in figs:
             for s in f["series"]:
                 if len(s["x"]) != len(s["y"]):
                     raise ValueError(f"series {s.get('name')!r}: x and y differ in length")
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise SlimeError(f"paper figures {path}: not a valid figures file ({err}).") from None
+        raise SlimeError(f"paper figures {name}: not a valid figures file ({err}).") from None
     return data
 
 

@@ -1,10 +1,9 @@
-"""The app's tables and charts: evaluation results as data frames (and a small HTML page of them), the
+"""The app's tables and charts: evaluation results as data frames, the
 scene graph, retrieved tags, the alignment explorer and the metric curves. Nothing is measured here."""
 
 from __future__ import annotations
 
 import html
-import json
 
 import numpy as np
 
@@ -40,26 +39,6 @@ def caption_frame(result: dict):
                          "mean_embedding_caption": v["mean_embedding_caption"], "vs_mean_embedding_caption": dm["diff"],
                          "vs_mean_ci_low": dm["ci_low"], "vs_mean_ci_high": dm["ci_high"]})
     return pd.DataFrame(rows)
-
-
-def html_report(result: dict, title: str = "SLImE leakage report") -> str:
-    """A self-contained HTML page: settings, the per-(N, k) table and the caption table."""
-    df = result_frame(result)
-    settings = {k: result[k] for k in ("victim", "attacker", "method", "n_images", "seed", "bootstrap") if k in result}
-    parts = [f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
-             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>",
-             "<p>Every attack figure is the mean over images with a bootstrap 95% interval, beside the baselines "
-             "that need no victim embedding: the most frequent training tags and the nearest public image's tags. "
-             "Differences are paired over images.</p>",
-             "<h2>Settings</h2><pre>" + html.escape(json.dumps(settings, indent=2)) + "</pre>",
-             "<h2>Tag leakage</h2>", df.to_html(index=False, float_format=lambda x: f"{x:.3f}")]
-    cap = caption_frame(result)
-    if len(cap):
-        parts += ["<h2>Captions (vs a random public caption)</h2>", cap.to_html(index=False, float_format=lambda x: f"{x:.3f}")]
-    parts.append("</body></html>")
-    return "\n".join(parts)
 
 
 # ---- figures -------------------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ cannot: the plotly figures (as HTML divs, plotly.js inlined once, so the file op
 
     report = experiments.audit.build_report(attacker, samples, victim="lite0")
     html_path, json_path = write_report(report, "report.html")
+
+An evaluation (`slime eval`'s result) goes through the same template: `render_html(evaluation_report(result))`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 from pathlib import Path
 
 from slime_core.errors import SlimeError
-from slime_core.experiments.audit import PAPER_FIGURES_ENV
+from slime_core.experiments.audit import PAPER_FIGURES_ENV, THREAT_MODEL
 from slime_core.present import figures
 from slime_core.present.serialise import jsonable
 from slime_core.present.tables import fmt_strength, knee_label, optional_cells
@@ -48,18 +50,38 @@ def _div(fig) -> str:
 
 
 def render_html(report: dict) -> str:
-    """The report dict (`experiments.audit.build_report`) as one HTML page."""
+    """The report dict (`experiments.audit.build_report`, or `evaluation_report`) as one HTML page; plotly.js is
+    inlined only when the page has a figure."""
     import plotly.offline
 
     paper = report.get("paper_figures") or {}
-    figs = {"alignment_vs_n": _div(figures.alignment_vs_n_figure(report)),
-            "leakage_per_k": _div(figures.leakage_per_k_figure(report)),
-            "defences": {name: _div(figures.defence_figure(d["rows"])) for name, d in report["defences"].items()},
+    figs = {"defences": {name: _div(figures.defence_figure(d["rows"])) for name, d in report["defences"].items()},
             "paper": [_div(figures.paper_figure(f)) for f in paper.get("figures", [])]}
+    if report.get("attack"):
+        figs |= {"alignment_vs_n": _div(figures.alignment_vs_n_figure(report)),
+                 "leakage_per_k": _div(figures.leakage_per_k_figure(report))}
+    plotly_js = plotly.offline.get_plotlyjs() if report.get("attack") or figs["defences"] or figs["paper"] else ""
     template = _environment().get_template("report.html.j2")
-    return template.render(report=report, css=CSS, plotly_js=plotly.offline.get_plotlyjs(), figures=figs,
+    return template.render(report=report, css=CSS, plotly_js=plotly_js, figures=figs,
                            exact=EXACT, nan=float("nan"), fmt_strength=fmt_strength, knee_label=knee_label,
                            optional_cells=optional_cells, paper_figures_env=PAPER_FIGURES_ENV)
+
+
+EVALUATION_SETTINGS = ("victim", "attacker", "method", "n_images", "seed", "bootstrap")
+
+
+def evaluation_report(result: dict) -> dict:
+    """`slime eval`'s result (`experiments.evaluation.evaluate`) as a report the template renders: the threat
+    model, the settings, the per-(N, k) tag table and the caption table."""
+    import datetime as dt
+
+    return {"title": f"SLImE evaluation: semantic leakage from {result['victim']} image embeddings",
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "made_by": "slime eval", "data": {"folder": result.get("data", "the test split"),
+                                             "test_images": result["n_images"]},
+            "threat_model": [{"role": r, "text": t} for r, t in THREAT_MODEL],
+            "settings": {k: result[k] for k in EVALUATION_SETTINGS if k in result},
+            "evaluation": result, "examples": [], "defences": {}, "undefended": None}
 
 
 def write_report(report: dict, out) -> tuple[Path, Path]:
@@ -69,12 +91,23 @@ def write_report(report: dict, out) -> tuple[Path, Path]:
         raise SlimeError(f"report path {out} should end in .html (the JSON goes beside it).")
     if not out.parent.exists():
         raise SlimeError(f"folder {out.parent} does not exist.")
-    out.write_text(render_html(report), encoding="utf-8")
+    html, json_text = report_texts(report)
+    out.write_text(html, encoding="utf-8")
+    json_path = out.with_suffix(".json")
+    json_path.write_text(json_text)
+    return out, json_path
+
+
+def report_json(report: dict) -> str:
+    """The report as JSON text, thumbnails left out."""
     slim = json.loads(json.dumps(jsonable(report)))
     for ex in slim["examples"]:
         ex.pop("thumbnail", None)
         for nb in ex["neighbours"]:
             nb.pop("thumbnail", None)
-    json_path = out.with_suffix(".json")
-    json_path.write_text(json.dumps(slim, indent=2))
-    return out, json_path
+    return json.dumps(slim, indent=2)
+
+
+def report_texts(report: dict) -> tuple[str, str]:
+    """The HTML page and the JSON text `write_report` writes, without touching the disk (the app's downloads)."""
+    return render_html(report), report_json(report)
