@@ -28,7 +28,7 @@ def tiny(tiny_bundle_dir, tiny_data, tiny_env) -> list[str]:
 def assert_contract(d, victim=TINY_VICTIM, n_align=30, k=5, attacker=TINY_ATTACKER):
     assert CONTRACT <= set(d)
     assert d["victim"] == victim and d["attacker"] == attacker and d["n_align"] == n_align and d["k"] == k
-    assert -1 <= d["alignment_cosine"] <= 1
+    assert 0 < d["alignment_cosine"] <= 1
     assert len(d["tags"]) == k and all(set(t) == {"tag", "score"} for t in d["tags"])
     scores = [t["score"] for t in d["tags"]]
     assert scores == sorted(scores, reverse=True)

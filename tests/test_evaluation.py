@@ -32,7 +32,7 @@ def test_result_shape(result):
 def test_rows_have_attack_baselines_and_intervals(result):
     for row in result["rows"]:
         cos = row["alignment_cosine"]
-        assert -1 <= cos["heldout"] <= 1
+        assert 0 < cos["heldout"] <= 1
         assert -1 <= cos["ci_low"] <= cos["test"] <= cos["ci_high"] <= 1
         assert set(row["metrics"]) == set(TAG_METRICS)
         for name, m in row["metrics"].items():
