@@ -85,10 +85,10 @@ def public_captions() -> list[str]:
 def embed_upload(victim: str, name: str, data: bytes):
     """Victim embedding of an uploaded photo, kept in this session only: never written to the shared disk cache
     (and never shared with other sessions). Tiny or unreadable images are refused naming the file."""
-    from slime_core import headline as hl
     from slime_core.encoders.base import content_hash
+    from slime_core.uploads import check_image_upload
 
-    image = hl.check_image_upload(name, data)
+    image = check_image_upload(name, data)
     memo = st.session_state.setdefault("_upload_embeddings", {})
     key = (victim, content_hash(bytes(data)))
     if key not in memo:
