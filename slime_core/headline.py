@@ -8,6 +8,7 @@ tag_headline         tag F1 of the attack beside the k most frequent tags, in wo
 caption_headline     caption ROUGE-L beside the caption of the mean public embedding, in words
 percentile           where one photo's score sits among all test photos
 photo_scores         per-photo tag F1 / caption ROUGE-L of the attack and its priors for many photos at once
+gallery_table / scores_by_name   the demo gallery's reference tags and every photo's score (percentile, default)
 default_photo        the photo at the median of the test photos' tag F1 (a stated rule, not a cherry-pick)
 scene_graph_dot      Graphviz DOT for a scene graph, readable labels
 UploadedPools / fit_session_alignment / attack_rows   a session's uploaded pools and their maps, never in the
@@ -173,6 +174,25 @@ def gallery_references(samples, parser, scorer=None) -> dict:
         near = [sorted(n) for n in scorer.neighbours(r)] if scorer is not None else None
         out[s.name] = {"refs": r, "near": near}
     return out
+
+
+def gallery_table(attacker, samples, parser, victim: str, n_align: int, k: int, method: str = "ridge") -> dict:
+    """The demo gallery's table, JSON-ready: each photo's reference tags and their neighbourhoods
+    (`gallery_references`), and each photo's exact tag F1 at these settings (which picks the default photo)."""
+    refs = gallery_references(samples, parser, attacker.scorer())
+    X = attacker.cache.encode_images(attacker.encoder(victim), [str(s.path) for s in samples])
+    r = [refs[s.name]["refs"] for s in samples]
+    near = [[set(n) for n in refs[s.name]["near"]] for s in samples]
+    scores = photo_scores(attacker, X, r, near, victim, n_align, k, method)
+    return {"refs": refs,
+            "default_scores": {"names": [s.name for s in samples], "exact_f1": scores["exact_f1"].tolist()}}
+
+
+def scores_by_name(attacker, X: np.ndarray, names: Sequence[str], refs: dict, victim: str, n_align: int, k: int,
+                   method: str = "ridge") -> dict:
+    """{photo name: exact tag F1} for the photos `names` (rows of X), `refs` as in `gallery_references`."""
+    scores = photo_scores(attacker, X, [refs[n]["refs"] for n in names], None, victim, n_align, k, method)
+    return dict(zip(names, scores["exact_f1"].tolist()))
 
 
 def mean_embedding_caption(attacker, writer, k: int) -> str:
