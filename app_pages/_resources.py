@@ -1,5 +1,5 @@
 """The heavy objects every page shares, built once per server process (`st.cache_resource`): the attacker, the
-tag parser, the text scorer, caption writers, the demo gallery, and embeddings of one photo.
+tag parser, the text scorer, the public captions, the demo gallery, and embeddings of one photo.
 
 A slider change then only redoes the cheap steps. Science lives in slime_core; this module only wires it to
 Streamlit.
