@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common
+from slime_core import align
 from slime_core.experiments import single_image as sup
 from slime_core import headline as hl
 from slime_core.errors import SlimeError
@@ -35,7 +36,7 @@ def scene_graph(tags: list[str]) -> None:
 
 def alignment(attacker, result, method: str) -> None:
     """The fitted map's held-out cosine beside what a constant (no-information) victim embedding gets."""
-    prior = hl.prior_cosine(attacker.pool_attack, result.n_align, method)
+    prior = align.prior_cosine(attacker.pool_attack, result.n_align, method)
     st.metric("Alignment cosine", f"{result.alignment_cosine:.3f}", f"{result.alignment_cosine - prior:+.3f} vs "
               f"a constant embedding ({prior:.3f})", help=hl.ALIGNMENT_HELP)
 

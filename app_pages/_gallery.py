@@ -1,4 +1,4 @@
-"""The demo gallery behind the headline: thumbnails, reference tags, and every test photo's score.
+"""The demo gallery behind the headline: reference tags and every test photo's score (thumbnails: _picker.py).
 
 The gallery table (each photo's reference tags and their neighbourhoods, and each photo's tag F1 at the default
 settings, which picks the default photo) is computed once, in a background thread after the first page has been
@@ -7,7 +7,6 @@ drawn, and written atomically to the disk cache; later starts read it in millise
 
 from __future__ import annotations
 
-import io
 import threading
 
 import numpy as np
@@ -18,7 +17,6 @@ from slime_core import headline as hl
 from slime_core import settings
 
 DEFAULTS = {"victim": "lite0", "n_align": 300, "k": 10, "method": "ridge"}
-PER_PAGE = 12
 
 
 def table_path(attacker):
@@ -49,13 +47,7 @@ def _build(attacker, parser, path) -> None:
     state = _state()
     try:
         samples = [s for s in load_folder(DEMO_DATA, require_images=False) if s.path is not None]
-        refs = hl.gallery_references(samples, parser, attacker.scorer())
-        X = attacker.cache.encode_images(attacker.encoder(DEFAULTS["victim"]), [str(s.path) for s in samples])
-        r = [refs[s.name]["refs"] for s in samples]
-        near = [[set(n) for n in refs[s.name]["near"]] for s in samples]
-        scores = hl.photo_scores(attacker, X, r, near, **DEFAULTS)
-        data = {"refs": refs, "default_scores": {"names": [s.name for s in samples],
-                                                 "exact_f1": scores["exact_f1"].tolist()}}
+        data = hl.gallery_table(attacker, samples, parser, **DEFAULTS)
         hl.save_json_atomic(path, data)
         state["table"] = data
     except Exception as err:  # noqa: BLE001 - a failed warm-up only costs the percentile; say why on the page
@@ -89,37 +81,6 @@ def default_photo(attacker) -> tuple[str, str]:
                       "background on this first start")
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def thumbnail(path: str, side: int = 160) -> bytes:
-    from PIL import Image
-
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-        img.thumbnail((side, side))
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=80)
-        return buf.getvalue()
-
-
-def _choose(name: str) -> None:
-    st.session_state["gallery_image"] = name
-
-
-def picker(items: list[dict], scores: dict | None) -> None:
-    """A page of thumbnails; clicking one makes it the attacked photo."""
-    pages = max(1, -(-len(items) // PER_PAGE))
-    current = st.session_state.get("gallery_image")
-    start_page = next((i // PER_PAGE for i, g in enumerate(items) if g["name"] == current), 0)
-    page = st.number_input(f"Page (of {pages}, {PER_PAGE} photos each)", 1, pages, start_page + 1, key="gallery_page")
-    cols = st.columns(6)
-    for i, g in enumerate(items[(page - 1) * PER_PAGE: page * PER_PAGE]):
-        with cols[i % 6]:
-            st.image(thumbnail(g["path"]), width="stretch")
-            label = f"{scores[g['name']]:.2f}" if scores and g["name"] in scores else "attack"
-            st.button(("● " if g["name"] == current else "") + label, key=f"pick_{g['name']}", on_click=_choose,
-                      args=(g["name"],), width="stretch", help=f"Attack {g['name']}")
-
-
 @st.cache_data(show_spinner=False, max_entries=8)
 def gallery_embeddings(victim: str) -> np.ndarray:
     from slime_core.pipeline import embed_cached as embed_images
@@ -130,9 +91,5 @@ def gallery_embeddings(victim: str) -> np.ndarray:
 @st.cache_data(show_spinner=False, max_entries=32)
 def all_scores(victim: str, n_align: int, k: int, method: str, _refs: dict, refs_key: str) -> dict:
     """{photo name: exact tag F1} for every gallery photo at these settings."""
-    attacker = common.get_attacker()
     names = [g["name"] for g in common.gallery()]
-    X = gallery_embeddings(victim)
-    r = [_refs[n]["refs"] for n in names]
-    scores = hl.photo_scores(attacker, X, r, None, victim, n_align, k, method)
-    return dict(zip(names, scores["exact_f1"].tolist()))
+    return hl.scores_by_name(common.get_attacker(), gallery_embeddings(victim), names, _refs, victim, n_align, k, method)

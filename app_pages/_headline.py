@@ -8,7 +8,7 @@ import re
 
 import streamlit as st
 
-from app_pages.common import plain
+from app_pages._show import plain
 from slime_core import headline as hl
 
 COLOURS = {"exact": ("#1e8449", "#ffffff"), "neighbourhood": ("#f5b041", "#222222"), "miss": ("#e5e7e9", "#444444")}

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import streamlit as st
 
 from app_pages import _gallery, common
+from slime_core import availability
 from slime_core import uploads as sup
 from slime_core import headline as hl
 from slime_core.errors import SlimeError
@@ -90,7 +91,7 @@ def target(attacker, victim: str, dim_of) -> Target:
 
 def llm_model() -> str:
     """The litellm model name typed in the sidebar; the names (never the values) of the keys found are shown."""
-    keys = sup.any_llm_key()
+    keys = availability.any_llm_key()
     st.caption("Keys found in the environment: " + (", ".join(keys) if keys else "none"))
     return st.text_input("litellm model name (e.g. gpt-4o-mini, anthropic/claude-3-5-haiku-latest)", "",
                          key="llm_model").strip()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages import _details, _gallery, _headline, _inputs, common
+from app_pages import _details, _gallery, _headline, _inputs, _picker, common
 from slime_core import headline as hl
 from slime_core.align import METHODS
 from slime_core.errors import SlimeError
@@ -98,7 +98,7 @@ if not present:
         with st.expander("Choose another photo (125 held-out test photos; the number is each photo's exact tag F1)",
                          expanded=False):
             st.caption(f"Shown first: {st.session_state.get('default_rule', hl.DEFAULT_RULE)}.")
-            _gallery.picker(common.gallery(), scores if refs and tab else None)
+            _picker.picker(common.gallery(), scores if refs and tab else None)
     with common.timed(log, "details"):
         d1, d2 = st.columns([1, 1])
         with d1:

@@ -59,7 +59,7 @@ if pool_up is None or audit_up is None:
     st.info("Upload both files to run the audit.")
     st.stop()
 try:
-    pool_arr, audit_arr, audit_names = hl.read_audit_uploads((pool_up.name, pool_up.getvalue()),
+    pool_arr, audit_arr, audit_names = sup.read_audit_uploads((pool_up.name, pool_up.getvalue()),
                                                              (audit_up.name, audit_up.getvalue()), pool_names)
     # This session's pools and maps live in its own state (at most 4 pools), never in the shared attacker.
     pools = st.session_state.setdefault("own_pools", hl.UploadedPools(max_pools=4))

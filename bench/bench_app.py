@@ -82,7 +82,7 @@ def phases() -> int:
 
     from slime_core.pipeline import DEMO_DATA, Attacker
 
-    torch.set_num_threads(int(os.environ.get("SLIME_APP_THREADS", "1")))  # as app_pages/common.py does
+    torch.set_num_threads(int(os.environ.get("SLIME_APP_THREADS", "1")))  # as app_pages/_resources.py does
     lap("import slime_core (torch)")
     attacker = Attacker()
     lap("load bundle")

@@ -6,6 +6,7 @@ Methods
               plain least squares interpolates and collapses when N is near the input dimension)
   procrustes  W orthogonal (only when both spaces have the same dimension)
 Inputs and outputs are (n, d) float32 arrays; outputs are L2-normalised.
+`prior_cosine` is the alignment prior: the held-out cosine a constant (no-information) victim embedding gets.
 """
 
 from __future__ import annotations
@@ -163,3 +164,23 @@ def fit_adaptive(Z: np.ndarray, Y: np.ndarray, method: str = "ridge"):
     biased = fit_alignment(with_intercept(Z, scale), Y, method)
     biased.info["intercept_scale"] = scale
     return (biased, True) if biased.heldout_cosine > plain.heldout_cosine else (plain, False)
+
+
+def prior_cosine(pool_attack: np.ndarray, n_align: int, method: str = "ridge", seed: int = 0) -> float:
+    """The alignment prior: the held-out cosine a constant (no-information) victim embedding gets under the same
+    held-out scheme as `fit_alignment` on the same N pairs. A map from a constant input can only output one
+    direction, the mean of the attacker embeddings it was fitted on, so each held-out pair is predicted by the mean
+    of the others: leave-one-out over the same sampled rows for ridge, the same 5 folds for lstsq/procrustes."""
+    idx = choose_pairs(len(pool_attack), n_align, seed)
+    Y = l2_normalise(np.asarray(pool_attack, dtype=np.float32)[idx])
+    n = len(Y)
+    if method == "ridge":  # _ridge's leave-one-out rows
+        rows = np.random.default_rng(0).permutation(n)[:LOO_ROWS]
+        pred = (Y.sum(axis=0, keepdims=True) - Y[rows]) / (n - 1)
+        return mean_cosine(pred, Y[rows])
+    order = np.random.default_rng(0).permutation(n)  # _kfold_cosine's folds
+    held_cosines = []
+    for held in np.array_split(order, min(5, n)):
+        mean = l2_normalise(Y[np.setdiff1d(order, held)].mean(axis=0, keepdims=True))
+        held_cosines.append(Y[held] @ mean[0])
+    return float(np.mean(np.concatenate(held_cosines)))

@@ -8,12 +8,9 @@ tag_headline         tag F1 of the attack beside the k most frequent tags, in wo
 caption_headline     caption ROUGE-L beside the caption of the mean public embedding, in words
 percentile           where one photo's score sits among all test photos
 photo_scores         per-photo tag F1 / caption ROUGE-L of the attack and its priors for many photos at once
+gallery_table / scores_by_name   the demo gallery's reference tags and every photo's score (percentile, default)
 default_photo        the photo at the median of the test photos' tag F1 (a stated rule, not a cherry-pick)
 scene_graph_dot      Graphviz DOT for a scene graph, readable labels
-check_image_upload   refuse tiny or unreadable uploaded images, naming the file
-check_degenerate     refuse embedding uploads that carry no information (constant, duplicate, flat rows)
-prior_cosine         held-out cosine a constant (no-information) embedding gets: the alignment prior
-read_audit_uploads   the "your own embeddings" files, checked, every refusal naming its file
 UploadedPools / fit_session_alignment / attack_rows   a session's uploaded pools and their maps, never in the
                      shared attacker
 save_json_atomic / load_json          small disk caches, written atomically
@@ -32,7 +29,6 @@ import numpy as np
 
 from slime_core.errors import SlimeError
 
-MIN_IMAGE_SIDE = 32
 TAG_CLASSES = ("exact", "neighbourhood", "miss")
 DEFAULT_RULE = ("the test photo whose tag F1 is the median of all test photos at the default settings "
                 "(ties: first by file name) - a typical photo, not a hand-picked one")
@@ -180,6 +176,25 @@ def gallery_references(samples, parser, scorer=None) -> dict:
     return out
 
 
+def gallery_table(attacker, samples, parser, victim: str, n_align: int, k: int, method: str = "ridge") -> dict:
+    """The demo gallery's table, JSON-ready: each photo's reference tags and their neighbourhoods
+    (`gallery_references`), and each photo's exact tag F1 at these settings (which picks the default photo)."""
+    refs = gallery_references(samples, parser, attacker.scorer())
+    X = attacker.cache.encode_images(attacker.encoder(victim), [str(s.path) for s in samples])
+    r = [refs[s.name]["refs"] for s in samples]
+    near = [[set(n) for n in refs[s.name]["near"]] for s in samples]
+    scores = photo_scores(attacker, X, r, near, victim, n_align, k, method)
+    return {"refs": refs,
+            "default_scores": {"names": [s.name for s in samples], "exact_f1": scores["exact_f1"].tolist()}}
+
+
+def scores_by_name(attacker, X: np.ndarray, names: Sequence[str], refs: dict, victim: str, n_align: int, k: int,
+                   method: str = "ridge") -> dict:
+    """{photo name: exact tag F1} for the photos `names` (rows of X), `refs` as in `gallery_references`."""
+    scores = photo_scores(attacker, X, [refs[n]["refs"] for n in names], None, victim, n_align, k, method)
+    return dict(zip(names, scores["exact_f1"].tolist()))
+
+
 def mean_embedding_caption(attacker, writer, k: int) -> str:
     """The writer's caption of the mean public attacker embedding (pipeline.mean_embedding_caption's)."""
     from slime_core.pipeline import mean_embedding_caption as mec
@@ -221,71 +236,7 @@ def scene_graph_dot(graph, font_size: int = 18) -> str:
     return "\n".join(lines)
 
 
-# ---- uploads ---------------------------------------------------------------------------------------------
-
-def check_image_upload(name: str, data: bytes, min_side: int = MIN_IMAGE_SIDE):
-    """An RGB PIL image from uploaded bytes, or a SlimeError naming the file (no Python reprs)."""
-    from slime_core.encoders import load_image
-
-    if not data:
-        raise SlimeError(f"{name}: the file is empty.")
-    try:
-        image = load_image(bytes(data))
-    except SlimeError as err:
-        reason = str(err).split(": ", 1)[-1]
-        raise SlimeError(f"{name}: {reason}") from None
-    if min(image.size) < min_side:
-        raise SlimeError(f"{name}: the image is {image.width}x{image.height} pixels; at least {min_side} pixels a "
-                         f"side are needed for an embedding that means anything.")
-    return image
-
-
-def check_degenerate(arr: np.ndarray, what: str, min_distinct: int | None = None) -> None:
-    """Refuse embeddings that carry no information: constant rows (every row the same), near-zero variance
-    across rows, or far fewer distinct rows than rows (`min_distinct`, default half the rows)."""
-    arr = np.asarray(arr, dtype=np.float64)
-    if arr.ndim != 2 or not arr.size:
-        raise SlimeError(f"{what}: expected a 2-D array (rows, dims), got shape {arr.shape}.")
-    if not np.isfinite(arr).all():
-        raise SlimeError(f"{what}: contains NaN or inf.")
-    if (np.linalg.norm(arr, axis=1) == 0).any():
-        raise SlimeError(f"{what}: has all-zero rows.")
-    if len(arr) < 2:
-        return
-    unit = arr / np.linalg.norm(arr, axis=1, keepdims=True)
-    distinct = len(np.unique(np.round(unit, 6), axis=0))
-    if distinct == 1:
-        raise SlimeError(f"{what}: every row is the same vector - a constant embedding carries no information.")
-    if unit.var(axis=0).sum() < 1e-6:
-        raise SlimeError(f"{what}: the rows barely differ (total variance {unit.var(axis=0).sum():.1e}); "
-                         f"this is not an embedding of different images.")
-    need = max(2, len(arr) // 2) if min_distinct is None else min_distinct
-    if distinct < need:
-        raise SlimeError(f"{what}: only {distinct} distinct rows out of {len(arr)}; most rows are duplicates.")
-
-
-def prior_cosine(pool_attack: np.ndarray, n_align: int, method: str = "ridge", seed: int = 0) -> float:
-    """The alignment prior: the held-out cosine a constant (no-information) victim embedding gets under the same
-    held-out scheme as `align.fit_alignment` on the same N pairs. A map from a constant input can only output one
-    direction, the mean of the attacker embeddings it was fitted on, so each held-out pair is predicted by the mean
-    of the others: leave-one-out over the same sampled rows for ridge, the same 5 folds for lstsq/procrustes."""
-    from slime_core import align
-    from slime_core.encoders.base import l2_normalise
-
-    idx = align.choose_pairs(len(pool_attack), n_align, seed)
-    Y = l2_normalise(np.asarray(pool_attack, dtype=np.float32)[idx])
-    n = len(Y)
-    if method == "ridge":  # align._ridge's leave-one-out rows
-        rows = np.random.default_rng(0).permutation(n)[:align.LOO_ROWS]
-        pred = (Y.sum(axis=0, keepdims=True) - Y[rows]) / (n - 1)
-        return align.mean_cosine(pred, Y[rows])
-    order = np.random.default_rng(0).permutation(n)  # align._kfold_cosine's folds
-    cosines = []
-    for held in np.array_split(order, min(5, n)):
-        mean = l2_normalise(Y[np.setdiff1d(order, held)].mean(axis=0, keepdims=True))
-        cosines.append(Y[held] @ mean[0])
-    return float(np.mean(np.concatenate(cosines)))
-
+# ---- a session's uploaded pools ------------------------------------------------------------------------
 
 def fit_session_alignment(attacker, pool: np.ndarray, n_align: int, method: str, seed: int = 0):
     """A map from an uploaded pool (bundle pool order) to the attacker's space, fitted without adding the pool
@@ -297,39 +248,6 @@ def fit_session_alignment(attacker, pool: np.ndarray, n_align: int, method: str,
                          f"{len(attacker.pool_attack)} images.")
     idx = align.choose_pairs(len(pool), n_align, seed)
     return align.fit_alignment(pool[idx], attacker.pool_attack[idx], method)
-
-
-def _named(filename: str, err: SlimeError) -> SlimeError:
-    text = str(err)
-    return SlimeError(text if filename in text else f"{filename}: {text}")
-
-
-def read_audit_uploads(pool_file: tuple[str, bytes], audit_file: tuple[str, bytes], pool_names: Sequence[str],
-                       max_audit: int = 1000) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(pool embeddings in bundle pool order, embeddings to audit, their names) from two uploaded files.
-    Every refusal is one SlimeError naming the file: unreadable, NaN/inf, all-zero rows, degenerate (every row
-    the same, rows that barely differ, mostly duplicates), wrong row count or names, mismatched dims."""
-    from slime_core.uploads import order_pool_upload, parse_embeddings
-
-    (pool_name, pool_data), (audit_name, audit_data) = pool_file, audit_file
-    try:
-        pool, row_names = parse_embeddings(pool_name, pool_data)
-        pool = order_pool_upload(pool, row_names, pool_names)
-        check_degenerate(pool, pool_name)
-    except SlimeError as err:
-        raise _named(pool_name, err) from None
-    try:
-        audit, audit_names = parse_embeddings(audit_name, audit_data)
-        if audit.shape[1] != pool.shape[1]:
-            raise SlimeError(f"{audit.shape[1]} dims but {pool_name} has {pool.shape[1]}; both must come from the "
-                             f"same model.")
-        if len(audit) > max_audit:
-            raise SlimeError(f"{len(audit)} embeddings to audit; the app takes up to {max_audit} (use `slime attack "
-                             f"--embedding` for more).")
-        check_degenerate(audit, audit_name, min_distinct=1)
-    except SlimeError as err:
-        raise _named(audit_name, err) from None
-    return pool, audit, audit_names or [f"row {i}" for i in range(len(audit))]
 
 
 class UploadedPools:
@@ -356,8 +274,10 @@ class UploadedPools:
         self.pools.move_to_end(key)
         fits = entry["fits"]
         if (n_align, method, seed) not in fits:
+            from slime_core import align
+
             fit = fit_session_alignment(attacker, entry["pool"], n_align, method, seed)
-            fits[(n_align, method, seed)] = (fit, prior_cosine(attacker.pool_attack, n_align, method, seed))
+            fits[(n_align, method, seed)] = (fit, align.prior_cosine(attacker.pool_attack, n_align, method, seed))
             while len(fits) > self.max_fits:
                 fits.pop(next(iter(fits)))
         return fits[(n_align, method, seed)]

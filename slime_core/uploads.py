@@ -19,6 +19,7 @@ from slime_core.errors import SlimeError
 EMBEDDING_TYPES = ("npy", "csv", "parquet")
 MAX_EMBEDDING_ROWS = 100_000
 MAX_EMBEDDING_DIM = 16_384
+MIN_IMAGE_SIDE = 32
 
 
 def parse_embeddings(filename: str, data: bytes, max_rows: int | None = MAX_EMBEDDING_ROWS,
@@ -148,3 +149,77 @@ def load_embedding_file(path: str | Path, what: str = "embedding file") -> np.nd
         raise SlimeError(f"{path}: cannot read the {what} ({type(err).__name__}: {err.strerror or err}).") from None
     arr, _ = parse_embeddings(str(path), data, max_rows=None, max_dim=None)
     return arr
+
+
+# ---- uploaded photos and the "your own embeddings" pair of files -----------------------------------------
+
+def check_image_upload(name: str, data: bytes, min_side: int = MIN_IMAGE_SIDE):
+    """An RGB PIL image from uploaded bytes, or a SlimeError naming the file (no Python reprs)."""
+    from slime_core.encoders import load_image
+
+    if not data:
+        raise SlimeError(f"{name}: the file is empty.")
+    try:
+        image = load_image(bytes(data))
+    except SlimeError as err:
+        reason = str(err).split(": ", 1)[-1]
+        raise SlimeError(f"{name}: {reason}") from None
+    if min(image.size) < min_side:
+        raise SlimeError(f"{name}: the image is {image.width}x{image.height} pixels; at least {min_side} pixels a "
+                         f"side are needed for an embedding that means anything.")
+    return image
+
+
+def check_degenerate(arr: np.ndarray, what: str, min_distinct: int | None = None) -> None:
+    """Refuse embeddings that carry no information: constant rows (every row the same), near-zero variance
+    across rows, or far fewer distinct rows than rows (`min_distinct`, default half the rows)."""
+    arr = np.asarray(arr, dtype=np.float64)
+    if arr.ndim != 2 or not arr.size:
+        raise SlimeError(f"{what}: expected a 2-D array (rows, dims), got shape {arr.shape}.")
+    if not np.isfinite(arr).all():
+        raise SlimeError(f"{what}: contains NaN or inf.")
+    if (np.linalg.norm(arr, axis=1) == 0).any():
+        raise SlimeError(f"{what}: has all-zero rows.")
+    if len(arr) < 2:
+        return
+    unit = arr / np.linalg.norm(arr, axis=1, keepdims=True)
+    distinct = len(np.unique(np.round(unit, 6), axis=0))
+    if distinct == 1:
+        raise SlimeError(f"{what}: every row is the same vector - a constant embedding carries no information.")
+    if unit.var(axis=0).sum() < 1e-6:
+        raise SlimeError(f"{what}: the rows barely differ (total variance {unit.var(axis=0).sum():.1e}); "
+                         f"this is not an embedding of different images.")
+    need = max(2, len(arr) // 2) if min_distinct is None else min_distinct
+    if distinct < need:
+        raise SlimeError(f"{what}: only {distinct} distinct rows out of {len(arr)}; most rows are duplicates.")
+
+
+def _named(filename: str, err: SlimeError) -> SlimeError:
+    text = str(err)
+    return SlimeError(text if filename in text else f"{filename}: {text}")
+
+
+def read_audit_uploads(pool_file: tuple[str, bytes], audit_file: tuple[str, bytes], pool_names: Sequence[str],
+                       max_audit: int = 1000) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(pool embeddings in bundle pool order, embeddings to audit, their names) from two uploaded files.
+    Every refusal is one SlimeError naming the file: unreadable, NaN/inf, all-zero rows, degenerate (every row
+    the same, rows that barely differ, mostly duplicates), wrong row count or names, mismatched dims."""
+    (pool_name, pool_data), (audit_name, audit_data) = pool_file, audit_file
+    try:
+        pool, row_names = parse_embeddings(pool_name, pool_data)
+        pool = order_pool_upload(pool, row_names, pool_names)
+        check_degenerate(pool, pool_name)
+    except SlimeError as err:
+        raise _named(pool_name, err) from None
+    try:
+        audit, audit_names = parse_embeddings(audit_name, audit_data)
+        if audit.shape[1] != pool.shape[1]:
+            raise SlimeError(f"{audit.shape[1]} dims but {pool_name} has {pool.shape[1]}; both must come from the "
+                             f"same model.")
+        if len(audit) > max_audit:
+            raise SlimeError(f"{len(audit)} embeddings to audit; the app takes up to {max_audit} (use `slime attack "
+                             f"--embedding` for more).")
+        check_degenerate(audit, audit_name, min_distinct=1)
+    except SlimeError as err:
+        raise _named(audit_name, err) from None
+    return pool, audit, audit_names or [f"row {i}" for i in range(len(audit))]

@@ -22,7 +22,7 @@ from safetensors.numpy import load_file
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from slime_core import availability, uploads  # noqa: E402
+from slime_core import align, availability, uploads  # noqa: E402
 from slime_core.experiments import explore  # noqa: E402
 from slime_core.present import app_figures  # noqa: E402
 from slime_core.present.html_report import evaluation_report, render_html  # noqa: E402
@@ -387,7 +387,6 @@ def test_eval_helpers_and_html_report():
 
 def test_own_embeddings_audit_and_refusals():
     from app_pages import common
-    from slime_core import headline as hl
 
     at = start("own_embeddings")
     ok(at)
@@ -407,7 +406,7 @@ def test_own_embeddings_audit_and_refusals():
     cos = float(metric_of(at, "Held-out alignment cosine").value)
     prior = float(metric_of(at, "Prior: a constant embedding").value)
     attacker = common.get_attacker()
-    assert abs(prior - hl.prior_cosine(attacker.pool_attack, 300, "ridge")) < 1e-3
+    assert abs(prior - align.prior_cosine(attacker.pool_attack, 300, "ridge")) < 1e-3
     assert cos > prior + 0.05  # lite1 aligns: well above what a constant embedding gets
     assert metric_of(at, "Held-out alignment cosine").delta == f"{cos - prior:+.3f} vs prior"
     assert any("a constant embedding, carrying no information" in c.value for c in at.caption)
@@ -453,18 +452,16 @@ def test_uploaded_pools_keep_at_most_four_per_session():
 
 
 def test_alignment_prior_is_a_constant_embeddings_heldout_cosine():
-    from slime_core import align
-    from slime_core import headline as hl
     from slime_core.pipeline import Attacker
 
     Y = Attacker().pool_attack
     idx = align.choose_pairs(len(Y), 120, 0)
     constant = np.ones((120, 16), dtype=np.float32)
     # ridge: exactly the leave-one-out cosine a constant victim embedding gets from the same fit
-    assert abs(hl.prior_cosine(Y, 120, "ridge") - align.fit_alignment(constant, Y[idx], "ridge").heldout_cosine) < 1e-4
+    assert abs(align.prior_cosine(Y, 120, "ridge") - align.fit_alignment(constant, Y[idx], "ridge").heldout_cosine) < 1e-4
     # k-fold methods: lstsq on a constant input outputs each fold's training mean only up to float32 round-off on a
     # rank-1 matrix (cosine ~0.99 to it), so its fitted cosine lands near, not exactly on, the prior
-    prior = hl.prior_cosine(Y, 120, "lstsq")
+    prior = align.prior_cosine(Y, 120, "lstsq")
     assert abs(align.fit_alignment(constant, Y[idx], "lstsq").heldout_cosine - prior) < 0.03
     assert 0.3 < prior < align.fit_alignment(Attacker().victim_pool("lite0")[idx], Y[idx], "lstsq").heldout_cosine
 

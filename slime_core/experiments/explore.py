@@ -22,7 +22,7 @@ def alignment_curve(attacker, victims: Sequence[str], methods: Sequence[str], ns
     """Held-out cosine of each fitted map: one row per (victim, method, N), beside its prior (`prior_cosine`:
     what a constant, no-information victim embedding scores under the same held-out scheme). Procrustes on
     unequal dims is skipped with a note."""
-    from slime_core.headline import prior_cosine
+    from slime_core.align import prior_cosine
 
     rows, jobs = [], [(v, m, n) for v in victims for m in methods for n in ns]
     for i, (v, m, n) in enumerate(jobs):

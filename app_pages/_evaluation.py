@@ -1,0 +1,56 @@
+"""The batch pages' shared computations: the test samples, an N x k evaluation with a progress bar (kept in the
+session), and the defence curves' set-up (once per server process per set of inputs)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app_pages._resources import get_attacker, get_parser, get_scorer, reference_tags
+from app_pages._writers import get_writer
+
+EVAL_SPLIT = "test"
+
+
+@st.cache_data(show_spinner=False)
+def eval_samples(limit: int, split: str = EVAL_SPLIT):
+    from slime_core.data import load_folder
+    from slime_core.pipeline import default_data
+
+    samples = [s for s in load_folder(default_data(), split, require_images=False) if s.path is not None]
+    return samples[:limit] if limit else samples
+
+
+def run_evaluation(victim: str, n_aligns: list[int], ks: list[int], method: str, limit: int, n_boot: int,
+                   writer_spec: str = "none", seed: int = 0) -> dict:
+    """evaluate() once per N with a progress bar; the merged result is kept in the session."""
+    from slime_core.experiments.evaluation import check_grid, evaluate
+
+    key = ("eval", victim, tuple(n_aligns), tuple(ks), method, limit, n_boot, writer_spec, seed)
+    if key in st.session_state:
+        return st.session_state[key]
+    attacker = get_attacker()
+    check_grid(n_aligns, ks, len(attacker.pool_attack))
+    samples = eval_samples(limit)
+    writer = get_writer(writer_spec) if writer_spec != "none" else None
+    bar = st.progress(0.0, text=f"Evaluating {len(samples)} test images ...")
+    result = evaluate(attacker, samples, victim, n_aligns, ks, method, seed, writer, n_boot=n_boot, progress=False,
+                      parser=get_parser(), scorer=get_scorer(),
+                      on_progress=lambda f, msg: bar.progress(min(f, 1.0), text=f"{msg} ..."))
+    st.session_state[key] = result
+    return result
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def defence_setup(victim: str, limit: int, n_align: int, k: int, method: str = "ridge", seed: int = 0,
+                  n_boot: int = 200, writer: str = "none"):
+    """`defence_curves.prepare` on the first `limit` test images (victim and attacker embeddings, reference tags, the
+    prior baselines and the undefended point), once per set of inputs; shared by the Defences page and the
+    audit report button. Reuses the app's parser and text encoder. `writer` ("none" | "consensus") adds
+    caption ROUGE-L."""
+    from slime_core.experiments.defence_curves import prepare
+    from slime_core.write import make_writer
+
+    samples = eval_samples(limit)
+    refs = [reference_tags(tuple(s.captions)) for s in samples]
+    return prepare(get_attacker(), samples, victim, n_align, k, method, seed, n_boot, False, refs=refs,
+                   scorer=get_scorer(), writer=make_writer(writer))

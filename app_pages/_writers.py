@@ -1,0 +1,38 @@
+"""Caption writers: one per spec per server process, which ones are offered here, and the caption prior (the
+writer's caption of the mean public embedding)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app_pages._resources import get_attacker, public_captions
+
+
+@st.cache_resource(show_spinner="Loading the caption writer ...")
+def get_writer(spec: str, mode: str | None = None):
+    from slime_core.write import make_writer
+
+    return make_writer(spec, mode)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def mean_caption(writer_spec: str, k: int) -> str:
+    """The writer's caption of the mean public embedding: the caption prior (what a no-information embedding gets)."""
+    from slime_core import headline as hl
+
+    return hl.mean_embedding_caption(get_attacker(), get_writer(writer_spec), k)
+
+
+NO_PUBLIC_CAPTIONS = ("needs the public pool's captions (../shared/data/flickr8k_subset1000), which are not in this "
+                      "checkout.")
+
+
+def writer_options() -> tuple[dict, str | None]:
+    """Caption writers offered here, and why the consensus writer is left out (None when it is offered)."""
+    options = {"consensus": "nearest public images' consensus caption (no LLM)", "none": "no caption",
+               "local": "local SmolLM2-135M (offline LLM; first load up to ~40 s on 2 cores)",
+               "litellm": "chat model via litellm (API key)"}
+    if public_captions():
+        return options, None
+    del options["consensus"]
+    return options, "The consensus caption " + NO_PUBLIC_CAPTIONS
