@@ -31,8 +31,9 @@ def build_audit(attacker, victim: str, limit: int, n_boot: int, n_examples: int,
     bar.progress(0.35, text=f"Attack grid ({len(ns)} N x {len(ks)} k), {len(defences)} defence curve(s), "
                             f"{n_examples} examples ...")
     grid = {d: list(spec(d).default_strengths) for d in defences}
-    report = build_report(attacker, common.eval_samples(limit), victim, grid, ns, ks, n_align, k, "ridge", 0,
-                          n_examples, n_boot, paper or paper_figures_path(), setup=setup)
+    report = build_report(attacker, common.eval_samples(limit), victim=victim, defences=grid, n_aligns=ns, ks=ks,
+                          n_align=n_align, k=k, n_examples=n_examples, n_boot=n_boot,
+                          paper_figures=paper or paper_figures_path(), setup=setup)
     bar.progress(0.9, text="Writing the HTML (plots and thumbnails inlined) ...")
     html, json_text = report_texts(report)
     bar.empty()

@@ -33,7 +33,8 @@ def run_evaluation(victim: str, n_aligns: list[int], ks: list[int], method: str,
     samples = eval_samples(limit)
     writer = get_writer(writer_spec) if writer_spec != "none" else None
     bar = st.progress(0.0, text=f"Evaluating {len(samples)} test images ...")
-    result = evaluate(attacker, samples, victim, n_aligns, ks, method, seed, writer, n_boot=n_boot, progress=False,
+    result = evaluate(attacker, samples, victim=victim, n_aligns=n_aligns, ks=ks, method=method, seed=seed,
+                      writer=writer, n_boot=n_boot, progress=False,
                       parser=get_parser(), scorer=get_scorer(),
                       on_progress=lambda f, msg: bar.progress(min(f, 1.0), text=f"{msg} ..."))
     st.session_state[key] = result

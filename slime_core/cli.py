@@ -124,8 +124,8 @@ def cmd_eval(args) -> int:
     spec.within(attacker)
     writer = make_writer(args.caption, args.caption_mode)
     samples = load_samples(args)
-    result = evaluate(attacker, samples, spec.victim, spec.n_align, spec.k, spec.method, spec.seed, writer,
-                      n_boot=args.bootstrap, progress=not args.no_progress, final_from=final_parts(args))
+    result = evaluate(attacker, samples, victim=spec.victim, n_aligns=spec.n_align, ks=spec.k, method=spec.method,
+                      seed=spec.seed, writer=writer, n_boot=args.bootstrap, progress=not args.no_progress, final_from=final_parts(args))
     if args.output:
         args.output.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2) if args.format == "json" else evaluation_table(result))
@@ -221,9 +221,10 @@ def cmd_report(args) -> int:
     out = check_writable(args.out, "--out", (".html", ".htm"))
     check_writable(out.with_suffix(".json"), "--out's JSON")
     attacker, samples, setup = defence_setup(args, spec, grid_spec)  # the N x k grid checked before the set-up
-    report = build_report(attacker, samples, args.victim, grid, grid_spec.n_align, grid_spec.k, spec.n, spec.top_k,
-                          spec.method, spec.seed, args.examples, args.bootstrap,
-                          args.paper_figures or paper_figures_path(), setup=setup,
+    report = build_report(attacker, samples, victim=args.victim, defences=grid, n_aligns=grid_spec.n_align,
+                          ks=grid_spec.k, n_align=spec.n, k=spec.top_k, method=spec.method, seed=spec.seed,
+                          n_examples=args.examples, n_boot=args.bootstrap,
+                          paper_figures=args.paper_figures or paper_figures_path(), setup=setup,
                           progress=not args.no_progress)
     html_path, json_path = write_report(report, out)
     print(f"wrote {html_path} and {json_path}")

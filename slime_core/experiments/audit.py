@@ -142,7 +142,7 @@ def load_paper_figures(path) -> dict:
     return data
 
 
-def build_report(attacker, samples, victim: str = "lite0", defences: dict | None = None,
+def build_report(attacker, samples, *, victim: str = "lite0", defences: dict | None = None,
                  n_aligns=(10, 30, 100, 300), ks=(1, 5, 10, 20), n_align: int = 300, k: int = 10,
                  method: str = "ridge", seed: int = 0, n_examples: int = 6, n_boot: int = 1000,
                  paper_figures=None, data_label: str | None = None, setup=None, progress: bool = False) -> dict:

@@ -69,7 +69,7 @@ def reference_tags(attacker: Attacker, samples: list[Sample], parser=None, score
     return refs, scorer
 
 
-def evaluate(attacker: Attacker, samples: list[Sample], victim: str = "lite0", n_aligns=(10, 30, 100, 300),
+def evaluate(attacker: Attacker, samples: list[Sample], *, victim: str = "lite0", n_aligns=(10, 30, 100, 300),
              ks=(1, 5, 10, 20), method: str = "ridge", seed: int = 0, writer=None, caption_k: int = 10,
              n_boot: int = 1000, progress: bool = True, parser=None, scorer: NeighbourhoodScorer | None = None,
              on_progress=None, final_from: tuple[str, ...] = ()) -> dict:
