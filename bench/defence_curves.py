@@ -5,7 +5,7 @@
     python bench/defence_curves.py --caption none     # tags only, no caption ROUGE-L
 
 Writes <out>/defence_curves_<victim>.json (every row of every curve, the `slime defend` JSON contract),
-<out>/defence_curves_<victim>.png (small multiples drawn with Pillow: no browser, no kaleido) and
+<out>/defence_curves_<victim>.png (small multiples drawn with matplotlib: no browser, no kaleido) and
 <out>/defence_curves_<victim>.html (the interactive plotly charts, self-contained; 5 MB, not committed), and prints one text
 table per defence with the wall-clock time it took.
 """
@@ -33,7 +33,7 @@ from slime_core.write import make_writer  # noqa: E402
 
 
 def write_pictures(results: dict, stem: Path) -> None:
-    """<stem>.png (Pillow small multiples) and <stem>.html (plotly, self-contained)."""
+    """<stem>.png (matplotlib small multiples) and <stem>.html (plotly, self-contained)."""
     import plotly.offline
 
     render_png(results, stem.with_suffix(".png"))

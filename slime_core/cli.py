@@ -8,6 +8,7 @@ the user can fix print one line and exit with status 2; nothing prints a traceba
 from __future__ import annotations
 
 import json
+import logging
 import sys
 
 import numpy as np
@@ -241,6 +242,8 @@ def parser():
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    logging.basicConfig(format="%(message)s")  # progress notes on stderr; every other logger stays at WARNING
+    logging.getLogger("slime_core.experiments").setLevel(logging.INFO)
     try:
         if hasattr(args, "bundle") and hasattr(args, "attacker") and args.command != "build":
             from slime_core.cli_paper import select_bundle

@@ -257,8 +257,13 @@ def test_figure_and_png(tmp_path):
     names = [t.name for t in fig.data]
     assert any(n.startswith("knee") for n in names) and "neighbourhood F1" in names
     png = tmp_path / "c.png"
-    render_png({"noise": rows, "rotation": curves.curve(setup, "rotation", [0, 1])}, png)
+    render_png({"noise": rows, "rotation": curves.curve(setup, "rotation", [0, 1])}, png, panel=(300, 200))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    with Image.open(png) as im:
+        assert im.size == (600, 250)  # two 300x200 panels side by side, plus the title's half inch
+        assert len(set(im.convert("RGB").getdata())) > 20  # drawn, not blank
 
 
 @pytest.mark.slow

@@ -53,6 +53,7 @@ stopping the measurable leak costs is that row's utility (both in `experiments/k
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -68,6 +69,7 @@ from slime_core.metrics import Estimate, NeighbourhoodScorer, exact_prf, paired_
 from slime_core.pipeline import check_held_out, mean_embedding_caption, random_public_captions, write_captions
 
 RECALL_KS = (1, 5)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -313,7 +315,5 @@ def all_curves(setup: Setup, grid: dict | None = None, progress: bool = False) -
         t0 = time.perf_counter()
         out[name] = curve(setup, name, strengths)
         if progress:
-            import sys
-
-            print(f"{name}: {len(strengths)} strengths in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+            log.info("%s: %d strengths in %.1fs", name, len(strengths), time.perf_counter() - t0)
     return out
