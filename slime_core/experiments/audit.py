@@ -24,6 +24,7 @@ from slime_core import align, settings
 from slime_core.experiments import defence_curves as _curves
 from slime_core.defend import DEFENCES, SPECS, spec
 from slime_core.errors import SlimeError
+from slime_core.experiments.batch import attack_batch
 from slime_core.experiments.evaluation import check_grid, tag_scores
 from slime_core.metrics import Estimate
 
@@ -73,12 +74,11 @@ def attack_grid(setup: "_curves.Setup", n_aligns, ks) -> dict:
     for n in n_aligns:
         idx = align.choose_pairs(len(pool), n, seed)
         fit = align.fit_alignment(setup.X_pool[idx], pool[idx], setup.method)
-        aligned = fit.transform(setup.X_test)
-        cos = align.cosines(aligned, setup.A_test)
-        by_n.append({"n_align": n, "heldout_cosine": fit.heldout_cosine, "test_cosine": _ci(cos, n_boot, seed)})
-        tags = [[t for t, _ in row] for row in attacker.retrieve(aligned, kmax)]
+        batch = attack_batch(attacker, fit, setup.X_test, setup.A_test, kmax)
+        by_n.append({"n_align": n, "heldout_cosine": fit.heldout_cosine,
+                     "test_cosine": _ci(batch.cosines, n_boot, seed)})
         for k in ks:
-            sc = tag_scores([t[:k] for t in tags], setup.refs, setup.scorer)
+            sc = tag_scores(batch.top(k), setup.refs, setup.scorer)
             rows.append({"n_align": n, "k": k,
                          "exact_f1": _ci(sc["exact_f1"], n_boot, seed),
                          "neighbourhood_f1": _ci(sc["neighbourhood_f1"], n_boot, seed),

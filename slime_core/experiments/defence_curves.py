@@ -63,6 +63,7 @@ from slime_core import align
 from slime_core.defend import DEFENCES, make_defence, spec
 from slime_core.encoders.base import l2_normalise
 from slime_core.errors import SlimeError
+from slime_core.experiments.batch import attack_batch
 from slime_core.experiments.evaluation import tag_scores
 from slime_core.experiments.knee import mark_knee
 from slime_core.metrics import Estimate, NeighbourhoodScorer, exact_prf, paired_difference
@@ -224,9 +225,8 @@ def measure(setup: Setup, defence: str, strength: float, defence_seed: int = 0, 
     Z_pool, Z_test = Z[: len(setup.X_pool)], Z[len(setup.X_pool):]
     attacker = setup.attacker
     fit, intercept = align.fit_adaptive(Z_pool[setup.idx], attacker.pool_attack[setup.idx], setup.method)
-    aligned = fit.transform(align.with_intercept(Z_test, fit) if intercept else Z_test)
-    cos = align.cosines(aligned, setup.A_test)
-    tags = [[t for t, _ in row] for row in attacker.retrieve(aligned, setup.k)]
+    batch = attack_batch(attacker, fit, Z_test, setup.A_test, setup.k, intercept)
+    aligned, cos, tags = batch.aligned, batch.cosines, batch.tags
     scores = tag_scores(tags, setup.refs, setup.scorer)
     exact, neigh = scores["exact_f1"], scores["neighbourhood_f1"]
     leakage = {
@@ -270,11 +270,10 @@ def non_adaptive_leakage(setup: Setup, Z_test: np.ndarray) -> dict:
         return {"applicable": False,
                 "why": f"the defence releases {Z_test.shape[1]}-d embeddings; the pre-defence map takes "
                        f"{setup.X_test.shape[1]}-d"}
-    aligned = setup.clean_fit.transform(Z_test)
-    tags = [[t for t, _ in row] for row in setup.attacker.retrieve(aligned, setup.k)]
-    scores = tag_scores(tags, setup.refs, setup.scorer)
+    batch = attack_batch(setup.attacker, setup.clean_fit, Z_test, setup.A_test, setup.k)
+    scores = tag_scores(batch.tags, setup.refs, setup.scorer)
     neigh = scores["neighbourhood_f1"]
-    return {"applicable": True, **_flat("alignment_cosine", align.cosines(aligned, setup.A_test), setup),
+    return {"applicable": True, **_flat("alignment_cosine", batch.cosines, setup),
             **_flat("exact_f1", scores["exact_f1"], setup), **_flat("neighbourhood_f1", neigh, setup),
             "neighbourhood_f1_vs_frequent": paired_difference(neigh, setup.frequent["neighbourhood_f1"],
                                                               setup.n_boot, setup.seed)}

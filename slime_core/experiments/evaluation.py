@@ -17,9 +17,9 @@ from __future__ import annotations
 import numpy as np
 from tqdm.auto import tqdm
 
-from slime_core import align
 from slime_core.data import Sample
 from slime_core.errors import SlimeError
+from slime_core.experiments.batch import attack_batch
 from slime_core.infer import graph_from_tags, object_f1, relation_f1
 from slime_core.metrics import Estimate, NeighbourhoodScorer, exact_prf, paired_difference
 from slime_core.pipeline import Attacker, check_held_out, mean_embedding_caption, random_public_captions, write_captions
@@ -99,9 +99,9 @@ def evaluate(attacker: Attacker, samples: list[Sample], *, victim: str = "lite0"
     for step, n in enumerate(tqdm(list(n_aligns), desc="alignment sizes", disable=not progress)):
         report(0.1 + 0.9 * step / len(n_aligns), f"N={n}: aligning, retrieving, scoring")
         fit = attacker.alignment(victim, n, method, seed)
-        aligned = fit.transform(X)
-        cos_est = Estimate.bootstrap(align.cosines(aligned, A), n_boot, seed)
-        tags = [[t for t, _ in row] for row in attacker.retrieve(aligned, kmax)]
+        batch = attack_batch(attacker, fit, X, A, kmax)
+        aligned, tags = batch.aligned, batch.tags
+        cos_est = Estimate.bootstrap(batch.cosines, n_boot, seed)
         nearest = attacker.neighbour_tags(aligned, kmax)
         for k in ks:
             attack = tag_scores([t[:k] for t in tags], refs, scorer)
