@@ -14,6 +14,7 @@ from slime_core import headline as hl
 from slime_core import uploads as sup
 from slime_core.align import METHODS
 from slime_core.errors import SlimeError
+from slime_core.present.html_report import own_embeddings_report, render_html
 
 st.title("Your own embeddings")
 st.caption("Audit your own image embedder without sharing it: embed the public pool images with your model, upload "
@@ -88,7 +89,10 @@ counts = pd.Series([t["tag"] for r in results for t in r.tags]).value_counts().h
 st.bar_chart(counts)
 payload = {"alignment_cosine": fit.heldout_cosine, "alignment_prior_cosine": prior, "n_align": n_align,
            "method": method, "k": k, "results": [r.to_dict() for r in results]}
-e1, e2 = st.columns(2)
+e1, e2, e3 = st.columns(3)
+e3.download_button("Download the HTML audit report",
+                   render_html(own_embeddings_report(payload, hl.alignment_headline(fit.heldout_cosine, prior, n_align))),
+                   file_name="slime_audit.html", mime="text/html", key="own_html")
 e1.download_button("Download JSON", json.dumps(payload, indent=2), file_name="slime_audit.json",
                    mime="application/json", key="own_json")
 e2.download_button("Download CSV", table.to_csv(index=False), file_name="slime_audit.csv", mime="text/csv",

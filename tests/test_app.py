@@ -416,6 +416,8 @@ def test_own_embeddings_audit_and_refusals():
     at.slider(key="own_k").set_value(4).run()
     ok(at)
     assert all(len(t.split(", ")) == 4 for t in at.dataframe[0].value["top tags"])
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "Download the HTML audit report" in labels and "Download JSON" in labels
     # refusals: one line naming the file
     at.file_uploader(key="own_audit").set_value(("audit.npy", npy_bytes(pool[:2, :50]), "application/octet-stream")).run()
     assert "audit.npy" in errors(at) and "same model" in errors(at)

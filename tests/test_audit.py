@@ -124,3 +124,20 @@ def test_paper_figures_path_comes_from_the_environment(monkeypatch, tmp_path):
     assert paper_figures_path() is None  # none ship with the repository
     monkeypatch.setenv("SLIME_PAPER_FIGURES", str(tmp_path / "figs.json"))
     assert paper_figures_path() == tmp_path / "figs.json"
+
+
+def test_own_embeddings_report_puts_the_cosine_beside_its_prior_and_escapes_names():
+    from slime_core.present.html_report import own_embeddings_report, render_html
+
+    audit = {"alignment_cosine": 0.71, "alignment_prior_cosine": 0.574, "n_align": 300, "method": "ridge", "k": 2,
+             "results": [{"image": "<script>alert(1)</script>.npy#0", "tags": [{"tag": "dog run", "score": 3.0},
+                                                                       {"tag": "green grass", "score": 2.0}],
+                          "neighbors": [{"image": "123.jpg", "score": 0.8}]},
+                         {"image": "row 1", "tags": [{"tag": "dog run", "score": 2.5}, {"tag": "red ball", "score": 1.0}],
+                          "neighbors": []}]}
+    report = own_embeddings_report(audit, "above the prior")
+    assert report["own"]["tag_counts"][0] == ("dog run", 2)
+    page = render_html(report)
+    assert "0.710" in page and "0.574" in page and "+0.136" in page and "above the prior" in page
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page  # a name is text, never markup
+    assert page.count("dog run") == 3 and "123.jpg" in page  # two rows and the counts table

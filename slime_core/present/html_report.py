@@ -84,6 +84,24 @@ def evaluation_report(result: dict) -> dict:
             "evaluation": result, "examples": [], "defences": {}, "undefended": None}
 
 
+def own_embeddings_report(audit: dict, verdict: str) -> dict:
+    """The app's "Your own embeddings" audit (held-out cosine, its constant-embedding prior, each audited
+    embedding's tags) as a report the template renders; `verdict` is the plain-words comparison to the prior."""
+    import datetime as dt
+    from collections import Counter
+
+    counts = Counter(t["tag"] for r in audit["results"] for t in r["tags"]).most_common(20)
+    return {"title": "SLImE audit: what your embedding model leaks",
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "made_by": "the SLImE app, Your own embeddings",
+            "data": {"folder": "your uploaded embeddings", "test_images": len(audit["results"])},
+            "threat_model": [{"role": r, "text": t} for r, t in THREAT_MODEL],
+            "settings": {"N leaked pairs": audit["n_align"], "alignment method": audit["method"], "k tags": audit["k"],
+                         "embeddings audited": len(audit["results"])},
+            "own": {**audit, "verdict": verdict, "tag_counts": counts},
+            "examples": [], "defences": {}, "undefended": None}
+
+
 def write_report(report: dict, out) -> tuple[Path, Path]:
     """Write `out` (HTML) and the same report as JSON beside it (thumbnails left out of the JSON)."""
     out = Path(out)
