@@ -174,7 +174,7 @@ class Attacker:
         return self.bundle.tags[:k]  # the vocabulary is stored most frequent first
 
     # --- the whole attack -------------------------------------------------------------------------
-    def attack(self, image=None, embedding: np.ndarray | None = None, victim: str = "lite0", n_align: int = 300,
+    def attack(self, image=None, *, embedding: np.ndarray | None = None, victim: str = "lite0", n_align: int = 300,
                k: int = 10, method: str = "ridge", seed: int = 0, writer=None, n_neighbours: int = 5,
                name: str | None = None, scene_graph=None, final_from: tuple[str, ...] = ()) -> AttackResult:
         """Attack one image (path or PIL image, embedded with `victim`) or one victim embedding.
