@@ -14,6 +14,7 @@ from slime_core import headline as hl
 from slime_core import uploads as sup
 from slime_core.align import METHODS
 from slime_core.errors import SlimeError
+from slime_core.experiments import explore
 from slime_core.present.html_report import own_embeddings_report, render_html
 
 st.title("Your own embeddings")
@@ -81,6 +82,15 @@ m2.metric("Prior: a constant embedding", f"{prior:.3f}", help=hl.ALIGNMENT_HELP)
 m3.metric("Embeddings audited", len(results))
 m4.metric("Embedding dims", pool_arr.shape[1])
 st.caption(hl.alignment_headline(fit.heldout_cosine, prior, n_align))
+with st.spinner("Scoring the tags your model leaks on held-out public photos ..."):
+    leak = explore.own_model_leakage(attacker, fit, pool_arr, n_align, k, common.get_scorer())
+if leak:
+    t1, t2 = st.columns(2)
+    for col, key, label in ((t1, "exact_f1", "Tag F1 (exact)"), (t2, "neighbourhood_f1", "Tag F1 (with near misses)")):
+        e, d = leak[key], leak[key]["vs_prior"]
+        col.metric(f"{label} on {leak['images']} held-out public photos", f"{e['mean']:.3f}",
+                   f"{d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] vs guessing the {k} most frequent tags",
+                   delta_color="normal" if d["ci_low"] > 0 else "off", help=explore.OWN_LEAKAGE_HELP)
 table = pd.DataFrame([{"embedding": r.image, "top tags": ", ".join(t["tag"] for t in r.tags),
                        "nearest public image": r.neighbors[0]["image"] if r.neighbors else "",
                        "nearest cosine": r.neighbors[0]["score"] if r.neighbors else None} for r in results])
@@ -88,7 +98,7 @@ st.dataframe(table, hide_index=True)
 counts = pd.Series([t["tag"] for r in results for t in r.tags]).value_counts().head(20)
 st.bar_chart(counts)
 payload = {"alignment_cosine": fit.heldout_cosine, "alignment_prior_cosine": prior, "n_align": n_align,
-           "method": method, "k": k, "results": [r.to_dict() for r in results]}
+           "method": method, "k": k, "tag_leakage": leak, "results": [r.to_dict() for r in results]}
 e1, e2, e3 = st.columns(3)
 e3.download_button("Download the HTML audit report",
                    render_html(own_embeddings_report(payload, hl.alignment_headline(fit.heldout_cosine, prior, n_align))),

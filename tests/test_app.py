@@ -410,6 +410,12 @@ def test_own_embeddings_audit_and_refusals():
     assert cos > prior + 0.05  # lite1 aligns: well above what a constant embedding gets
     assert metric_of(at, "Held-out alignment cosine").delta == f"{cos - prior:+.3f} vs prior"
     assert any("a constant embedding, carrying no information" in c.value for c in at.caption)
+    # tag leakage on held-out public dev photos, beside the most-frequent-tags prior
+    leak = next(m for m in at.metric if m.label.startswith("Tag F1 (with near misses) on "))
+    held = int(re.search(r"on (\d+) held-out", leak.label).group(1))
+    assert 20 <= held <= 113  # the dev photos left after N=300 of the 775 pool photos are drawn
+    diff, low = (float(x) for x in re.match(r"([+-][\d.]+) \[([+-][\d.]+),", leak.delta).groups())
+    assert diff > 0.03 and low > 0  # lite1 leaks tags well beyond guessing the most frequent ones
     # the pool and its map stay in this session: nothing is added to the attacker every session shares
     assert len(at.session_state["own_pools"].pools) == 1
     assert not attacker._extra_pools and not any(key[0].startswith("upload") for key in attacker._alignments)

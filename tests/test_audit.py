@@ -141,3 +141,10 @@ def test_own_embeddings_report_puts_the_cosine_beside_its_prior_and_escapes_name
     assert "0.710" in page and "0.574" in page and "+0.136" in page and "above the prior" in page
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page  # a name is text, never markup
     assert page.count("dog run") == 3 and "123.jpg" in page  # two rows and the counts table
+    assert "Tag leakage beside its prior" not in page  # no held-out photos measured: no such section
+    est = {"mean": 0.09, "ci_low": 0.07, "ci_high": 0.11, "prior": 0.05, "vs_prior": {"diff": 0.04, "ci_low": 0.02,
+                                                                                      "ci_high": 0.05}}
+    audit["tag_leakage"] = {"images": 70, "k": 2, "exact_f1": est, "neighbourhood_f1": est}
+    page = render_html(own_embeddings_report(audit, "above the prior"))
+    assert "Tag leakage beside its prior" in page and "70 public dev photos" in page
+    assert "0.090 [0.070, 0.110]" in page and "+0.040 [+0.020, +0.050]" in page

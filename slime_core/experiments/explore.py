@@ -9,6 +9,9 @@ import numpy as np
 
 from slime_core import align
 from slime_core.errors import SlimeError
+from slime_core.experiments.batch import attack_batch
+from slime_core.experiments.evaluation import tag_scores
+from slime_core.metrics import Estimate, paired_difference
 
 
 def n_grid(pool_size: int, points: int = 6, low: int = 10) -> list[int]:
@@ -93,3 +96,30 @@ def per_tag_leakage(attacker, samples, refs: list[list[str]], victim: str, n_ali
             for t, s in stats.items() if s["retrieved"] >= min_count or s["hits"]]
     df = pd.DataFrame(rows, columns=["tag", "retrieved", "hits", "in_references", "precision", "recall"])
     return df.sort_values(["hits", "precision"], ascending=False).reset_index(drop=True)
+
+
+OWN_LEAKAGE_HELP = ("Your model's embeddings of the public dev photos that were not among the N leaked pairs, attacked "
+                    "like the audited ones and scored against those photos' caption tags; the prior is the k most "
+                    "frequent training tags, which needs no embedding. Interval: paired bootstrap 95% over photos.")
+
+
+def own_model_leakage(attacker, fit, pool: np.ndarray, n_align: int, k: int, scorer, seed: int = 0,
+                      n_boot: int = 1000, min_images: int = 10) -> dict | None:
+    """Tag leakage of an uploaded model where it can be measured honestly: the public dev photos (never used to
+    train the attacker's heads) that are not among the N leaked pairs, scored against their caption tags (kept in
+    the bundle), beside the k most frequent training tags. `pool` is the upload in bundle pool order and `fit`
+    the map fitted on its first N pairs (`align.choose_pairs`, same seed). None when too few such photos remain."""
+    p = attacker.bundle.pool
+    leaked = set(align.choose_pairs(len(pool), n_align, seed).tolist())
+    held = [i for i, split in enumerate(p["splits"]) if split == "dev" and i not in leaked and p["tags"][i]]
+    if len(held) < min_images:
+        return None
+    refs = [p["tags"][i] for i in held]
+    batch = attack_batch(attacker, fit, pool[held], attacker.pool_attack[held], k)
+    attack = tag_scores(batch.tags, refs, scorer)
+    prior = tag_scores([attacker.frequent_tags(k)] * len(held), refs, scorer)
+    out = {"images": len(held), "k": k}
+    for metric in ("exact_f1", "neighbourhood_f1"):
+        out[metric] = {**Estimate.bootstrap(attack[metric], n_boot, seed).to_dict(), "prior": float(prior[metric].mean()),
+                       "vs_prior": paired_difference(attack[metric], prior[metric], n_boot, seed)}
+    return out
