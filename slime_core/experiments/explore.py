@@ -25,8 +25,8 @@ def alignment_curve(attacker, victims: Sequence[str], methods: Sequence[str], ns
     """Held-out cosine of each fitted map: one row per (victim, method, N), beside its prior (`prior_cosine`:
     what a constant, no-information victim embedding scores under the same held-out scheme). Procrustes on
     unequal dims is skipped with a note."""
-    from slime_core.align import prior_cosine
-
+    # The prior depends on the attacker's pool, the method and N only: computed once, not once per victim.
+    priors = {(m, int(n)): align.prior_cosine(attacker.pool_attack, int(n), m, seed) for m in methods for n in ns}
     rows, jobs = [], [(v, m, n) for v in victims for m in methods for n in ns]
     for i, (v, m, n) in enumerate(jobs):
         if progress:
@@ -37,7 +37,7 @@ def alignment_curve(attacker, victims: Sequence[str], methods: Sequence[str], ns
         except SlimeError as err:
             cosine, note = None, str(err)
         rows.append({"victim": v, "method": m, "N": int(n), "heldout_cosine": cosine, "note": note,
-                     "prior_cosine": prior_cosine(attacker.pool_attack, int(n), m, seed)})
+                     "prior_cosine": priors[(m, int(n))]})
     if progress:
         progress(1.0, "done")
     return rows

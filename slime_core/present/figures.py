@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slime_core.defend import spec
 from slime_core.errors import SlimeError
-from slime_core.present.tables import fmt_strength
+from slime_core.present.tables import fmt_strength, non_adaptive_points
 
 
 def defence_figure(rows: list[dict], title: str | None = None, selected: dict | None = None):
@@ -32,10 +32,9 @@ def defence_figure(rows: list[dict], title: str | None = None, selected: dict | 
         fig.add_hline(y=base[key], line_dash="dash", line_color=colour, opacity=0.6,
                       annotation_text=f"prior ({prior_name.get(key, 'frequent tags')}): {label}",
                       annotation_position="bottom right")
-    non_adaptive = [(xi, r["leakage"]["non_adaptive"]) for xi, r in zip(x, rows)
-                    if (r["leakage"].get("non_adaptive") or {}).get("applicable")]
+    non_adaptive = non_adaptive_points(rows)
     if non_adaptive:
-        fig.add_trace(go.Scatter(x=[xi for xi, _ in non_adaptive], y=[na["neighbourhood_f1"] for _, na in non_adaptive],
+        fig.add_trace(go.Scatter(x=[u for u, _ in non_adaptive], y=[v for _, v in non_adaptive],
                                  mode="lines+markers", name="neighbourhood F1, non-adaptive attacker (pre-defence pairs)",
                                  line={"color": "#1f77b4", "dash": "dot"}, marker={"symbol": "x"},
                                  hovertemplate="non-adaptive neighbourhood F1 %{y:.3f}<br>recall@1 %{x:.3f}"))

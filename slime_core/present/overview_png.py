@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from slime_core.defend import SPECS
-from slime_core.present.tables import fmt_strength
+from slime_core.present.tables import fmt_strength, non_adaptive_points
 
 TAG, CAPTION, PRIOR, NON_ADAPTIVE = "#1f77b4", "#9467bd", "#d62728", "#17becf"
 
@@ -58,8 +58,7 @@ def _panel(ax, name: str, rows: list[dict], captions: bool) -> None:
             ax.plot(xi, yi, "*", color="crimson", ms=13, label="knee")
         if r.get("stops_leak"):
             ax.plot(xi, yi, "o", mfc="none", mec="black", ms=14, mew=1.5, label="leak stopped")
-    non_adaptive = [(xi, r["leakage"]["non_adaptive"]["neighbourhood_f1"]) for xi, r in zip(x, rows)
-                    if (r["leakage"].get("non_adaptive") or {}).get("applicable")]
+    non_adaptive = non_adaptive_points(rows)
     if non_adaptive:
         ax.plot(*zip(*non_adaptive), "x", color=NON_ADAPTIVE, ms=7, mew=2, label="non-adaptive attacker")
     if len(set(zip(x, y))) == 1 and len(rows) > 1:

@@ -49,6 +49,12 @@ def fmt_strength(s: float) -> str:
     return "inf" if math.isinf(s) else f"{s:g}"
 
 
+def non_adaptive_points(rows: list[dict]) -> list[tuple[float, float]]:
+    """(recall@1, neighbourhood F1) of the non-adaptive attacker, for the rows where its old map applies."""
+    return [(r["utility"]["recall_at_1"], r["leakage"]["non_adaptive"]["neighbourhood_f1"]) for r in rows
+            if (r["leakage"].get("non_adaptive") or {}).get("applicable")]
+
+
 def knee_label(r: dict) -> str:
     return " ".join(x for x, on in (("<- knee", r.get("knee")), ("<- stops the leak", r.get("stops_leak"))) if on)
 
