@@ -1,8 +1,10 @@
-"""The heavy objects every page shares, built once per server process (`st.cache_resource`): the attacker, the
-tag parser, the text scorer, the public captions, the demo gallery, and embeddings of one photo.
+"""The objects every page shares: the attacker (its bundle's arrays, built once per server process with
+`st.cache_resource`), the tag parser and text scorer around the models it loads, the public captions, the demo
+gallery, and embeddings of one photo.
 
-A slider change then only redoes the cheap steps. Science lives in slime_core; this module only wires it to
-Streamlit.
+Loaded models have one owner, slime_core.loaded_models, which every session shares; this module caches only the
+attacker and data, so a slider change redoes only the cheap steps. Science lives in slime_core; this module only
+wires it to Streamlit.
 """
 
 from __future__ import annotations
@@ -37,14 +39,12 @@ def attacker_or_stop():
         st.stop()
 
 
-@st.cache_resource(show_spinner="Loading the spaCy tag parser ...")
 def get_parser():
     from slime_core.tags import make_parser
 
     return make_parser("spacy")
 
 
-@st.cache_resource(show_spinner="Loading the text encoder for neighbourhood scores ...")
 def get_scorer():
     return get_attacker().scorer()
 

@@ -1,5 +1,5 @@
-"""Caption writers: one per spec per server process, which ones are offered here, and the caption prior (the
-writer's caption of the mean public embedding)."""
+"""Caption writers (the local LLM's weights are loaded once per process by slime_core.loaded_models), which ones
+are offered here, and the caption prior (the writer's caption of the mean public embedding)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import streamlit as st
 from app_pages._resources import get_attacker, public_captions
 
 
-@st.cache_resource(show_spinner="Loading the caption writer ...")
 def get_writer(spec: str, mode: str | None = None):
     from slime_core.write import make_writer
 

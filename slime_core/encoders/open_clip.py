@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from slime_core import settings
+from slime_core import loaded_models, settings
 from slime_core.encoders.base import Encoder, batched, l2_normalise, load_image
 from slime_core.errors import MissingModelError, SlimeError
 
@@ -77,10 +77,14 @@ def find_weights(model: str, tag: str, path: str | None = None) -> tuple[str, di
 PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
 
 
-@lru_cache(maxsize=4)
-def _load(model: str, weights: str | None, quick_gelu: bool, preprocess_cfg: tuple, device: str,
+def _load(*identity):
+    """(model, preprocess, tokenizer), once per process (slime_core.loaded_models): the attacker's image and
+    text towers share one copy."""
+    return loaded_models.shared(("open_clip",) + identity, lambda: _read(*identity))
+
+
+def _read(model: str, weights: str | None, quick_gelu: bool, preprocess_cfg: tuple, device: str,
           precision: str, seed: int):
-    """(model, preprocess, tokenizer); cached so the attacker's image and text towers share one copy."""
     import open_clip
 
     pp = dict(preprocess_cfg)
