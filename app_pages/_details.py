@@ -7,9 +7,10 @@ import streamlit as st
 
 from app_pages import common
 from slime_core import align
-from slime_core.experiments import single_image as sup
 from slime_core import headline as hl
 from slime_core.errors import SlimeError
+from slime_core.experiments import single_image as sup
+from slime_core.infer import graph_from_tags
 
 
 def neighbours(attacker, result) -> None:
@@ -28,8 +29,6 @@ def neighbours(attacker, result) -> None:
 
 
 def scene_graph(tags: list[str]) -> None:
-    from slime_core.infer import graph_from_tags
-
     st.markdown("**Scene graph** (from the recovered tags: objects, their attributes, relations)")
     st.graphviz_chart(hl.scene_graph_dot(graph_from_tags(tags)), width="stretch")
 

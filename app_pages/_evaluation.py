@@ -7,13 +7,14 @@ import streamlit as st
 
 from app_pages._resources import get_attacker, get_parser, get_scorer, reference_tags
 from app_pages._writers import get_writer
+from slime_core.data import load_folder
+from slime_core.write import make_writer
 
 EVAL_SPLIT = "test"
 
 
 @st.cache_data(show_spinner=False)
 def eval_samples(limit: int, split: str = EVAL_SPLIT):
-    from slime_core.data import load_folder
     from slime_core.pipeline import default_data
 
     samples = [s for s in load_folder(default_data(), split, require_images=False) if s.path is not None]
@@ -49,8 +50,6 @@ def defence_setup(victim: str, limit: int, n_align: int, k: int, method: str = "
     audit report button. Reuses the app's parser and text encoder. `writer` ("none" | "consensus") adds
     caption ROUGE-L."""
     from slime_core.experiments.defence_curves import prepare
-    from slime_core.write import make_writer
-
     samples = eval_samples(limit)
     refs = [reference_tags(tuple(s.captions)) for s in samples]
     return prepare(get_attacker(), samples, victim, n_align, k, method, seed, n_boot, False, refs=refs,

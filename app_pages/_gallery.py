@@ -15,6 +15,7 @@ import streamlit as st
 from app_pages import common
 from slime_core import headline as hl
 from slime_core import settings
+from slime_core.data import load_folder
 
 DEFAULTS = {"victim": "lite0", "n_align": 300, "k": 10, "method": "ridge"}
 
@@ -41,7 +42,6 @@ def table(attacker) -> dict | None:
 
 
 def _build(attacker, parser, path) -> None:
-    from slime_core.data import load_folder
     from slime_core.pipeline import DEMO_DATA
 
     state = _state()

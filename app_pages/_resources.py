@@ -4,7 +4,8 @@ gallery, and embeddings of one photo.
 
 Loaded models have one owner, slime_core.loaded_models, which every session shares; this module caches only the
 attacker and data, so a slider change redoes only the cheap steps. Science lives in slime_core; this module only
-wires it to Streamlit.
+wires it to Streamlit. slime_core.pipeline and slime_core.experiments import torch (1-2 s), so the app imports
+them inside the functions that use them: a page draws its first elements before torch loads.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ import streamlit as st
 
 from app_pages._show import show_error
 from slime_core import settings
+from slime_core.data import load_folder
+from slime_core.encoders.base import content_hash
 from slime_core.errors import SlimeError
+from slime_core.tags import make_parser, tags_of_captions
+from slime_core.uploads import check_image_upload
 
 
 @st.cache_resource(show_spinner="Loading the attacker bundle ...")
@@ -40,8 +45,6 @@ def attacker_or_stop():
 
 
 def get_parser():
-    from slime_core.tags import make_parser
-
     return make_parser("spacy")
 
 
@@ -51,15 +54,12 @@ def get_scorer():
 
 @st.cache_data(show_spinner=False)
 def reference_tags(captions: tuple[str, ...]) -> list[str]:
-    from slime_core.tags import tags_of_captions
-
     return list(tags_of_captions(list(captions), get_parser()))
 
 
 @st.cache_data(show_spinner=False)
 def gallery() -> list[dict]:
     """The committed demo gallery (held-out test photos with their captions)."""
-    from slime_core.data import load_folder
     from slime_core.pipeline import DEMO_DATA
 
     return [{"name": s.name, "path": str(s.path), "captions": s.captions}
@@ -75,9 +75,6 @@ def public_captions() -> list[str]:
 def embed_upload(victim: str, name: str, data: bytes):
     """Victim embedding of an uploaded photo, kept in this session only: never written to the shared disk cache
     (and never shared with other sessions). Tiny or unreadable images are refused naming the file."""
-    from slime_core.encoders.base import content_hash
-    from slime_core.uploads import check_image_upload
-
     image = check_image_upload(name, data)
     memo = st.session_state.setdefault("_upload_embeddings", {})
     key = (victim, content_hash(bytes(data)))

@@ -6,13 +6,13 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages._resources import get_attacker
+from slime_core.availability import victim_choices
+from slime_core.errors import SlimeError
 
 
 @st.cache_resource(show_spinner="Checking which paper encoders can load here ...")
 def encoder_problem(name: str) -> str | None:
     """None when `name` loads here and the pool images are on disk to embed N of them, else why not."""
-    from slime_core.errors import SlimeError
-
     attacker = get_attacker()
     missing = [p for p in attacker.pool_paths() if not p.exists()]
     if missing:
@@ -27,8 +27,6 @@ def encoder_problem(name: str) -> str | None:
 
 
 def victim_options():
-    from slime_core.availability import victim_choices
-
     return victim_choices(get_attacker().bundle.encoders(), probe=encoder_problem)
 
 
@@ -41,8 +39,6 @@ def victim_options_fast():
     """victim_options() once this server has probed the paper encoders; before that, without the probe (which
     imports open_clip and transformers: ~10 s on a busy 2-core machine) so the first tags are not kept waiting.
     `finish_victim_options` probes after the page is drawn."""
-    from slime_core.availability import victim_choices
-
     if _probe_state()["done"]:
         return victim_options()
     return victim_choices(get_attacker().bundle.encoders())

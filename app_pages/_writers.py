@@ -6,20 +6,19 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages._resources import get_attacker, public_captions
+from slime_core.write import make_writer
 
 
 def get_writer(spec: str, mode: str | None = None):
-    from slime_core.write import make_writer
-
     return make_writer(spec, mode)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def mean_caption(writer_spec: str, k: int) -> str:
     """The writer's caption of the mean public embedding: the caption prior (what a no-information embedding gets)."""
-    from slime_core import headline as hl
+    from slime_core.pipeline import mean_embedding_caption  # torch: imported once a page is drawn
 
-    return hl.mean_embedding_caption(get_attacker(), get_writer(writer_spec), k)
+    return mean_embedding_caption(get_attacker(), get_writer(writer_spec), k)
 
 
 NO_PUBLIC_CAPTIONS = ("needs the public pool's captions (../shared/data/flickr8k_subset1000), which are not in this "

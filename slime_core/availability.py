@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from slime_core import settings
+from slime_core.encoders import encoder_names, encoder_spec
 
 
 def victim_choices(pool_encoders: Sequence[str], probe=None) -> tuple[list[str], list[dict]]:
@@ -13,8 +14,6 @@ def victim_choices(pool_encoders: Sequence[str], probe=None) -> tuple[list[str],
     Usable: the bundle holds its embeddings of the public pool (the offline encoders), or `probe(name)` -- which
     tries to load the encoder and checks the pool images are there to embed N of them -- returns None. An API
     encoder without its key is not probed. Otherwise the reason is the probe's (or the missing key's) message."""
-    from slime_core.encoders import encoder_names, encoder_spec
-
     usable, unavailable = [], []
     for name in encoder_names():
         spec = encoder_spec(name)

@@ -252,8 +252,6 @@ def train_heads_sampled(image_x: np.ndarray, text_x: np.ndarray, positives: Spar
     """`retrieve.train_heads` for vocabularies too large to score in full at every step.
 
     image_x (n, di) float32; text_x (V, dt) tag embeddings; positives: SparseRows (n, V)."""
-    from slime_core.errors import SlimeError
-
     if positives.shape != (len(image_x), len(text_x)):
         raise SlimeError(f"positives {positives.shape} do not match {len(image_x)} images x {len(text_x)} tags.")
     device = device or default_device()

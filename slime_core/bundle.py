@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
+from slime_core.encoders import attacker_spec, encoder_spec, fingerprint
 from slime_core.errors import SlimeError
 from slime_core.rank import DCNRanker
 from slime_core.retrieve import DualHeads
@@ -232,8 +233,6 @@ def resolve_bundle(bundle: str | Path | None, attacker: str | None) -> Path | No
     the attacker's registry entry> (lite2-minilm -> models/default); with neither, None (the default)."""
     if bundle is not None or attacker is None:
         return Path(bundle) if bundle is not None else None
-    from slime_core.encoders import attacker_spec
-
     folder = MODELS / attacker_spec(attacker).get("bundle", attacker)
     if not (folder / "manifest.json").exists():
         raise SlimeError(f"no bundle for attacker '{attacker}' in {folder}; build one with "
@@ -245,8 +244,6 @@ def check_bundle(folder: str | Path | None, attacker: str | None = None, victim:
     """The manifest of the bundle in `folder`, after checking that it was built for `attacker` and that the
     encoders whose embeddings it stores are the ones this process would build (same registry overrides:
     a bundle made with a tiny random test model must not meet the real one, nor the reverse)."""
-    from slime_core.encoders import encoder_spec, fingerprint
-
     folder = Path(folder or DEFAULT_BUNDLE)
     manifest = read_manifest(folder)
     if attacker is not None and manifest.get("attacker") != attacker:

@@ -9,12 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+from slime_core import data
+from slime_core.data import load_folder
 from slime_core.errors import SlimeError
+from slime_core.tags import make_parser, tag_statistics, tags_of_samples
 
 
 def cmd_data_coco(args) -> int:
-    from slime_core import data
-
     if bool(args.karpathy) == bool(args.captions):
         raise SlimeError("give --karpathy dataset_coco.json, or --captions TRAIN.json VAL.json (COCO 2017).")
     need = not args.captions_only
@@ -41,9 +42,6 @@ def cmd_data_coco(args) -> int:
 
 
 def cmd_tags(args) -> int:
-    from slime_core.data import load_folder
-    from slime_core.tags import make_parser, tag_statistics, tags_of_samples
-
     samples = load_folder(args.data, args.split, require_images=False)
     if args.limit:
         samples = samples[: args.limit]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
+from slime_core import settings
+
 MASK = "***"
 MIN_SECRET = 4  # shorter values ("1", "yes") would mask ordinary words
 # "Bearer sk-...", "api_key=...", "x-api-key: ..." echoed by a server, whatever the key's value
@@ -23,8 +25,6 @@ def mask_secrets(text, extra: Iterable[str] = ()) -> str:
     """`text` with every configured secret replaced by ***, case-insensitively, plus anything that looks
     like a key a server echoed back ("Bearer sk-...", "api_key=..."). `extra`: more values to mask
     (e.g. the app's st.secrets)."""
-    from slime_core import settings
-
     text = str(text)
     values = set(settings.secret_values()) | {str(v) for v in extra if v}
     for value in sorted((v for v in values if len(v) >= MIN_SECRET), key=len, reverse=True):

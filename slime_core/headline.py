@@ -27,7 +27,11 @@ from typing import Sequence
 
 import numpy as np
 
+from slime_core import align
+from slime_core.caption_metrics import rouge_l_best
 from slime_core.errors import SlimeError
+from slime_core.metrics import exact_prf, prf
+from slime_core.tags import tags_of_samples
 
 TAG_CLASSES = ("exact", "neighbourhood", "miss")
 DEFAULT_RULE = ("the test photo whose tag F1 is the median of all test photos at the default settings "
@@ -56,15 +60,11 @@ def classify_tags(pred: Sequence[str], refs: Sequence[str], near: Sequence[set] 
 
 
 def exact_f1(pred: Sequence[str], refs: Sequence[str]) -> float:
-    from slime_core.metrics import exact_prf
-
     return exact_prf(pred, refs)["f1"]
 
 
 def neighbourhood_f1(pred: Sequence[str], refs: Sequence[str], near: Sequence[set]) -> float:
     """NeighbourhoodScorer.score's F1 from precomputed neighbour sets (one per reference tag, in order)."""
-    from slime_core.metrics import prf
-
     got, ref = list(dict.fromkeys(pred)), list(dict.fromkeys(refs))
     if not ref:
         return 0.0
@@ -163,8 +163,6 @@ def photo_scores(attacker, X: np.ndarray, refs: Sequence[Sequence[str]], near: S
 def gallery_references(samples, parser, scorer=None) -> dict:
     """{photo name: {"refs": reference tags (from its captions), "near": each reference tag's neighbour set as a
     sorted list, or None without a scorer}}: everything scoring a gallery photo needs, JSON-ready."""
-    from slime_core.tags import tags_of_samples
-
     counts = tags_of_samples(samples, parser)
     refs = [list(c) for c in counts]
     out = {}
@@ -195,16 +193,7 @@ def scores_by_name(attacker, X: np.ndarray, names: Sequence[str], refs: dict, vi
     return dict(zip(names, scores["exact_f1"].tolist()))
 
 
-def mean_embedding_caption(attacker, writer, k: int) -> str:
-    """The writer's caption of the mean public attacker embedding (pipeline.mean_embedding_caption's)."""
-    from slime_core.pipeline import mean_embedding_caption as mec
-
-    return mec(attacker, writer, k)
-
-
 def caption_rouge(caption: str, references: Sequence[str]) -> float:
-    from slime_core.caption_metrics import rouge_l_best
-
     return float(rouge_l_best(caption, list(references)))
 
 
@@ -241,8 +230,6 @@ def scene_graph_dot(graph, font_size: int = 18) -> str:
 def fit_session_alignment(attacker, pool: np.ndarray, n_align: int, method: str, seed: int = 0):
     """A map from an uploaded pool (bundle pool order) to the attacker's space, fitted without adding the pool
     to the shared attacker: the caller keeps it (e.g. in its session) and drops it with the session."""
-    from slime_core import align
-
     if len(pool) != len(attacker.pool_attack):
         raise SlimeError(f"the pool embeddings have {len(pool)} rows; the public pool has "
                          f"{len(attacker.pool_attack)} images.")
@@ -274,8 +261,6 @@ class UploadedPools:
         self.pools.move_to_end(key)
         fits = entry["fits"]
         if (n_align, method, seed) not in fits:
-            from slime_core import align
-
             fit = fit_session_alignment(attacker, entry["pool"], n_align, method, seed)
             fits[(n_align, method, seed)] = (fit, align.prior_cosine(attacker.pool_attack, n_align, method, seed))
             while len(fits) > self.max_fits:
@@ -285,7 +270,7 @@ class UploadedPools:
 
 def attack_rows(attacker, fit, rows: np.ndarray, names: Sequence[str], k: int, victim: str = "upload") -> list:
     """AttackResults for victim embeddings through a given fitted map (no caption, no scene graph)."""
-    from slime_core.pipeline import AttackResult
+    from slime_core.pipeline import AttackResult  # torch; the app's pages import this module before it
 
     aligned = fit.transform(rows)
     tags, near = attacker.retrieve(aligned, k), attacker.neighbours(aligned, 5)

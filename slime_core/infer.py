@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Literal, Sequence, get_args
 
 from pydantic import BaseModel, ValidationError, field_validator
 
-from slime_core import settings
+from slime_core import caption_metrics, remote, settings
 from slime_core.errors import MissingModelError, SlimeError, mask_secrets
 
 Predicate = Literal["on", "over", "under", "inside", "covering", "hanging_over", "enclosing", "next_to", "part_of"]
@@ -220,8 +220,6 @@ class VLMInferrer:
         text = "\n\n".join(x for x in (_evidence(**evidence), question) if x)
         content = ([_image_part(image)] if image is not None else []) + [{"type": "text", "text": text}]
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": content}]
-        from slime_core import remote
-
         def send(timeout: float):
             try:
                 return litellm.completion(model=self.model, messages=messages, api_base=self.api_base,
@@ -300,10 +298,8 @@ def _wordnet():
     """nltk's WordNet (installed by `python -m slime_core.caption_metrics --setup`), or None when absent."""
     if _WORDNET:
         return _WORDNET[0]
-    from slime_core.caption_metrics import _wordnet as load
-
     try:
-        _WORDNET.append(load())
+        _WORDNET.append(caption_metrics._wordnet())
     except (SlimeError, LookupError, OSError) as err:
         if _WORDNET_WARNED:
             return None

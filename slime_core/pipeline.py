@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from slime_core import settings
-from slime_core import align, retrieve
+from slime_core import align, retrieve, settings
 from slime_core.bundle import Bundle, load_bundle
-from slime_core.encoders import EmbeddingCache, encoder_spec, get_encoder
+from slime_core.data import load_folder
+from slime_core.encoders import EmbeddingCache, encoder_spec, fingerprint, get_encoder
 from slime_core.errors import SlimeError
+from slime_core.infer import final_caption_prompt, graph_from_tags
 from slime_core.metrics import NeighbourhoodScorer
 from slime_core.rank import rerank
 
@@ -202,15 +203,11 @@ class Attacker:
             caption = writer.write([t for t, _ in tags], near_captions).text
         graph = None
         if scene_graph == "tags":
-            from slime_core.infer import graph_from_tags
-
             graph = asdict(graph_from_tags([t for t, _ in tags]))
         elif scene_graph is not None:
             graph = asdict(scene_graph.scene_graph(tags=[t for t, _ in tags], caption=caption))
         final = None
         if final_from:
-            from slime_core.infer import final_caption_prompt
-
             if graph is None or writer is None or not hasattr(writer, "write_prompt"):
                 raise SlimeError("a final caption needs a scene graph (--scene-graph) and an LLM writer (--caption local or a model).")
             unknown = set(final_from) - {"objects", "relations", "scene"}
@@ -228,8 +225,6 @@ class Attacker:
     def captions_of(self, names: list[str]) -> list[str]:
         """First caption of each named public image, from the dataset folder when it is there."""
         if self._captions is None:
-            from slime_core.data import load_folder
-
             try:
                 self._captions = {s.name: s.captions for s in load_folder(self.data, require_images=False)}
             except SlimeError:
@@ -242,8 +237,6 @@ class _CachedOnly:
     Same cache key as the real encoder (its fingerprint), so overridden (e.g. tiny test) models stay apart."""
 
     def __init__(self, attacker, name: str):
-        from slime_core.encoders import encoder_spec, fingerprint
-
         self.attacker, self.name, self.cache_key = attacker, name, fingerprint(name)
         self.dim = int(encoder_spec(name)["dim"])  # only for an empty list; rows take the model's own width
 

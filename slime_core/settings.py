@@ -95,7 +95,7 @@ def _float(name: str, default: float) -> float:
     except ValueError:
         out = -1.0
     if not out >= 0:
-        from slime_core.errors import SlimeError
+        from slime_core.errors import SlimeError  # here, not at the top: errors imports settings
 
         raise SlimeError(f"${name} must be a number of seconds/tries >= 0, not {value!r}.")
     return out

@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
+from slime_core.encoders import load_image
 from slime_core.errors import SlimeError
 
 EMBEDDING_TYPES = ("npy", "csv", "parquet")
@@ -155,8 +156,6 @@ def load_embedding_file(path: str | Path, what: str = "embedding file") -> np.nd
 
 def check_image_upload(name: str, data: bytes, min_side: int = MIN_IMAGE_SIDE):
     """An RGB PIL image from uploaded bytes, or a SlimeError naming the file (no Python reprs)."""
-    from slime_core.encoders import load_image
-
     if not data:
         raise SlimeError(f"{name}: the file is empty.")
     try:

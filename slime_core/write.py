@@ -23,7 +23,8 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
-from slime_core import loaded_models, settings
+from slime_core import loaded_models, remote, settings
+from slime_core.caption_metrics import rouge_l
 from slime_core.errors import MissingModelError, SlimeError, mask_secrets
 
 MODES = ("tags", "neighbours", "tags+neighbours")
@@ -185,8 +186,6 @@ class LiteLLMWriter(CaptionWriter):
         return (getattr(err, "status_code", None) or 0) >= 500
 
     def _generate(self, messages: list[dict]) -> tuple[str, float | None]:
-        from slime_core import remote
-
         def send(timeout: float):
             try:
                 return self.litellm.completion(
@@ -227,8 +226,6 @@ class ConsensusWriter(CaptionWriter):
         super().__init__(mode)
 
     def write(self, tags: list[str], neighbour_captions: list[str] | None = None) -> WrittenCaption:
-        from slime_core.caption_metrics import rouge_l
-
         start = time.perf_counter()
         caps = [c.strip() for c in neighbour_captions or [] if c and c.strip()]
         if not caps:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from slime_core import settings
 from slime_core.encoders.base import EmbeddingCache, Encoder, l2_normalise, load_image
-from slime_core.errors import SlimeError
+from slime_core.errors import MissingModelError, SlimeError
 
 _FACTORIES = {
     "efficientnet_lite": "slime_core.encoders.offline:build_efficientnet_lite",
@@ -143,8 +143,6 @@ def get_encoder(name: str, device: str | None = None, **overrides) -> Encoder:
         factory = getattr(importlib.import_module(module_name), func)
         encoder = factory(name, spec, device=device)
     except ImportError as err:  # a paper encoder's package is not installed: say which, not a traceback
-        from slime_core.errors import MissingModelError
-
         missing = (err.name or str(err)).split(".")[0]
         wheel = _PIP_NAMES.get(missing, missing.replace("_", "-"))
         raise MissingModelError(f"encoder '{name}' needs the Python package '{missing}': pip install {wheel} "

@@ -23,7 +23,7 @@ import requests
 from PIL import Image
 from tqdm.auto import tqdm
 
-from slime_core import settings
+from slime_core import remote, settings
 from slime_core.encoders.base import EmbeddingCache, Encoder, batched, content_hash, l2_normalise, load_image
 from slime_core.errors import MissingModelError, SlimeError, mask_secrets
 
@@ -114,8 +114,6 @@ class ApiImageEncoder(Encoder):
     def _post(self, body: dict):
         """One request under slime_core.remote's policy: 429/5xx/timeouts/refused connections retried with
         backoff (honouring Retry-After) within the command's deadline; any other refusal is one SlimeError."""
-        from slime_core import remote
-
         url = self._url()
 
         def send(timeout: float):

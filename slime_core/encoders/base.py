@@ -148,7 +148,7 @@ class EmbeddingCache:
         (get_encoder sets it); else worked out from the registry for a registered name (a stand-in encoder)."""
         ident = getattr(encoder, "weights_id", None)
         if ident is None:
-            from slime_core.encoders import registry, weights_identity
+            from slime_core.encoders import registry, weights_identity  # the package imports this module
 
             name = getattr(encoder, "name", "")
             ident = weights_identity(name) if name in registry()["encoders"] else ""

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from slime_core import align, settings
-from slime_core.experiments import defence_curves as _curves
 from slime_core.defend import DEFENCES, SPECS, spec
+from slime_core.encoders import encoder_spec
 from slime_core.errors import SlimeError
+from slime_core.experiments import defence_curves as _curves
 from slime_core.experiments.batch import attack_batch
 from slime_core.experiments.evaluation import check_grid, tag_scores
 from slime_core.metrics import Estimate
@@ -160,8 +161,6 @@ def build_report(attacker, samples, *, victim: str = "lite0", defences: dict | N
     grid = attack_grid(setup, list(n_aligns), list(ks))
     curves = _curves.all_curves(setup, defences, progress) if defences else {}
     b = attacker.bundle
-    from slime_core.encoders import encoder_spec
-
     def about(name):
         try:
             return encoder_spec(name)

@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from slime_core import align
+from slime_core.caption_metrics import rouge_l_best
 from slime_core.defend import DEFENCES, make_defence, spec
 from slime_core.encoders.base import l2_normalise
 from slime_core.errors import SlimeError
@@ -68,6 +69,7 @@ from slime_core.experiments.evaluation import tag_scores
 from slime_core.experiments.knee import mark_knee
 from slime_core.metrics import Estimate, NeighbourhoodScorer, exact_prf, paired_difference
 from slime_core.pipeline import check_held_out, mean_embedding_caption, random_public_captions, write_captions
+from slime_core.tags import make_parser, tags_of_captions
 
 RECALL_KS = (1, 5)
 log = logging.getLogger(__name__)
@@ -110,8 +112,6 @@ def prepare(attacker, samples, victim: str = "lite0", n_align: int = 300, k: int
     """Embed the test images (victim and attacker), tag their captions, compute the baselines.
     `refs` (reference tags per sample) and `scorer` (a NeighbourhoodScorer) may be passed in to reuse them;
     `writer` (a write.CaptionWriter) adds caption ROUGE-L to every row."""
-    from slime_core.tags import make_parser, tags_of_captions
-
     samples = [s for s in samples if s.path is not None]
     if not samples:
         raise SlimeError("no images to measure on (the split has captions only).")
@@ -154,8 +154,6 @@ def prepare(attacker, samples, victim: str = "lite0", n_align: int = 300, k: int
 def _prepare_captions(setup: Setup, samples, writer) -> None:
     """The caption metric's references and its two priors, scored once: a random public caption per image
     and the writer's caption of the mean public embedding."""
-    from slime_core.caption_metrics import rouge_l_best
-
     attacker = setup.attacker
     setup.writer = writer
     setup.ref_captions = [s.captions for s in samples]
@@ -167,8 +165,6 @@ def _prepare_captions(setup: Setup, samples, writer) -> None:
 
 def caption_leakage(setup: Setup, aligned: np.ndarray, tags: list[list[str]]) -> dict:
     """Caption ROUGE-L of the attack on these aligned embeddings, with its paired differences to both priors."""
-    from slime_core.caption_metrics import rouge_l_best
-
     caps = write_captions(setup.attacker, setup.writer, tags, setup.attacker.neighbours(aligned, 5), setup.k,
                           "defended", progress=False)
     rl = np.array([rouge_l_best(c, refs) for c, refs in zip(caps, setup.ref_captions)])

@@ -17,10 +17,11 @@ from __future__ import annotations
 import numpy as np
 from tqdm.auto import tqdm
 
+from slime_core.caption_metrics import KEYS, score_caption
 from slime_core.data import Sample
 from slime_core.errors import SlimeError
 from slime_core.experiments.batch import attack_batch
-from slime_core.infer import graph_from_tags, object_f1, relation_f1
+from slime_core.infer import final_caption_prompt, graph_from_tags, object_f1, relation_f1
 from slime_core.metrics import Estimate, NeighbourhoodScorer, exact_prf, paired_difference
 from slime_core.pipeline import Attacker, check_held_out, mean_embedding_caption, random_public_captions, write_captions
 from slime_core.tags import make_parser, tags_of_captions
@@ -159,8 +160,6 @@ def final_captions(writer, tags, k: int, parts: tuple[str, ...], progress: bool)
     """The paper's ablation: a caption written only from chosen parts of the scene graph of the top-k tags."""
     from dataclasses import asdict
 
-    from slime_core.infer import final_caption_prompt
-
     if not hasattr(writer, "write_prompt"):
         raise SlimeError("final captions need an LLM writer (--caption local or a litellm model).")
     out = []
@@ -176,8 +175,6 @@ def final_captions(writer, tags, k: int, parts: tuple[str, ...], progress: bool)
 def caption_rows(attacker: Attacker, samples, caps, oracle_caps, priors: dict, tags, near, n, writer, k, n_boot, seed,
                  finals: list[str] | None = None) -> dict:
     """`priors`: {"random_caption", "mean_embedding_caption"} -> one caption per sample."""
-    from slime_core.caption_metrics import KEYS, score_caption
-
     systems = {
         "attack": caps,
         "oracle": oracle_caps,

@@ -6,12 +6,12 @@ from typing import Sequence
 
 import numpy as np
 
-from slime_core.errors import SlimeError
+from slime_core import caption_metrics as cm
+from slime_core.errors import MissingModelError, SlimeError
+from slime_core.metrics import exact_prf
 
 
 def tag_scores(pred: list[str], refs: list[str], scorer) -> dict:
-    from slime_core.metrics import exact_prf
-
     ex, nb = exact_prf(pred, refs), scorer.score(pred, refs)
     return {"exact_precision": ex["precision"], "exact_recall": ex["recall"], "exact_f1": ex["f1"],
             "neighbourhood_precision": nb["precision"], "neighbourhood_recall": nb["recall"],
@@ -39,9 +39,6 @@ def single_image_scores(attacker, result, refs: list[str], scorer) -> list[dict]
 
 def _score_caption(caption: str, refs: Sequence[str]) -> tuple[dict, str | None]:
     """score_caption, or (without WordNet) every metric but METEOR and a note saying how to add it."""
-    from slime_core import caption_metrics as cm
-    from slime_core.errors import MissingModelError
-
     try:
         return cm.score_caption(caption, refs), None
     except MissingModelError as err:
