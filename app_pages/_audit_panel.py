@@ -25,20 +25,21 @@ def build_audit(attacker, victim: str, limit: int, n_boot: int, n_examples: int,
     """`slime report`'s build_report on the cached defence set-up; returns the HTML and JSON text."""
     t0 = time.perf_counter()
     n_align, k = min(300, len(attacker.pool_attack)), 10
-    AttackSpec(victim, ns + [n_align], ks + [k]).within(attacker)  # fail fast, before any embedding
+    grid = AttackSpec(victim, ns, ks).within(attacker)  # fail fast, before any embedding
+    AttackSpec(victim, n_align, k).within(attacker)
     bar = st.progress(0.0, text=f"Embedding up to {limit or 'all'} test images with {victim} and tagging captions ...")
     setup = common.defence_setup(victim, limit, n_align, k, "ridge", 0, n_boot)
     bar.progress(0.35, text=f"Attack grid ({len(ns)} N x {len(ks)} k), {len(defences)} defence curve(s), "
                             f"{n_examples} examples ...")
-    grid = {d: list(spec(d).default_strengths) for d in defences}
-    report = build_report(attacker, common.eval_samples(limit), victim=victim, defences=grid, n_aligns=ns, ks=ks,
-                          n_align=n_align, k=k, n_examples=n_examples, n_boot=n_boot,
+    strengths = {d: list(spec(d).default_strengths) for d in defences}
+    report = build_report(attacker, common.eval_samples(limit), grid=grid, n_align=n_align, k=k, defences=strengths,
+                          n_examples=n_examples, n_boot=n_boot,
                           paper_figures=paper or paper_figures_path(), setup=setup)
     bar.progress(0.9, text="Writing the HTML (plots and thumbnails inlined) ...")
     html, json_text = report_texts(report)
     bar.empty()
     return {"html": html, "json": json_text, "victim": victim, "images": report["data"]["test_images"],
-            "defences": list(grid), "seconds": time.perf_counter() - t0}
+            "defences": list(strengths), "seconds": time.perf_counter() - t0}
 
 
 def show(attacker, victims: list[str]) -> None:

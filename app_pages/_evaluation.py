@@ -7,6 +7,7 @@ import streamlit as st
 
 from app_pages._resources import get_attacker, get_parser, get_scorer, reference_tags
 from app_pages._writers import get_writer
+from slime_core.attack_spec import AttackSpec
 from slime_core.data import load_folder
 from slime_core.write import make_writer
 
@@ -24,18 +25,17 @@ def eval_samples(limit: int, split: str = EVAL_SPLIT):
 def run_evaluation(victim: str, n_aligns: list[int], ks: list[int], method: str, limit: int, n_boot: int,
                    writer_spec: str = "none", seed: int = 0) -> dict:
     """evaluate() once per N with a progress bar; the merged result is kept in the session."""
-    from slime_core.experiments.evaluation import check_grid, evaluate
+    from slime_core.experiments.evaluation import evaluate
 
     key = ("eval", victim, tuple(n_aligns), tuple(ks), method, limit, n_boot, writer_spec, seed)
     if key in st.session_state:
         return st.session_state[key]
     attacker = get_attacker()
-    check_grid(n_aligns, ks, len(attacker.pool_attack))
+    spec = AttackSpec(victim, n_aligns, ks, method, seed).within(attacker)
     samples = eval_samples(limit)
     writer = get_writer(writer_spec) if writer_spec != "none" else None
     bar = st.progress(0.0, text=f"Evaluating {len(samples)} test images ...")
-    result = evaluate(attacker, samples, victim=victim, n_aligns=n_aligns, ks=ks, method=method, seed=seed,
-                      writer=writer, n_boot=n_boot, progress=False,
+    result = evaluate(attacker, samples, spec=spec, writer=writer, n_boot=n_boot, progress=False,
                       parser=get_parser(), scorer=get_scorer(),
                       on_progress=lambda f, msg: bar.progress(min(f, 1.0), text=f"{msg} ..."))
     st.session_state[key] = result

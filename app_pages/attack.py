@@ -8,6 +8,7 @@ import streamlit as st
 from app_pages import _details, _gallery, _headline, _inputs, _picker, common
 from slime_core import headline as hl
 from slime_core.align import METHODS
+from slime_core.attack_spec import AttackSpec
 from slime_core.errors import SlimeError
 
 t1, t2 = st.columns([3, 1])
@@ -42,7 +43,7 @@ try:
         slow = method != "ridge" and n_align > 300
         with st.spinner(f"Fitting {method} on N={n_align} pairs: this can take 10-50 s on 2 cores ..." if slow
                         else "Aligning and retrieving ..."):
-            result = attacker.attack(embedding=target.embedding, victim=victim, n_align=n_align, k=k, method=method,
+            result = attacker.attack(embedding=target.embedding, spec=AttackSpec(victim, n_align, k, method),
                                      name=target.label)
 except SlimeError as err:
     common.show_error(err)

@@ -80,6 +80,7 @@ def phases() -> int:
     from slime_core.pipeline import embed_cached as embed_images
     import torch
 
+    from slime_core.attack_spec import AttackSpec
     from slime_core.pipeline import DEMO_DATA, Attacker
 
     torch.set_num_threads(int(os.environ.get("SLIME_APP_THREADS", "1")))  # as app_pages/_resources.py does
@@ -89,7 +90,7 @@ def phases() -> int:
     first = json.loads((DEMO_DATA / "captions.jsonl").read_text().splitlines()[0])
     emb = embed_images(attacker, "lite0", [str(DEMO_DATA / "images" / first["image"])])[0]
     lap("victim embedding (disk cache or encoder)")
-    result = attacker.attack(embedding=emb, victim="lite0", n_align=300, k=10)
+    result = attacker.attack(embedding=emb, spec=AttackSpec("lite0", 300, 10))
     lap("align N=300 + retrieve")
     out["time_to_tags_s"] = round(time.perf_counter() - start, 2)
     from slime_core.tags import make_parser, tags_of_captions

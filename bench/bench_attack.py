@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from slime_core import align
+from slime_core.attack_spec import AttackSpec
 from slime_core.pipeline import Attacker, default_data
 from slime_core.retrieve import TagIndex
 
@@ -46,9 +47,9 @@ def main() -> None:
     attacker.alignment("lite0", 300)
     encoder = attacker.encoder("lite0")
     out = {
-        "attack_from_embedding_ms": timed(lambda: attacker.attack(embedding=x, victim="lite0", n_align=300), args.repeats),
+        "attack_from_embedding_ms": timed(lambda: attacker.attack(embedding=x, spec=AttackSpec("lite0", 300)), args.repeats),
         "attack_with_encoder_ms": timed(lambda: attacker.attack(embedding=encoder.encode_images([str(image)])[0],
-                                                                victim="lite0", n_align=300), args.repeats),
+                                                                spec=AttackSpec("lite0", 300)), args.repeats),
     }
     X, Y = attacker.bundle.pool_embeddings["lite0"][:700], attacker.pool_attack[:700]
     out["align_fit_n700_ridge_ms"] = timed(lambda: align.fit_alignment(X, Y, "ridge"), 5)

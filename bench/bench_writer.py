@@ -7,13 +7,14 @@ import time
 
 import torch
 
+from slime_core.attack_spec import AttackSpec
 from slime_core.pipeline import Attacker, default_data
 from slime_core.write import LocalWriter
 
 torch.set_num_threads(2)
 attacker = Attacker()
 images = sorted((default_data() / "images").glob("*.jpg"))[:20]
-tag_sets = [[t["tag"] for t in attacker.attack(image=str(p), victim="lite0").tags] for p in images]
+tag_sets = [[t["tag"] for t in attacker.attack(image=str(p), spec=AttackSpec("lite0")).tags] for p in images]
 t = time.perf_counter()
 writer = LocalWriter("tags")
 writer.write(tag_sets[0])  # the first call loads the GGUF weights

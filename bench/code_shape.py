@@ -4,7 +4,8 @@
 
 PATHs default to slime_core, app_pages and app.py. Also listed: imports that go up a layer (a stage in
 slime_core/ importing slime_core.experiments or slime_core.present; an experiment importing present; anything
-but a surface importing the CLI). Function length is the span of its lines (decorators
+but a surface importing the CLI), and imports of the package's own modules made inside functions (per file: the
+CLI's keep start-up fast, the app's keep torch after the first paint, two break cycles). Function length is the span of its lines (decorators
 and docstring included) as `ast` reports it; nested functions are counted on their own as well. Exit
 status 0 always: this is a list for the reviewer, not a gate.
 """
@@ -77,6 +78,18 @@ def upward_imports(path: Path) -> list[tuple[int, str]]:
     return out
 
 
+def inner_imports(path: Path) -> int:
+    """How many imports of slime_core or app_pages modules sit inside functions."""
+    count = 0
+    for fn in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(fn):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                count += any(n.split(".")[0] in ("slime_core", "app_pages") for n in names)
+    return count
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("paths", nargs="*", default=list(DEFAULT_PATHS))
@@ -106,6 +119,11 @@ def main(argv=None) -> int:
     print(f"imports going up a layer (stages < experiments < present < cli): {len(ups)}")
     for path, line, name in ups:
         print(f"  {path}:{line}  {name}")
+    inner = sorted(((rel(f), inner_imports(f)) for f in files), key=lambda r: -r[1])
+    inner = [r for r in inner if r[1]]
+    print(f"imports of the package's own modules inside functions: {sum(n for _, n in inner)}")
+    for path, n in inner:
+        print(f"  {n:5d}  {path}")
     print(f"({len(files)} files scanned)")
     return 0
 

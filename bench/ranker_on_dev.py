@@ -3,7 +3,7 @@ the ranker learns from 2/3 of dev (true + cross-fitted aligned lite0/lite1 embed
 third (aligned lite0), against plain prior-weighted retrieval. Run: python bench/ranker_on_dev.py"""
 import numpy as np, torch, time
 from slime_core.bundle import load_bundle
-from slime_core import retrieve, align
+from slime_core import retrieve
 from slime_core.build import cross_fitted, evaluate_tags, top_tags
 from slime_core.rank import RankerConfig, train_ranker, rerank
 from slime_core.metrics import NeighbourhoodScorer

@@ -55,7 +55,6 @@ def point(result: dict, section: str, metric: str, prior: str, diff: str) -> dic
 
 
 def figure(rows: list[dict]):
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=len(SERIES), subplot_titles=[s[0] for s in SERIES])

@@ -72,6 +72,13 @@ class AttackSpec:
     def top_k(self) -> int:
         return max(self.k)
 
+    def single(self) -> "AttackSpec":
+        """Self, after checking it names one N and one k (a single attack, not a grid)."""
+        if len(self.n_align) > 1 or len(self.k) > 1:
+            raise SlimeError(f"one attack takes one N and one k (got N={','.join(map(str, self.n_align))}, "
+                             f"k={','.join(map(str, self.k))}).")
+        return self
+
     def within(self, attacker) -> "AttackSpec":
         """Self, after checking N against the attacker's public pool and k against its vocabulary."""
         return self.within_sizes(len(attacker.pool_attack), len(attacker.bundle.tags))

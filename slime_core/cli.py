@@ -26,9 +26,7 @@ from slime_core.uploads import load_embedding_file
 def attack_spec(args, many: bool = False) -> AttackSpec:
     """The command's AttackSpec; `many`: N and k may be lists (eval, report)."""
     spec = AttackSpec(args.victim, args.n_align, args.k, args.method, args.seed)
-    if not many and (len(spec.n_align) > 1 or len(spec.k) > 1):
-        raise SlimeError(f"slime {args.command} takes one N and one k (got N={args.n_align}, k={args.k}).")
-    return spec
+    return spec if many else spec.single()
 
 
 def final_parts(args) -> tuple[str, ...]:
@@ -66,8 +64,7 @@ def cmd_attack(args) -> int:
         from slime_core.infer import VLMInferrer
 
         graph = VLMInferrer(args.scene_graph)
-    run = dict(victim=spec.victim, n_align=spec.n, k=spec.top_k, method=spec.method, seed=spec.seed, writer=writer,
-               scene_graph=graph, final_from=final_parts(args))
+    run = dict(spec=spec, writer=writer, scene_graph=graph, final_from=final_parts(args))
     if args.image is not None:
         results = [attacker.attack(image=str(args.image), **run)]
     elif args.embedding is not None:
@@ -127,8 +124,8 @@ def cmd_eval(args) -> int:
     spec.within(attacker)
     writer = make_writer(args.caption, args.caption_mode)
     samples = load_samples(args)
-    result = evaluate(attacker, samples, victim=spec.victim, n_aligns=spec.n_align, ks=spec.k, method=spec.method,
-                      seed=spec.seed, writer=writer, n_boot=args.bootstrap, progress=not args.no_progress, final_from=final_parts(args))
+    result = evaluate(attacker, samples, spec=spec, writer=writer, n_boot=args.bootstrap, progress=not args.no_progress,
+                      final_from=final_parts(args))
     if args.output:
         args.output.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2) if args.format == "json" else evaluation_table(result))
@@ -220,12 +217,11 @@ def cmd_report(args) -> int:
     spec = attack_spec(args)
     grid_spec = AttackSpec(args.victim, args.n_aligns, args.ks, args.method, args.seed)
     names = [] if args.no_defences else [d.strip() for d in (args.defence or "").split(",") if d.strip()] or list(DEFENCES)
-    grid = defence_grid(names, args.strength)
+    strengths = defence_grid(names, args.strength)
     out = check_writable(args.out, "--out", (".html", ".htm"))
     check_writable(out.with_suffix(".json"), "--out's JSON")
     attacker, samples, setup = defence_setup(args, spec, grid_spec)  # the N x k grid checked before the set-up
-    report = build_report(attacker, samples, victim=args.victim, defences=grid, n_aligns=grid_spec.n_align,
-                          ks=grid_spec.k, n_align=spec.n, k=spec.top_k, method=spec.method, seed=spec.seed,
+    report = build_report(attacker, samples, grid=grid_spec, n_align=spec.n, k=spec.top_k, defences=strengths,
                           n_examples=args.examples, n_boot=args.bootstrap,
                           paper_figures=args.paper_figures or paper_figures_path(), setup=setup,
                           progress=not args.no_progress)

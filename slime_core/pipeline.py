@@ -14,6 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from slime_core import align, retrieve, settings
+from slime_core.attack_spec import AttackSpec
 from slime_core.bundle import Bundle, load_bundle
 from slime_core.data import load_folder
 from slime_core.encoders import EmbeddingCache, encoder_spec, fingerprint, get_encoder
@@ -173,10 +174,11 @@ class Attacker:
         return self.bundle.tags[:k]  # the vocabulary is stored most frequent first
 
     # --- the whole attack -------------------------------------------------------------------------
-    def attack(self, image=None, *, embedding: np.ndarray | None = None, victim: str = "lite0", n_align: int = 300,
-               k: int = 10, method: str = "ridge", seed: int = 0, writer=None, n_neighbours: int = 5,
-               name: str | None = None, scene_graph=None, final_from: tuple[str, ...] = ()) -> AttackResult:
-        """Attack one image (path or PIL image, embedded with `victim`) or one victim embedding.
+    def attack(self, image=None, *, embedding: np.ndarray | None = None, spec: AttackSpec = AttackSpec(),
+               writer=None, n_neighbours: int = 5, name: str | None = None, scene_graph=None,
+               final_from: tuple[str, ...] = ()) -> AttackResult:
+        """Attack one image (path or PIL image, embedded with `spec.victim`) or one victim embedding, at one point of
+        `spec` (one N, one k; checked against this attacker's pool and vocabulary before any work).
 
         scene_graph: None; "tags" for the offline graph built from the retrieved relational tags; or a
         `VLMInferrer`, which sees the tags and caption (never the victim's image: the attacker has only the embedding).
@@ -184,7 +186,9 @@ class Attacker:
         by `writer` (an LLM writer), as in the paper's ablation."""
         if (image is None) == (embedding is None):
             raise SlimeError("give exactly one of an image or a victim embedding.")
-        alignment = self.alignment(victim, n_align, method, seed)
+        spec.single().within(self)
+        victim, k = spec.victim, spec.top_k
+        alignment = self.alignment(victim, spec.n, spec.method, spec.seed)
         if embedding is None:
             embedding = self.embed(victim, [image])
         x = align.check_embeddings(np.atleast_2d(embedding), "victim embedding")
@@ -218,7 +222,7 @@ class Attacker:
                 parts["relations"] = list(graph["relations"]) + list(graph.get("raw_relations", []))
             final = writer.write_prompt(final_caption_prompt(**parts)).text
         label = name or (str(image) if isinstance(image, (str, Path)) else None)
-        return AttackResult(label, victim, self.bundle.attacker, n_align, k, round(alignment.heldout_cosine, 4),
+        return AttackResult(label, victim, self.bundle.attacker, spec.n, k, round(alignment.heldout_cosine, 4),
                             [{"tag": t, "score": round(s, 4)} for t, s in tags],
                             [{"image": n, "score": round(s, 4)} for n, s in near], caption, graph, final, a[0])
 

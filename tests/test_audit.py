@@ -6,6 +6,7 @@ import re
 import pytest
 from PIL import Image
 
+from slime_core.attack_spec import AttackSpec
 from slime_core.experiments import defence_curves as curves
 from slime_core.errors import SlimeError
 from slime_core.experiments.audit import build_report, load_paper_figures
@@ -27,7 +28,7 @@ def world(tmp_path_factory):
 
 def _report(world, **kw):
     att, setup = world
-    args = dict(victim="fake-victim", defences={"noise": [0, 0.3], "rotation": [0, 1]}, n_aligns=(10, 60), ks=(1, 3),
+    args = dict(grid=AttackSpec("fake-victim", (10, 60), (1, 3)), defences={"noise": [0, 0.3], "rotation": [0, 1]},
                 n_align=60, k=3, n_examples=3, n_boot=100, setup=setup)
     args.update(kw)
     return build_report(att, att.samples, **args)
@@ -93,7 +94,9 @@ def test_report_errors(world, tmp_path):
     with pytest.raises(SlimeError, match="unknown defence"):
         _report(world, defences={"nope": [1]})
     with pytest.raises(SlimeError, match="pool holds"):
-        _report(world, n_aligns=(5000,))
+        _report(world, grid=AttackSpec("fake-victim", 5000, 3))
+    with pytest.raises(SlimeError, match="pool holds"):
+        _report(world, n_align=5000)
     r = _report(world, defences={})
     with pytest.raises(SlimeError, match=".html"):
         write_report(r, tmp_path / "x.txt")
@@ -107,7 +110,7 @@ def test_report_with_a_caption_writer_shows_caption_rouge_beside_its_prior(tmp_p
     att = FakeAttacker(data=tmp_path)
     setup = curves.prepare(att, att.samples, "fake-victim", n_align=60, k=3, n_boot=100, refs=att.refs,
                            scorer=att.scorer(), writer=make_writer("consensus"))
-    r = build_report(att, att.samples, victim="fake-victim", defences={"noise": [0, 0.3]}, n_aligns=(60,), ks=(3,),
+    r = build_report(att, att.samples, grid=AttackSpec("fake-victim", 60, 3), defences={"noise": [0, 0.3]},
                      n_align=60, k=3, n_examples=1, n_boot=100, setup=setup)
     html = write_report(r, tmp_path / "audit.html")[0].read_text()
     b = setup.undefended["baselines"]

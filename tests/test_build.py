@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import demo_records
+from slime_core.attack_spec import AttackSpec
 from slime_core.build import ALPHAS, BuildConfig, build, cross_fitted
 from slime_core.bundle import load_bundle, vocab_hash
 from slime_core.encoders.base import l2_normalise
@@ -90,11 +91,11 @@ def test_built_bundle_attacks(built):
 
     cfg, bundle, _ = built
     attacker = Attacker(cfg.out, data=cfg.data)
-    r = attacker.attack(embedding=bundle.pool_embeddings["lite0"][0], victim="lite0", n_align=12, k=3)
+    r = attacker.attack(embedding=bundle.pool_embeddings["lite0"][0], spec=AttackSpec("lite0", 12, 3))
     assert len(r.tags) == 3 and all(t["tag"] in bundle.tags for t in r.tags)
     assert 0 < r.alignment_cosine <= 1
     with pytest.raises(SlimeError, match="N=17 alignment pairs"):
-        attacker.attack(embedding=bundle.pool_embeddings["lite0"][0], victim="lite0", n_align=17)
+        attacker.attack(embedding=bundle.pool_embeddings["lite0"][0], spec=AttackSpec("lite0", 17))
 
 
 def test_build_logs_progress(built):

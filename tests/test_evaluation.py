@@ -4,9 +4,10 @@ bundle; that more leaked pairs align better is checked on the real default attac
 import numpy as np
 import pytest
 
+from slime_core.attack_spec import AttackSpec
 from slime_core.data import Sample, load_folder
 from slime_core.errors import SlimeError
-from slime_core.experiments.evaluation import BASELINES, TAG_METRICS, check_grid, evaluate, tag_scores
+from slime_core.experiments.evaluation import BASELINES, TAG_METRICS, evaluate, tag_scores
 from slime_core.present.tables import evaluation_table as format_table
 from slime_core.metrics import NeighbourhoodScorer
 from conftest import TINY_ATTACKER, TINY_VICTIM
@@ -19,7 +20,7 @@ def result(_tiny_attacker, tiny_overrides, tiny_data):
     samples = load_folder(tiny_data, "test")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(OVERRIDES_ENV, tiny_overrides)
-        return evaluate(_tiny_attacker, samples, victim=TINY_VICTIM, n_aligns=(20, 30), ks=(5,), n_boot=200,
+        return evaluate(_tiny_attacker, samples, spec=AttackSpec(TINY_VICTIM, (20, 30), (5,)), n_boot=200,
                         progress=False)
 
 
@@ -65,22 +66,23 @@ def test_pool_overlap_guard(tiny_attacker, demo_samples):
     pool_name = tiny_attacker.bundle.pool["images"][0]
     leaked = [Sample(pool_name, demo_samples[0].path, ["A dog ."], "test")]
     with pytest.raises(SlimeError, match="in the attacker's public pool"):
-        evaluate(tiny_attacker, leaked, victim=TINY_VICTIM, n_aligns=(30,), ks=(5,), progress=False)
+        evaluate(tiny_attacker, leaked, spec=AttackSpec(TINY_VICTIM, (30,), (5,)), progress=False)
 
 
 def test_captions_only_split(tiny_attacker):
     with pytest.raises(SlimeError, match="no images to evaluate"):
-        evaluate(tiny_attacker, [Sample("x.jpg", None, ["A dog ."], "test")], victim=TINY_VICTIM, progress=False)
+        evaluate(tiny_attacker, [Sample("x.jpg", None, ["A dog ."], "test")], spec=AttackSpec(TINY_VICTIM),
+                 progress=False)
 
 
-def test_check_grid():
-    check_grid([2, 10], [1, 20], pool_size=10)
-    with pytest.raises(SlimeError, match="N=11 alignment pairs asked; the public pool holds 10 images"):
-        check_grid([5, 11], [1], pool_size=10)
-    with pytest.raises(SlimeError, match="N=1"):
-        check_grid([1], [1], pool_size=10)
-    with pytest.raises(SlimeError, match="k must be at least 1"):
-        check_grid([5], [0, 5], pool_size=10)
+def test_the_grid_is_checked_against_the_attacker_before_any_work(tiny_attacker, tiny_data):
+    samples = load_folder(tiny_data, "test")
+    pool = len(tiny_attacker.pool_attack)
+    with pytest.raises(SlimeError, match=f"N={pool + 1} alignment pairs asked; the public pool holds {pool} images"):
+        evaluate(tiny_attacker, samples, spec=AttackSpec(TINY_VICTIM, (5, pool + 1), 1), progress=False)
+    vocab = len(tiny_attacker.bundle.tags)
+    with pytest.raises(SlimeError, match=f"k={vocab + 1} tags asked"):
+        evaluate(tiny_attacker, samples, spec=AttackSpec(TINY_VICTIM, 5, (1, vocab + 1)), progress=False)
 
 
 def test_tag_scores_known_answer():
@@ -132,7 +134,7 @@ def test_captions_stand_beside_a_random_and_the_mean_embedding_caption(tiny_atta
     from slime_core.write import make_writer
 
     samples = load_folder(tiny_data, "test")
-    res = evaluate(tiny_attacker, samples, victim=TINY_VICTIM, n_aligns=(30,), ks=(5,), n_boot=100, progress=False,
+    res = evaluate(tiny_attacker, samples, spec=AttackSpec(TINY_VICTIM, (30,), (5,)), n_boot=100, progress=False,
                    writer=make_writer("consensus"), caption_k=5)
     cap = res["captions"][0]
     pool_captions = tiny_attacker.captions_of(tiny_attacker.bundle.pool["images"])
@@ -151,7 +153,7 @@ def test_captions_stand_beside_a_random_and_the_mean_embedding_caption(tiny_atta
 @pytest.mark.slow
 def test_alignment_improves_with_n(attacker, small_test_folder):
     samples = load_folder(small_test_folder, "test")
-    real = evaluate(attacker, samples, victim="lite0", n_aligns=(30, 300), ks=(5,), n_boot=200, progress=False)
+    real = evaluate(attacker, samples, spec=AttackSpec("lite0", (30, 300), (5,)), n_boot=200, progress=False)
     assert real["victim"] == "lite0" and real["attacker"] == "lite2-minilm" and real["n_images"] == 8
     small, large = real["rows"]
     assert 0 < small["alignment_cosine"]["heldout"] < large["alignment_cosine"]["heldout"] <= 1

@@ -6,6 +6,7 @@ import pytest
 
 from conftest import BLACK_DOG, DEMO, TAN_DOG, TINY_ATTACKER, TINY_DIM, TINY_VICTIM, TINY_VICTIM_DIM
 from slime_core.align import choose_pairs, fit_alignment
+from slime_core.attack_spec import AttackSpec
 from slime_core.errors import SlimeError
 from slime_core.pipeline import AttackResult
 from slime_core.write import CaptionWriter
@@ -16,7 +17,7 @@ DOG = str(DEMO / "images" / BLACK_DOG)
 
 @pytest.fixture
 def dog_attack(tiny_attacker):
-    return tiny_attacker.attack(image=DOG, victim=TINY_VICTIM, n_align=30, k=10)
+    return tiny_attacker.attack(image=DOG, spec=AttackSpec(TINY_VICTIM, 30, 10))
 
 
 def test_attack_on_an_image(dog_attack, tiny_attacker):
@@ -41,7 +42,7 @@ def test_attack_on_an_image(dog_attack, tiny_attacker):
 def test_embedding_input_matches_image_input(tiny_attacker, dog_attack):
     emb = tiny_attacker.embed(TINY_VICTIM, [DOG])
     assert emb.shape == (1, TINY_VICTIM_DIM)
-    r = tiny_attacker.attack(embedding=emb[0], victim=TINY_VICTIM, n_align=30, k=10, name="emb")
+    r = tiny_attacker.attack(embedding=emb[0], spec=AttackSpec(TINY_VICTIM, 30, 10), name="emb")
     assert r.image == "emb"
     assert [t["tag"] for t in r.tags] == [t["tag"] for t in dog_attack.tags]
     assert r.alignment_cosine == dog_attack.alignment_cosine
@@ -62,7 +63,7 @@ def test_oracle_victim(tiny_attacker):
     itself, and the tags are those retrieved from the embedding directly."""
     i = 7
     emb = tiny_attacker.bundle.pool_embeddings[TINY_ATTACKER][i]
-    r = tiny_attacker.attack(embedding=emb, victim=TINY_ATTACKER, n_align=30, k=5)
+    r = tiny_attacker.attack(embedding=emb, spec=AttackSpec(TINY_ATTACKER, 30, 5))
     assert r.alignment_cosine > 0.99
     assert r.neighbors[0]["image"] == tiny_attacker.bundle.pool["images"][i]
     assert r.neighbors[0]["score"] > 0.99
@@ -72,7 +73,7 @@ def test_oracle_victim(tiny_attacker):
 
 def test_oracle_on_a_photo(tiny_attacker):
     path = str(DEMO / "images" / TAN_DOG)
-    r = tiny_attacker.attack(image=path, victim=TINY_ATTACKER, n_align=20, k=5)
+    r = tiny_attacker.attack(image=path, spec=AttackSpec(TINY_ATTACKER, 20, 5))
     assert len(r.tags) == 5
     assert r.alignment_cosine > 0.99
     # no alignment: the tags are those retrieved from the photo's own attacker embedding
@@ -108,8 +109,8 @@ def test_custom_victim_pool(tiny_attacker):
     victim_pool = tiny_attacker.bundle.pool_embeddings[TINY_VICTIM]
     tiny_attacker.add_victim_pool("my-service", victim_pool)
     emb = victim_pool[11]
-    mine = tiny_attacker.attack(embedding=emb, victim="my-service", n_align=30, k=5)
-    ref = tiny_attacker.attack(embedding=emb, victim=TINY_VICTIM, n_align=30, k=5)
+    mine = tiny_attacker.attack(embedding=emb, spec=AttackSpec("my-service", 30, 5))
+    ref = tiny_attacker.attack(embedding=emb, spec=AttackSpec(TINY_VICTIM, 30, 5))
     assert mine.victim == "my-service"
     assert [t["tag"] for t in mine.tags] == [t["tag"] for t in ref.tags]
     assert [t["score"] for t in mine.tags] == [t["score"] for t in ref.tags]
@@ -130,20 +131,20 @@ def test_add_victim_pool_wrong_rows(tiny_attacker):
 
 def test_wrong_dimension_embedding(tiny_attacker):
     with pytest.raises(SlimeError, match=f"victim embedding has 512 dims; '{TINY_VICTIM}' embeddings have {TINY_VICTIM_DIM}"):
-        tiny_attacker.attack(embedding=np.ones(512, np.float32), victim=TINY_VICTIM, n_align=30)
+        tiny_attacker.attack(embedding=np.ones(512, np.float32), spec=AttackSpec(TINY_VICTIM, 30))
 
 
 def test_non_finite_embedding(tiny_attacker):
     emb = np.ones(TINY_VICTIM_DIM, np.float32)
     emb[5] = np.inf
     with pytest.raises(SlimeError, match="NaN or inf"):
-        tiny_attacker.attack(embedding=emb, victim=TINY_VICTIM, n_align=30)
+        tiny_attacker.attack(embedding=emb, spec=AttackSpec(TINY_VICTIM, 30))
 
 
 def test_n_beyond_pool(tiny_attacker):
     n = len(tiny_attacker.pool_attack)
-    with pytest.raises(SlimeError, match=f"N={n + 1} alignment pairs asked for, but the public pool holds only {n}"):
-        tiny_attacker.attack(embedding=np.ones(TINY_VICTIM_DIM, np.float32), victim=TINY_VICTIM, n_align=n + 1)
+    with pytest.raises(SlimeError, match=f"N={n + 1} alignment pairs asked; the public pool holds {n} images"):
+        tiny_attacker.attack(embedding=np.ones(TINY_VICTIM_DIM, np.float32), spec=AttackSpec(TINY_VICTIM, n + 1))
 
 
 def test_image_or_embedding_not_both(tiny_attacker):
@@ -155,15 +156,15 @@ def test_image_or_embedding_not_both(tiny_attacker):
 
 def test_unknown_victim(tiny_attacker):
     with pytest.raises(SlimeError, match="unknown encoder 'nobody'"):
-        tiny_attacker.attack(embedding=np.ones(TINY_VICTIM_DIM), victim="nobody", n_align=30)
+        tiny_attacker.attack(embedding=np.ones(TINY_VICTIM_DIM), spec=AttackSpec("nobody", 30))
 
 
 def test_missing_and_corrupt_images(tiny_attacker, tmp_path):
     with pytest.raises(SlimeError, match="no such image file"):
-        tiny_attacker.attack(image=str(tmp_path / "absent.jpg"), victim=TINY_VICTIM, n_align=30)
+        tiny_attacker.attack(image=str(tmp_path / "absent.jpg"), spec=AttackSpec(TINY_VICTIM, 30))
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
     with pytest.raises(SlimeError, match="not a readable image"):
-        tiny_attacker.attack(image=str(tmp_path / "bad.jpg"), victim=TINY_VICTIM, n_align=30)
+        tiny_attacker.attack(image=str(tmp_path / "bad.jpg"), spec=AttackSpec(TINY_VICTIM, 30))
 
 
 class EchoWriter(CaptionWriter):
@@ -177,7 +178,7 @@ class EchoWriter(CaptionWriter):
 
 def test_scene_graph_and_final_caption(tiny_attacker):
     x = tiny_attacker.bundle.pool_embeddings[TINY_VICTIM][0]
-    r = tiny_attacker.attack(embedding=x, victim=TINY_VICTIM, k=10, n_align=30, scene_graph="tags", writer=EchoWriter(),
+    r = tiny_attacker.attack(embedding=x, spec=AttackSpec(TINY_VICTIM, 30, 10), scene_graph="tags", writer=EchoWriter(),
                              final_from=("objects",))
     tags = [t["tag"] for t in r.tags]
     nouns = {t.split()[-1] for t in tags}
@@ -185,9 +186,9 @@ def test_scene_graph_and_final_caption(tiny_attacker):
     assert nouns & set(r.scene_graph["objects"])
     assert r.final_caption.startswith("Objects: ") and r.final_caption[len("Objects: "):].split(", ") == r.scene_graph["objects"]
     with pytest.raises(SlimeError, match="needs a scene graph"):
-        tiny_attacker.attack(embedding=x, victim=TINY_VICTIM, n_align=30, writer=EchoWriter(), final_from=("objects",))
+        tiny_attacker.attack(embedding=x, spec=AttackSpec(TINY_VICTIM, 30), writer=EchoWriter(), final_from=("objects",))
     with pytest.raises(SlimeError, match="objects, relations or scene"):
-        tiny_attacker.attack(embedding=x, victim=TINY_VICTIM, n_align=30, scene_graph="tags", writer=EchoWriter(),
+        tiny_attacker.attack(embedding=x, spec=AttackSpec(TINY_VICTIM, 30), scene_graph="tags", writer=EchoWriter(),
                              final_from=("colour",))
 
 
@@ -198,7 +199,7 @@ def test_neighbour_captions_missing_is_a_clear_error(tiny_bundle, tmp_path):
     bare = Attacker(tiny_bundle, data=tmp_path)  # a fresh clone: no pool captions anywhere
     x = tiny_bundle.pool_embeddings[TINY_VICTIM][0]
     with pytest.raises(SlimeError, match="public pool's captions"):
-        bare.attack(embedding=x, victim=TINY_VICTIM, n_align=30, writer=ConsensusWriter())
+        bare.attack(embedding=x, spec=AttackSpec(TINY_VICTIM, 30), writer=ConsensusWriter())
 
 
 # ---------------------------------------------------------------- known answers on the real default attacker
@@ -206,7 +207,7 @@ def test_neighbour_captions_missing_is_a_clear_error(tiny_bundle, tmp_path):
 
 @pytest.fixture(scope="module")
 def real_dog_attack(attacker):
-    return attacker.attack(image=DOG, victim="lite0", n_align=300, k=10)
+    return attacker.attack(image=DOG, spec=AttackSpec("lite0", 300, 10))
 
 
 @pytest.mark.slow
@@ -234,6 +235,6 @@ def test_real_oracle_victim(attacker):
     """victim lite2 = the real attacker's own image tower: a pool image's nearest neighbour is itself."""
     i = 7
     emb = attacker.bundle.pool_embeddings["lite2"][i]
-    r = attacker.attack(embedding=emb, victim="lite2", n_align=300, k=5)
+    r = attacker.attack(embedding=emb, spec=AttackSpec("lite2", 300, 5))
     assert r.alignment_cosine > 0.95
     assert r.neighbors[0]["image"] == attacker.bundle.pool["images"][i] and r.neighbors[0]["score"] > 0.95

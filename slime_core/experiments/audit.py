@@ -21,12 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from slime_core import align, settings
+from slime_core.attack_spec import AttackSpec
 from slime_core.defend import DEFENCES, SPECS, spec
 from slime_core.encoders import encoder_spec
 from slime_core.errors import SlimeError
 from slime_core.experiments import defence_curves as _curves
 from slime_core.experiments.batch import attack_batch
-from slime_core.experiments.evaluation import check_grid, tag_scores
+from slime_core.experiments.evaluation import GRID, tag_scores
 from slime_core.metrics import Estimate
 
 THREAT_MODEL = [
@@ -143,22 +144,24 @@ def load_paper_figures(path) -> dict:
     return data
 
 
-def build_report(attacker, samples, *, victim: str = "lite0", defences: dict | None = None,
-                 n_aligns=(10, 30, 100, 300), ks=(1, 5, 10, 20), n_align: int = 300, k: int = 10,
-                 method: str = "ridge", seed: int = 0, n_examples: int = 6, n_boot: int = 1000,
-                 paper_figures=None, data_label: str | None = None, setup=None, progress: bool = False) -> dict:
-    """Run everything the report shows and return it as one dict (`write_report` renders it).
+def build_report(attacker, samples, *, grid: AttackSpec = GRID, n_align: int = 300, k: int = 10,
+                 defences: dict | None = None, n_examples: int = 6, n_boot: int = 1000, paper_figures=None,
+                 data_label: str | None = None, setup=None, progress: bool = False) -> dict:
+    """Run everything the report shows and return it as one dict (`write_report` renders it): the attack over
+    `grid` (victim, N x k, method, seed), and the defence curves and examples at one point (n_align, k).
     `defences`: name -> strengths; None = every defence at its default strengths; {} = no curves."""
     samples = [s for s in samples if s.path is not None]
     if defences is None:
         defences = {name: list(SPECS[name].default_strengths) for name in DEFENCES}
     for name in defences:
         spec(name)
+    grid.within(attacker)
+    AttackSpec(grid.victim, n_align, k, grid.method, grid.seed).within(attacker)
+    victim, method, seed, n_aligns, ks = grid.victim, grid.method, grid.seed, grid.n_align, grid.k
     pool_size = len(attacker.pool_attack)
-    check_grid(list(n_aligns) + [n_align], list(ks) + [k], pool_size)
     if setup is None:
         setup = _curves.prepare(attacker, samples, victim, n_align, k, method, seed, n_boot, progress)
-    grid = attack_grid(setup, list(n_aligns), list(ks))
+    attack = attack_grid(setup, list(n_aligns), list(ks))
     curves = _curves.all_curves(setup, defences, progress) if defences else {}
     b = attacker.bundle
     def about(name):
@@ -181,7 +184,7 @@ def build_report(attacker, samples, *, victim: str = "lite0", defences: dict | N
         },
         "data": {"folder": data_label or str(attacker.data), "test_images": len(samples)},
         "settings": {"n_aligns": list(n_aligns), "ks": list(ks), "n_align": n_align, "k": k, "bootstrap": n_boot},
-        "attack": grid,
+        "attack": attack,
         "examples": examples(setup, samples, n_examples, seed),
         "defences": {name: {"spec": {"strength": SPECS[name].strength, "protects": SPECS[name].protects,
                                      "does_not_protect": SPECS[name].does_not}, "rows": rows}

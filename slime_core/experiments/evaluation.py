@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from tqdm.auto import tqdm
 
+from slime_core.attack_spec import AttackSpec
 from slime_core.caption_metrics import KEYS, score_caption
 from slime_core.data import Sample
 from slime_core.errors import SlimeError
@@ -29,6 +30,7 @@ from slime_core.tags import make_parser, tags_of_captions
 TAG_METRICS = ("exact_precision", "exact_recall", "exact_f1", "neighbourhood_precision", "neighbourhood_recall",
                "neighbourhood_f1")
 BASELINES = ("frequent", "nearest")
+GRID = AttackSpec(n_align=(10, 30, 100, 300), k=(1, 5, 10, 20))  # the default N x k grid of `slime eval`
 
 
 def tag_scores(pred: list[list[str]], refs: list[list[str]], scorer: NeighbourhoodScorer) -> dict[str, np.ndarray]:
@@ -70,15 +72,17 @@ def reference_tags(attacker: Attacker, samples: list[Sample], parser=None, score
     return refs, scorer
 
 
-def evaluate(attacker: Attacker, samples: list[Sample], *, victim: str = "lite0", n_aligns=(10, 30, 100, 300),
-             ks=(1, 5, 10, 20), method: str = "ridge", seed: int = 0, writer=None, caption_k: int = 10,
+def evaluate(attacker: Attacker, samples: list[Sample], *, spec: AttackSpec = GRID, writer=None, caption_k: int = 10,
              n_boot: int = 1000, progress: bool = True, parser=None, scorer: NeighbourhoodScorer | None = None,
              on_progress=None, final_from: tuple[str, ...] = ()) -> dict:
-    """parser, scorer: reuse loaded ones (an app keeps them); on_progress(fraction, message) after each stage."""
-    report = on_progress or (lambda fraction, message: None)
+    """Every N x k of `spec` on `samples` (checked against the attacker before any work). parser, scorer: reuse
+    loaded ones (an app keeps them); on_progress(fraction, message) after each stage."""
     samples = [s for s in samples if s.path is not None]
     if not samples:
         raise SlimeError("no images to evaluate (the split has captions only).")
+    spec.within(attacker)
+    victim, n_aligns, ks, method, seed = spec.victim, spec.n_align, spec.k, spec.method, spec.seed
+    report = on_progress or (lambda fraction, message: None)
     b = attacker.bundle
     check_held_out(attacker, samples)
     report(0.0, f"tagging the references of {len(samples)} images")
@@ -202,9 +206,3 @@ def caption_rows(attacker: Attacker, samples, caps, oracle_caps, priors: dict, t
             "mean_embedding_caption": systems["mean_embedding_caption"][0]}
 
 
-def check_grid(n_aligns, ks, pool_size: int) -> None:
-    for n in n_aligns:
-        if n < 2 or n > pool_size:
-            raise SlimeError(f"N={n} alignment pairs asked; the public pool holds {pool_size} images (use 2..{pool_size}).")
-    if any(k < 1 for k in ks):
-        raise SlimeError(f"k must be at least 1 (got {list(ks)}).")

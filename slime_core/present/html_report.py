@@ -3,7 +3,7 @@
 The page is the Jinja2 template `templates/report.html.j2`; this module only prepares what the template
 cannot: the plotly figures (as HTML divs, plotly.js inlined once, so the file opens offline) and the JSON.
 
-    report = experiments.audit.build_report(attacker, samples, victim="lite0")
+    report = experiments.audit.build_report(attacker, samples, grid=AttackSpec("lite0", (30, 300), (5, 10)))
     html_path, json_path = write_report(report, "report.html")
 
 An evaluation (`slime eval`'s result) goes through the same template: `render_html(evaluation_report(result))`.
