@@ -82,8 +82,14 @@ m2.metric("Prior: a constant embedding", f"{prior:.3f}", help=hl.ALIGNMENT_HELP)
 m3.metric("Embeddings audited", len(results))
 m4.metric("Embedding dims", pool_arr.shape[1])
 st.caption(hl.alignment_headline(fit.heldout_cosine, prior, n_align))
-with st.spinner("Scoring the tags your model leaks on held-out public photos ..."):
-    leak = explore.own_model_leakage(attacker, fit, pool_arr, n_align, k, common.get_scorer())
+# Scored once per pool and settings in this session: a download click reruns the page, it should not rescore.
+leak_memo = st.session_state.setdefault("own_leakage", {})
+leak_key = (pool_key, n_align, method, k)
+if leak_key not in leak_memo:
+    with st.spinner("Scoring the tags your model leaks on held-out public photos ..."):
+        leak_memo.clear()
+        leak_memo[leak_key] = explore.own_model_leakage(attacker, fit, pool_arr, n_align, k, common.get_scorer())
+leak = leak_memo[leak_key]
 if leak:
     t1, t2 = st.columns(2)
     for col, key, label in ((t1, "exact_f1", "Tag F1 (exact)"), (t2, "neighbourhood_f1", "Tag F1 (with near misses)")):

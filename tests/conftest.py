@@ -233,3 +233,16 @@ def _tiny_attacker(_tiny_bundle, tiny_data):
 def tiny_attacker(_tiny_attacker, tiny_env):
     """An Attacker on the tiny bundle, its pool images and captions in tiny_data, embedding through the session cache."""
     return _tiny_attacker
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _join_app_threads():
+    """Wait for the app's background gallery computation before the interpreter exits: a daemon thread still
+    inside torch at exit aborts the process ("terminate called without an active exception", status 134)."""
+    yield
+    import sys
+
+    gallery = sys.modules.get("app_pages._gallery")
+    thread = gallery._state()["thread"] if gallery is not None else None
+    if thread is not None:
+        thread.join(timeout=600)

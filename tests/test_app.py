@@ -385,7 +385,7 @@ def test_eval_helpers_and_html_report():
 
 # ---- page 4: your own embeddings ---------------------------------------------------------------------------------
 
-def test_own_embeddings_audit_and_refusals():
+def test_own_embeddings_audit_and_refusals(monkeypatch):
     from app_pages import common
 
     at = start("own_embeddings")
@@ -419,9 +419,14 @@ def test_own_embeddings_audit_and_refusals():
     # the pool and its map stay in this session: nothing is added to the attacker every session shares
     assert len(at.session_state["own_pools"].pools) == 1
     assert not attacker._extra_pools and not any(key[0].startswith("upload") for key in attacker._alignments)
+    scored = []
+    real_leakage = explore.own_model_leakage
+    monkeypatch.setattr(explore, "own_model_leakage", lambda *a, **kw: scored.append(a[3:5]) or real_leakage(*a, **kw))
     at.slider(key="own_k").set_value(4).run()
     ok(at)
     assert all(len(t.split(", ")) == 4 for t in at.dataframe[0].value["top tags"])
+    at.run()  # e.g. a download click: the page reruns without rescoring the same pool and settings
+    assert scored == [(300, 4)]
     labels = [b.proto.label for b in at.get("download_button")]
     assert "Download the HTML audit report" in labels and "Download JSON" in labels
     # refusals: one line naming the file
