@@ -2,6 +2,9 @@
 
 `Attacker` holds one trained bundle. Alignment maps are fitted once per (victim, N, method, seed) on N pairs
 drawn from the bundle's public pool and cached, so a demo slider that moves N does no work twice.
+
+    attacker = Attacker()  # the default bundle, models/default
+    result = attacker.attack("photo.jpg", spec=AttackSpec("lite0", n_align=300, k=10))
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ figures, only when a file of them is given, drawn apart and labelled as the pape
 comes from this run. Images are carried as base64 JPEG thumbnails; `present.html_report` renders the dict
 as one self-contained HTML file (plus the same numbers as JSON).
 
-    report = build_report(attacker, samples, victim="lite0", defences={"noise": [0, 0.05, 0.1]})
+    report = build_report(attacker, samples, grid=AttackSpec("lite0", (30, 300), (5, 10)),
+                          defences={"noise": [0, 0.05, 0.1]})
     html_path, json_path = present.html_report.write_report(report, "report.html")
 """
 
