@@ -29,6 +29,8 @@ def neighbours(attacker, result) -> None:
 
 
 def scene_graph(tags: list[str]) -> None:
+    """Built here, below the headline, not in Attacker.attack: its first use loads WordNet (~3 s), which would
+    delay the first tags in presentation mode, where the graph is not shown."""
     st.markdown("**Scene graph** (from the recovered tags: objects, their attributes, relations)")
     st.graphviz_chart(hl.scene_graph_dot(graph_from_tags(tags)), width="stretch")
 

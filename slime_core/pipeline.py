@@ -200,14 +200,7 @@ class Attacker:
         a = alignment.transform(x)
         tags = self.retrieve(a, k)[0]
         near = self.neighbours(a, n_neighbours)[0]
-        caption = None
-        if writer is not None:
-            near_captions = self.captions_of([n for n, _ in near])
-            if "neighbours" in writer.mode and not near_captions:
-                raise SlimeError(f"caption mode '{writer.mode}' needs the public pool's captions, which are not in "
-                                 f"{self.data} (set SLIME_DATA or --pool-data to the dataset the bundle was built from, "
-                                 f"or use --caption local).")
-            caption = writer.write([t for t, _ in tags], near_captions).text
+        caption = self.caption([t for t, _ in tags], [n for n, _ in near], writer) if writer is not None else None
         graph = None
         if scene_graph == "tags":
             graph = asdict(graph_from_tags([t for t, _ in tags]))
@@ -228,6 +221,16 @@ class Attacker:
         return AttackResult(label, victim, self.bundle.attacker, spec.n, k, round(alignment.heldout_cosine, 4),
                             [{"tag": t, "score": round(s, 4)} for t, s in tags],
                             [{"image": n, "score": round(s, 4)} for n, s in near], caption, graph, final, a[0])
+
+    def caption(self, tags: list[str], neighbours: list[str], writer) -> str:
+        """`writer`'s caption of retrieved tags, given the names of the nearest public images (whose captions the
+        writer sees in its neighbour modes)."""
+        near_captions = self.captions_of(neighbours)
+        if "neighbours" in writer.mode and not near_captions:
+            raise SlimeError(f"caption mode '{writer.mode}' needs the public pool's captions, which are not in "
+                             f"{self.data} (set SLIME_DATA or --pool-data to the dataset the bundle was built from, "
+                             f"or use --caption local).")
+        return writer.write(tags, near_captions).text
 
     def captions_of(self, names: list[str]) -> list[str]:
         """First caption of each named public image, from the dataset folder when it is there."""
@@ -259,7 +262,7 @@ def embed_cached(attacker, victim: str, images: list) -> np.ndarray:
 # ---- the attack's captions of a batch, and the caption priors that need no victim embedding -------------
 def write_captions(attacker, writer, tags, near, k: int, label: str, progress: bool) -> list[str]:
     """The writer's caption of each image from its top-k tags and its nearest public images' captions."""
-    return [writer.write(t[:k], attacker.captions_of([name for name, _ in nb])).text
+    return [attacker.caption(t[:k], [name for name, _ in nb], writer)
             for t, nb in zip(tqdm(tags, desc=f"captions ({label})", disable=not progress), near)]
 
 

@@ -15,6 +15,7 @@ from slime_core.present.overview_png import render_png
 from slime_core.present.tables import defence_table
 from slime_core.errors import SlimeError
 from slime_core.metrics import NeighbourhoodScorer
+from slime_core.pipeline import Attacker
 
 
 def _unit(X):
@@ -90,6 +91,8 @@ class FakeAttacker:
 
     def encoder(self, name):
         return self._encoder
+
+    caption = Attacker.caption  # the real method: the fake only supplies captions_of
 
     def captions_of(self, names):
         return [self._captions[n][0] for n in names if n in self._captions]
