@@ -22,16 +22,16 @@ def eval_samples(limit: int, split: str = EVAL_SPLIT):
     return samples[:limit] if limit else samples
 
 
-def run_evaluation(victim: str, n_aligns: list[int], ks: list[int], method: str, limit: int, n_boot: int,
-                   writer_spec: str = "none", seed: int = 0) -> dict:
-    """evaluate() once per N with a progress bar; the merged result is kept in the session."""
+def run_evaluation(spec: AttackSpec, limit: int, n_boot: int, writer_spec: str = "none") -> dict:
+    """`evaluate` over the N x k grid of `spec` on the first `limit` test images, with a progress bar; the result
+    is kept in the session."""
     from slime_core.experiments.evaluation import evaluate
 
-    key = ("eval", victim, tuple(n_aligns), tuple(ks), method, limit, n_boot, writer_spec, seed)
+    key = ("eval", spec, limit, n_boot, writer_spec)
     if key in st.session_state:
         return st.session_state[key]
     attacker = get_attacker()
-    spec = AttackSpec(victim, n_aligns, ks, method, seed).within(attacker)
+    spec.within(attacker)
     samples = eval_samples(limit)
     writer = get_writer(writer_spec) if writer_spec != "none" else None
     bar = st.progress(0.0, text=f"Evaluating {len(samples)} test images ...")

@@ -9,7 +9,7 @@ import streamlit as st
 
 from app_pages import _audit_panel, common
 from slime_core.align import METHODS
-from slime_core.attack_spec import parse_ints
+from slime_core.attack_spec import AttackSpec, parse_ints
 from slime_core.errors import SlimeError
 from slime_core.experiments.evaluation import TAG_METRICS
 from slime_core.present import app_figures as sup
@@ -46,10 +46,10 @@ def int_list(text: str, what: str) -> list[int]:
 
 bad_grid = False
 if submitted:
-    try:
-        st.session_state["br_params"] = dict(victim=victim, n_aligns=int_list(n_text, "N values"),
-                                             ks=int_list(k_text, "k values"), method=method, limit=int(limit),
-                                             n_boot=int(n_boot), writer_spec="consensus" if captions else "none")
+    try:  # the grid is checked here, where it is typed, before anything runs
+        spec = AttackSpec(victim, int_list(n_text, "N values"), int_list(k_text, "k values"), method).within(attacker)
+        st.session_state["br_params"] = dict(spec=spec, limit=int(limit), n_boot=int(n_boot),
+                                             writer_spec="consensus" if captions else "none")
     except SlimeError as err:
         common.show_error(err)
         bad_grid = True  # the error stands in for the results; the audit report below stays usable

@@ -8,6 +8,7 @@ from app_pages import common
 from slime_core.experiments import explore
 from slime_core.present import app_figures as sup
 from slime_core.align import METHODS
+from slime_core.attack_spec import AttackSpec
 from slime_core.errors import SlimeError
 from slime_core.experiments.evaluation import TAG_METRICS
 
@@ -35,7 +36,7 @@ with st.form("re_form"):
 if not ns or not ks:
     st.info("Pick at least one N and one k.")
     st.stop()
-params = dict(victim=victim, n_aligns=sorted(ns), ks=sorted(ks), method=method, limit=limit, n_boot=n_boot)
+params = dict(spec=AttackSpec(victim, sorted(ns), sorted(ks), method), limit=limit, n_boot=n_boot)
 if submitted:
     st.session_state["re_params"] = params
 if "re_params" not in st.session_state:
@@ -53,8 +54,9 @@ st.success(f"{result['n_images']} test images, victim {result['victim']} -> {res
 
 m1, m2, m3 = st.columns(3)
 metric = m1.selectbox("Metric", TAG_METRICS, index=TAG_METRICS.index("neighbourhood_f1"), key="re_metric")
-n_sel = m2.selectbox("N for the k curve", params["n_aligns"], index=len(params["n_aligns"]) - 1, key="re_n")
-k_sel = m3.selectbox("k for the N curve", params["ks"], index=min(2, len(params["ks"]) - 1), key="re_k")
+spec = params["spec"]
+n_sel = m2.selectbox("N for the k curve", spec.n_align, index=len(spec.n_align) - 1, key="re_n")
+k_sel = m3.selectbox("k for the N curve", spec.k, index=min(2, len(spec.k) - 1), key="re_k")
 f1, f2 = st.columns(2)
 f1.plotly_chart(sup.metric_vs_k_figure(df, metric, n_sel), key="re_k_fig")
 f2.plotly_chart(sup.metric_vs_n_figure(df, metric, k_sel), key="re_n_fig")
@@ -68,7 +70,7 @@ st.caption(f"Per tag at N={n_sel}, k={k_sel}: how often the attack retrieved it,
 try:
     samples = common.eval_samples(params["limit"])
     refs = [common.reference_tags(tuple(s.captions)) for s in samples]
-    tags = explore.per_tag_leakage(attacker, samples, refs, params["victim"], n_sel, k_sel, params["method"])
+    tags = explore.per_tag_leakage(attacker, samples, refs, spec.victim, n_sel, k_sel, spec.method)
 except SlimeError as err:
     common.show_error(err)
     st.stop()
