@@ -52,5 +52,5 @@ def defence_setup(victim: str, limit: int, n_align: int, k: int, method: str = "
     from slime_core.experiments.defence_curves import prepare
     samples = eval_samples(limit)
     refs = [reference_tags(tuple(s.captions)) for s in samples]
-    return prepare(get_attacker(), samples, victim, n_align, k, method, seed, n_boot, False, refs=refs,
+    return prepare(get_attacker(), samples, AttackSpec(victim, n_align, k, method, seed), n_boot=n_boot, refs=refs,
                    scorer=get_scorer(), writer=make_writer(writer))

@@ -21,6 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from slime_core.attack_spec import AttackSpec  # noqa: E402
 from slime_core.experiments import defence_curves as curves  # noqa: E402
 from slime_core.data import load_folder  # noqa: E402
 from slime_core.defend import DEFENCES, parse_strengths, spec  # noqa: E402
@@ -82,8 +83,8 @@ def main(argv=None) -> int:
     samples = [s for s in load_folder(args.data or attacker.data, args.split) if s.path is not None]
     if args.limit:
         samples = samples[: args.limit]
-    setup = curves.prepare(attacker, samples, args.victim, args.n_align, args.k, seed=args.seed, n_boot=args.bootstrap,
-                           progress=True, writer=writer)
+    setup = curves.prepare(attacker, samples, AttackSpec(args.victim, args.n_align, args.k, seed=args.seed),
+                           n_boot=args.bootstrap, progress=True, writer=writer)
     t_setup = time.perf_counter() - t0
     print(f"set-up (embeddings, reference tags, baselines): {t_setup:.1f}s, {len(samples)} images", file=sys.stderr)
 

@@ -180,8 +180,7 @@ def defence_setup(args, spec: AttackSpec, *more: AttackSpec):
     for s in (spec, *more):
         s.within(attacker)
     samples = [s for s in load_samples(args, attacker) if s.path is not None]
-    setup = prepare(attacker, samples, spec.victim, spec.n, spec.top_k, spec.method, spec.seed, args.bootstrap,
-                    progress=not args.no_progress, writer=writer)
+    setup = prepare(attacker, samples, spec, n_boot=args.bootstrap, progress=not args.no_progress, writer=writer)
     return attacker, samples, setup
 
 

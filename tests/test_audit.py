@@ -5,13 +5,13 @@ import re
 
 import pytest
 from PIL import Image
+from test_defence_curves import FakeAttacker
 
 from slime_core.attack_spec import AttackSpec
-from slime_core.experiments import defence_curves as curves
 from slime_core.errors import SlimeError
+from slime_core.experiments import defence_curves as curves
 from slime_core.experiments.audit import build_report, load_paper_figures
 from slime_core.present.html_report import write_report
-from test_defence_curves import FakeAttacker
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def world(tmp_path_factory):
     att = FakeAttacker(data=root)
     for s in att.samples[:4]:
         Image.new("RGB", (64, 48), (200, 80, 40)).save(s.path)
-    setup = curves.prepare(att, att.samples, "fake-victim", n_align=60, k=3, n_boot=100, refs=att.refs,
+    setup = curves.prepare(att, att.samples, AttackSpec("fake-victim", 60, 3), n_boot=100, refs=att.refs,
                            scorer=att.scorer())
     return att, setup
 
@@ -108,7 +108,7 @@ def test_report_with_a_caption_writer_shows_caption_rouge_beside_its_prior(tmp_p
     from slime_core.write import make_writer
 
     att = FakeAttacker(data=tmp_path)
-    setup = curves.prepare(att, att.samples, "fake-victim", n_align=60, k=3, n_boot=100, refs=att.refs,
+    setup = curves.prepare(att, att.samples, AttackSpec("fake-victim", 60, 3), n_boot=100, refs=att.refs,
                            scorer=att.scorer(), writer=make_writer("consensus"))
     r = build_report(att, att.samples, grid=AttackSpec("fake-victim", 60, 3), defences={"noise": [0, 0.3]},
                      n_align=60, k=3, n_examples=1, n_boot=100, setup=setup)

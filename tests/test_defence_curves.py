@@ -8,14 +8,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from slime_core.attack_spec import AttackSpec
+from slime_core.errors import SlimeError
 from slime_core.experiments import defence_curves as curves
 from slime_core.experiments.knee import knee_index, stop_index
+from slime_core.metrics import NeighbourhoodScorer
+from slime_core.pipeline import Attacker
 from slime_core.present.figures import defence_figure
 from slime_core.present.overview_png import render_png
 from slime_core.present.tables import defence_table
-from slime_core.errors import SlimeError
-from slime_core.metrics import NeighbourhoodScorer
-from slime_core.pipeline import Attacker
 
 
 def _unit(X):
@@ -104,7 +105,7 @@ class FakeAttacker:
 
 def fake_setup(**kw):
     att = FakeAttacker(**kw)
-    return att, curves.prepare(att, att.samples, "fake-victim", n_align=60, k=3, n_boot=200, refs=att.refs,
+    return att, curves.prepare(att, att.samples, AttackSpec("fake-victim", 60, 3), n_boot=200, refs=att.refs,
                                scorer=att.scorer())
 
 
@@ -173,7 +174,7 @@ def test_caption_rouge_l_with_a_writer_beats_its_priors_until_the_noise_wins():
     from slime_core.write import make_writer
 
     att = FakeAttacker()
-    setup = curves.prepare(att, att.samples, "fake-victim", n_align=60, k=3, n_boot=200, refs=att.refs,
+    setup = curves.prepare(att, att.samples, AttackSpec("fake-victim", 60, 3), n_boot=200, refs=att.refs,
                            scorer=att.scorer(), writer=make_writer("consensus"))
     clean, loud = curves.curve(setup, "noise", [0, 3.0])
     assert clean["leakage"]["caption_writer"] == "consensus-rougeL"
@@ -200,13 +201,13 @@ def test_caption_metric_without_pool_captions_is_a_clear_error():
     att = FakeAttacker()
     att._captions = {}
     with pytest.raises(SlimeError, match="need the public pool's captions"):
-        curves.prepare(att, att.samples, "fake-victim", n_align=60, k=3, n_boot=50, refs=att.refs,
+        curves.prepare(att, att.samples, AttackSpec("fake-victim", 60, 3), n_boot=50, refs=att.refs,
                        scorer=att.scorer(), writer=make_writer("consensus"))
 
 
 def test_zero_shot_tag_utility_only_for_dual_encoder_victims():
     att = FakeAttacker(dual=True)
-    setup = curves.prepare(att, att.samples, "fake-victim", n_align=60, k=3, n_boot=100, refs=att.refs,
+    setup = curves.prepare(att, att.samples, AttackSpec("fake-victim", 60, 3), n_boot=100, refs=att.refs,
                            scorer=att.scorer())
     rows = curves.curve(setup, "noise", [0, 3.0]) + curves.curve(setup, "rotation", [1])
     clean, loud, rotated = (r["utility"]["zero_shot_tag_f1"] for r in rows)
@@ -285,7 +286,7 @@ def test_real_bundle_end_to_end_on_a_few_images():
     embed = lambda ts: np.stack([b.tag_text[index[t]] if t in index else np.zeros(b.tag_text.shape[1], np.float32)
                                  for t in ts])
     scorer = NeighbourhoodScorer(b.tags, b.tag_text, embed, m=5)
-    setup = curves.prepare(attacker, samples, "lite0", n_align=100, k=10, n_boot=100, scorer=scorer)
+    setup = curves.prepare(attacker, samples, AttackSpec("lite0", 100, 10), n_boot=100, scorer=scorer)
     rows = curves.curve(setup, "rotation", [0, 1])
     assert rows[0]["leakage"]["alignment_cosine"] > 0.5
     assert rows[1]["leakage"]["alignment_cosine"] == pytest.approx(rows[0]["leakage"]["alignment_cosine"], abs=1e-3)
@@ -323,6 +324,7 @@ def test_cli_defend_json_contract_on_the_tiny_bundle(capsys, tiny_bundle_dir, ti
     import json
 
     from conftest import TINY_VICTIM
+
     from slime_core.cli import main
 
     code = main(["defend", "--bundle", str(tiny_bundle_dir), "--pool-data", str(tiny_data), "--data", str(tiny_data),

@@ -157,11 +157,11 @@ def build_report(attacker, samples, *, grid: AttackSpec = GRID, n_align: int = 3
     for name in defences:
         spec(name)
     grid.within(attacker)
-    AttackSpec(grid.victim, n_align, k, grid.method, grid.seed).within(attacker)
+    point = AttackSpec(grid.victim, n_align, k, grid.method, grid.seed).within(attacker)
     victim, method, seed, n_aligns, ks = grid.victim, grid.method, grid.seed, grid.n_align, grid.k
     pool_size = len(attacker.pool_attack)
     if setup is None:
-        setup = _curves.prepare(attacker, samples, victim, n_align, k, method, seed, n_boot, progress)
+        setup = _curves.prepare(attacker, samples, point, n_boot=n_boot, progress=progress)
     attack = attack_grid(setup, list(n_aligns), list(ks))
     curves = _curves.all_curves(setup, defences, progress) if defences else {}
     b = attacker.bundle

@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from slime_core import align
+from slime_core.attack_spec import AttackSpec
 from slime_core.caption_metrics import rouge_l_best
 from slime_core.defend import DEFENCES, make_defence, spec
 from slime_core.encoders.base import l2_normalise
@@ -106,17 +107,17 @@ class Setup:
     clean_fit: object = field(default=None, repr=False)  # the non-adaptive attacker's map, fitted on clean pairs
 
 
-def prepare(attacker, samples, victim: str = "lite0", n_align: int = 300, k: int = 10, method: str = "ridge",
-            seed: int = 0, n_boot: int = 1000, progress: bool = False, refs=None, scorer=None,
-            writer=None) -> Setup:
-    """Embed the test images (victim and attacker), tag their captions, compute the baselines.
-    `refs` (reference tags per sample) and `scorer` (a NeighbourhoodScorer) may be passed in to reuse them;
-    `writer` (a write.CaptionWriter) adds caption ROUGE-L to every row."""
+def prepare(attacker, samples, spec: AttackSpec, *, n_boot: int = 1000, progress: bool = False, refs=None,
+            scorer=None, writer=None) -> Setup:
+    """Embed the test images (victim and attacker), tag their captions, compute the baselines, for the attack at
+    `spec` (one N, one k; checked against the attacker first). `refs` (reference tags per sample) and `scorer` (a
+    NeighbourhoodScorer) may be passed in to reuse them; `writer` (a write.CaptionWriter) adds caption ROUGE-L to
+    every row."""
     samples = [s for s in samples if s.path is not None]
     if not samples:
         raise SlimeError("no images to measure on (the split has captions only).")
-    if k < 1:
-        raise SlimeError(f"k must be at least 1, got {k}.")
+    spec.single().within(attacker)
+    victim, n_align, k, method, seed = spec.victim, spec.n, spec.top_k, spec.method, spec.seed
     b = attacker.bundle
     check_held_out(attacker, samples)
     pool_attack = attacker.pool_attack
