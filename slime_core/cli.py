@@ -30,7 +30,9 @@ def attack_spec(args, many: bool = False) -> AttackSpec:
 
 
 def final_parts(args) -> tuple[str, ...]:
-    return tuple(p for p in (args.final_caption or "").split(",") if p)
+    from slime_core.infer import check_final_parts
+
+    return check_final_parts(args.final_caption or "")
 
 
 def make_attacker(args):
@@ -44,7 +46,7 @@ def cmd_attack(args) -> int:
 
     if sum(x is not None for x in (args.image, args.embedding, args.data)) != 1:
         raise SlimeError("give --image PATH, --embedding FILE.npy or --data DIR.")
-    spec = attack_spec(args)
+    spec, final_from = attack_spec(args), final_parts(args)
     # bad files are refused before the bundle loads
     emb = load_embedding_file(args.embedding) if args.embedding is not None else None
     pool = load_embedding_file(args.victim_pool, "victim pool file") if args.victim_pool is not None else None
@@ -64,7 +66,7 @@ def cmd_attack(args) -> int:
         from slime_core.infer import VLMInferrer
 
         graph = VLMInferrer(args.scene_graph)
-    run = dict(spec=spec, writer=writer, scene_graph=graph, final_from=final_parts(args))
+    run = dict(spec=spec, writer=writer, scene_graph=graph, final_from=final_from)
     if args.image is not None:
         results = [attacker.attack(image=str(args.image), **run)]
     elif args.embedding is not None:
@@ -117,7 +119,7 @@ def cmd_eval(args) -> int:
     from slime_core.present.tables import evaluation_table
     from slime_core.write import make_writer
 
-    spec = attack_spec(args, many=True)
+    spec, final_from = attack_spec(args, many=True), final_parts(args)
     if args.output:
         check_writable(args.output, "--output")
     attacker = make_attacker(args)
@@ -125,7 +127,7 @@ def cmd_eval(args) -> int:
     writer = make_writer(args.caption, args.caption_mode)
     samples = load_samples(args)
     result = evaluate(attacker, samples, spec=spec, writer=writer, n_boot=args.bootstrap, progress=not args.no_progress,
-                      final_from=final_parts(args))
+                      final_from=final_from)
     if args.output:
         args.output.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2) if args.format == "json" else evaluation_table(result))

@@ -22,7 +22,7 @@ from slime_core.bundle import Bundle, load_bundle
 from slime_core.data import load_folder
 from slime_core.encoders import EmbeddingCache, encoder_spec, fingerprint, get_encoder
 from slime_core.errors import SlimeError
-from slime_core.infer import final_caption_prompt, graph_from_tags
+from slime_core.infer import check_final_parts, final_prompt_from, graph_from_tags
 from slime_core.metrics import NeighbourhoodScorer
 from slime_core.rank import rerank
 
@@ -190,6 +190,7 @@ class Attacker:
         if (image is None) == (embedding is None):
             raise SlimeError("give exactly one of an image or a victim embedding.")
         spec.single().within(self)
+        final_from = check_final_parts(final_from)
         victim, k = spec.victim, spec.top_k
         alignment = self.alignment(victim, spec.n, spec.method, spec.seed)
         if embedding is None:
@@ -210,13 +211,8 @@ class Attacker:
         if final_from:
             if graph is None or writer is None or not hasattr(writer, "write_prompt"):
                 raise SlimeError("a final caption needs a scene graph (--scene-graph) and an LLM writer (--caption local or a model).")
-            unknown = set(final_from) - {"objects", "relations", "scene"}
-            if unknown:
-                raise SlimeError(f"final caption parts must be objects, relations or scene, not {sorted(unknown)}.")
-            parts = {part: graph[part] for part in final_from}
-            if "relations" in parts:  # the tags' own verb phrases count too: few map onto the paper's predicates
-                parts["relations"] = list(graph["relations"]) + list(graph.get("raw_relations", []))
-            final = writer.write_prompt(final_caption_prompt(**parts)).text
+            prompt = final_prompt_from(graph, final_from)
+            final = writer.write_prompt(prompt).text if prompt else ""  # "": the chosen parts of the graph are empty
         label = name or (str(image) if isinstance(image, (str, Path)) else None)
         return AttackResult(label, victim, self.bundle.attacker, spec.n, k, round(alignment.heldout_cosine, 4),
                             [{"tag": t, "score": round(s, 4)} for t, s in tags],

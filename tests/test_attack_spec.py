@@ -59,6 +59,9 @@ def one_line(capsys, argv, command):
     (["build", "--data", ".", "--out", "/proc/x/bundle"], "build", "/proc/x/bundle"),
     (["eval", "--data", ".", "--k", "0,5"], "eval", "k=0: k must be at least 1"),
     (["attack", "--image", "x.jpg", "--k", "0"], "attack", "k=0: k must be at least 1"),
+    (["eval", "--data", ".", "--final-caption", "objects,colour"], "eval",
+     "final caption parts must be objects, relations or scene, not ['colour']"),
+    (["attack", "--image", "x.jpg", "--final-caption", "scenes"], "attack", "not ['scenes']"),
     (["defend", "--defence", "noise", "--n-align", "1"], "defend", "N=1: alignment needs at least 2"),
     (["defend", "--defence", "noise", "--strength", "-1"], "defend", "sigma must be"),
 ])

@@ -7,8 +7,18 @@ from PIL import Image
 
 from slime_core.errors import MissingModelError, SlimeError
 from slime_core.infer import (
-    SceneGraph, VLMInferrer, final_caption_prompt, graph_from_tags, lemma, map_predicate, object_f1, parse_tag,
-    relation_f1, scene_f1,
+    SceneGraph,
+    VLMInferrer,
+    check_final_parts,
+    final_caption_prompt,
+    final_prompt_from,
+    graph_from_tags,
+    lemma,
+    map_predicate,
+    object_f1,
+    parse_tag,
+    relation_f1,
+    scene_f1,
 )
 
 # ---------------------------------------------------------------- offline
@@ -54,6 +64,18 @@ def test_final_caption_prompt_combinations():
     assert "Objects: man, bench" in full and full.endswith("Caption:")
     with pytest.raises(SlimeError):
         final_caption_prompt()
+
+
+def test_final_prompt_from_the_chosen_parts_of_a_graph():
+    graph = {"objects": ["dog", "ball"], "attributes": {}, "relations": [["dog", "next_to", "ball"]], "scene": None,
+             "raw_relations": [["dog", "chase", "ball"]]}
+    assert check_final_parts(" objects, relations ") == ("objects", "relations")
+    with pytest.raises(SlimeError, match=r"not \['colour'\]"):
+        check_final_parts(["objects", "colour"])
+    p = final_prompt_from(graph, ("relations",))
+    assert "dog next to ball; dog chase ball" in p and "Objects" not in p  # the tags' own verbs count too
+    assert final_prompt_from(graph, ("scene",)) is None  # nothing to write from: no prompt, no model call
+
 
 # ---------------------------------------------------------------- VLM via litellm mock_response
 

@@ -14,6 +14,8 @@ protocol, the victim's caption is also scored against the oracle's caption.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -22,7 +24,7 @@ from slime_core.caption_metrics import KEYS, score_caption
 from slime_core.data import Sample
 from slime_core.errors import SlimeError
 from slime_core.experiments.batch import attack_batch
-from slime_core.infer import final_caption_prompt, graph_from_tags, object_f1, relation_f1
+from slime_core.infer import check_final_parts, final_prompt_from, graph_from_tags, object_f1, relation_f1
 from slime_core.metrics import Estimate, NeighbourhoodScorer, exact_prf, paired_difference
 from slime_core.pipeline import Attacker, check_held_out, mean_embedding_caption, random_public_captions, write_captions
 from slime_core.tags import make_parser, tags_of_captions
@@ -81,6 +83,7 @@ def evaluate(attacker: Attacker, samples: list[Sample], *, spec: AttackSpec = GR
     if not samples:
         raise SlimeError("no images to evaluate (the split has captions only).")
     spec.within(attacker)
+    final_from = check_final_parts(final_from)
     victim, n_aligns, ks, method, seed = spec.victim, spec.n_align, spec.k, spec.method, spec.seed
     report = on_progress or (lambda fraction, message: None)
     b = attacker.bundle
@@ -161,18 +164,14 @@ def graph_scores(pred_tags: list[list[str]], frequent: list[str], ref_graphs, n_
 
 
 def final_captions(writer, tags, k: int, parts: tuple[str, ...], progress: bool) -> list[str]:
-    """The paper's ablation: a caption written only from chosen parts of the scene graph of the top-k tags."""
-    from dataclasses import asdict
-
+    """The paper's ablation: a caption written only from chosen parts of the scene graph of the top-k tags ("" where
+    those parts are empty)."""
     if not hasattr(writer, "write_prompt"):
         raise SlimeError("final captions need an LLM writer (--caption local or a litellm model).")
     out = []
     for t in tqdm(tags, desc=f"final captions ({'+'.join(parts)})", disable=not progress):
-        g = asdict(graph_from_tags(t[:k]))
-        chosen = {p: g[p] for p in parts}
-        if "relations" in chosen:
-            chosen["relations"] = g["relations"] + g["raw_relations"]
-        out.append(writer.write_prompt(final_caption_prompt(**chosen)).text if any(chosen.values()) else "")
+        prompt = final_prompt_from(asdict(graph_from_tags(t[:k])), parts)
+        out.append(writer.write_prompt(prompt).text if prompt else "")
     return out
 
 
