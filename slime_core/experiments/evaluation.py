@@ -129,8 +129,8 @@ def evaluate(attacker: Attacker, samples: list[Sample], *, spec: AttackSpec = GR
             near = attacker.neighbours(aligned, 5)
             caps = write_captions(attacker, writer, tags, near, caption_k, f"N={n}", progress)
             finals = final_captions(writer, tags, caption_k, final_from, progress) if final_from else None
-            result["captions"].append(caption_rows(attacker, samples, caps, oracle_caps, priors, tags, near, n, writer,
-                                                   caption_k, n_boot, seed, finals))
+            systems = caption_systems(attacker, caps, oracle_caps, priors, tags, near, caption_k, finals)
+            result["captions"].append(caption_rows(samples, systems, n, caption_k, writer, n_boot, seed))
     report(1.0, "done")
     return result
 
@@ -175,9 +175,10 @@ def final_captions(writer, tags, k: int, parts: tuple[str, ...], progress: bool)
     return out
 
 
-def caption_rows(attacker: Attacker, samples, caps, oracle_caps, priors: dict, tags, near, n, writer, k, n_boot, seed,
-                 finals: list[str] | None = None) -> dict:
-    """`priors`: {"random_caption", "mean_embedding_caption"} -> one caption per sample."""
+def caption_systems(attacker: Attacker, caps, oracle_caps, priors: dict, tags, near, k: int,
+                    finals: list[str] | None = None) -> dict[str, list[str]]:
+    """Every caption scored, one per sample: the attack's, the oracle's, the priors ({"random_caption",
+    "mean_embedding_caption"}), the nearest public image's, the bare tag string and, for the ablation, the finals."""
     systems = {
         "attack": caps,
         "oracle": oracle_caps,
@@ -187,6 +188,13 @@ def caption_rows(attacker: Attacker, samples, caps, oracle_caps, priors: dict, t
     }
     if finals is not None:
         systems["final_caption"] = finals
+    return systems
+
+
+def caption_rows(samples, systems: dict[str, list[str]], n: int, k: int, writer, n_boot: int, seed: int) -> dict:
+    """Each caption metric of the attack with its interval, beside every other system and its paired differences
+    to the three priors."""
+    caps, oracle_caps = systems["attack"], systems["oracle"]
     scores = {name: [score_caption(c, s.captions) for c, s in zip(texts, samples)] for name, texts in systems.items()}
     vs_oracle = [score_caption(c, [o]) for c, o in zip(caps, oracle_caps)]
     metrics = {}
