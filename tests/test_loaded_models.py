@@ -54,6 +54,20 @@ def test_two_threads_asking_at_once_wait_for_one_load(scratch):
     assert len(calls) == 1 and len(got) == 4 and all(g is got[0] for g in got)
 
 
+def test_load_once_keys_a_loader_by_its_positional_arguments(scratch):
+    calls = []
+
+    @loaded_models.load_once("test")
+    def load(name, device):
+        calls.append((name, device))
+        return object()
+
+    assert load("m", "cpu") is load("m", "cpu") and load("m", "cuda") is not load("m", "cpu")
+    assert calls == [("m", "cpu"), ("m", "cuda")] and ("test", "m", "cuda") in loaded_models.in_memory()
+    with pytest.raises(TypeError):
+        load("m", device="cpu")  # a keyword would make a second key for the same model
+
+
 def test_release_drops_one_kind_only(scratch):
     loaded_models.shared(("test", "x"), object)
     loaded_models.shared(("other-test-kind", "y"), object)

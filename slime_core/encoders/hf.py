@@ -98,13 +98,9 @@ def _load_weights(model: torch.nn.Module, folder: Path) -> None:
                          f"missing (e.g. {missing[:3]}), unexpected keys e.g. {result.unexpected_keys[:3]}.")
 
 
+@loaded_models.load_once("hf_vision")
 def _load(folder: str, trust_remote_code: bool, device: str):
-    """(model, processor), once per process (slime_core.loaded_models)."""
-    return loaded_models.shared(("hf_vision", folder, trust_remote_code, device),
-                                lambda: _read(folder, trust_remote_code, device))
-
-
-def _read(folder: str, trust_remote_code: bool, device: str):
+    """(model, processor), once per process."""
     try:
         from transformers import AutoConfig, AutoImageProcessor, AutoModel
     except ImportError:

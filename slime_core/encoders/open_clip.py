@@ -77,14 +77,10 @@ def find_weights(model: str, tag: str, path: str | None = None) -> tuple[str, di
 PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
 
 
-def _load(*identity):
-    """(model, preprocess, tokenizer), once per process (slime_core.loaded_models): the attacker's image and
-    text towers share one copy."""
-    return loaded_models.shared(("open_clip",) + identity, lambda: _read(*identity))
-
-
-def _read(model: str, weights: str | None, quick_gelu: bool, preprocess_cfg: tuple, device: str,
+@loaded_models.load_once("open_clip")
+def _load(model: str, weights: str | None, quick_gelu: bool, preprocess_cfg: tuple, device: str,
           precision: str, seed: int):
+    """(model, preprocess, tokenizer), once per process: the attacker's image and text towers share one copy."""
     import open_clip
 
     pp = dict(preprocess_cfg)
