@@ -25,8 +25,7 @@ def build_audit(attacker, victim: str, limit: int, n_boot: int, n_examples: int,
     """`slime report`'s build_report on the cached defence set-up; returns the HTML and JSON text."""
     t0 = time.perf_counter()
     n_align, k = min(300, len(attacker.pool_attack)), 10
-    grid = AttackSpec(victim, ns, ks).within(attacker)  # fail fast, before any embedding
-    AttackSpec(victim, n_align, k).within(attacker)
+    grid = AttackSpec(victim, ns, ks).within(attacker)  # fail fast; the point (n_align, k) is checked by prepare
     bar = st.progress(0.0, text=f"Embedding up to {limit or 'all'} test images with {victim} and tagging captions ...")
     setup = common.defence_setup(victim, limit, n_align, k, "ridge", 0, n_boot)
     bar.progress(0.35, text=f"Attack grid ({len(ns)} N x {len(ks)} k), {len(defences)} defence curve(s), "

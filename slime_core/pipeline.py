@@ -191,6 +191,8 @@ class Attacker:
             raise SlimeError("give exactly one of an image or a victim embedding.")
         spec.single().within(self)
         final_from = check_final_parts(final_from)
+        if final_from and (scene_graph is None or writer is None or not hasattr(writer, "write_prompt")):
+            raise SlimeError("a final caption needs a scene graph (--scene-graph) and an LLM writer (--caption local or a model).")
         victim, k = spec.victim, spec.top_k
         alignment = self.alignment(victim, spec.n, spec.method, spec.seed)
         if embedding is None:
@@ -209,8 +211,6 @@ class Attacker:
             graph = asdict(scene_graph.scene_graph(tags=[t for t, _ in tags], caption=caption))
         final = None
         if final_from:
-            if graph is None or writer is None or not hasattr(writer, "write_prompt"):
-                raise SlimeError("a final caption needs a scene graph (--scene-graph) and an LLM writer (--caption local or a model).")
             prompt = final_prompt_from(graph, final_from)
             final = writer.write_prompt(prompt).text if prompt else ""  # "": the chosen parts of the graph are empty
         label = name or (str(image) if isinstance(image, (str, Path)) else None)
