@@ -30,7 +30,7 @@ def attack_spec(args, many: bool = False) -> AttackSpec:
 
 
 def final_parts(args) -> tuple[str, ...]:
-    from slime_core.infer import check_final_parts
+    from slime_core.write import check_final_parts
 
     return check_final_parts(args.final_caption or "")
 

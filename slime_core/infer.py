@@ -269,43 +269,6 @@ class VLMInferrer:
         return SceneGraph(list(objects), attributes, [tuple(r) for r in relations], scene)
 
 
-def final_caption_prompt(objects: Sequence[str] | None = None, relations: Sequence[Sequence[str]] | None = None,
-                         scene: str | None = None) -> str:
-    """Prompt for a final caption from a chosen combination of stage outputs (the paper's ablation)."""
-    lines = []
-    if scene:
-        lines.append(f"Scene: {scene}")
-    if objects:
-        lines.append("Objects: " + ", ".join(objects))
-    if relations:
-        lines.append("Relations: " + "; ".join(" ".join(str(x).replace("_", " ") for x in r) for r in relations))
-    if not lines:
-        raise SlimeError("final_caption_prompt needs at least one of objects, relations or scene.")
-    return ("Write one short, factual caption of a photo, using only the information below; do not add objects.\n"
-            + "\n".join(lines) + "\nCaption:")
-
-
-FINAL_PARTS = ("objects", "relations", "scene")
-
-
-def check_final_parts(parts) -> tuple[str, ...]:
-    """`parts` ("objects,relations" or a sequence) as a tuple of FINAL_PARTS; a SlimeError naming the others."""
-    parts = tuple(p.strip() for p in (parts.split(",") if isinstance(parts, str) else parts) if p.strip())
-    unknown = sorted(set(parts) - set(FINAL_PARTS))
-    if unknown:
-        raise SlimeError(f"final caption parts must be objects, relations or scene, not {unknown}.")
-    return parts
-
-
-def final_prompt_from(graph: dict, parts) -> str | None:
-    """The final-caption prompt from the chosen `parts` of a scene graph (its JSON form), or None when those parts
-    are empty. "relations" include the tags' own verb phrases: few of them map onto the paper's predicates."""
-    chosen = {p: graph[p] for p in check_final_parts(parts)}
-    if "relations" in chosen:
-        chosen["relations"] = list(graph["relations"]) + list(graph.get("raw_relations", []))
-    return final_caption_prompt(**chosen) if any(chosen.values()) else None
-
-
 # ---------------------------------------------------------------- scores
 
 IRREGULAR = {"people": "person", "persons": "person"}  # WordNet keeps "people" as its own noun

@@ -22,9 +22,10 @@ from slime_core.bundle import Bundle, load_bundle
 from slime_core.data import load_folder
 from slime_core.encoders import EmbeddingCache, encoder_spec, fingerprint, get_encoder
 from slime_core.errors import SlimeError
-from slime_core.infer import check_final_parts, final_prompt_from, graph_from_tags
+from slime_core.infer import graph_from_tags
 from slime_core.metrics import NeighbourhoodScorer
 from slime_core.rank import rerank
+from slime_core.write import check_final_parts, final_prompt_from
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_ALIGNMENTS = 32  # fitted maps kept per attacker, least recently used dropped first

@@ -6,6 +6,7 @@ modes  "tags"             the paper: top-k tags in, one fluent caption out (an L
 
 Writers: LocalWriter (SmolLM2-135M-Instruct, offline), LiteLLMWriter (any chat model), ConsensusWriter.
 `make_writer(spec, mode)` builds one from a CLI-style spec. Prompts live in prompts.toml.
+The paper's ablation writes a final caption from chosen parts of the scene graph: `final_prompt_from`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 try:
     import tomllib
@@ -78,7 +80,7 @@ class CaptionWriter:
                               time.perf_counter() - start, cost)
 
     def write_prompt(self, prompt: str) -> WrittenCaption:
-        """One caption from a ready prompt (e.g. infer.final_caption_prompt, the paper's ablation)."""
+        """One caption from a ready prompt (e.g. final_prompt_from, the paper's ablation)."""
         start = time.perf_counter()
         messages = [{"role": "system", "content": prompts()["system"]["text"]}, {"role": "user", "content": prompt}]
         text, cost = self._generate(messages)
@@ -248,3 +250,42 @@ def make_writer(spec: str, mode: str | None = None, **kwargs) -> CaptionWriter |
     if spec == "local":
         return LocalWriter(mode or "tags", **kwargs)
     return LiteLLMWriter(spec, mode or "tags", **kwargs)
+
+
+# ---- the paper's ablation: a final caption from chosen parts of the scene graph --------------------------------
+
+def final_caption_prompt(objects: Sequence[str] | None = None, relations: Sequence[Sequence[str]] | None = None,
+                         scene: str | None = None) -> str:
+    """Prompt for a final caption from a chosen combination of stage outputs (the paper's ablation)."""
+    lines = []
+    if scene:
+        lines.append(f"Scene: {scene}")
+    if objects:
+        lines.append("Objects: " + ", ".join(objects))
+    if relations:
+        lines.append("Relations: " + "; ".join(" ".join(str(x).replace("_", " ") for x in r) for r in relations))
+    if not lines:
+        raise SlimeError("final_caption_prompt needs at least one of objects, relations or scene.")
+    return ("Write one short, factual caption of a photo, using only the information below; do not add objects.\n"
+            + "\n".join(lines) + "\nCaption:")
+
+
+FINAL_PARTS = ("objects", "relations", "scene")
+
+
+def check_final_parts(parts) -> tuple[str, ...]:
+    """`parts` ("objects,relations" or a sequence) as a tuple of FINAL_PARTS; a SlimeError naming the others."""
+    parts = tuple(p.strip() for p in (parts.split(",") if isinstance(parts, str) else parts) if p.strip())
+    unknown = sorted(set(parts) - set(FINAL_PARTS))
+    if unknown:
+        raise SlimeError(f"final caption parts must be objects, relations or scene, not {unknown}.")
+    return parts
+
+
+def final_prompt_from(graph: dict, parts) -> str | None:
+    """The final-caption prompt from the chosen `parts` of a scene graph (its JSON form), or None when those parts
+    are empty. "relations" include the tags' own verb phrases: few of them map onto the paper's predicates."""
+    chosen = {p: graph[p] for p in check_final_parts(parts)}
+    if "relations" in chosen:
+        chosen["relations"] = list(graph["relations"]) + list(graph.get("raw_relations", []))
+    return final_caption_prompt(**chosen) if any(chosen.values()) else None

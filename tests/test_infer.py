@@ -9,9 +9,6 @@ from slime_core.errors import MissingModelError, SlimeError
 from slime_core.infer import (
     SceneGraph,
     VLMInferrer,
-    check_final_parts,
-    final_caption_prompt,
-    final_prompt_from,
     graph_from_tags,
     lemma,
     map_predicate,
@@ -54,27 +51,6 @@ def test_graph_from_tags_known_graph():
     assert SceneGraph.from_json(g.to_json()) == g
     named = graph_from_tags(tags, scene_writer=lambda t: "park" if "man sit on bench" in t else None)
     assert named.scene == "park"
-
-
-def test_final_caption_prompt_combinations():
-    rel, scene = [("man", "on", "bench"), ("lamp", "hanging_over", "table")], "park"
-    p = final_caption_prompt(relations=rel, scene=scene)
-    assert "Scene: park" in p and "man on bench" in p and "lamp hanging over table" in p and "Objects" not in p
-    full = final_caption_prompt(objects=["man", "bench"], relations=rel, scene=scene)
-    assert "Objects: man, bench" in full and full.endswith("Caption:")
-    with pytest.raises(SlimeError):
-        final_caption_prompt()
-
-
-def test_final_prompt_from_the_chosen_parts_of_a_graph():
-    graph = {"objects": ["dog", "ball"], "attributes": {}, "relations": [["dog", "next_to", "ball"]], "scene": None,
-             "raw_relations": [["dog", "chase", "ball"]]}
-    assert check_final_parts(" objects, relations ") == ("objects", "relations")
-    with pytest.raises(SlimeError, match=r"not \['colour'\]"):
-        check_final_parts(["objects", "colour"])
-    p = final_prompt_from(graph, ("relations",))
-    assert "dog next to ball; dog chase ball" in p and "Objects" not in p  # the tags' own verbs count too
-    assert final_prompt_from(graph, ("scene",)) is None  # nothing to write from: no prompt, no model call
 
 
 # ---------------------------------------------------------------- VLM via litellm mock_response

@@ -8,6 +8,7 @@ import pytest
 
 from slime_core import loaded_models, write
 from slime_core.errors import MissingModelError, SlimeError
+from slime_core.write import check_final_parts, final_caption_prompt, final_prompt_from
 
 TAGS = ["dog", "grass", "running", "ball"]
 NEIGHBOURS = ["A cat sleeps on a red sofa.", "A dog runs on the grass.", "A brown dog runs across the grass.",
@@ -141,3 +142,26 @@ def test_local_writer_writes_an_english_sentence():
     words = re.findall(r"[a-z]+", out.text.lower())
     assert out.text and out.model == write.LOCAL_GGUF and out.cost_usd == 0.0
     assert set(words) & {"dog", "grass", "running", "runs", "ball"} or len(words) > 3, out.text
+
+
+# ---- the final caption of the paper's ablation
+
+def test_final_caption_prompt_combinations():
+    rel, scene = [("man", "on", "bench"), ("lamp", "hanging_over", "table")], "park"
+    p = final_caption_prompt(relations=rel, scene=scene)
+    assert "Scene: park" in p and "man on bench" in p and "lamp hanging over table" in p and "Objects" not in p
+    full = final_caption_prompt(objects=["man", "bench"], relations=rel, scene=scene)
+    assert "Objects: man, bench" in full and full.endswith("Caption:")
+    with pytest.raises(SlimeError):
+        final_caption_prompt()
+
+
+def test_final_prompt_from_the_chosen_parts_of_a_graph():
+    graph = {"objects": ["dog", "ball"], "attributes": {}, "relations": [["dog", "next_to", "ball"]], "scene": None,
+             "raw_relations": [["dog", "chase", "ball"]]}
+    assert check_final_parts(" objects, relations ") == ("objects", "relations")
+    with pytest.raises(SlimeError, match=r"not \['colour'\]"):
+        check_final_parts(["objects", "colour"])
+    p = final_prompt_from(graph, ("relations",))
+    assert "dog next to ball; dog chase ball" in p and "Objects" not in p  # the tags' own verbs count too
+    assert final_prompt_from(graph, ("scene",)) is None  # nothing to write from: no prompt, no model call

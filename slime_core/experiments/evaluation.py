@@ -24,10 +24,11 @@ from slime_core.caption_metrics import KEYS, score_caption
 from slime_core.data import Sample
 from slime_core.errors import SlimeError
 from slime_core.experiments.batch import attack_batch
-from slime_core.infer import check_final_parts, final_prompt_from, graph_from_tags, object_f1, relation_f1
+from slime_core.infer import graph_from_tags, object_f1, relation_f1
 from slime_core.metrics import Estimate, NeighbourhoodScorer, exact_prf, paired_difference
 from slime_core.pipeline import Attacker, check_held_out, mean_embedding_caption, random_public_captions, write_captions
 from slime_core.tags import make_parser, tags_of_captions
+from slime_core.write import check_final_parts, final_prompt_from
 
 TAG_METRICS = ("exact_precision", "exact_recall", "exact_f1", "neighbourhood_precision", "neighbourhood_recall",
                "neighbourhood_f1")
