@@ -17,7 +17,8 @@ from slime_core.present.html_report import report_texts
 INTRO = ("One self-contained HTML file (plus the same numbers as JSON), as `slime report` writes it: the threat "
          "model, the models used, alignment cosine vs N, leakage per k beside the prior, example images with what "
          "leaked, and leakage-vs-utility curves for the chosen defences (the attacker refitting on defended pairs). "
-         "Every number comes from this run. Keep the images and defences few for an answer in seconds.")
+         "Every number comes from this run, except the paper's reference tables, shown apart and labelled as the "
+         "paper's. Keep the images and defences few for an answer in seconds.")
 
 
 def build_audit(attacker, victim: str, limit: int, n_boot: int, n_examples: int, defences: list[str],
@@ -56,7 +57,8 @@ def show(attacker, victims: list[str]) -> None:
         b1, b2 = st.columns(2)
         ns = b1.text_input("N values for alignment cosine vs N", "10,30,100,300", key="ar_ns")
         ks = b2.text_input("k values for leakage per k", "1,5,10,20", key="ar_ks")
-        paper = st.file_uploader("Optional: the paper's figures (JSON, shown apart and labelled as the paper's)",
+        paper = st.file_uploader("Optional: other paper figures (JSON) instead of the packaged tables; shown "
+                                 "apart and labelled as the paper's",
                                  type=["json"], key="ar_paper")
         submitted = st.form_submit_button("Build audit report")
     if submitted:

@@ -63,22 +63,40 @@ Gemini/Cohere victims, 500 COCO test images - and are not comparable number-for-
 baselines that grows with N and saturates, and neighbourhood F1 separating the attack from the baselines more
 clearly than exact F1. Run **Batch report** for this bundle's test-split numbers with their intervals.
 """)
+
+
+def paper_table(t: dict) -> None:
+    st.markdown(f"**{t['title']}**")
+    # convert_dtypes keeps integer columns with gaps (the models' dimensions) integers
+    st.dataframe(pd.DataFrame(t["rows"], columns=t["columns"]).convert_dtypes(), hide_index=True,
+                 column_config={m: st.column_config.NumberColumn(format="%.2f") for m in t.get("metrics", [])})
+    if t.get("note"):
+        st.caption(t["note"])
+
+
 st.subheader("The paper's reference figures")
 paper_path = paper_figures_path()
-if paper_path is None:
-    st.info(f"None are shown: no copy of the paper's results tables (arXiv 2601.22929) was reachable where this "
-            f"app was built, and numbers are never invented here. To show them, transcribe them into a JSON file "
-            f"(format: `slime_core.experiments.audit.load_paper_figures`) and set **${PAPER_FIGURES_ENV}** to its path; the "
-            f"audit report then includes them too.", icon=":material/info:")
+try:
+    paper = load_paper_figures(paper_path)
+except SlimeError as err:
+    common.show_error(err)
 else:
-    try:
-        paper = load_paper_figures(paper_path)
-    except SlimeError as err:
-        common.show_error(err)
-    else:
-        st.caption(f"Transcribed by hand from {paper.get('source', 'the paper')} (file `{paper_path}`); the paper's "
-                   "numbers, not measured by this app.")
-        for i, fig_spec in enumerate(paper["figures"]):
+    # Drawn apart from this bundle's numbers above: a bordered box, every part named as the paper's.
+    with st.container(border=True):
+        st.markdown("**The paper's numbers, on its data and with its models - not measured by this app.**")
+        st.caption(f"Source: {paper.get('source', 'the paper').rstrip('.')} (file `{paper_path}`; "
+                   f"`${PAPER_FIGURES_ENV}` names another). {paper.get('units', '')}")
+        for t in paper.get("tables", []):
+            paper_table(t)
+        for i, fig_spec in enumerate(paper.get("figures", [])):
             st.plotly_chart(paper_figure(fig_spec), key=f"about_paper_{i}")
             if fig_spec.get("note"):
                 st.caption(fig_spec["note"])
+        if paper.get("text_figures"):
+            st.markdown("**Given only in the paper's text** (its plots are not available):\n"
+                        + "\n".join(f"- {s}" for s in paper["text_figures"]))
+        if paper.get("relation_predicates"):
+            st.markdown("**The paper's relation predicates** for scene graphs: "
+                        + ", ".join(f"`{r}`" for r in paper["relation_predicates"]))
+        if paper.get("models"):
+            paper_table(paper["models"])

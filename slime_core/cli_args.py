@@ -128,7 +128,7 @@ def add_report(sub) -> None:
     p.add_argument("--examples", type=int, default=6, help="example images shown with what leaked")
     p.add_argument("--paper-figures", type=Path, default=None,
                    help="JSON of the paper's figures, transcribed by hand, shown labelled as the paper's "
-                        "(None: $SLIME_PAPER_FIGURES)")
+                        "(None: $SLIME_PAPER_FIGURES, else the packaged transcription of the paper's tables)")
     add_caption_options(p)
     add_attack_options(p)
 

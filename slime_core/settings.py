@@ -10,7 +10,7 @@ is imported. API keys are looked up by name through `secret`; callers never prin
 | SLIME_DATA | dataset folder for pool images and captions | ../shared/data/flickr8k_subset1000, else assets/demo |
 | SLIME_BUNDLE | attacker bundle the app loads | models/default |
 | SLIME_APP_THREADS | torch threads in the app | 1 |
-| SLIME_PAPER_FIGURES | JSON file of the paper's transcribed figures | none |
+| SLIME_PAPER_FIGURES | JSON file of the paper's transcribed figures | slime_core/paper_figures.json |
 | SLIME_ENCODER_OVERRIDES | JSON registry overrides (tiny test models) | none |
 | SLIME_OPEN_CLIP_DIR, SLIME_HF_DIR | folders holding paper-encoder weights | none |
 | SLIME_GEMINI_BASE_URL, SLIME_COHERE_BASE_URL | REST endpoints (fake servers in tests) | the vendors' |
@@ -131,8 +131,8 @@ def app_threads() -> int:
     return int(env("SLIME_APP_THREADS", "1"))
 
 
-def paper_figures() -> Path | None:
-    return env_path("SLIME_PAPER_FIGURES")
+def paper_figures() -> Path:
+    return env_path("SLIME_PAPER_FIGURES") or Path(__file__).resolve().parent / "paper_figures.json"
 
 
 def encoder_overrides() -> str:

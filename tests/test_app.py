@@ -534,8 +534,20 @@ def test_about_page(monkeypatch):
     assert not at.error
     assert any("Threat model" in m.value for m in at.markdown)
     assert len(at.dataframe) >= 1
-    assert any("never invented" in i.value for i in at.info)  # no paper figures: said so, none made up
-    assert len(at.get("plotly_chart")) == 0
+    assert len(at.get("plotly_chart")) == 0  # the packaged paper figures are tables, no plots
+
+
+def test_about_page_shows_the_papers_tables_by_default_labelled_as_the_papers(monkeypatch):
+    monkeypatch.delenv("SLIME_PAPER_FIGURES", raising=False)
+    at = start("about")
+    ok(at)
+    assert any("The paper's numbers, on its data and with its models - not measured by this app" in m.value
+               for m in at.markdown)
+    assert any("arXiv 2601.22929" in c.value and "not results of this project" in c.value for c in at.caption)
+    heads = [m.value for m in at.markdown if m.value.startswith("**Table 1")]
+    assert len(heads) == 1 and "ATTACK embeddings" in heads[0]
+    table1 = next(d.value for d in at.dataframe if "LLM" in d.value.columns)
+    assert table1.set_index("LLM").loc["DeepSeek-v3.2", "ROUGE-L"] == 54.36  # the paper's number, as transcribed
 
 
 def test_about_page_shows_transcribed_paper_figures_labelled_as_the_papers(monkeypatch, tmp_path):
@@ -676,6 +688,8 @@ def test_audit_report_button():
     assert page.lstrip().lower().startswith("<!doctype html") and "data:image/jpeg;base64," in page
     assert "Threat model" in page and "Plotly.newPlot" in page
     assert not re.search(r"<script[^>]+src=", page)  # plotly.js inlined: opens offline
+    paper = page[page.index("The paper's reference figures (NOT measured by this run)"):]
+    assert "<td>DeepSeek-v3.2</td><td>18.89</td><td>61.86</td><td>33.90</td><td>54.36</td>" in paper  # by default
     report = json.loads(built["json"])
     assert report["data"]["test_images"] == 10 and list(report["defences"]) == ["rotation"]
     assert [r["n_align"] for r in report["attack"]["alignment_vs_n"]] == [30, 100]

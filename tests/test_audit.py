@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -10,8 +11,12 @@ from test_defence_curves import FakeAttacker
 from slime_core.attack_spec import AttackSpec
 from slime_core.errors import SlimeError
 from slime_core.experiments import defence_curves as curves
+from slime_core.experiments import audit
 from slime_core.experiments.audit import build_report, load_paper_figures
 from slime_core.present.html_report import write_report
+
+PACKAGED = Path(audit.__file__).resolve().parents[1] / "paper_figures.json"
+FIGURES_MD = Path(__file__).resolve().parents[2] / "shared" / "paper" / "figures.md"
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +47,7 @@ def test_report_contents(world):
     assert set(r["defences"]) == {"noise", "rotation"}
     assert len(r["examples"]) == 3
     assert all(t["match"] in ("exact", "near", "miss") for ex in r["examples"] for t in ex["tags"])
-    assert r["paper_figures"] is None
+    assert r["paper_figures"] == load_paper_figures(PACKAGED)  # the paper's tables by default
 
 
 def test_html_is_self_contained_and_json_beside_it(world, tmp_path):
@@ -54,7 +59,9 @@ def test_html_is_self_contained_and_json_beside_it(world, tmp_path):
     assert "Plotly" in html and html.count("Plotly.newPlot") >= 4  # plotly.js inlined, one call per chart
     assert not re.search(r"<script[^>]+src=", html)  # nothing fetched: opens offline
     assert "data:image/jpeg;base64," in html and "(image not available)" in html
-    assert "NOT measured by this run" in html and "none are invented" in html
+    paper = html.index("The paper's reference figures (NOT measured by this run)")
+    assert html.index("<td>DeepSeek-v3.2</td><td>18.89</td><td>61.86</td><td>33.90</td><td>54.36</td>") > paper
+    assert "not results of this project" in html[paper:] and "<td>11.20</td>" in html  # as printed in the paper
     data = json.loads(json_path.read_text())
     assert "thumbnail" not in json_path.read_text()
     assert data["defences"]["rotation"]["rows"][1]["strength"] == 1
@@ -76,6 +83,14 @@ def test_paper_figures_are_labelled_as_the_papers(world, tmp_path):
     assert load_paper_figures(fig.read_bytes()) == load_paper_figures(fig)  # an upload's bytes
     with pytest.raises(SlimeError, match=r"\(uploaded file\): not a valid figures file"):
         load_paper_figures(b"\xff not json")
+    table = {"title": "T", "columns": ["LLM", "ROUGE-L"], "metrics": ["ROUGE-L"], "rows": [["a", 54.36]]}
+    assert load_paper_figures(json.dumps({"tables": [table]}).encode())["tables"] == [table]
+    for broken, problem in [({"tables": [{**table, "rows": [["a"]]}]}, "has 1 cells for 2 columns"),
+                            ({"tables": [{**table, "rows": [["a", "54"]]}]}, "is not a percentage"),
+                            ({"tables": [table], "text_figures": [3]}, "not a list of strings"),
+                            ({"source": "nothing else"}, "neither 'figures' nor 'tables'")]:
+        with pytest.raises(SlimeError, match=problem):
+            load_paper_figures(json.dumps(broken).encode())
 
 
 def test_report_texts_are_what_write_report_writes(world, tmp_path):
@@ -124,7 +139,7 @@ def test_paper_figures_path_comes_from_the_environment(monkeypatch, tmp_path):
     from slime_core.experiments.audit import paper_figures_path
 
     monkeypatch.delenv("SLIME_PAPER_FIGURES", raising=False)
-    assert paper_figures_path() is None  # none ship with the repository
+    assert paper_figures_path() == PACKAGED and PACKAGED.is_file()  # the paper's tables ship with slime_core
     monkeypatch.setenv("SLIME_PAPER_FIGURES", str(tmp_path / "figs.json"))
     assert paper_figures_path() == tmp_path / "figs.json"
 
@@ -151,3 +166,36 @@ def test_own_embeddings_report_puts_the_cosine_beside_its_prior_and_escapes_name
     page = render_html(own_embeddings_report(audit, "above the prior"))
     assert "Tag leakage beside its prior" in page and "70 public dev photos" in page
     assert "0.090 [0.070, 0.110]" in page and "+0.040 [+0.020, +0.050]" in page
+
+
+def test_the_packaged_paper_figures_load_and_hold_the_papers_tables():
+    paper = load_paper_figures(PACKAGED)
+    assert "arXiv 2601.22929" in paper["source"] and "not results of this project" in paper["source"]
+    t1, t2, t4 = paper["tables"]
+    deepseek = dict(zip(t1["columns"], t1["rows"][1]))
+    assert deepseek["LLM"] == "DeepSeek-v3.2" and deepseek["ROUGE-L"] == 54.36
+    assert t2["rows"][6] == ["gemini", "out", 9.01, 40.85, 13.75, 35.00, 34.27]
+    assert t4["rows"][7] == ["nomic", "out", 9.63, 34.72, 4.92, 34.07, 22.86]
+    assert paper["relation_predicates"][-1] == "part_of" and len(paper["text_figures"]) == 8
+    assert paper["models"]["rows"][4][2] == 1280
+
+
+@pytest.mark.skipif(not FIGURES_MD.is_file(), reason="../shared/paper/figures.md (the hand transcription) is absent")
+def test_the_packaged_paper_figures_equal_figures_md():
+    """Every table cell and every text statement of figures.md, read from its markdown tables and bullets."""
+    md = FIGURES_MD.read_text()
+    blocks = re.findall(r"((?:^\|.*\n)+)", md, flags=re.M)  # each markdown table, header and separator included
+
+    def cells(block):
+        rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in block.strip().splitlines()]
+        return rows[0], rows[2:]
+
+    paper = load_paper_figures(PACKAGED)
+    for block, table in zip(blocks, paper["tables"] + [paper["models"]], strict=True):
+        columns, rows = cells(block)
+        assert table["columns"] == columns
+        as_text = [["–" if c is None else f"{c:.2f}" if isinstance(c, float) else str(c) for c in r]
+                   for r in table["rows"]]
+        assert as_text == rows, table["title"]
+    bullets = re.findall(r"^- (.*(?:\n  .*)*)", md, flags=re.M)
+    assert paper["text_figures"] == [" ".join(b.split()) for b in bullets]

@@ -2,9 +2,9 @@
 
 Sections: threat model; models used; alignment cosine vs N; leakage per k beside the prior baselines;
 example images with what leaked; defence curves (leakage vs utility, knee marked); the paper's reference
-figures, only when a file of them is given, drawn apart and labelled as the paper's. Every other number
-comes from this run. Images are carried as base64 JPEG thumbnails; `present.html_report` renders the dict
-as one self-contained HTML file (plus the same numbers as JSON).
+figures (the packaged transcription, or $SLIME_PAPER_FIGURES), drawn apart and labelled as the paper's.
+Every other number comes from this run. Images are carried as base64 JPEG thumbnails; `present.html_report`
+renders the dict as one self-contained HTML file (plus the same numbers as JSON).
 
     report = build_report(attacker, samples, grid=AttackSpec("lite0", (30, 300), (5, 10)),
                           defences={"noise": [0, 0.05, 0.1]})
@@ -121,28 +121,48 @@ def examples(setup: "_curves.Setup", samples, n: int = 6, seed: int = 0, thumbs:
 PAPER_FIGURES_ENV = "SLIME_PAPER_FIGURES"
 
 
-def paper_figures_path() -> Path | None:
-    """The hand-transcribed figures file named by $SLIME_PAPER_FIGURES (used by the About page and as
-    `slime report`'s default), or None. None ships with the repository: no copy of the paper's results was
-    reachable where it was built, and none are invented."""
+def paper_figures_path() -> Path:
+    """The paper's figures the About page and every report show: the file named by $SLIME_PAPER_FIGURES, else
+    the transcription packaged with slime_core (paper_figures.json)."""
     return settings.paper_figures()
 
 
 def load_paper_figures(path) -> dict:
-    """A JSON file of the paper's figures, transcribed by hand: {"source": "...", "figures": [{"title",
-    "x_label", "y_label", "series": [{"name", "x": [...], "y": [...]}], "note"}]}. `path` may also be the
-    file's bytes (an upload)."""
+    """A JSON file of the paper's figures, transcribed by hand (`path` may also be an upload's bytes):
+    {"source" (the paper, and whose numbers on what data), "units",
+     "figures": [{"title", "x_label", "y_label", "series": [{"name", "x", "y"}], "note"}],
+     "tables": [{"title", "columns", "rows", "metrics" (the numeric columns, percentages), "note"}],
+     "models" (one table), "text_figures": [statement], "relation_predicates": [name]}.
+    Every part but "figures" or "tables" is optional; slime_core/paper_figures.json is the full shape."""
     name = "(uploaded file)" if isinstance(path, bytes) else path
     try:
         data = json.loads(path if isinstance(path, bytes) else Path(path).read_text())
-        figs = data["figures"]
-        for f in figs:
+        if not isinstance(data, dict) or not ("figures" in data or "tables" in data):
+            raise ValueError("neither 'figures' nor 'tables'")
+        for f in data.get("figures", []):
             for s in f["series"]:
                 if len(s["x"]) != len(s["y"]):
                     raise ValueError(f"series {s.get('name')!r}: x and y differ in length")
+        for t in data.get("tables", []) + ([data["models"]] if "models" in data else []):
+            _check_table(t)
+        for key in ("text_figures", "relation_predicates"):
+            if not all(isinstance(x, str) for x in data.get(key, [])):
+                raise ValueError(f"{key!r} is not a list of strings")
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise SlimeError(f"paper figures {name}: not a valid figures file ({err}).") from None
     return data
+
+
+def _check_table(t: dict) -> None:
+    columns, metrics = t["columns"], t.get("metrics", [])
+    if not set(metrics) <= set(columns):
+        raise ValueError(f"table {t['title']!r}: metrics {metrics} not all among its columns")
+    for row in t["rows"]:
+        if len(row) != len(columns):
+            raise ValueError(f"table {t['title']!r}: row {row!r} has {len(row)} cells for {len(columns)} columns")
+        for col, v in zip(columns, row):
+            if col in metrics and not (isinstance(v, (int, float)) and 0 <= v <= 100):
+                raise ValueError(f"table {t['title']!r}: {col} = {v!r} is not a percentage")
 
 
 def build_report(attacker, samples, *, grid: AttackSpec = GRID, n_align: int = 300, k: int = 10,
@@ -150,7 +170,8 @@ def build_report(attacker, samples, *, grid: AttackSpec = GRID, n_align: int = 3
                  data_label: str | None = None, setup=None, progress: bool = False) -> dict:
     """Run everything the report shows and return it as one dict (`write_report` renders it): the attack over
     `grid` (victim, N x k, method, seed), and the defence curves and examples at one point (n_align, k).
-    `defences`: name -> strengths; None = every defence at its default strengths; {} = no curves."""
+    `defences`: name -> strengths; None = every defence at its default strengths; {} = no curves.
+    `paper_figures`: a figures file or an upload's bytes; None = `paper_figures_path()`."""
     samples = [s for s in samples if s.path is not None]
     if defences is None:
         defences = {name: list(SPECS[name].default_strengths) for name in DEFENCES}
@@ -191,6 +212,6 @@ def build_report(attacker, samples, *, grid: AttackSpec = GRID, n_align: int = 3
                                      "does_not_protect": SPECS[name].does_not}, "rows": rows}
                      for name, rows in curves.items()},
         "undefended": setup.undefended,
-        "paper_figures": load_paper_figures(paper_figures) if paper_figures else None,
+        "paper_figures": load_paper_figures(paper_figures or paper_figures_path()),
     }
     return report

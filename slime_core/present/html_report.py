@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from slime_core.errors import SlimeError
-from slime_core.experiments.audit import PAPER_FIGURES_ENV, THREAT_MODEL
+from slime_core.experiments.audit import THREAT_MODEL
 from slime_core.present import figures
 from slime_core.present.serialise import jsonable
 from slime_core.present.tables import fmt_strength, knee_label, optional_cells
@@ -64,7 +64,7 @@ def render_html(report: dict) -> str:
     template = _environment().get_template("report.html.j2")
     return template.render(report=report, css=CSS, plotly_js=plotly_js, figures=figs,
                            exact=EXACT, nan=float("nan"), fmt_strength=fmt_strength, knee_label=knee_label,
-                           optional_cells=optional_cells, paper_figures_env=PAPER_FIGURES_ENV)
+                           optional_cells=optional_cells)
 
 
 EVALUATION_SETTINGS = ("victim", "attacker", "method", "n_images", "seed", "bootstrap")
