@@ -3,6 +3,8 @@ import tarfile
 
 import nltk
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from slime_core import caption_metrics as cm
 from slime_core.errors import MissingModelError, SlimeError
@@ -93,3 +95,19 @@ def test_wordnet_setup_copies_files_without_crlf(monkeypatch, tmp_path):
     assert not (target / "data.noun").is_symlink()
     assert str(tmp_path / "cache" / "nltk_data") in nltk.data.path
     assert sorted(p.name for p in target.parent.iterdir()) == ["wordnet"]  # no temporary folder left
+
+
+WORDS = st.sampled_from(["a", "dog", "Dog", "runs", "on", "the", "grass", ".", ",", "two", "men's", "3", "é", "-", ""])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(WORDS, max_size=12).map(" ".join), min_size=2, max_size=6))
+def test_rouge_l_matrix_equals_rouge_score_pair_by_pair(captions):
+    """The MBR utility matrix's own LCS gives rouge-score's ROUGE-L F for every pair, on generated captions
+    (case, punctuation, empty and token-less strings included)."""
+    M = cm.rouge_l_matrix(captions)
+    assert M.shape == (len(captions),) * 2 and (M == M.T).all()
+    for i, a in enumerate(captions):
+        for j, b in enumerate(captions):
+            if i != j:
+                assert M[i, j] == pytest.approx(cm.rouge_l(a, b), abs=1e-12)
