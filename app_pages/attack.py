@@ -70,7 +70,7 @@ with common.timed(log, "caption"):
         try:
             with slots["caption"].container(), st.spinner(wait):
                 writer = common.get_writer(spec)
-                caption = attacker.caption(pred, [n["image"] for n in result.neighbors], writer)
+                caption = attacker.caption(pred, result.aligned, writer)
                 mean_cap = common.mean_caption(spec, k) if target.captions else None
         except SlimeError as err:
             caption_note = f"No caption: {err}"

@@ -33,7 +33,7 @@ with st.form("br_form"):
     n_boot = c4.select_slider("Bootstrap resamples", [100, 200, 500, 1000], 500, key="br_boot")
     n_text = st.text_input("N values (comma-separated)", "30,100,300", key="br_ns")
     k_text = st.text_input("k values (comma-separated)", "1,5,10,20", key="br_ks")
-    captions = st.checkbox("Score captions too (consensus writer, beside a random public caption and the mean "
+    captions = st.checkbox("Score captions too (the MBR writer, beside a random public caption and the mean "
                            "embedding's caption)", value=False,
                            disabled=not have_captions, key="br_captions",
                            help=None if have_captions else "needs the pool captions (the full dataset folder)")
@@ -49,7 +49,7 @@ if submitted:
     try:  # the grid is checked here, where it is typed, before anything runs
         spec = AttackSpec(victim, int_list(n_text, "N values"), int_list(k_text, "k values"), method).within(attacker)
         st.session_state["br_params"] = dict(spec=spec, limit=int(limit), n_boot=int(n_boot),
-                                             writer_spec="consensus" if captions else "none")
+                                             writer_spec="mbr" if captions else "none")
     except SlimeError as err:
         common.show_error(err)
         bad_grid = True  # the error stands in for the results; the audit report below stays usable

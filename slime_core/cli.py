@@ -35,6 +35,18 @@ def final_parts(args) -> tuple[str, ...]:
     return check_final_parts(args.final_caption or "")
 
 
+def make_writer(args):
+    """The command's caption writer; `--caption auto` is MBR where the public pool's captions are, else local."""
+    from slime_core import settings
+    from slime_core.write import auto_writer_spec, make_writer as make
+
+    spec = args.caption
+    if spec == "auto":
+        data = args.pool_data or settings.data_dir()
+        spec = auto_writer_spec(data != settings.DEMO_DATA and (data / "captions.jsonl").is_file())
+    return make(spec, args.caption_mode)
+
+
 def make_attacker(args):
     from slime_core.pipeline import Attacker
 
@@ -42,8 +54,6 @@ def make_attacker(args):
 
 
 def cmd_attack(args) -> int:
-    from slime_core.write import make_writer
-
     if sum(x is not None for x in (args.image, args.embedding, args.data)) != 1:
         raise SlimeError("give --image PATH, --embedding FILE.npy or --data DIR.")
     spec, final_from = attack_spec(args), final_parts(args)
@@ -58,7 +68,7 @@ def cmd_attack(args) -> int:
     if pool is not None:
         attacker.add_victim_pool(args.victim, pool)
     spec.within(attacker)
-    writer = make_writer(args.caption, args.caption_mode)
+    writer = make_writer(args)
     graph = None
     if args.scene_graph == "tags":
         graph = "tags"
@@ -117,14 +127,12 @@ def load_samples(args, attacker=None):
 def cmd_eval(args) -> int:
     from slime_core.experiments.evaluation import evaluate
     from slime_core.present.tables import evaluation_table
-    from slime_core.write import make_writer
-
     spec, final_from = attack_spec(args, many=True), final_parts(args)
     if args.output:
         check_writable(args.output, "--output")
     attacker = make_attacker(args)
     spec.within(attacker)
-    writer = make_writer(args.caption, args.caption_mode)
+    writer = make_writer(args)
     samples = load_samples(args)
     result = evaluate(attacker, samples, spec=spec, writer=writer, n_boot=args.bootstrap, progress=not args.no_progress,
                       final_from=final_from)
@@ -139,6 +147,7 @@ def cmd_build(args) -> int:
     from slime_core.present.serialise import check_writable_folder
 
     cfg = BuildConfig(data=args.data, widen_vocab=args.widen_vocab, tag_backend=args.tags, seed=args.seed,
+                      min_count=args.min_count,
                       victims=None if args.victims is None else tuple(v for v in args.victims.split(",") if v.strip()))
     cfg.out = args.out or cfg.out
     cfg.attacker = args.attacker or cfg.attacker
@@ -175,9 +184,7 @@ def defence_setup(args, spec: AttackSpec, *more: AttackSpec):
     """Attacker, test samples and the shared curve set-up for `defend` and `report`; `spec` and `more` are
     checked against the attacker (N within its pool, k within its vocabulary) before the slow set-up."""
     from slime_core.experiments.defence_curves import prepare
-    from slime_core.write import make_writer
-
-    writer = make_writer(args.caption, args.caption_mode)  # a bad writer/mode fails before the slow part
+    writer = make_writer(args)  # a bad writer/mode fails before the slow part
     attacker = make_attacker(args)
     for s in (spec, *more):
         s.within(attacker)

@@ -27,13 +27,15 @@ def add_attack_options(p: argparse.ArgumentParser) -> None:
                    help="alignment map: ridge, lstsq (the paper's one-step least squares), procrustes")
     p.add_argument("--seed", type=int, default=0, help="which N pool images are the leaked pairs")
     p.add_argument("--pool-data", type=Path, default=None,
-                   help="dataset folder holding the pool images/captions (None: ../shared/data/flickr8k_subset1000)")
+                   help="dataset folder holding the pool images/captions (None: ../shared/data/flickr8k_8k_224)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
 
 
 def add_caption_options(p: argparse.ArgumentParser, what: str = "caption ROUGE-L in the curves") -> None:
     p.add_argument("--caption", default="none",
-                   help=f"writer for {what}: none | consensus (no LLM, fast) | local | <litellm model>")
+                   help=f"writer for {what}: none | auto (mbr where the pool's captions are, else local) | mbr "
+                        f"(no LLM: the most typical caption of the nearest public images) | consensus | local | "
+                        f"<litellm model>")
     p.add_argument("--caption-mode", default=None, help="tags | neighbours | tags+neighbours (None: the writer's own)")
 
 
@@ -87,6 +89,8 @@ def add_build(sub) -> None:
     p.add_argument("--attacker", default=None, help="attacker dual encoder (None: lite2-minilm)")
     p.add_argument("--widen-vocab", type=Path, default=None, help="captions.jsonl folder whose tags join the vocabulary")
     p.add_argument("--tags", default="spacy", choices=("spacy", "stanza"), help="tag extraction backend")
+    p.add_argument("--min-count", type=int, default=2,
+                   help="a tag joins the vocabulary when at least this many training photos have it")
     p.add_argument("--victims", default=None, help="comma-separated victims whose pool embeddings the bundle keeps "
                    "(also training augmentation); '' for none (None: the attacker's registry list)")
     p.add_argument("--seed", type=int, default=0, help="training seed")

@@ -204,7 +204,7 @@ class Attacker:
         a = alignment.transform(x)
         tags = self.retrieve(a, k)[0]
         near = self.neighbours(a, n_neighbours)[0]
-        caption = self.caption([t for t, _ in tags], [n for n, _ in near], writer) if writer is not None else None
+        caption = self.caption([t for t, _ in tags], a[0], writer) if writer is not None else None
         graph = None
         if scene_graph == "tags":
             graph = asdict(graph_from_tags([t for t, _ in tags]))
@@ -219,24 +219,31 @@ class Attacker:
                             [{"tag": t, "score": round(s, 4)} for t, s in tags],
                             [{"image": n, "score": round(s, 4)} for n, s in near], caption, graph, final, a[0])
 
-    def caption(self, tags: list[str], neighbours: list[str], writer) -> str:
-        """`writer`'s caption of retrieved tags, given the names of the nearest public images (whose captions the
-        writer sees in its neighbour modes)."""
-        near_captions = self.captions_of(neighbours)
+    def caption(self, tags: list[str], aligned: np.ndarray, writer) -> str:
+        """`writer`'s caption of retrieved tags for one attack-space embedding `aligned` (d,): the writer is given the
+        captions of the `writer.neighbours` nearest public images (all of each image's captions, weighted by its
+        similarity, when `writer.all_captions`; else the first of each) and uses them in its neighbour modes."""
+        near = self.neighbours(aligned, writer.neighbours)[0]
+        each = self.all_captions_of if writer.all_captions else (lambda name: self.captions_of([name])[:1])
+        near_captions = [(c, score) for name, score in near for c in each(name)]
         if "neighbours" in writer.mode and not near_captions:
             raise SlimeError(f"caption mode '{writer.mode}' needs the public pool's captions, which are not in "
                              f"{self.data} (set SLIME_DATA or --pool-data to the dataset the bundle was built from, "
                              f"or use --caption local).")
-        return writer.write(tags, near_captions).text
+        return writer.write(tags, [c for c, _ in near_captions], [w for _, w in near_captions]).text
 
-    def captions_of(self, names: list[str]) -> list[str]:
-        """First caption of each named public image, from the dataset folder when it is there."""
+    def all_captions_of(self, name: str) -> list[str]:
+        """Every caption of one public image, from the dataset folder when it is there ([] otherwise)."""
         if self._captions is None:
             try:
                 self._captions = {s.name: s.captions for s in load_folder(self.data, require_images=False)}
             except SlimeError:
                 self._captions = {}
-        return [self._captions[n][0] for n in names if self._captions.get(n)]
+        return list(self._captions.get(name) or [])
+
+    def captions_of(self, names: list[str]) -> list[str]:
+        """First caption of each named public image that has one."""
+        return [caps[0] for caps in map(self.all_captions_of, names) if caps]
 
 
 class _CachedOnly:
@@ -257,10 +264,11 @@ def embed_cached(attacker, victim: str, images: list) -> np.ndarray:
 
 
 # ---- the attack's captions of a batch, and the caption priors that need no victim embedding -------------
-def write_captions(attacker, writer, tags, near, k: int, label: str, progress: bool) -> list[str]:
-    """The writer's caption of each image from its top-k tags and its nearest public images' captions."""
-    return [attacker.caption(t[:k], [name for name, _ in nb], writer)
-            for t, nb in zip(tqdm(tags, desc=f"captions ({label})", disable=not progress), near)]
+def write_captions(attacker, writer, tags, aligned: np.ndarray, k: int, label: str, progress: bool) -> list[str]:
+    """The writer's caption of each image from its top-k tags and its attack-space embedding's (n, d) nearest
+    public images' captions."""
+    return [attacker.caption(t[:k], a, writer)
+            for t, a in zip(tqdm(tags, desc=f"captions ({label})", disable=not progress), aligned)]
 
 
 def random_public_captions(attacker, n: int, seed: int) -> list[str]:
@@ -278,4 +286,4 @@ def mean_embedding_caption(attacker, writer, k: int) -> str:
     mean = attacker.pool_attack.mean(axis=0, keepdims=True)
     mean = mean / np.linalg.norm(mean)
     tags = [[t for t, _ in row] for row in attacker.retrieve(mean, k)]
-    return write_captions(attacker, writer, tags, attacker.neighbours(mean, 5), k, "mean embedding", False)[0]
+    return write_captions(attacker, writer, tags, mean, k, "mean embedding", False)[0]

@@ -1,10 +1,12 @@
 """Caption writers: turn the attacker's retrieved tags (and neighbour captions) into one caption.
 
 modes  "tags"             the paper: top-k tags in, one fluent caption out (an LLM)
-       "neighbours"       no LLM: the nearest public images' caption that agrees most with the others
+       "neighbours"       no LLM: one of the nearest public images' captions, the one the others agree with most
        "tags+neighbours"  an LLM given the tags and the neighbour captions
 
-Writers: LocalWriter (SmolLM2-135M-Instruct, offline), LiteLLMWriter (any chat model), ConsensusWriter.
+Writers: LocalWriter (SmolLM2-135M-Instruct, offline), LiteLLMWriter (any chat model), and two without an LLM:
+MBRWriter (minimum-Bayes-risk choice among every caption of the 40 nearest images: the best on dev, README
+"Captions") and ConsensusWriter (the first captions of the 5 nearest, unweighted; the earlier default).
 `make_writer(spec, mode)` builds one from a CLI-style spec. Prompts live in prompts.toml.
 The paper's ablation writes a final caption from chosen parts of the scene graph: `final_prompt_from`.
 """
@@ -20,13 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 try:
     import tomllib
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
 from slime_core import loaded_models, remote, settings
-from slime_core.caption_metrics import rouge_l
+from slime_core.caption_metrics import rouge_l, rouge_l_matrix
 from slime_core.errors import MissingModelError, SlimeError, mask_secrets
 
 MODES = ("tags", "neighbours", "tags+neighbours")
@@ -58,17 +62,22 @@ def clean_caption(text: str) -> str:
 
 
 class CaptionWriter:
-    """One caption per call. `mode` is fixed at construction; `write` checks it has what the mode needs."""
+    """One caption per call. `mode` is fixed at construction; `write` checks it has what the mode needs.
+    `neighbours`: how many nearest public images' captions the writer is given; `all_captions`: every caption of
+    each (with the image's similarity as a weight), not only its first."""
 
     model = "?"
     modes: tuple[str, ...] = ("tags", "tags+neighbours")
+    neighbours = 5
+    all_captions = False
 
     def __init__(self, mode: str = "tags"):
         if mode not in self.modes:
             raise SlimeError(f"{type(self).__name__} supports modes {self.modes}, not {mode!r}")
         self.mode = mode
 
-    def write(self, tags: list[str], neighbour_captions: list[str] | None = None) -> WrittenCaption:
+    def write(self, tags: list[str], neighbour_captions: list[str] | None = None,
+              weights: list[float] | None = None) -> WrittenCaption:
         if not tags:
             raise SlimeError("no tags to write a caption from")
         if self.mode == "tags+neighbours" and not neighbour_captions:
@@ -224,7 +233,8 @@ class ConsensusWriter(CaptionWriter):
     def __init__(self, mode: str = "neighbours"):
         super().__init__(mode)
 
-    def write(self, tags: list[str], neighbour_captions: list[str] | None = None) -> WrittenCaption:
+    def write(self, tags: list[str], neighbour_captions: list[str] | None = None,
+              weights: list[float] | None = None) -> WrittenCaption:
         start = time.perf_counter()
         caps = [c.strip() for c in neighbour_captions or [] if c and c.strip()]
         if not caps:
@@ -235,18 +245,63 @@ class ConsensusWriter(CaptionWriter):
         return WrittenCaption(caps[best], self.mode, self.model, None, time.perf_counter() - start, 0.0)
 
 
+class MBRWriter(CaptionWriter):
+    """No LLM: minimum-Bayes-risk selection among every caption of the nearest public images.
+
+    Each candidate's expected ROUGE-L against the other captions, each weighted by its image's similarity to the
+    attacked embedding (softmax of cosine / temperature): the caption a reader of those neighbours would judge
+    most typical of them, pulled towards the closest ones. ROUGE-L is the utility because it is the metric."""
+
+    model = "mbr-rougeL"
+    modes = ("neighbours",)
+    all_captions = True
+
+    def __init__(self, mode: str = "neighbours", neighbours: int = 40, temperature: float = 0.05):  # dev: README
+        super().__init__(mode)
+        if neighbours < 1 or temperature <= 0:
+            raise SlimeError(f"MBR captions need neighbours >= 1 and a temperature > 0 (got {neighbours}, {temperature}).")
+        self.neighbours, self.temperature = neighbours, temperature
+
+    def write(self, tags: list[str], neighbour_captions: list[str] | None = None,
+              weights: list[float] | None = None) -> WrittenCaption:
+        start = time.perf_counter()
+        pairs = [(c.strip(), w) for c, w in zip(neighbour_captions or [], weights or [0.0] * len(neighbour_captions or []))
+                 if c and c.strip()]
+        if not pairs:
+            raise SlimeError("mode 'neighbours' needs the neighbours' captions")
+        caps = [c for c, _ in pairs]
+        best = mbr_choice(rouge_l_matrix(caps), np.array([w for _, w in pairs]), self.temperature)
+        return WrittenCaption(caps[best], self.mode, self.model, None, time.perf_counter() - start, 0.0)
+
+
+def mbr_choice(utility: np.ndarray, similarity: np.ndarray, temperature: float) -> int:
+    """The candidate with the highest expected utility against the others (softmax(similarity / temperature)
+    weights, a candidate never scoring itself); ties go to the earlier, i.e. nearer, candidate."""
+    w = np.exp((similarity - similarity.max()) / temperature)
+    gain = utility @ w - np.diag(utility) * w
+    return int(np.flatnonzero(gain >= gain.max() - 1e-12)[0])
+
+
+def auto_writer_spec(public_captions: bool) -> str:
+    """`--caption auto`: the caption step that measured best on dev (README, "Captions") among those this checkout
+    can run: MBR over the nearest public images' captions where the pool's captions are, else SmolLM2 from tags."""
+    return "mbr" if public_captions else "local"
+
+
 def make_writer(spec: str, mode: str | None = None, **kwargs) -> CaptionWriter | None:
-    """spec: "none" | "local" | "consensus" | a litellm model name. mode None: "neighbours" for consensus,
-    else "tags". Mode "neighbours" uses no LLM, so it goes with spec "consensus" only."""
+    """spec: "none" | "local" | "mbr" | "consensus" | a litellm model name. mode None: "neighbours" for mbr and
+    consensus, else "tags". Mode "neighbours" uses no LLM, so it goes with "mbr" and "consensus" only."""
     if spec == "none":
         return None
     if mode is not None and mode not in MODES:
         raise SlimeError(f"caption mode must be one of {MODES}, not {mode!r}")
     if spec == "consensus":
         return ConsensusWriter(mode or "neighbours")
+    if spec == "mbr":
+        return MBRWriter(mode or "neighbours", **kwargs)
     if mode == "neighbours":
-        raise SlimeError(f"mode 'neighbours' picks a neighbour caption without an LLM: use writer 'consensus', "
-                         f"not {spec!r}")
+        raise SlimeError(f"mode 'neighbours' picks a neighbour caption without an LLM: use writer 'mbr' or "
+                         f"'consensus', not {spec!r}")
     if spec == "local":
         return LocalWriter(mode or "tags", **kwargs)
     return LiteLLMWriter(spec, mode or "tags", **kwargs)

@@ -4,6 +4,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pytest
 
 from slime_core import loaded_models, write
@@ -49,6 +50,47 @@ def test_consensus_picks_the_caption_the_others_agree_with():
     assert write.ConsensusWriter().write([], ["Only one."]).text == "Only one."
     with pytest.raises(SlimeError, match="captions"):
         write.ConsensusWriter().write(TAGS, [])
+
+
+def test_rouge_l_matrix_is_the_pairwise_rouge_l():
+    from slime_core.caption_metrics import rouge_l, rouge_l_matrix
+
+    M = rouge_l_matrix(NEIGHBOURS)
+    assert M.shape == (4, 4) and (M == M.T).all() and (np.diag(M) == 1).all()
+    for i, a in enumerate(NEIGHBOURS):
+        for j, b in enumerate(NEIGHBOURS):
+            if i != j:
+                assert M[i, j] == pytest.approx(rouge_l(a, b))
+
+
+def test_mbr_choice_weighs_candidates_by_similarity():
+    U = np.array([[1.0, 0.9, 0.1], [0.9, 1.0, 0.2], [0.1, 0.2, 1.0]])
+    # Equal weights: 1 gains 0.9 + 0.2 from the others, 0 only 0.9 + 0.1.
+    assert write.mbr_choice(U, np.zeros(3), 1.0) == 1
+    # A sharp temperature on a far nearer third candidate: only its support counts, and it favours candidate 1.
+    assert write.mbr_choice(U, np.array([0.0, 0.0, 1.0]), 0.01) == 1
+    # Candidate 0 alone near: its own weight never counts for itself, so the one it supports most (1) wins.
+    assert write.mbr_choice(U, np.array([1.0, 0.0, 0.0]), 0.01) == 1
+    assert write.mbr_choice(np.eye(2), np.zeros(2), 1.0) == 0  # all gains equal: the nearer (earlier) one
+
+
+def test_mbr_writer_picks_the_typical_caption_of_the_near_images():
+    w = write.make_writer("mbr")
+    assert isinstance(w, write.MBRWriter) and w.all_captions and w.mode == "neighbours"
+    out = w.write([], NEIGHBOURS, [0.9, 0.8, 0.8, 0.7])
+    assert out.text == "A dog runs on the grass." and out.prompt is None and out.model == "mbr-rougeL"
+    # Three captions of one near cat photo, four of farther dog photos: uniform weights follow the dogs' majority,
+    # a sharp temperature the near photo (its captions support each other; none votes for itself).
+    cats = ["A cat sleeps on a red sofa.", "A cat sleeps on the sofa.", "A grey cat sleeps on a sofa."]
+    caps, sims = cats + NEIGHBOURS[1:] + ["A dog runs on the green grass."], [0.9] * 3 + [0.5] * 4
+    assert "cat" in write.MBRWriter(temperature=0.02).write([], caps, sims).text
+    assert "dog" in write.MBRWriter(temperature=100.0).write([], caps, sims).text
+    with pytest.raises(SlimeError, match="captions"):
+        w.write(TAGS, [], [])
+    with pytest.raises(SlimeError, match="temperature"):
+        write.MBRWriter(temperature=0)
+    with pytest.raises(SlimeError, match="mbr"):
+        write.make_writer("gpt-4o-mini", "neighbours")
 
 
 def test_litellm_mock_response(monkeypatch):

@@ -166,7 +166,7 @@ def _prepare_captions(setup: Setup, samples, writer) -> None:
 
 def caption_leakage(setup: Setup, aligned: np.ndarray, tags: list[list[str]]) -> dict:
     """Caption ROUGE-L of the attack on these aligned embeddings, with its paired differences to both priors."""
-    caps = write_captions(setup.attacker, setup.writer, tags, setup.attacker.neighbours(aligned, 5), setup.k,
+    caps = write_captions(setup.attacker, setup.writer, tags, aligned, setup.k,
                           "defended", progress=False)
     rl = np.array([rouge_l_best(c, refs) for c, refs in zip(caps, setup.ref_captions)])
     return {**_flat("caption_rouge_l", rl, setup), "caption_writer": setup.writer.model,

@@ -127,8 +127,8 @@ def evaluate(attacker: Attacker, samples: list[Sample], *, spec: AttackSpec = GR
                                    "scene_graph": graph_scores([t[:k] for t in tags], attacker.frequent_tags(k), ref_graphs,
                                                                n_boot, seed)})
         if writer is not None:
-            near = attacker.neighbours(aligned, 5)
-            caps = write_captions(attacker, writer, tags, near, caption_k, f"N={n}", progress)
+            near = attacker.neighbours(aligned, 1)
+            caps = write_captions(attacker, writer, tags, aligned, caption_k, f"N={n}", progress)
             finals = final_captions(writer, tags, caption_k, final_from, progress) if final_from else None
             systems = caption_systems(attacker, caps, oracle_caps, priors, tags, near, caption_k, finals)
             result["captions"].append(caption_rows(samples, systems, n, caption_k, writer, n_boot, seed))
@@ -141,7 +141,7 @@ def caption_priors(attacker: Attacker, writer, n: int, oracle, A, k: int, seed: 
     these depends on N, so they are written once -- and no pool captions fails here, before any attack caption."""
     priors = {"random_caption": random_public_captions(attacker, n, seed),
               "mean_embedding_caption": [mean_embedding_caption(attacker, writer, k)] * n}
-    oracle_caps = write_captions(attacker, writer, oracle, attacker.neighbours(A, 5), k, "oracle", progress)
+    oracle_caps = write_captions(attacker, writer, oracle, A, k, "oracle", progress)
     return oracle_caps, priors
 
 
