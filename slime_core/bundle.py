@@ -7,7 +7,7 @@ models/default/
   tags.safetensors     tag text embeddings (V, d_text), float16
   semantics.safetensors  the image tower's ImageNet classifier and class-name embeddings (offline attacker)
   pool.json            the public alignment pool: image names, splits, tags (captions stay in the dataset folder)
-  pool_<encoder>.safetensors  pool embeddings for each encoder, float16
+  pool_<encoder>.safetensors  pool embeddings for each encoder, int8 with a float32 scale per row
 Never pickles: nothing here executes code when loaded.
 """
 
@@ -71,11 +71,30 @@ def save_bundle(bundle: Bundle, folder: str | Path) -> Path:
     if bundle.semantics:
         save_file({k: v.astype(np.float16) for k, v in bundle.semantics.items()}, folder / "semantics.safetensors")
     for name, emb in bundle.pool_embeddings.items():
-        save_file({"embeddings": emb.astype(np.float16)}, folder / f"pool_{name}.safetensors")
+        save_file(quantise_rows(emb), folder / f"pool_{name}.safetensors")
     (folder / "vocab.json").write_text(json.dumps({"tags": bundle.tags, "counts": bundle.tag_counts.tolist()}))
     (folder / "pool.json").write_text(json.dumps(bundle.pool))
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return folder
+
+
+def quantise_rows(emb: np.ndarray) -> dict[str, np.ndarray]:
+    """Pool embeddings as int8 with one float32 scale per row: a quarter of float32, so the 6,909-image pool
+    under three encoders fits the repository's size budget. Measured harmless (README: "The trained bundle")."""
+    emb = np.asarray(emb, np.float32)
+    scale = np.maximum(np.abs(emb).max(axis=1), 1e-12) / 127.0
+    return {"embeddings": np.round(emb / scale[:, None]).astype(np.int8), "row_scale": scale.astype(np.float32)}
+
+
+def dequantise_rows(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """float32 rows from `quantise_rows`' arrays (or from an older float16 file, which has no row_scale), unit
+    length again where they were (rounding moves the norm by up to ~0.3%; pool rows are L2-normalised)."""
+    emb = arrays["embeddings"].astype(np.float32)
+    if "row_scale" in arrays:
+        emb *= arrays["row_scale"].astype(np.float32)[:, None]
+        norms = np.linalg.norm(emb, axis=1, keepdims=True)
+        emb = np.where(norms > 0, emb / np.maximum(norms, 1e-12), emb)
+    return emb
 
 
 def _state(arrays: dict, prefix: str) -> dict:
@@ -183,7 +202,10 @@ def load_bundle(folder: str | Path | None = None) -> Bundle:
         raise SlimeError(f"{folder}: vocab.json does not match the manifest's vocabulary hash; the bundle is inconsistent.")
     arrays = _read_arrays(folder / "heads.safetensors")
     dims = manifest["dims"]
-    heads, ranker = DualHeads(dims["image_features"], dims["text"], dims["joint"]), DCNRanker(dims["joint"])
+    shape = (manifest.get("config") or {}).get("heads") or {}  # bundles before 2026-12 had no hidden/temperature
+    heads = DualHeads(dims["image_features"], dims["text"], dims["joint"], shape.get("hidden", 512),
+                      shape.get("temperature"))
+    ranker = DCNRanker(dims["joint"])
     try:
         heads.load_state_dict(_state(arrays, "heads."))
         ranker.load_state_dict(_state(arrays, "ranker."))
@@ -211,7 +233,10 @@ def load_bundle(folder: str | Path | None = None) -> Bundle:
     pool_embeddings = {}
     for p in sorted(folder.glob("pool_*.safetensors")):
         name = p.stem[len("pool_"):]
-        emb = _read_arrays(p, ("embeddings",))["embeddings"].astype(np.float32)
+        arrays = _read_arrays(p, ("embeddings",))
+        emb = dequantise_rows(arrays)
+        if "row_scale" in arrays and arrays["row_scale"].shape != emb.shape[:1]:
+            raise SlimeError(f"{p}: row_scale has shape {arrays['row_scale'].shape}, not one per pool row; {DAMAGED}.")
         expected = dims["image"] if name == manifest["image_encoder"] else None
         if emb.ndim != 2 or emb.shape[0] != n_pool:
             raise SlimeError(f"{folder / 'pool.json'}: lists {n_pool} images, but {p.name} holds pool embeddings of "
