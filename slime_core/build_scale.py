@@ -256,8 +256,8 @@ def train_heads_sampled(image_x: np.ndarray, text_x: np.ndarray, positives: Spar
         raise SlimeError(f"positives {positives.shape} do not match {len(image_x)} images x {len(text_x)} tags.")
     device = device or default_device()
     torch.manual_seed(cfg.seed)
-    heads = DualHeads(image_x.shape[1], text_x.shape[1], cfg.d_joint).to(device)
-    opt = torch.optim.AdamW(heads.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    heads = DualHeads.from_config(image_x.shape[1], text_x.shape[1], cfg).to(device)
+    opt = torch.optim.AdamW([p for p in heads.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * math.ceil(len(image_x) / neg.batch_size)
     sched = one_cycle(opt, cfg.lr, steps)
     X = torch.from_numpy(np.ascontiguousarray(image_x, np.float32)).to(device)
@@ -290,7 +290,7 @@ def train_heads_sampled(image_x: np.ndarray, text_x: np.ndarray, positives: Spar
             in_batch = pos.any(dim=0)
             loss = (multi_positive_nce(logits, pos) + multi_positive_nce(logits[:, in_batch].T, pos[:, in_batch].T)) / 2
             n_neg = int((~pos).sum(dim=1).min())
-            if n_neg:
+            if n_neg and cfg.hard_negatives:
                 loss = loss + hardest_negative_hinge(sim, pos, min(cfg.hard_negatives, n_neg), cfg.margin)
             opt.zero_grad()
             loss.backward()

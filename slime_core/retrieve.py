@@ -21,23 +21,33 @@ from slime_core.errors import SlimeError
 
 
 class Head(nn.Module):
-    """Two-layer MLP with a linear shortcut, output L2-normalised."""
+    """Two-layer MLP with a linear shortcut, output L2-normalised; hidden=0 leaves the linear map alone."""
 
     def __init__(self, d_in: int, d_out: int, hidden: int = 512, dropout: float = 0.1):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d_out))
+        self.mlp = (nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d_out))
+                    if hidden else None)
         self.skip = nn.Linear(d_in, d_out, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.mlp(x) + self.skip(x), dim=-1)
+        y = self.skip(x)
+        return F.normalize(y if self.mlp is None else y + self.mlp(x), dim=-1)
 
 
 class DualHeads(nn.Module):
-    def __init__(self, d_image: int, d_text: int, d_joint: int = 256):
+    """Image and tag heads into one joint space. temperature: None learns it; a number fixes it."""
+
+    def __init__(self, d_image: int, d_text: int, d_joint: int = 256, hidden: int = 512,
+                 temperature: float | None = None):
         super().__init__()
-        self.image = Head(d_image, d_joint)
-        self.text = Head(d_text, d_joint)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.image = Head(d_image, d_joint, hidden)
+        self.text = Head(d_text, d_joint, hidden)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / (temperature or 0.07))),
+                                        requires_grad=temperature is None)
+
+    @classmethod
+    def from_config(cls, d_image: int, d_text: int, cfg: "HeadConfig") -> "DualHeads":
+        return cls(d_image, d_text, cfg.d_joint, cfg.hidden, cfg.temperature)
 
     def scale(self) -> torch.Tensor:
         return self.logit_scale.clamp(0, math.log(100)).exp()
@@ -53,6 +63,8 @@ class HeadConfig:
     hard_negatives: int = 20
     margin: float = 0.1
     seed: int = 0
+    hidden: int = 512  # the heads' MLP width; 0: linear heads
+    temperature: float | None = None  # None: learned (CLIP-style); a number: fixed
 
 
 def multi_positive_nce(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
@@ -84,8 +96,8 @@ def train_heads(image_x: np.ndarray, text_x: np.ndarray, positives: np.ndarray, 
     if positives.shape != (len(image_x), len(text_x)):
         raise SlimeError(f"positives {positives.shape} do not match {len(image_x)} images x {len(text_x)} tags.")
     torch.manual_seed(cfg.seed)
-    heads = DualHeads(image_x.shape[1], text_x.shape[1], cfg.d_joint)
-    opt = torch.optim.AdamW(heads.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    heads = DualHeads.from_config(image_x.shape[1], text_x.shape[1], cfg)
+    opt = torch.optim.AdamW([p for p in heads.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     X, T, P = torch.from_numpy(image_x).float(), torch.from_numpy(text_x).float(), torch.from_numpy(positives)
     steps = cfg.epochs * math.ceil(len(X) / cfg.batch_size)
     sched = one_cycle(opt, cfg.lr, steps)
@@ -98,7 +110,8 @@ def train_heads(image_x: np.ndarray, text_x: np.ndarray, positives: np.ndarray, 
             logits = heads.scale() * sim
             in_batch = pos.any(dim=0)  # tag -> image direction over the batch's tags
             loss = (multi_positive_nce(logits, pos) + multi_positive_nce(logits[:, in_batch].T, pos[:, in_batch].T)) / 2
-            loss = loss + hardest_negative_hinge(sim, pos, cfg.hard_negatives, cfg.margin)
+            if cfg.hard_negatives:
+                loss = loss + hardest_negative_hinge(sim, pos, cfg.hard_negatives, cfg.margin)
             opt.zero_grad()
             loss.backward()
             opt.step()
