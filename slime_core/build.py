@@ -43,6 +43,9 @@ class BuildConfig:
     # None: the attacker's registry default (lite0, lite1 offline; none for the CLIP attacker)
     widen_vocab: Path | None = None  # a captions.jsonl whose tags join the vocabulary (e.g. COCO)
     tag_backend: str = "spacy"
+    min_count: int = 2  # a training tag joins the vocabulary when this many training photos have it (dev: README)
+    augment: str = "crossfit"  # aligned victim copies the heads also train on: "crossfit" | "none" (see cross_fitted)
+    dev_n_align: int = 300  # dev is scored as the attack a user meets: the first victim aligned on N training pairs
     cache: Path = field(default_factory=settings.embeddings_cache)
     folds: int = 5
     eval_k: int = 10
@@ -56,6 +59,12 @@ class BuildConfig:
     device: str | None = None  # heads/ranker training and search at scale (default: cuda if present)
     image_batch: int = 64
     image_chunk: int = 2048  # images embedded between two cache writes
+
+    def __post_init__(self):
+        if self.min_count < 1:
+            raise SlimeError(f"--min-count must be at least 1, got {self.min_count}.")
+        if self.augment not in ("crossfit", "none"):
+            raise SlimeError(f"augment must be 'crossfit' or 'none', not {self.augment!r}.")
 
 
 def cross_fitted(X: np.ndarray, Y: np.ndarray, folds: int, seed: int) -> np.ndarray:
@@ -140,18 +149,28 @@ def _splits(cfg: BuildConfig, log) -> tuple[list, list]:
     return train, dev
 
 
+def training_counts(train_tags: list, min_count: int) -> dict[str, int]:
+    """{tag: number of training photos with it}, for tags in at least `min_count` photos, most frequent first
+    (ties by name). A tag seen once cannot be learned, and on Flickr8k dev such tags cost more than they add."""
+    counts = Counter(t for c in train_tags for t in c)
+    return {t: counts[t] for t in sorted(counts, key=lambda t: (-counts[t], t)) if counts[t] >= min_count}
+
+
 def _tags(cfg: BuildConfig, train: list, dev: list, progress: bool, log) -> _Tags:
     """Tags of every pool caption; the vocabulary is the training tags, most frequent first, then widen_vocab's."""
     parser = make_parser(cfg.tag_backend)
     pool_tags = build_scale.cached_tags(train + dev, parser, cfg.tag_backend, cfg.cache, progress=progress)
-    counts = Counter(t for c in pool_tags[: len(train)] for t in c)
+    counts = training_counts(pool_tags[: len(train)], cfg.min_count)
     extra = []
     if cfg.widen_vocab:
         wide = load_folder(cfg.widen_vocab, require_images=False)
         extra = sorted({t for c in tags_of_samples(wide, parser, progress=progress) for t in c} - set(counts))
-    vocab = sorted(counts, key=lambda t: (-counts[t], t)) + extra
+    vocab = list(counts) + extra
+    if not vocab:
+        raise SlimeError(f"{cfg.data}: no tag is in {cfg.min_count} or more training photos; lower --min-count.")
     large = len(vocab) > cfg.negatives.above
-    log(f"vocabulary: {len(vocab)} tags ({len(extra)} from {cfg.widen_vocab or 'no extra captions'})"
+    log(f"vocabulary: {len(vocab)} tags in >= {cfg.min_count} training photos ({len(extra)} from "
+        f"{cfg.widen_vocab or 'no extra captions'})"
         + (f"; above {cfg.negatives.above:,}: sampled negatives" if large else ""))
     return _Tags(train, dev, pool_tags, vocab, np.array([counts.get(t, 0) for t in vocab], np.float32), large)
 
@@ -188,8 +207,9 @@ def _semantics(image_enc, text_enc, paths: list[str]) -> dict:
 def _train_heads(cfg: BuildConfig, tags: _Tags, emb: _Embeddings, progress: bool):
     """Heads trained on the true attacker embeddings and cross-fitted aligned victims of the same images.
     Returns the heads, the features of every variant (whole pool), and the training inputs and positives."""
-    variants = {"true": emb.attacker} | {f"aligned_{v}": cross_fitted(X, emb.attacker, cfg.folds, cfg.seed)
-                                         for v, X in emb.victims.items()}
+    variants = {"true": emb.attacker}
+    if cfg.augment == "crossfit":
+        variants |= {f"aligned_{v}": cross_fitted(X, emb.attacker, cfg.folds, cfg.seed) for v, X in emb.victims.items()}
     n_train = len(tags.train)
     feats = {name: retrieve.image_features(E, emb.semantics) for name, E in variants.items()}
     X_train = np.concatenate([f[:n_train] for f in feats.values()])
@@ -220,6 +240,16 @@ def _dev_scorer(cfg: BuildConfig, tags: _Tags, emb: _Embeddings) -> Neighbourhoo
     return NeighbourhoodScorer(tags.vocab, emb.tag_text, lambda ts: emb.text_enc.encode_texts(ts), m=5, search=search)
 
 
+def _dev_victim(cfg: BuildConfig, emb: _Embeddings, n_train: int) -> np.ndarray:
+    """The dev photos as the attack meets them: the first victim's embeddings mapped by ridge fitted on
+    `dev_n_align` training pairs (never a dev photo); no victims: the attacker's own embeddings (the oracle)."""
+    if not emb.victims:
+        return emb.attacker[n_train:]
+    X = next(iter(emb.victims.values()))
+    idx = align.choose_pairs(n_train, min(cfg.dev_n_align, n_train), cfg.seed)
+    return align.fit_alignment(X[idx], emb.attacker[idx]).transform(X[n_train:])
+
+
 def _both(scores: dict) -> float:
     return scores["exact_f1"] + scores["neighbourhood_f1"]
 
@@ -243,8 +273,7 @@ def build(cfg: BuildConfig, progress: bool = True, log=print) -> Bundle | None:
     search = _retrieval(cfg, tags, emb, heads)
     scorer = _dev_scorer(cfg, tags, emb)
     dev_refs = [list(c) for c in tags.pool_tags[len(train):]]
-    dev_variant = f"aligned_{victims_names[0]}" if victims_names else "true"  # no victims: the no-alignment oracle
-    dev_u = retrieve.project_images(heads, feats[dev_variant][len(train):])
+    dev_u = retrieve.project_images(heads, retrieve.image_features(_dev_victim(cfg, emb, len(train)), emb.semantics))
 
     def dev_scores(top) -> dict:
         return evaluate_tags(top_tags(*top, tags.vocab, cfg.eval_k), dev_refs, scorer)

@@ -191,7 +191,7 @@ def tiny_bundle_dir(tiny_overrides, tiny_data, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("tiny_bundle") / "tiny"
     cfg = BuildConfig(data=tiny_data, out=out, attacker=TINY_ATTACKER, victims=(TINY_VICTIM,),
-                      cache=Path(os.environ["SLIME_CACHE"]) / "embeddings", folds=2, eval_k=5,
+                      cache=Path(os.environ["SLIME_CACHE"]) / "embeddings", folds=2, eval_k=5, min_count=1,
                       heads=HeadConfig(d_joint=16, epochs=2, batch_size=16, hard_negatives=5),
                       ranker=RankerConfig(candidates=8, epochs=1, groups_per_batch=8, hard_negatives=3))
     with pytest.MonkeyPatch.context() as mp:

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import demo_records
 from slime_core.attack_spec import AttackSpec
-from slime_core.build import ALPHAS, BuildConfig, build, cross_fitted
+from slime_core.build import ALPHAS, BuildConfig, build, cross_fitted, training_counts
 from slime_core.bundle import load_bundle, vocab_hash
 from slime_core.encoders.base import l2_normalise
 from slime_core.errors import SlimeError
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow  # real weights: EfficientNet-Lite, MiniLM, spaCy,
 @pytest.fixture(scope="module")
 def built(build_folder, embedding_cache_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundle") / "tiny"
-    cfg = BuildConfig(data=build_folder, out=out, victims=("lite0",), cache=embedding_cache_dir, folds=2, eval_k=5,
+    cfg = BuildConfig(data=build_folder, out=out, victims=("lite0",), cache=embedding_cache_dir, folds=2, eval_k=5, min_count=1,
                       heads=HeadConfig(d_joint=32, epochs=3, batch_size=16, hard_negatives=5),
                       ranker=RankerConfig(candidates=10, epochs=1, groups_per_batch=8, hard_negatives=3))
     logs = []
@@ -102,6 +102,16 @@ def test_build_logs_progress(built):
     _, _, logs = built
     text = "\n".join(logs)
     assert "12 train, 4 dev" in text and "bundle written" in text
+
+
+def test_training_counts_keep_tags_of_min_count_photos_most_frequent_first():
+    from collections import Counter
+
+    photos = [Counter({"dog": 2, "grass": 1}), Counter({"dog": 1, "ball": 1}), Counter({"ball": 3, "cat": 1})]
+    assert training_counts(photos, 1) == {"ball": 2, "dog": 2, "cat": 1, "grass": 1}
+    assert list(training_counts(photos, 1)) == ["ball", "dog", "cat", "grass"]  # ties by name
+    assert training_counts(photos, 2) == {"ball": 2, "dog": 2}
+    assert training_counts(photos, 4) == {}
 
 
 def test_cross_fitted_learns_a_map_from_the_other_folds():

@@ -60,7 +60,7 @@ def tiny_bundle(tiny_env, tiny_data, tmp_path_factory):
     from slime_core.retrieve import HeadConfig
     from slime_core.rank import RankerConfig
 
-    cfg = build_mod.BuildConfig(data=folder, out=out, attacker="clip-vit-bigg-14", cache=cache, folds=2,
+    cfg = build_mod.BuildConfig(data=folder, out=out, attacker="clip-vit-bigg-14", cache=cache, folds=2, min_count=1,
                                 heads=HeadConfig(epochs=2, batch_size=4), ranker=RankerConfig(epochs=1, candidates=8))
     bundle = build_mod.build(cfg, progress=False, log=lambda m: None)
     mp.undo()
@@ -221,7 +221,7 @@ def test_large_vocabulary_build_path(tiny_env, tiny_data, tmp_path, monkeypatch)
     monkeypatch.setenv(OVERRIDES_ENV, tiny_env)
     folder, _ = tiny_data
     cfg = build_mod.BuildConfig(data=folder, out=tmp_path / "b", attacker="clip-vit-bigg-14", cache=tmp_path / "c",
-                                victims=("clip-vit-l-14",), folds=2, heads=HeadConfig(epochs=2),
+                                victims=("clip-vit-l-14",), folds=2, min_count=1, heads=HeadConfig(epochs=2),
                                 ranker=RankerConfig(epochs=1, candidates=8), device="cpu",
                                 negatives=build_scale.NegativeSampling(above=10, batch_size=8, random=16, hard_per_image=2))
     bundle = build_mod.build(cfg, progress=False, log=lambda m: None)
