@@ -32,6 +32,7 @@ from slime_core.retrieve import HeadConfig, TagIndex
 from slime_core.tags import make_parser, tags_of_samples
 
 ALPHAS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0)
+VOTE_WEIGHTS = (0.0, 1.0, 2.0, 4.0, 8.0)  # the nearest public photos' tag votes (retrieve.NeighbourVotes), tuned on dev
 
 
 @dataclass
@@ -250,6 +251,28 @@ def _dev_victim(cfg: BuildConfig, emb: _Embeddings, n_train: int) -> np.ndarray:
     return align.fit_alignment(X[idx], emb.attacker[idx]).transform(X[n_train:])
 
 
+def _retrieval_on_dev(cfg: BuildConfig, tags: _Tags, emb: _Embeddings, search: _Retrieval, dev_E: np.ndarray,
+                      dev_u: np.ndarray, dev_scores) -> dict[tuple[float, float], dict]:
+    """Dev scores of every (prior weight alpha, neighbour-vote weight): the votes come from the training photos
+    only (a dev photo is in the pool too). Paper-scale vocabularies (dense (n, V) scores too large) get no votes."""
+    weights = (0.0,) if tags.large else VOTE_WEIGHTS
+    out = {}
+    if not tags.large:
+        train_tags = np.zeros((len(tags.train), len(tags.vocab)), np.float32)
+        for i, c in enumerate(tags.pool_tags[: len(tags.train)]):
+            train_tags[i, tags.ids(c)] = 1
+        shares = retrieve.NeighbourVotes().shares(dev_E, emb.attacker[: len(tags.train)], train_tags)
+    for a in ALPHAS:
+        for w in weights:
+            if w == 0:
+                out[(a, w)] = dev_scores(search.candidates(dev_u, a, cfg.eval_k))
+                continue
+            q, _ = retrieve.with_prior(dev_u, search.tag_vecs, search.prior, search.scale, a)
+            bonus = retrieve.NeighbourVotes(weight=w).weigh(shares)
+            out[(a, w)] = dev_scores(retrieve.fused_topk(q, search.keys, bonus, cfg.eval_k))
+    return out
+
+
 def _both(scores: dict) -> float:
     return scores["exact_f1"] + scores["neighbourhood_f1"]
 
@@ -273,14 +296,16 @@ def build(cfg: BuildConfig, progress: bool = True, log=print) -> Bundle | None:
     search = _retrieval(cfg, tags, emb, heads)
     scorer = _dev_scorer(cfg, tags, emb)
     dev_refs = [list(c) for c in tags.pool_tags[len(train):]]
-    dev_u = retrieve.project_images(heads, retrieve.image_features(_dev_victim(cfg, emb, len(train)), emb.semantics))
+    dev_E = _dev_victim(cfg, emb, len(train))
+    dev_u = retrieve.project_images(heads, retrieve.image_features(dev_E, emb.semantics))
 
     def dev_scores(top) -> dict:
         return evaluate_tags(top_tags(*top, tags.vocab, cfg.eval_k), dev_refs, scorer)
 
-    by_alpha = {a: dev_scores(search.candidates(dev_u, a, cfg.eval_k)) for a in ALPHAS}
-    alpha = max(ALPHAS, key=lambda a: _both(by_alpha[a]))
-    log(f"prior weight alpha={alpha} (dev: {by_alpha[alpha]})")
+    by_setting = _retrieval_on_dev(cfg, tags, emb, search, dev_E, dev_u, dev_scores)
+    alpha, vote_weight = max(by_setting, key=lambda key: _both(by_setting[key]))
+    by_alpha = {a: by_setting[(a, 0.0)] for a in ALPHAS}
+    log(f"prior weight alpha={alpha}, neighbour-vote weight {vote_weight} (dev: {by_setting[(alpha, vote_weight)]})")
 
     U_train = retrieve.project_images(heads, X_train)
     _, cand = search.candidates(U_train, alpha, cfg.ranker.candidates)
@@ -288,11 +313,12 @@ def build(cfg: BuildConfig, progress: bool = True, log=print) -> Bundle | None:
                           progress=progress, device=(cfg.device or build_scale.default_device()) if tags.large else "cpu")
     _, dev_cand = search.candidates(dev_u, alpha, cfg.ranker.candidates)
     ranked = dev_scores(rerank(ranker, dev_u, dev_cand, search.tag_vecs, search.prior))
-    use_ranker = _both(ranked) > _both(by_alpha[alpha])
+    use_ranker = _both(ranked) > _both(by_setting[(alpha, vote_weight)])
     log(f"ranker on dev: {ranked} -> {'used' if use_ranker else 'not used (retrieval is better)'} ({time.time() - t0:.0f}s)")
 
     fitted = {"alpha": alpha, "scale": search.scale, "use_ranker": bool(use_ranker), "by_alpha": by_alpha,
-              "ranked": ranked, "image_features": int(X_train.shape[1])}
+              "ranked": ranked, "image_features": int(X_train.shape[1]), "vote_weight": vote_weight,
+              "by_vote_weight": {w: by_setting[(alpha, w)] for a, w in by_setting if a == alpha}}
     manifest = _manifest(cfg, spec, victims_names, tags, emb, fitted, t0)
     return _write(cfg, spec, manifest, tags, emb, heads, ranker, log, t0)
 
@@ -310,13 +336,16 @@ def _manifest(cfg: BuildConfig, spec: dict, victims_names: tuple, tags: _Tags, e
         "dims": {"image": int(emb.attacker.shape[1]), "image_features": fitted["image_features"],
                  "text": int(emb.tag_text.shape[1]), "joint": cfg.heads.d_joint},
         "prior_alpha": fitted["alpha"], "logit_scale": fitted["scale"], "use_ranker": fitted["use_ranker"],
+        "neighbour_votes": asdict(retrieve.NeighbourVotes(weight=fitted["vote_weight"])),
         "candidates": cfg.ranker.candidates,
         "training_data": {"folder": Path(cfg.data).name, "train_images": len(tags.train), "dev_images": len(tags.dev),
                           "widen_vocab": str(cfg.widen_vocab) if cfg.widen_vocab else None, "tag_backend": cfg.tag_backend},
         "config": {"heads": asdict(cfg.heads), "ranker": asdict(cfg.ranker), "folds": cfg.folds, "seed": cfg.seed,
                    "negatives": asdict(cfg.negatives) if tags.large else None},
         "metrics": {"dev_victim": victims_names[0] if victims_names else spec["image"], "dev_k": cfg.eval_k,
-                    "retrieval_by_alpha": {str(a): m for a, m in fitted["by_alpha"].items()}, "ranker": fitted["ranked"]},
+                    "retrieval_by_alpha": {str(a): m for a, m in fitted["by_alpha"].items()},
+                    "retrieval_by_vote_weight": {str(w): m for w, m in fitted["by_vote_weight"].items()},
+                    "ranker": fitted["ranked"]},
         "build_seconds": round(time.time() - t0, 1),
     }
 

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.sparse import csr_matrix
 from tqdm.auto import tqdm
 
 from slime_core import align, retrieve, settings
@@ -69,6 +70,8 @@ class Attacker:
         self.alpha = float(b.manifest["prior_alpha"])
         self.index = retrieve.TagIndex(retrieve.prior_keys(self.tag_vecs, self.prior))
         self.pool_attack = b.pool_embeddings[b.image_encoder]
+        self.votes = retrieve.NeighbourVotes(**b.manifest.get("neighbour_votes", {}))
+        self._pool_tags = None
         self._alignments: OrderedDict[tuple, align.Alignment] = OrderedDict()
         self._extra_pools: dict[str, np.ndarray] = {}
         self._captions: dict[str, list[str]] | None = None
@@ -144,19 +147,33 @@ class Attacker:
             self._alignments.popitem(last=False)
         return fit
 
-    def retrieve(self, attack_embeddings: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
-        """Top-k tags for attack-space image embeddings (n, d): prior-weighted retrieval, then the DCN-v2
-        ranker over the candidates when the bundle's dev check kept it."""
+    def pool_tags(self):
+        """(pool, V) sparse 0/1 matrix: which vocabulary tags each public pool photo's captions have."""
+        if self._pool_tags is None:
+            ids = {t: i for i, t in enumerate(self.bundle.tags)}
+            pairs = [(row, ids[t]) for row, tags in enumerate(self.bundle.pool.get("tags", [])) for t in tags if t in ids]
+            rows, cols = (np.array(x, np.int64) for x in zip(*pairs)) if pairs else (np.zeros(0, np.int64),) * 2
+            self._pool_tags = csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
+                                         shape=(len(self.pool_attack), len(ids)))
+        return self._pool_tags
+
+    def retrieve(self, attack_embeddings: np.ndarray, k: int, own_rows=None) -> list[list[tuple[str, float]]]:
+        """Top-k tags for attack-space image embeddings (n, d): prior-weighted retrieval plus the nearest public
+        photos' tag votes (when the bundle's dev check gave them a weight), then the DCN-v2 ranker over the candidates
+        when that check kept it. own_rows: each embedding's own pool row (-1: none), kept out of its vote."""
         if k < 1:
             raise SlimeError(f"k must be at least 1, got {k}.")
         b = self.bundle
         u = retrieve.project_images(b.heads, retrieve.image_features(attack_embeddings, b.semantics))
         q, _ = retrieve.with_prior(u, self.tag_vecs, self.prior, b.manifest["logit_scale"], self.alpha)
-        if b.manifest.get("use_ranker"):
-            _, cand = self.index.search(q, max(k, b.manifest["candidates"]))
-            scores, ids = rerank(b.ranker, u, cand, self.tag_vecs, self.prior)
+        n_cand = max(k, b.manifest["candidates"]) if b.manifest.get("use_ranker") else k
+        if self.votes.weight:
+            bonus = self.votes.bonus(np.atleast_2d(attack_embeddings), self.pool_attack, self.pool_tags(), own_rows)
+            scores, ids = retrieve.fused_topk(q, self.index.vectors, bonus, n_cand)
         else:
-            scores, ids = self.index.search(q, k)
+            scores, ids = self.index.search(q, n_cand)
+        if b.manifest.get("use_ranker"):
+            scores, ids = rerank(b.ranker, u, ids, self.tag_vecs, self.prior)
         return [[(b.tags[i], float(s)) for i, s in zip(row_ids[:k], row_s[:k])] for row_ids, row_s in zip(ids, scores)]
 
     def neighbours(self, attack_embeddings: np.ndarray, k: int = 5, exclude: set[str] = frozenset()) -> list[list[tuple[str, float]]]:

@@ -199,3 +199,48 @@ def with_prior(u: np.ndarray, tag_vecs: np.ndarray, prior: np.ndarray, scale: fl
 def prior_keys(tag_vecs: np.ndarray, prior: np.ndarray) -> np.ndarray:
     """The index keys of `with_prior`: each tag's vector with its prior appended; they do not depend on the query."""
     return np.hstack([tag_vecs, prior[:, None]]).astype(np.float32)
+
+
+@dataclass
+class NeighbourVotes:
+    """The nearest public images' tags as a second opinion: each tag's share among the `neighbours` nearest pool
+    photos' tags (attack-space cosine, weights softmax(cosine / temperature)). Retrieval adds
+    `weight * log(share + floor)` to each tag's score; weight 0 switches it off (bundles before 2026-12).
+    On Flickr8k dev the votes alone tag about as well as the heads, and the sum beats both (README)."""
+    weight: float = 0.0
+    neighbours: int = 80
+    temperature: float = 0.1
+    floor: float = 1e-3
+
+    def shares(self, E: np.ndarray, pool_A: np.ndarray, pool_tags, own_rows=None) -> np.ndarray:
+        """(n, V) vote shares for attack-space embeddings E (n, d); pool_A (m, d); pool_tags (m, V), a scipy
+        sparse or dense 0/1 matrix of each pool photo's vocabulary tags. own_rows (n,): the pool row of each query's
+        own photo, which must not vote for itself (-1: not in the pool)."""
+        S = np.atleast_2d(E) @ pool_A.T
+        if own_rows is not None:
+            rows = np.asarray(own_rows)
+            S[np.flatnonzero(rows >= 0), rows[rows >= 0]] = -np.inf
+        k = min(self.neighbours, S.shape[1])
+        near = np.argpartition(-S, k - 1, axis=1)[:, :k]
+        sims = np.take_along_axis(S, near, axis=1)
+        w = np.exp((sims - sims.max(axis=1, keepdims=True)) / self.temperature)  # exp(-inf) = 0: no own vote
+        W = np.zeros_like(S)
+        np.put_along_axis(W, near, w / w.sum(axis=1, keepdims=True), axis=1)
+        return np.asarray((pool_tags.T @ W.T).T, np.float32)  # sparse.T @ dense keeps the pool's sparsity
+
+    def weigh(self, shares: np.ndarray) -> np.ndarray:
+        """What the votes add to each tag's retrieval score."""
+        return self.weight * np.log(shares + self.floor)
+
+    def bonus(self, E: np.ndarray, pool_A: np.ndarray, pool_tags, own_rows=None) -> np.ndarray:
+        return self.weigh(self.shares(E, pool_A, pool_tags, own_rows))
+
+
+def fused_topk(queries: np.ndarray, keys: np.ndarray, bonus: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k of queries @ keys.T + bonus (n, V), best first: (scores, ids)."""
+    scores = queries @ keys.T + bonus
+    k = min(k, scores.shape[1])
+    ids = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    part = np.take_along_axis(scores, ids, axis=1)
+    order = np.argsort(-part, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(ids, order, axis=1)

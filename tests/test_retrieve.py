@@ -108,6 +108,18 @@ def test_train_heads_is_deterministic(trained_heads):
         torch.testing.assert_close(a, b, msg=k)
 
 
+def test_linear_heads_with_a_fixed_temperature_learn_too():
+    X, P, labels = synthetic_problem(8, seed=1)
+    T = np.random.default_rng(2).normal(size=(15, 12)).astype(np.float32)
+    heads = train_heads(X, T, P, HeadConfig(d_joint=16, epochs=25, batch_size=32, lr=1e-2, hard_negatives=0,
+                                            hidden=0, temperature=0.05))
+    assert heads.image.mlp is None and heads.text.mlp is None
+    assert float(heads.scale()) == pytest.approx(20.0)  # fixed: never trained
+    Xt, _, labels = synthetic_problem(5, seed=9)
+    sims = project_images(heads, Xt) @ project_tags(heads, T).T
+    assert np.mean(sims[:, :10].argmax(axis=1) == labels) >= 0.8
+
+
 def test_train_heads_shape_mismatch():
     with pytest.raises(SlimeError, match=r"positives \(4, 3\) do not match 4 images x 5 tags"):
         train_heads(np.zeros((4, 6), np.float32), np.zeros((5, 6), np.float32), np.zeros((4, 3), bool))
@@ -209,3 +221,32 @@ def test_one_cycle_never_divides_by_zero(steps):
         sched.step()
         lrs.append(opt.param_groups[0]["lr"])
     assert all(np.isfinite(lrs)) and max(lrs) <= 0.1 + 1e-9
+
+
+def test_neighbour_votes_share_the_nearest_photos_tags():
+    from slime_core.retrieve import NeighbourVotes
+
+    pool_A = np.eye(4, dtype=np.float32)  # four public photos, orthogonal
+    pool_tags = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 1], [0, 0, 1]], np.float32)  # their tags over a 3-tag vocabulary
+    E = np.array([[1.0, 1.0, 0.0, 0.0]], np.float32) / np.sqrt(2)  # as close to photos 0 and 1, far from 2 and 3
+    shares = NeighbourVotes(neighbours=2).shares(E, pool_A, pool_tags)
+    np.testing.assert_allclose(shares, [[1.0, 0.5, 0.0]], atol=1e-6)  # two equal votes: tag 0 in both, tag 1 in one
+    shares = NeighbourVotes(neighbours=4, temperature=0.01).shares(E, pool_A, pool_tags)
+    np.testing.assert_allclose(shares, [[1.0, 0.5, 0.0]], atol=1e-6)  # far photos weigh ~exp(-70): nothing
+    shares = NeighbourVotes(neighbours=4, temperature=100.0).shares(E, pool_A, pool_tags)
+    np.testing.assert_allclose(shares, [[0.5, 0.25, 0.5]], atol=1e-2)  # a flat temperature: every photo alike
+    # A pool photo never votes for itself: photo 1's own tags come only from photo 0 then.
+    own = NeighbourVotes(neighbours=1).shares(pool_A[[1]], pool_A, pool_tags, own_rows=np.array([1]))
+    assert own[0, 1] == 0.0
+    assert NeighbourVotes(weight=0.0).bonus(E, pool_A, pool_tags).max() == 0.0
+
+
+def test_fused_topk_adds_the_bonus_before_ranking():
+    from slime_core.retrieve import fused_topk
+
+    q, keys = np.array([[1.0, 0.0]], np.float32), np.array([[1.0, 0], [0.9, 0], [0.0, 1]], np.float32)
+    scores, ids = fused_topk(q, keys, np.zeros((1, 3), np.float32), 2)
+    assert ids.tolist() == [[0, 1]] and np.allclose(scores, [[1.0, 0.9]])
+    scores, ids = fused_topk(q, keys, np.array([[0.0, 0.0, 2.0]], np.float32), 2)
+    assert ids.tolist() == [[2, 0]] and np.allclose(scores, [[2.0, 1.0]])
+    assert fused_topk(q, keys, np.zeros((1, 3)), 10)[1].shape == (1, 3)  # k above the vocabulary: all of it

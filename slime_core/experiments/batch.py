@@ -24,9 +24,10 @@ class BatchAttack:
 
 
 def attack_batch(attacker, fit: align.Alignment, X: np.ndarray, A_true: np.ndarray, k: int,
-                 intercept: bool = False) -> BatchAttack:
+                 intercept: bool = False, own_rows=None) -> BatchAttack:
     """`X` (n, d_victim) through `fit` (with the constant feature `align.fit_adaptive` may add), scored
-    against `A_true` (n, d_attack), top-`k` tags retrieved."""
+    against `A_true` (n, d_attack), top-`k` tags retrieved. own_rows: the pool row of each image when it is a
+    public pool photo (it must not vote for its own tags)."""
     aligned = fit.transform(align.with_intercept(X, fit) if intercept else X)
-    tags = [[t for t, _ in row] for row in attacker.retrieve(aligned, k)]
+    tags = [[t for t, _ in row] for row in attacker.retrieve(aligned, k, own_rows)]
     return BatchAttack(aligned, align.cosines(aligned, A_true), tags)

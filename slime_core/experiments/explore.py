@@ -115,7 +115,7 @@ def own_model_leakage(attacker, fit, pool: np.ndarray, n_align: int, k: int, sco
     if len(held) < min_images:
         return None
     refs = [p["tags"][i] for i in held]
-    batch = attack_batch(attacker, fit, pool[held], attacker.pool_attack[held], k)
+    batch = attack_batch(attacker, fit, pool[held], attacker.pool_attack[held], k, own_rows=np.array(held))
     attack = tag_scores(batch.tags, refs, scorer)
     prior = tag_scores([attacker.frequent_tags(k)] * len(held), refs, scorer)
     out = {"images": len(held), "k": k}
