@@ -17,7 +17,7 @@ from slime_core import headline as hl
 from slime_core import settings
 from slime_core.data import load_folder
 
-DEFAULTS = {"victim": "lite0", "n_align": 300, "k": 10, "method": "ridge"}
+DEFAULTS = hl.DEFAULT_SETTINGS
 
 
 def table_path(attacker):
@@ -70,13 +70,20 @@ def warming() -> bool:
     return t is not None and t.is_alive()
 
 
+SHIPPED_DEFAULT = settings.DEMO_DATA / "default_photo.json"  # written by bench/demo_default.py for the shipped bundle
+
+
 def default_photo(attacker) -> tuple[str, str]:
-    """(photo name, how it was chosen)."""
+    """(photo name, how it was chosen): the shipped choice for this bundle (so the first start opens on it too),
+    else the gallery table's, else the first photo by name while that table is computed."""
     names = [g["name"] for g in common.gallery()]
+    shipped = hl.load_json(SHIPPED_DEFAULT)
+    if shipped and shipped.get("bundle") == hl.bundle_identity(attacker.bundle) and shipped.get("image") in names:
+        return shipped["image"], hl.DEFAULT_RULE
     tab = table(attacker)
-    if tab:
+    if tab and "gain" in tab["default_scores"]:
         d = tab["default_scores"]
-        return hl.default_photo(d["names"], d["exact_f1"]), hl.DEFAULT_RULE
+        return hl.default_photo(d["names"], d["gain"]), hl.DEFAULT_RULE
     return names[0], ("the first test photo by file name: the typical-photo default is being computed in the "
                       "background on this first start")
 

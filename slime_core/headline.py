@@ -9,7 +9,7 @@ caption_headline     caption ROUGE-L beside the caption of the mean public embed
 percentile           where one photo's score sits among all test photos
 photo_scores         per-photo tag F1 / caption ROUGE-L of the attack and its priors for many photos at once
 gallery_table / scores_by_name   the demo gallery's reference tags and every photo's score (percentile, default)
-default_photo        the photo at the median of the test photos' tag F1 (a stated rule, not a cherry-pick)
+default_photo        the photo at the median of the gallery's tag-F1 gains over the prior (a stated rule)
 scene_graph_dot      Graphviz DOT for a scene graph, readable labels
 UploadedPools / fit_session_alignment / attack_rows   a session's uploaded pools and their maps, never in the
                      shared attacker
@@ -34,8 +34,10 @@ from slime_core.metrics import exact_prf, prf
 from slime_core.tags import tags_of_samples
 
 TAG_CLASSES = ("exact", "neighbourhood", "miss")
-DEFAULT_RULE = ("the test photo whose tag F1 is the median of all test photos at the default settings "
-                "(ties: first by file name) - a typical photo, not a hand-picked one")
+DEFAULT_SETTINGS = {"victim": "lite0", "n_align": 300, "k": 10, "method": "ridge"}  # the gallery's default-photo scores
+DEFAULT_RULE = ("the test photo whose gain in exact tag F1 over the most frequent tags is the median of the gallery's "
+                "photos at the default settings (victim lite0, N = 300, k = 10; ties: first by file name) - a typical "
+                "photo, not a hand-picked one")
 METRIC_NAMES = {
     "exact_precision": "exact tag precision", "exact_recall": "exact tag recall", "exact_f1": "exact tag F1",
     "neighbourhood_precision": "near-miss tag precision", "neighbourhood_recall": "near-miss tag recall",
@@ -183,7 +185,8 @@ def gallery_table(attacker, samples, parser, victim: str, n_align: int, k: int, 
     near = [[set(n) for n in refs[s.name]["near"]] for s in samples]
     scores = photo_scores(attacker, X, r, near, victim, n_align, k, method)
     return {"refs": refs,
-            "default_scores": {"names": [s.name for s in samples], "exact_f1": scores["exact_f1"].tolist()}}
+            "default_scores": {"names": [s.name for s in samples], "exact_f1": scores["exact_f1"].tolist(),
+                               "gain": (scores["exact_f1"] - scores["prior_exact_f1"]).tolist()}}
 
 
 def scores_by_name(attacker, X: np.ndarray, names: Sequence[str], refs: dict, victim: str, n_align: int, k: int,
