@@ -7,7 +7,7 @@ is imported. API keys are looked up by name through `secret`; callers never prin
 |---|---|---|
 | SLIME_CACHE | root of the on-disk caches (embeddings, WordNet) | ~/.cache/slime |
 | SLIME_EMBED_CACHE | where REST-encoder embeddings are cached | $SLIME_CACHE/embeddings |
-| SLIME_DATA | dataset folder for pool images and captions | ../shared/data/flickr8k_subset1000, else assets/demo |
+| SLIME_DATA | dataset folder for pool images and captions | ../shared/data/flickr8k_8k_224, else assets/demo |
 | SLIME_BUNDLE | attacker bundle the app loads | models/default |
 | SLIME_APP_THREADS | torch threads in the app | 1 |
 | SLIME_PAPER_FIGURES | JSON file of the paper's transcribed figures | slime_core/paper_figures.json |
@@ -119,7 +119,7 @@ def data_dir() -> Path:
     chosen = env_path("SLIME_DATA")
     if chosen:
         return chosen
-    shared = REPO.parent / "shared" / "data" / "flickr8k_subset1000"
+    shared = REPO.parent / "shared" / "data" / "flickr8k_8k_224"
     return shared if (shared / "captions.jsonl").exists() else DEMO_DATA
 
 
