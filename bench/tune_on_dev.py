@@ -88,6 +88,20 @@ def augmented(w: World, how: str, seed: int = 0) -> dict[str, np.ndarray]:
     return out
 
 
+ALPHAS, BETAS, VOTE_FLOOR, VOTE_NEIGHBOURS, VOTE_TEMPERATURE = (0.0, 0.5, 1.0, 2.0), (0.0, 2.0, 4.0), 1e-3, 80, 0.1
+
+
+def neighbour_votes(E: np.ndarray, A_train: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """(n, V) share of each tag among the 80 nearest training photos' tags, weighted by softmax(cosine / 0.1)."""
+    S = E @ A_train.T
+    nn = np.argsort(-S, axis=1)[:, :VOTE_NEIGHBOURS]
+    sims = np.take_along_axis(S, nn, axis=1)
+    wts = np.exp((sims - sims.max(axis=1, keepdims=True)) / VOTE_TEMPERATURE)
+    W = np.zeros_like(S)
+    np.put_along_axis(W, nn, wts / wts.sum(axis=1, keepdims=True), axis=1)
+    return W @ P
+
+
 def run(w: World, name: str, min_count: int = 2, aug: str = "crossfit", heads: HeadConfig = HeadConfig(),
         sampled: build_scale.NegativeSampling | None = None) -> dict:
     t0 = time.time()
@@ -111,15 +125,22 @@ def run(w: World, name: str, min_count: int = 2, aug: str = "crossfit", heads: H
     scale = float(model.scale().detach())
     result = {"name": name, "vocab": len(vocab), "min_count": min_count, "aug": aug, "heads": vars(heads).copy(),
               "sampled": vars(sampled).copy() if sampled else None, "scale": round(scale, 2)}
+    P = pos.astype(np.float32)
     for victim, E in (("lite0_n300", w.dev_aligned), ("oracle", w.A[w.n:])):
         u = retrieve.project_images(model, retrieve.image_features(E, w.semantics))
+        votes = neighbour_votes(E, w.A[: w.n], P)
         by_alpha = {}
-        for a in build.ALPHAS:
-            q, _ = retrieve.with_prior(u, tag_vecs, prior, scale, a)
-            _, ids = index.search(q, K)
-            by_alpha[a] = w.score([[vocab[i] for i in row] for row in ids])
-        best = max(by_alpha, key=lambda a: by_alpha[a]["exact_f1"] + by_alpha[a]["neighbourhood_f1"])
-        result[victim] = {"alpha": best, **by_alpha[best]}
+        for a in ALPHAS:
+            q, keys = retrieve.with_prior(u, tag_vecs, prior, scale, a)
+            scores = q @ keys.T
+            for beta in BETAS:
+                ids = np.argsort(-(scores + beta * np.log(votes + VOTE_FLOOR)), axis=1)[:, :K]
+                by_alpha[(a, beta)] = w.score([[vocab[i] for i in row] for row in ids])
+        both = lambda key: by_alpha[key]["exact_f1"] + by_alpha[key]["neighbourhood_f1"]
+        best = max([key for key in by_alpha if key[1] == 0], key=both)
+        fused = max(by_alpha, key=both)
+        result[victim] = {"alpha": best[0], **by_alpha[best],
+                          "fused": {"alpha": fused[0], "beta": fused[1], **by_alpha[fused]}}
     result["seconds"] = round(time.time() - t0, 1)
     return result
 

@@ -147,7 +147,7 @@ def cmd_build(args) -> int:
     from slime_core.present.serialise import check_writable_folder
 
     cfg = BuildConfig(data=args.data, widen_vocab=args.widen_vocab, tag_backend=args.tags, seed=args.seed,
-                      min_count=args.min_count,
+                      min_count=args.min_count, augment=args.augment,
                       victims=None if args.victims is None else tuple(v for v in args.victims.split(",") if v.strip()))
     cfg.out = args.out or cfg.out
     cfg.attacker = args.attacker or cfg.attacker

@@ -89,8 +89,10 @@ def add_build(sub) -> None:
     p.add_argument("--attacker", default=None, help="attacker dual encoder (None: lite2-minilm)")
     p.add_argument("--widen-vocab", type=Path, default=None, help="captions.jsonl folder whose tags join the vocabulary")
     p.add_argument("--tags", default="spacy", choices=("spacy", "stanza"), help="tag extraction backend")
-    p.add_argument("--min-count", type=int, default=2,
+    p.add_argument("--min-count", type=int, default=3,
                    help="a tag joins the vocabulary when at least this many training photos have it")
+    p.add_argument("--augment", default="none", choices=("none", "crossfit"),
+                   help="crossfit: the heads also train on cross-fitted aligned victim embeddings of the training photos")
     p.add_argument("--victims", default=None, help="comma-separated victims whose pool embeddings the bundle keeps "
                    "(also training augmentation); '' for none (None: the attacker's registry list)")
     p.add_argument("--seed", type=int, default=0, help="training seed")
