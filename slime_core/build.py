@@ -69,6 +69,12 @@ class BuildConfig:
             raise SlimeError(f"augment must be 'crossfit' or 'none', not {self.augment!r}.")
 
 
+def output_folder(cfg: BuildConfig) -> Path:
+    """Where the bundle goes: --out, else models/<the attacker's bundle folder> (lite2-minilm: models/default)."""
+    return Path(cfg.out) if cfg.out is not None else DEFAULT_BUNDLE.parent / attacker_spec(cfg.attacker).get(
+        "bundle", cfg.attacker)
+
+
 def cross_fitted(X: np.ndarray, Y: np.ndarray, folds: int, seed: int) -> np.ndarray:
     """Every row of X mapped to Y's space by a ridge map fitted without that row's fold."""
     out = np.zeros_like(Y)
@@ -359,7 +365,7 @@ def _write(cfg: BuildConfig, spec: dict, manifest: dict, tags: _Tags, emb: _Embe
     pool_embeddings = {spec["image"]: emb.attacker} | emb.victims
     bundle = Bundle(manifest, heads, ranker, tags.vocab, tags.tag_counts, emb.tag_text, pool_meta, pool_embeddings,
                     emb.semantics)
-    out = Path(cfg.out) if cfg.out is not None else DEFAULT_BUNDLE.parent / spec.get("bundle", cfg.attacker)
+    out = output_folder(cfg)
     bundle.path = save_bundle(bundle, out)
     log(f"bundle written to {out} ({time.time() - t0:.0f}s)")
     return bundle

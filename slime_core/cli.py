@@ -143,7 +143,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from slime_core.build import BuildConfig, build
+    from slime_core.build import BuildConfig, build, output_folder
     from slime_core.present.serialise import check_writable_folder
 
     cfg = BuildConfig(data=args.data, widen_vocab=args.widen_vocab, tag_backend=args.tags, seed=args.seed,
@@ -151,7 +151,7 @@ def cmd_build(args) -> int:
                       victims=None if args.victims is None else tuple(v for v in args.victims.split(",") if v.strip()))
     cfg.out = args.out or cfg.out
     cfg.attacker = args.attacker or cfg.attacker
-    check_writable_folder(cfg.out, "--out")
+    check_writable_folder(output_folder(cfg), "--out")  # the default folder too (a traceback until 2026-12)
     build(cfg, progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr))
     return 0
 

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import demo_records
 from slime_core.attack_spec import AttackSpec
-from slime_core.build import ALPHAS, BuildConfig, build, cross_fitted, training_counts
+from slime_core.build import ALPHAS, BuildConfig, build, cross_fitted, output_folder, training_counts
 from slime_core.bundle import load_bundle, vocab_hash
 from slime_core.encoders.base import l2_normalise
 from slime_core.errors import SlimeError
@@ -102,6 +102,13 @@ def test_build_logs_progress(built):
     _, _, logs = built
     text = "\n".join(logs)
     assert "12 train, 4 dev" in text and "bundle written" in text
+
+
+def test_output_folder_defaults_to_the_attackers_bundle_folder(tmp_path):
+    from slime_core.bundle import DEFAULT_BUNDLE
+
+    assert output_folder(BuildConfig(data=tmp_path)) == DEFAULT_BUNDLE  # lite2-minilm: models/default
+    assert output_folder(BuildConfig(data=tmp_path, out=tmp_path / "b")) == tmp_path / "b"
 
 
 def test_training_counts_keep_tags_of_min_count_photos_most_frequent_first():
