@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import streamlit as st
 
@@ -9,7 +11,8 @@ from app_pages import common
 from slime_core.encoders import encoder_names, encoder_spec
 from slime_core.errors import SlimeError
 from slime_core.experiments.audit import PAPER_FIGURES_ENV, load_paper_figures, paper_figures_path
-from slime_core.present.figures import paper_figure
+from slime_core import settings
+from slime_core.present.figures import paper_figure, training_size_figure
 
 st.title("About SLImE")
 st.markdown("""
@@ -56,13 +59,22 @@ if by_alpha:
                 "manifest - exact and neighbourhood tag F1 by tag-prior weight alpha "
                 f"(the bundle uses alpha = {b.manifest.get('prior_alpha')}):")
     st.dataframe(pd.DataFrame([{"alpha": a, **v} for a, v in by_alpha.items()]), hide_index=True)
-st.markdown("""
+trained = b.manifest.get("training_data", {})
+st.markdown(f"""
 The paper's own figures come from its configuration - a CLIP ViT-bigG-14 attacker trained on COCO, CLIP/Nomic/
 Gemini/Cohere victims, 500 COCO test images - and are not comparable number-for-number with this offline bundle
-(EfficientNet-Lite + MiniLM trained on ~660 Flickr8k photos). Compare the *shape* instead: leakage above the
-baselines that grows with N and saturates, and neighbourhood F1 separating the attack from the baselines more
-clearly than exact F1. Run **Batch report** for this bundle's test-split numbers with their intervals.
+(EfficientNet-Lite + MiniLM trained on {trained.get('train_images', '?'):,} {trained.get('folder', '')} photos). Compare
+the *shape* instead: leakage above the baselines that grows with N and saturates, and neighbourhood F1 separating the
+attack from the baselines more clearly than exact F1. Run **Batch report** for this bundle's test-split numbers with
+their intervals.
 """)
+
+training_size = settings.REPO / "bench" / "results" / "training_size.json"
+if training_size.exists():
+    st.subheader("Leakage against the attacker's public data")
+    st.caption("One attacker trained per training-set size (bench/training_size.py; same dev and test photos); each "
+               "metric beside its prior, with 95% bootstrap intervals over the test photos.")
+    st.plotly_chart(training_size_figure(json.loads(training_size.read_text())), use_container_width=True)
 
 
 def paper_table(t: dict) -> None:

@@ -70,7 +70,75 @@ def caption_table() -> str:
     return "\n".join(lines) + ("\n\n" + "\n".join(finals) if len(finals) > 2 else "")
 
 
+def shift_table() -> str:
+    """lite0 at N = 300, k = 10 on other test photos: the same attacker and public pool."""
+    lines = ["| test photos | images | exact tag F1 | most-frequent | Δ | neigh. F1 | most-frequent | Δ | caption ROUGE-L (MBR) "
+             "| mean-embedding caption | Δ |", "|" + "---|" * 11]
+    sets = (("eval_lite0.json", "Flickr8k test, 224 px (the main table)"), ("shift_fullsize_lite0.json",
+            "Flickr8k test, full size (~500 px): resolution"), ("shift_coco_lite0.json", "COCO val2017: domain"))
+    for name, label in sets:
+        path = RESULTS / name
+        if not path.exists():
+            continue
+        d = json.loads(path.read_text())
+        row = next(r for r in d["rows"] if r["n_align"] == 300 and r["k"] == 10)
+        ex, nb = row["metrics"]["exact_f1"], row["metrics"]["neighbourhood_f1"]
+        cap = "| | |"
+        if d.get("captions"):
+            v = d["captions"][0]["metrics"]["rougeL"]
+            cap = f"{ci(v)} | {v['mean_embedding_caption']:.3f} | {diff(v['vs_mean_embedding_caption'])} |"
+        elif name == "eval_lite0.json" and (RESULTS / "captions_lite0_mbr.json").exists():
+            v = json.loads((RESULTS / "captions_lite0_mbr.json").read_text())["captions"][0]["metrics"]["rougeL"]
+            cap = f"{ci(v)} | {v['mean_embedding_caption']:.3f} | {diff(v['vs_mean_embedding_caption'])} |"
+        lines.append(f"| {label} | {d['n_images']} | {ci(ex)} | {ex['frequent']:.3f} | {diff(ex['vs_frequent'])} | "
+                     f"{ci(nb)} | {nb['frequent']:.3f} | {diff(nb['vs_frequent'])} | {cap}")
+    return "\n".join(lines)
+
+
+def tuning_table() -> str:
+    """bench/tune_on_dev.py: every variant's dev scores (lite0 at N = 300 and the oracle, k = 10)."""
+    path = RESULTS / "tune_on_dev.json"
+    if not path.exists():
+        return ""
+    lines = ["| variant | vocabulary | lite0 N=300 exact F1 | neigh. F1 | + neighbour votes: exact | neigh. | "
+             "oracle exact F1 | + votes | run s (training + dev scoring) |", "|" + "---|" * 9]
+    for name, r in json.loads(path.read_text()).items():
+        v, o = r["lite0_n300"], r["oracle"]
+        lines.append(f"| {name} | {r['vocab']:,} | {v['exact_f1']:.4f} | {v['neighbourhood_f1']:.4f} | "
+                     f"{v['fused']['exact_f1']:.4f} | {v['fused']['neighbourhood_f1']:.4f} | {o['exact_f1']:.4f} | "
+                     f"{o['fused']['exact_f1']:.4f} | {r['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def caption_tuning_table() -> str:
+    path = RESULTS / "tune_captions.json"
+    if not path.exists():
+        return ""
+    d = json.loads(path.read_text())
+    lines = [f"| writer | lite0 N=300 ROUGE-L | Δ vs its mean-embedding caption | oracle ROUGE-L | mean-embedding caption "
+             f"(random caption: {d['random_caption_rouge_l']:.3f}) |", "|" + "---|" * 5]
+    for name, r in d["writers"].items():
+        v, o = r["lite0 N=300"], r["oracle (lite2)"]
+        lines.append(f"| {name} | {v['rouge_l']['mean']:.3f} | {diff(v['vs_mean_caption'])} | {o['rouge_l']['mean']:.3f} | "
+                     f"{r['mean_caption_rouge_l']:.3f} |")
+    return "\n".join(lines)
+
+
+def training_size_table() -> str:
+    path = RESULTS / "training_size.json"
+    if not path.exists():
+        return ""
+    lines = ["| train photos | vocabulary | exact tag F1 | prior | Δ [95% CI] | neigh. tag F1 | prior | Δ [95% CI] | "
+             "caption ROUGE-L | mean-embedding caption | Δ [95% CI] |", "|" + "---|" * 11]
+    for r in json.loads(path.read_text())["rows"]:
+        cells = [f"{r[m]['attack']:.3f} | {r[m]['prior']:.3f} | {r[m]['diff']:+.3f} [{r[m]['diff_ci'][0]:+.3f}, "
+                 f"{r[m]['diff_ci'][1]:+.3f}]" for m in ("exact tag F1", "neighbourhood tag F1", "caption ROUGE-L")]
+        lines.append(f"| {r['train_images']:,} | {r['vocabulary']:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    print(tag_table(), "\n")
-    print(graph_table(), "\n")
-    print(caption_table())
+    for table in (tag_table(), graph_table(), caption_table(), shift_table(), tuning_table(), caption_tuning_table(),
+                  training_size_table()):
+        if table:
+            print(table, "\n")

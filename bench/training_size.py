@@ -1,13 +1,13 @@
 """Leakage against the attacker's public data: train attackers on growing subsets of the train split, score each
 on the same test photos, each metric beside its prior.
 
-    python bench/training_size.py [--data ../shared/data/flickr8k_subset1000] [--sizes 200,400,662]
+    python bench/training_size.py [--data ../shared/data/flickr8k_8k_224] [--sizes 662,1500,3000,5909]
 
 For each size a dataset folder is made under bench/out/ (the first `size` train photos after a seeded shuffle,
 the whole dev and test splits, images linked, not copied); `slime build` trains a bundle on it and `slime eval`
-scores victim lite0 at N = 300, k = 10 with consensus captions. The attacker's public pool is its train + dev
-photos, so it grows with the training set too. Writes bench/results/training_size.json and, where plotly can
-export images (kaleido), bench/results/training_size.png.
+scores victim lite0 at N = 300, k = 10 with MBR captions on the same 1,000 test photos. The attacker's public pool is
+its train + dev photos, so it grows with the training set too (dev, 1,000 photos, is the same for every size). Writes bench/results/training_size.json and bench/results/training_size.png
+(the app's About page draws the JSON).
 """
 
 from __future__ import annotations
@@ -54,29 +54,38 @@ def point(result: dict, section: str, metric: str, prior: str, diff: str) -> dic
             "diff": m[diff]["diff"], "diff_ci": [m[diff]["ci_low"], m[diff]["ci_high"]]}
 
 
-def figure(rows: list[dict]):
-    from plotly.subplots import make_subplots
+def png(result: dict, path: Path) -> None:
+    """The README's picture (matplotlib: no browser needed); the app draws the same JSON with plotly
+    (slime_core.present.figures.training_size_figure)."""
+    import matplotlib
 
-    fig = make_subplots(rows=1, cols=len(SERIES), subplot_titles=[s[0] for s in SERIES])
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
     x = [r["train_images"] for r in rows]
-    for col, (label, *_rest) in enumerate(SERIES, start=1):
+    fig, axes = plt.subplots(1, len(SERIES), figsize=(13, 3.6))
+    for ax, (label, *_rest) in zip(axes, SERIES):
         ys = [r[label] for r in rows]
-        fig.add_scatter(x=x, y=[y["attack"] for y in ys], mode="lines+markers", name="attack (lite0, N=300)",
-                        error_y=dict(type="data", symmetric=False, array=[y["ci"][1] - y["attack"] for y in ys],
-                                     arrayminus=[y["attack"] - y["ci"][0] for y in ys]),
-                        line_color="#c0392b", showlegend=col == 1, row=1, col=col)
-        fig.add_scatter(x=x, y=[y["prior"] for y in ys], mode="lines+markers", name="prior (no embedding)",
-                        line=dict(color="#7f8c8d", dash="dash"), showlegend=col == 1, row=1, col=col)
-        fig.update_xaxes(title_text="attacker's training photos", row=1, col=col)
-    fig.update_layout(width=1200, height=380, margin=dict(t=60, b=40, l=40, r=20),
-                      title="What leaks, by the attacker's public training data (125 Flickr8k test photos, k = 10)")
-    return fig
+        ax.errorbar(x, [y["attack"] for y in ys], yerr=[[y["attack"] - y["ci"][0] for y in ys],
+                    [y["ci"][1] - y["attack"] for y in ys]], color="#c0392b", marker="o", capsize=3,
+                    label=f"attack ({result['victim']}, N={result['n_align']}, k={result['k']})")
+        ax.plot(x, [y["prior"] for y in ys], color="#7f8c8d", linestyle="--", marker="s", label="prior (no embedding)")
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(x, [f"{v:,}" for v in x])
+        ax.set_title(label)
+        ax.set_xlabel("attacker's training photos")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"What leaks, by the attacker's public training data ({rows[0]['test_images']:,} Flickr8k test photos)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "flickr8k_subset1000")
-    ap.add_argument("--sizes", default="200,400,662", help="train-split sizes, comma-separated")
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "flickr8k_8k_224")
+    ap.add_argument("--sizes", default="662,1500,3000,5909", help="train-split sizes, comma-separated")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "training_size.json")
     args = ap.parse_args()
@@ -87,7 +96,7 @@ def main() -> None:
         bundle, result = work / "bundle", work / "eval.json"
         run(["build", "--data", str(folder), "--out", str(bundle), "--seed", str(args.seed), "--no-progress"])
         run(["eval", "--data", str(folder), "--split", "test", "--bundle", str(bundle), "--pool-data", str(folder),
-             "--victim", "lite0", "--n-align", "300", "--k", "10", "--caption", "consensus", "--no-progress",
+             "--victim", "lite0", "--n-align", "300", "--k", "10", "--caption", "mbr", "--no-progress",
              "--format", "json", "--output", str(result)])
         evaluation = json.loads(result.read_text())
         manifest = json.loads((bundle / "manifest.json").read_text())
@@ -95,12 +104,9 @@ def main() -> None:
             json.loads((bundle / "pool.json").read_text())["images"]), "test_images": evaluation["n_images"]}
             | {label: point(evaluation, *rest) for label, *rest in SERIES})
         print(json.dumps(rows[-1]), flush=True)
-    args.out.write_text(json.dumps({"victim": "lite0", "n_align": 300, "k": 10, "writer": "consensus",
-                                    "data": args.data.name, "rows": rows}, indent=2))
-    try:
-        figure(rows).write_image(args.out.with_suffix(".png"), scale=1)
-    except Exception as err:  # kaleido missing or no browser for it: the JSON is the result
-        print(f"no PNG written ({err.__class__.__name__}: {err})")
+    result = {"victim": "lite0", "n_align": 300, "k": 10, "writer": "mbr", "data": args.data.name, "rows": rows}
+    args.out.write_text(json.dumps(result, indent=2))
+    png(result, args.out.with_suffix(".png"))
 
 
 if __name__ == "__main__":

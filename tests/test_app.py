@@ -138,7 +138,7 @@ def test_attack_page_renders_everything(attack_app):
     assert caption and caption.split()
     rouge = metric_of(at, "Caption ROUGE-L")
     assert rouge.value == f"{hl.caption_rouge(caption, captions):.2f}"
-    mean_rouge = hl.caption_rouge(common.mean_caption("consensus", 10), captions)
+    mean_rouge = hl.caption_rouge(common.mean_caption("mbr", 10), captions)  # the default writer
     assert any(f"the caption written from the average public photo scores {mean_rouge:.2f}" in c.value
                for c in at.caption)
     # the details: alignment cosine beside a constant embedding's, every score beside both baselines, scene graph
@@ -318,7 +318,7 @@ def test_batch_report_and_its_errors():
     at.text_input(key="br_ns").set_value("abc")
     at.button[0].click().run()
     assert "comma-separated" in errors(at)
-    at.text_input(key="br_ns").set_value("30,5000")
+    at.text_input(key="br_ns").set_value("30,50000")
     at.button[0].click().run()
     assert "pool holds" in errors(at)
     at.text_input(key="br_ns").set_value("30")
@@ -413,7 +413,8 @@ def test_own_embeddings_audit_and_refusals(monkeypatch):
     # tag leakage on held-out public dev photos, beside the most-frequent-tags prior
     leak = next(m for m in at.metric if m.label.startswith("Tag F1 (with near misses) on "))
     held = int(re.search(r"on (\d+) held-out", leak.label).group(1))
-    assert 20 <= held <= 113  # the dev photos left after N=300 of the 775 pool photos are drawn
+    dev = attacker.bundle.pool["splits"].count("dev")
+    assert 0.8 * dev <= held <= dev  # the dev photos left after N=300 of the pool photos are drawn (about 96%)
     diff, low = (float(x) for x in re.match(r"([+-][\d.]+) \[([+-][\d.]+),", leak.delta).groups())
     assert diff > 0.03 and low > 0  # lite1 leaks tags well beyond guessing the most frequent ones
     # the pool and its map stay in this session: nothing is added to the attacker every session shares
@@ -534,7 +535,9 @@ def test_about_page(monkeypatch):
     assert not at.error
     assert any("Threat model" in m.value for m in at.markdown)
     assert len(at.dataframe) >= 1
-    assert len(at.get("plotly_chart")) == 0  # the packaged paper figures are tables, no plots
+    # the packaged paper figures are tables, no plots; the one chart is leakage by training-set size
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1 and "attacker's training photos" in charts[0].proto.spec
 
 
 def test_about_page_shows_the_papers_tables_by_default_labelled_as_the_papers(monkeypatch):
@@ -559,7 +562,8 @@ def test_about_page_shows_transcribed_paper_figures_labelled_as_the_papers(monke
     at = start("about")
     ok(at)
     charts = at.get("plotly_chart")
-    assert len(charts) == 1 and "THE PAPER'S FIGURE (not this run): cosine vs N" in charts[0].proto.spec
+    paper = [c for c in charts if "THE PAPER'S FIGURE" in c.proto.spec]
+    assert len(paper) == 1 and "THE PAPER'S FIGURE (not this run): cosine vs N" in paper[0].proto.spec
     assert any("a transcription for the test" in c.value for c in at.caption)
     figs.write_text("{not json")
     at = start("about")
@@ -672,7 +676,7 @@ def test_audit_report_button():
     at.select_slider(key="ar_boot").set_value(100)
     at.number_input(key="ar_examples").set_value(2)
     at.multiselect(key="ar_defences").set_value(["rotation"])
-    at.text_input(key="ar_ns").set_value("30,5000")
+    at.text_input(key="ar_ns").set_value("30,50000")
     at.button[1].click().run()
     ok(at)
     assert "pool holds" in errors(at) and not at.get("download_button")

@@ -207,3 +207,20 @@ def test_argparse_errors_exit_2():
     with pytest.raises(SystemExit) as exc:
         main(["attack", "--format", "xml"])
     assert exc.value.code == 2
+
+
+def test_caption_auto_is_mbr_where_the_pool_captions_are_else_local(monkeypatch, tmp_path):
+    import argparse
+
+    from slime_core import cli, settings, write
+
+    chosen = []
+    monkeypatch.setattr(write, "make_writer", lambda spec, mode=None: chosen.append(spec))
+    args = argparse.Namespace(caption="auto", caption_mode=None, pool_data=None)
+    monkeypatch.setenv("SLIME_DATA", str(settings.DEMO_DATA))  # the demo gallery: test photos, not the pool
+    cli.make_writer(args)
+    (tmp_path / "captions.jsonl").write_text("")
+    cli.make_writer(argparse.Namespace(caption="auto", caption_mode=None, pool_data=tmp_path))
+    cli.make_writer(argparse.Namespace(caption="auto", caption_mode=None, pool_data=tmp_path / "absent"))
+    cli.make_writer(argparse.Namespace(caption="consensus", caption_mode=None, pool_data=None))
+    assert chosen == ["local", "mbr", "local", "consensus"]

@@ -78,7 +78,7 @@ class FakeAttacker:
     def embed(self, name, paths, progress=False):
         return self._A_test if name == self.bundle.image_encoder else self._X_test
 
-    def retrieve(self, A, k):
+    def retrieve(self, A, k, own_rows=None):
         s = np.atleast_2d(A) @ self.tag_vecs.T
         return [[(self.tag_names[i], float(row[i])) for i in np.argsort(-row)[:k]] for row in s]
 
@@ -97,6 +97,9 @@ class FakeAttacker:
 
     def captions_of(self, names):
         return [self._captions[n][0] for n in names if n in self._captions]
+
+    def all_captions_of(self, name):
+        return list(self._captions.get(name, []))
 
     def scorer(self):
         index = {t: i for i, t in enumerate(self.tag_names)}

@@ -119,3 +119,30 @@ def paper_figure(fig_spec):
                       xaxis_title=fig_spec.get("x_label", ""), yaxis_title=fig_spec.get("y_label", ""),
                       template="plotly_white", height=360, paper_bgcolor="#fff8ec")
     return fig
+
+
+TRAINING_SIZE_SERIES = ("exact tag F1", "neighbourhood tag F1", "caption ROUGE-L")
+
+
+def training_size_figure(result: dict):
+    """bench/training_size.py's result: each metric of the attack (with its 95% interval) and of its prior, against
+    the number of photos the attacker trained on."""
+    from plotly.subplots import make_subplots
+
+    rows = result["rows"]
+    fig = make_subplots(rows=1, cols=len(TRAINING_SIZE_SERIES), subplot_titles=TRAINING_SIZE_SERIES)
+    x = [r["train_images"] for r in rows]
+    for col, label in enumerate(TRAINING_SIZE_SERIES, start=1):
+        ys = [r[label] for r in rows]
+        fig.add_scatter(x=x, y=[y["attack"] for y in ys], mode="lines+markers",
+                        name=f"attack ({result['victim']}, N={result['n_align']})",
+                        error_y=dict(type="data", symmetric=False, array=[y["ci"][1] - y["attack"] for y in ys],
+                                     arrayminus=[y["attack"] - y["ci"][0] for y in ys]),
+                        line_color="#c0392b", showlegend=col == 1, row=1, col=col)
+        fig.add_scatter(x=x, y=[y["prior"] for y in ys], mode="lines+markers", name="prior (no embedding)",
+                        line=dict(color="#7f8c8d", dash="dash"), showlegend=col == 1, row=1, col=col)
+        fig.update_xaxes(title_text="attacker's training photos", type="log", row=1, col=col)
+    n = rows[0].get("test_images", "")
+    fig.update_layout(height=380, margin=dict(t=60, b=40, l=40, r=20),
+                      title=f"What leaks, by the attacker's public training data ({n} test photos, k = {result['k']})")
+    return fig
