@@ -47,7 +47,7 @@ def defence_setup(victim: str, limit: int, n_align: int, k: int, method: str = "
                   n_boot: int = 200, writer: str = "none"):
     """`defence_curves.prepare` on the first `limit` test images (victim and attacker embeddings, reference tags, the
     prior baselines and the undefended point), once per set of inputs; shared by the Defences page and the
-    audit report button. Reuses the app's parser and text encoder. `writer` ("none" | "consensus") adds
+    audit report button. Reuses the app's parser and text encoder. `writer` ("none" | "mbr") adds
     caption ROUGE-L."""
     from slime_core.experiments.defence_curves import prepare
     samples = eval_samples(limit)

@@ -51,10 +51,10 @@ with st.expander("More settings"):
     key_seed = st.number_input("Owner's secret key / noise seed", 0, 2**31 - 1, 0, key="df_seed")
     no_captions = None if common.public_captions() else "Caption scores " + common.NO_PUBLIC_CAPTIONS
     captions = st.toggle("Also score captions (ROUGE-L)", False, key="df_captions", disabled=bool(no_captions),
-                         help=no_captions or "The consensus writer (no LLM: the most agreed-on caption of the 5 "
-                              "nearest public images; fast enough for a whole curve), beside a random public caption and the caption of the mean "
+                         help=no_captions or "The MBR writer (no LLM: the most typical caption of the 40 nearest "
+                              "public images), beside a random public caption and the caption of the mean "
                               "public embedding. Needs the public pool's captions.") and not no_captions
-writer = "consensus" if captions else "none"
+writer = "mbr" if captions else "none"
 
 try:
     with st.spinner(f"Embedding the test images with {victim} and the attacker's encoder, tagging their captions ..."):

@@ -57,9 +57,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=0, help="first L test images only (smoke runs)")
     ap.add_argument("--bootstrap", type=int, default=1000)
-    ap.add_argument("--caption", default="consensus",
-                    help="caption writer for caption ROUGE-L: consensus (default: no LLM, 5 captions per image, so a "
-                         "curve of 1,000 photos takes seconds) | mbr (~0.25 s a caption) | local | <litellm model> | none")
+    ap.add_argument("--caption", default="mbr",
+                    help="caption writer for caption ROUGE-L: mbr (default, no LLM) | consensus | local | <litellm model> | none")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     ap.add_argument("--from-json", type=Path, default=None,
                     help="redraw the PNG and HTML from a JSON this script wrote, without measuring again")

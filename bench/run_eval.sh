@@ -30,5 +30,5 @@ if [ -d "$SHARED/coco_val2017_224" ]; then
   ev --data "$SHARED/coco_val2017_224" --pool-data "$DATA" --victim lite0 --n-align 300 --k 10 --caption mbr \
     --output "$OUT/shift_coco_lite0.json" > "$OUT/shift_coco_lite0.txt"
 fi
-python bench/defence_curves.py --data "$DATA" > "$OUT/defence_curves_lite0.txt"  # consensus captions: MBR costs ~0.25 s a caption
+python bench/defence_curves.py --data "$DATA" > "$OUT/defence_curves_lite0.txt"
 python bench/readme_tables.py > "$OUT/readme_tables.md"

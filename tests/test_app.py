@@ -650,7 +650,7 @@ def test_defences_page_scores_captions_beside_both_caption_priors():
     assert not at.error, errors(at)
     table = at.dataframe[0].value
     for prior in ("random caption", "mean embedding caption"):
-        row = table[table["leakage"] == f"caption ROUGE-L (consensus-rougeL) vs {prior}"].iloc[0]
+        row = table[table["leakage"] == f"caption ROUGE-L (mbr-rougeL) vs {prior}"].iloc[0]
         assert 0 < row["prior"] < 1 and 0 <= row["attack"] <= 1
         assert abs(row["difference"] - (row["attack"] - row["prior"])) < 1e-9  # paired over images: means subtract
     assert "caption ROUGE-L" in at.get("plotly_chart")[0].proto.spec
