@@ -29,7 +29,7 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "flickr8
 OUT = Path(__file__).resolve().parent / "results" / "tune_captions.json"
 
 
-KS, TEMPERATURES = (5, 10, 20, 40), (0.01, 0.02, 0.05, 10.0)
+KS, TEMPERATURES = (5, 10, 20, 40, 80), (0.01, 0.02, 0.05, 10.0)
 
 
 def choices(query: np.ndarray, A_train: np.ndarray, train_caps: list[list[str]]) -> dict[str, str]:
