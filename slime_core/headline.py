@@ -9,7 +9,7 @@ caption_headline     caption ROUGE-L beside the caption of the mean public embed
 percentile           where one photo's score sits among all test photos
 photo_scores         per-photo tag F1 / caption ROUGE-L of the attack and its priors for many photos at once
 gallery_table / scores_by_name   the demo gallery's reference tags and every photo's score (percentile, default)
-default_photo        the photo at the median of the gallery's tag-F1 gains over the prior (a stated rule)
+default_photo        the photo at the median of the gallery's neighbourhood-F1 gains over the prior (a stated rule)
 scene_graph_dot      Graphviz DOT for a scene graph, readable labels
 UploadedPools / fit_session_alignment / attack_rows   a session's uploaded pools and their maps, never in the
                      shared attacker
@@ -35,9 +35,9 @@ from slime_core.tags import tags_of_samples
 
 TAG_CLASSES = ("exact", "neighbourhood", "miss")
 DEFAULT_SETTINGS = {"victim": "lite0", "n_align": 300, "k": 10, "method": "ridge"}  # the gallery's default-photo scores
-DEFAULT_RULE = ("the test photo whose gain in exact tag F1 over the most frequent tags is the median of the gallery's "
-                "photos at the default settings (victim lite0, N = 300, k = 10; ties: first by file name) - a typical "
-                "photo, not a hand-picked one")
+DEFAULT_RULE = ("the test photo whose gain in neighbourhood tag F1 (green and amber tags) over the most frequent tags "
+                "is the median of the gallery's photos at the default settings (victim lite0, N = 300, k = 10; ties: "
+                "first by file name) - a typical photo, not a hand-picked one")
 METRIC_NAMES = {
     "exact_precision": "exact tag precision", "exact_recall": "exact tag recall", "exact_f1": "exact tag F1",
     "neighbourhood_precision": "near-miss tag precision", "neighbourhood_recall": "near-miss tag recall",
@@ -121,7 +121,7 @@ def alignment_headline(cosine: float, prior: float, n_align: int) -> str:
         verdict = "below what no information gives: nothing beyond chance is recoverable with these pairs"
     return (f"Held-out alignment cosine {cosine:.3f} with N={n_align} leaked pairs; a constant embedding, carrying no "
             f"information, gets {prior:.3f} under the same fit ({gap:+.3f}): {verdict}. For comparison, the offline "
-            f"lite0 encoder reaches 0.72 against a prior of 0.58 at N=300 with ridge.")
+            f"lite0 encoder reaches 0.73 against a prior of 0.59 at N=300 with ridge (the shipped bundle).")
 
 
 def percentile(value: float, values: Sequence[float]) -> float:
@@ -186,7 +186,9 @@ def gallery_table(attacker, samples, parser, victim: str, n_align: int, k: int, 
     scores = photo_scores(attacker, X, r, near, victim, n_align, k, method)
     return {"refs": refs,
             "default_scores": {"names": [s.name for s in samples], "exact_f1": scores["exact_f1"].tolist(),
-                               "gain": (scores["exact_f1"] - scores["prior_exact_f1"]).tolist()}}
+                               # exact F1 at k = 10 is too coarse for a median: half the photos tie at the
+                               # prior's score; the neighbourhood F1 gain separates them
+                               "gain": (scores["neighbourhood_f1"] - scores["prior_neighbourhood_f1"]).tolist()}}
 
 
 def scores_by_name(attacker, X: np.ndarray, names: Sequence[str], refs: dict, victim: str, n_align: int, k: int,

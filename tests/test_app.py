@@ -150,6 +150,27 @@ def test_attack_page_renders_everything(attack_app):
     assert at.get("graphviz_chart"), "the scene graph is drawn"
 
 
+def test_the_page_opens_on_the_shipped_rule_photo_and_says_so(attack_app):
+    """From the first start (no gallery table cached yet), the opening photo is the one bench/demo_default.py chose
+    for the shipped bundle by the stated median rule, and the page states that rule."""
+    from app_pages import common
+    from slime_core import headline as hl
+    from slime_core import settings
+
+    shipped = json.loads((settings.DEMO_DATA / "default_photo.json").read_text())
+    assert shipped["bundle"] == hl.bundle_identity(common.get_attacker().bundle), "rerun bench/demo_default.py"
+    assert attack_app.session_state["gallery_image"] == shipped["image"]
+    assert any(f"Shown first: {hl.DEFAULT_RULE}." in c.value for c in attack_app.caption)
+
+
+def test_default_photo_is_the_median_gain_first_by_name():
+    from slime_core import headline as hl
+
+    names, gains = ["d.jpg", "a.jpg", "c.jpg", "b.jpg", "e.jpg"], [0.3, 0.1, 0.1, 0.2, 0.0]
+    assert hl.default_photo(names, gains) == "c.jpg"  # sorted (0.0 e, 0.1 a, 0.1 c, 0.2 b, 0.3 d): the middle one
+    assert hl.default_photo(names[:4], gains[:4]) == "c.jpg"  # an even count: the lower median
+
+
 def test_presentation_mode_shows_the_headline_only(attack_app):
     at = attack_app
     at.toggle(key="present").set_value(True).run()
