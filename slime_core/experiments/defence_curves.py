@@ -23,7 +23,7 @@ Leakage (test split, per image, mean with a 95% bootstrap interval over images)
                            random one. Caption leakage is what beats this prior.
 
 Utility (the embedding's own job: image-to-image retrieval, measured on what the owner releases)
-  The gallery is every released embedding (pool + test, 900 images). For each test image the target is
+  The gallery is every released embedding (pool + test; 7,909 with the full Flickr8k bundle). For each test image
   its nearest neighbour in the gallery (itself excluded) under the CLEAN embedding; recall@k is the
   fraction of test images whose target is among the top-k (cosine) under the DEFENDED embeddings. It is
   1.0 without a defence by construction and measures how much of the owner's neighbour structure
