@@ -230,24 +230,29 @@ def load_bundle(folder: str | Path | None = None) -> Bundle:
     image_file = folder / f"pool_{manifest['image_encoder']}.safetensors"
     if not image_file.exists():
         raise SlimeError(f"{image_file}: missing (the attacker's own pool embeddings); {DAMAGED}.")
-    pool_embeddings = {}
-    for p in sorted(folder.glob("pool_*.safetensors")):
-        name = p.stem[len("pool_"):]
-        arrays = _read_arrays(p, ("embeddings",))
-        emb = dequantise_rows(arrays)
-        if "row_scale" in arrays and arrays["row_scale"].shape != emb.shape[:1]:
-            raise SlimeError(f"{p}: row_scale has shape {arrays['row_scale'].shape}, not one per pool row; {DAMAGED}.")
-        expected = dims["image"] if name == manifest["image_encoder"] else None
-        if emb.ndim != 2 or emb.shape[0] != n_pool:
-            raise SlimeError(f"{folder / 'pool.json'}: lists {n_pool} images, but {p.name} holds pool embeddings of "
-                             f"shape {emb.shape}; {DAMAGED}.")
-        if expected and emb.shape[1] != expected:
-            raise SlimeError(f"{p}: pool embeddings of {name} are {emb.shape[1]}-d; the manifest says {expected}.")
-        if not np.isfinite(emb).all():
-            raise SlimeError(f"{p}: pool embeddings hold NaN or inf; {DAMAGED}.")
-        pool_embeddings[name] = emb
+    pool_embeddings = {p.stem[len("pool_"):]: _read_pool(p, manifest, n_pool)
+                       for p in sorted(folder.glob("pool_*.safetensors"))}
     return Bundle(manifest, heads.eval(), ranker.eval(), vocab["tags"], np.asarray(vocab["counts"], np.float32),
                   tag_text, pool, pool_embeddings, semantics, folder)
+
+
+def _read_pool(path: Path, manifest: dict, n_pool: int) -> np.ndarray:
+    """One encoder's pool embeddings (n_pool, d), float32, checked against pool.json and the manifest."""
+    name = path.stem[len("pool_"):]
+    arrays = _read_arrays(path, ("embeddings",))
+    q = arrays["embeddings"]
+    if q.ndim != 2 or q.shape[0] != n_pool:
+        raise SlimeError(f"{path.parent / 'pool.json'}: lists {n_pool} images, but {path.name} holds pool embeddings of "
+                         f"shape {q.shape}; {DAMAGED}.")
+    if "row_scale" in arrays and arrays["row_scale"].shape != (n_pool,):
+        raise SlimeError(f"{path}: row_scale has shape {arrays['row_scale'].shape}, not one per pool row; {DAMAGED}.")
+    expected = manifest["dims"]["image"] if name == manifest["image_encoder"] else None
+    if expected and q.shape[1] != expected:
+        raise SlimeError(f"{path}: pool embeddings of {name} are {q.shape[1]}-d; the manifest says {expected}.")
+    emb = dequantise_rows(arrays)
+    if not np.isfinite(emb).all():
+        raise SlimeError(f"{path}: pool embeddings hold NaN or inf; {DAMAGED}.")
+    return emb
 
 
 MODELS = DEFAULT_BUNDLE.parent

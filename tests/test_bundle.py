@@ -161,3 +161,13 @@ def test_default_bundle_is_consistent(default_bundle):
     for name, emb in b.pool_embeddings.items():
         assert emb.shape == (n_pool, m["dims"]["image"]), name
         np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=2e-3)
+
+
+def test_pool_row_scale_of_the_wrong_length_is_refused(saved):
+    from safetensors.numpy import load_file, save_file
+
+    _, folder = saved
+    arrays = load_file(folder / "pool_enc.safetensors")
+    save_file({"embeddings": arrays["embeddings"], "row_scale": arrays["row_scale"][:3]}, folder / "pool_enc.safetensors")
+    with pytest.raises(SlimeError, match=r"pool_enc.safetensors: row_scale has shape \(3,\), not one per pool row"):
+        load_bundle(folder)
