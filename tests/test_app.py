@@ -397,6 +397,7 @@ def test_eval_helpers_and_html_report():
     assert "<td>+0.200 [+0.100, +0.300]</td><td>+0.100 [+0.000, +0.200]</td>" in page  # paired differences
     assert "<td class='l'>consensus-rougeL</td><td class='l'>rougeL</td><td>0.250 [0.150, 0.350]</td>" in page
     assert "Alignment cosine vs N" not in page and "Examples: what leaked" not in page  # sections it lacks
+    assert "54.36" in page[page.index("The paper's reference figures (NOT measured by this run)"):]  # the paper's, apart
     for fig in (app_figures.metric_vs_k_figure(df, "exact_f1", 30), app_figures.metric_vs_n_figure(df, "exact_f1", 5),
                 app_figures.difference_figure(df, "exact_f1")):
         assert fig.data

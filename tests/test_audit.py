@@ -166,6 +166,9 @@ def test_own_embeddings_report_puts_the_cosine_beside_its_prior_and_escapes_name
     page = render_html(own_embeddings_report(audit, "above the prior"))
     assert "Tag leakage beside its prior" in page and "70 public dev photos" in page
     assert "0.090 [0.070, 0.110]" in page and "+0.040 [+0.020, +0.050]" in page
+    # every report carries the paper's figures, apart and labelled (DeepSeek-v3.2's ROUGE-L in its Table 1)
+    paper = page.index("The paper's reference figures (NOT measured by this run)")
+    assert "54.36" in page[paper:]
 
 
 def test_the_packaged_paper_figures_load_and_hold_the_papers_tables():

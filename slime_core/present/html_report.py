@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from slime_core.errors import SlimeError
-from slime_core.experiments.audit import THREAT_MODEL
+from slime_core.experiments.audit import THREAT_MODEL, load_paper_figures, paper_figures_path
 from slime_core.present import figures
 from slime_core.present.serialise import jsonable
 from slime_core.present.tables import fmt_strength, knee_label, optional_cells
@@ -81,7 +81,8 @@ def evaluation_report(result: dict) -> dict:
                                              "test_images": result["n_images"]},
             "threat_model": [{"role": r, "text": t} for r, t in THREAT_MODEL],
             "settings": {k: result[k] for k in EVALUATION_SETTINGS if k in result},
-            "evaluation": result, "examples": [], "defences": {}, "undefended": None}
+            "evaluation": result, "examples": [], "defences": {}, "undefended": None,
+            "paper_figures": load_paper_figures(paper_figures_path())}  # every report carries the paper's, labelled
 
 
 def own_embeddings_report(audit: dict, verdict: str) -> dict:
@@ -99,7 +100,8 @@ def own_embeddings_report(audit: dict, verdict: str) -> dict:
             "settings": {"N leaked pairs": audit["n_align"], "alignment method": audit["method"], "k tags": audit["k"],
                          "embeddings audited": len(audit["results"])},
             "own": {**audit, "verdict": verdict, "tag_counts": counts},
-            "examples": [], "defences": {}, "undefended": None}
+            "examples": [], "defences": {}, "undefended": None,
+            "paper_figures": load_paper_figures(paper_figures_path())}
 
 
 def write_report(report: dict, out) -> tuple[Path, Path]:
