@@ -30,7 +30,7 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 from slime_core import loaded_models, remote, settings
-from slime_core.caption_metrics import rouge_l, rouge_l_matrix
+from slime_core.caption_metrics import rouge_l_matrix
 from slime_core.errors import MissingModelError, SlimeError, mask_secrets
 
 MODES = ("tags", "neighbours", "tags+neighbours")
@@ -239,9 +239,7 @@ class ConsensusWriter(CaptionWriter):
         caps = [c.strip() for c in neighbour_captions or [] if c and c.strip()]
         if not caps:
             raise SlimeError("mode 'neighbours' needs the neighbours' captions")
-        agree = [sum(rouge_l(c, o) for j, o in enumerate(caps) if j != i) / max(len(caps) - 1, 1)
-                 for i, c in enumerate(caps)]
-        best = max(range(len(caps)), key=lambda i: (agree[i], -i))
+        best = mbr_choice(rouge_l_matrix(caps), np.zeros(len(caps)), 1.0)  # MBR with every caption weighed alike
         return WrittenCaption(caps[best], self.mode, self.model, None, time.perf_counter() - start, 0.0)
 
 
