@@ -265,9 +265,7 @@ def _retrieval_on_dev(cfg: BuildConfig, tags: _Tags, emb: _Embeddings, search: _
     weights = (0.0,) if tags.large else VOTE_WEIGHTS
     out = {}
     if not tags.large:
-        train_tags = np.zeros((len(tags.train), len(tags.vocab)), np.float32)
-        for i, c in enumerate(tags.pool_tags[: len(tags.train)]):
-            train_tags[i, tags.ids(c)] = 1
+        train_tags = retrieve.tag_matrix(tags.pool_tags[: len(tags.train)], tags.tag_id)
         shares = retrieve.NeighbourVotes().shares(dev_E, emb.attacker[: len(tags.train)], train_tags)
     for a in ALPHAS:
         for w in weights:

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.sparse import csr_matrix
 from tqdm.auto import tqdm
 
 from slime_core import align, retrieve, settings
@@ -150,11 +149,8 @@ class Attacker:
     def pool_tags(self):
         """(pool, V) sparse 0/1 matrix: which vocabulary tags each public pool photo's captions have."""
         if self._pool_tags is None:
-            ids = {t: i for i, t in enumerate(self.bundle.tags)}
-            pairs = [(row, ids[t]) for row, tags in enumerate(self.bundle.pool.get("tags", [])) for t in tags if t in ids]
-            rows, cols = (np.array(x, np.int64) for x in zip(*pairs)) if pairs else (np.zeros(0, np.int64),) * 2
-            self._pool_tags = csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
-                                         shape=(len(self.pool_attack), len(ids)))
+            tag_lists = self.bundle.pool.get("tags") or [[]] * len(self.pool_attack)
+            self._pool_tags = retrieve.tag_matrix(tag_lists, {t: i for i, t in enumerate(self.bundle.tags)})
         return self._pool_tags
 
     def retrieve(self, attack_embeddings: np.ndarray, k: int, own_rows=None) -> list[list[tuple[str, float]]]:

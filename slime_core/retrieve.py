@@ -201,6 +201,15 @@ def prior_keys(tag_vecs: np.ndarray, prior: np.ndarray) -> np.ndarray:
     return np.hstack([tag_vecs, prior[:, None]]).astype(np.float32)
 
 
+def tag_matrix(tag_lists, tag_id: dict[str, int]):
+    """(n, V) scipy sparse 0/1 matrix: which vocabulary tags each photo has (tags outside `tag_id` dropped)."""
+    from scipy.sparse import csr_matrix
+
+    pairs = [(row, tag_id[t]) for row, tags in enumerate(tag_lists) for t in tags if t in tag_id]
+    rows, cols = (np.array(x, np.int64) for x in zip(*pairs)) if pairs else (np.zeros(0, np.int64),) * 2
+    return csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(tag_lists), len(tag_id)))
+
+
 @dataclass
 class NeighbourVotes:
     """The nearest public images' tags as a second opinion: each tag's share among the `neighbours` nearest pool
