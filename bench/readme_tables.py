@@ -33,20 +33,28 @@ def tag_table(k: int = 10) -> str:
     return "\n".join(lines)
 
 
+GRAPH_COLUMNS = {"object_f1": "object F1", "relation_f1": "relation F1 (subject-object pairs)",
+                 "relation_type_f1": "relation-type F1 (on, under, next_to, ...)"}
+
+
 def graph_table(k: int = 10) -> str:
-    lines = ["| victim | N | object F1 | most-frequent | Δ | relation F1 (subject-object pairs) | most-frequent | Δ |",
-             "|" + "---|" * 8]
+    """Every scene-graph metric the results hold (relation_type_f1 only in results written since it was added)."""
+    rows = []
     for victim in ("lite0", "lite1", "lite2"):
         path = RESULTS / f"eval_{victim}.json"
-        if not path.exists():
-            continue
-        for row in json.loads(path.read_text())["rows"]:
-            if row["k"] != k or "scene_graph" not in row:
-                continue
-            g = row["scene_graph"]
-            n = "oracle" if victim == "lite2" else row["n_align"]
-            lines.append(f"| {victim} | {n} | " + " | ".join(
-                f"{ci(g[m])} | {g[m]['frequent']:.3f} | {diff(g[m]['vs_frequent'])}" for m in ("object_f1", "relation_f1")) + " |")
+        if path.exists():
+            rows += [(victim, row) for row in json.loads(path.read_text())["rows"]
+                     if row["k"] == k and "scene_graph" in row]
+    if not rows:
+        return ""
+    metrics = [m for m in GRAPH_COLUMNS if all(m in row["scene_graph"] for _, row in rows)]
+    lines = ["| victim | N | " + " | ".join(f"{GRAPH_COLUMNS[m]} | most-frequent | Δ" for m in metrics) + " |",
+             "|" + "---|" * (2 + 3 * len(metrics))]
+    for victim, row in rows:
+        g = row["scene_graph"]
+        n = "oracle" if victim == "lite2" else row["n_align"]
+        lines.append(f"| {victim} | {n} | " + " | ".join(
+            f"{ci(g[m])} | {g[m]['frequent']:.3f} | {diff(g[m]['vs_frequent'])}" for m in metrics) + " |")
     return "\n".join(lines)
 
 

@@ -60,6 +60,10 @@ def test_format_table(result):
     assert last.split()[:3] == ["30", "5", f"{row['alignment_cosine']['test']:.3f}"]
     assert f"{row['metrics']['exact_f1']['attack']:.3f}" in last
     assert f"object_f1 {row['scene_graph']['object_f1']['attack']:.3f}" in lines[-1]
+    g = row["scene_graph"]["relation_type_f1"]
+    assert f"relation_type_f1 {g['attack']:.3f} [{g['ci_low']:.3f},{g['ci_high']:.3f}] | {g['frequent']:.3f}" in lines[-1]
+    old = {**row, "scene_graph": {m: v for m, v in row["scene_graph"].items() if m != "relation_type_f1"}}
+    assert "relation_type_f1" not in format_table({**result, "rows": [old], "captions": []})  # results saved before it
 
 
 def test_pool_overlap_guard(tiny_attacker, demo_samples):
@@ -110,6 +114,18 @@ def test_graph_scores_known_answers():
     half = graph_scores([["dog chase cat"], ["man sit on bench"]], ["young boy"], ref_graphs, n_boot=50, seed=0)
     assert half["object_f1"]["attack"] == pytest.approx((2 * 0.5 * 0.5 / 1.0 + 1.0) / 2)  # dog of {dog, ball}; cat wrong
     assert half["relation_f1"]["attack"] == pytest.approx(0.5)
+    # relation-type F1: the multiset of predicate types of the typed relations. "dog chase ball" has none, so the
+    # first image scores 0 on both sides (as infer's P/R/F1 does); "man sit on bench" is one "on".
+    assert same["relation_type_f1"]["attack"] == pytest.approx(0.5) and same["relation_type_f1"]["frequent"] == 0.0
+    assert same["relation_type_f1"]["vs_frequent"]["diff"] == pytest.approx(0.5)
+    # right type, wrong objects: "boy on bench" + "cup on table" are two "on" against one -- P 1/2, R 1, F1 2/3 --
+    # while no subject-object pair matches
+    typed = graph_scores([["cat in box"], ["boy on bench", "cup on table"]], ["man on bench"], ref_graphs, n_boot=50, seed=0)
+    assert typed["relation_type_f1"]["attack"] == pytest.approx((0.0 + 2 / 3) / 2)
+    assert typed["relation_f1"]["attack"] == 0.0
+    assert typed["relation_type_f1"]["frequent"] == pytest.approx(0.5)  # the prior's one "on" matches the second image
+    assert typed["relation_type_f1"]["vs_frequent"]["diff"] == pytest.approx(2 / 6 - 0.5)
+    assert set(typed) == {"object_f1", "relation_f1", "relation_type_f1"}
 
 
 def test_final_captions_use_only_the_chosen_parts():

@@ -6,6 +6,8 @@ import math
 
 from slime_core.defend import spec
 
+GRAPH_METRICS = ("object_f1", "relation_f1", "relation_type_f1")  # graph_scores' keys, in table order
+
 
 def evaluation_table(result: dict) -> str:
     """Plain-text table of `slime eval`: one line per (N, k)."""
@@ -24,12 +26,13 @@ def evaluation_table(result: dict) -> str:
                          + f" {e['frequent']:>6.3f} {e['nearest']:>6.3f} {e['oracle']:>6.3f} "
                          + f"{d['diff']:+.3f} [{d['ci_low']:+.3f},{d['ci_high']:+.3f}]".rjust(22))
         lines.append(" | ".join(cells))
-    lines.append("scene graph from the top-k tags vs from the reference tags: attack F1 [95% CI] | most-frequent tags")
+    lines.append("scene graph from the top-k tags vs from the reference tags: attack F1 [95% CI] | most-frequent tags "
+                 "(relation: subject-object pairs; relation_type: the predicate types on, under, next_to, ...)")
     for row in result["rows"]:
         g = row["scene_graph"]
         lines.append(f"{row['n_align']:>5} {row['k']:>3}  " + "   ".join(
             f"{m} {g[m]['attack']:.3f} [{g[m]['ci_low']:.3f},{g[m]['ci_high']:.3f}] | {g[m]['frequent']:.3f}"
-            for m in ("object_f1", "relation_f1")))
+            for m in GRAPH_METRICS if m in g))  # results saved before relation_type_f1 lack it
     for cap in result["captions"]:
         lines.append(f"captions N={cap['n_align']} k={cap['k']} ({cap['writer']}, mode {cap['mode']}): attack [95% CI] | "
                      f"random public caption | caption of the mean public embedding | nearest image's caption | "
