@@ -8,6 +8,7 @@ COCO AP50) but real: it finds the black dog (0.91) and the people (0.8-0.88) in 
 name them, though it calls a tan dog a sheep.
 
     detect(image)       -> [Detection(label, score, x0, y0, x1, y1)], best first, boxes in the photo's pixels
+    class_scores(image) -> each label's best cell score: a full ranking, for top-5 comparisons
     objects(detections) -> unique labels, best first
     decode(output, ...) -> the same from the raw 1x85x22x22 output; pure, so tests need no model
 
@@ -157,6 +158,16 @@ def detect(image, threshold: float = THRESHOLD, iou: float = IOU, detector: Dete
     detector = detector or load_detector()
     output = detector.session.run(None, {detector.input_name: preprocess(photo)})[0]
     return decode(output, photo.size, detector.labels, threshold, iou)
+
+
+def class_scores(image, detector: Detector | None = None) -> np.ndarray:
+    """(labels,) each label's best cell score anywhere in `image`, thresholds aside: a ranking of all labels, so
+    two images can be compared by their top five even where nothing passes the detection threshold."""
+    photo = load_image(image)
+    detector = detector or load_detector()
+    grid = detector.session.run(None, {detector.input_name: preprocess(photo)})[0][0]
+    cells = grid[0].clip(0, None) ** 0.6 * grid[HEAD:].clip(0, None) ** 0.4  # (labels, rows, cols)
+    return cells.reshape(len(detector.labels), -1).max(axis=1)
 
 
 def objects(detections: list[Detection]) -> list[str]:

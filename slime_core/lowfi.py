@@ -2,7 +2,9 @@
 
 KandinskyDecoder  the paper's way: Kandinsky 2.2's decoder, conditioned on an embedding in ViT-bigG-14's
                   CLIP image space (1280-d), turns it back into pixels. Needs the weights locally.
-nearest_gallery_images  the offline way: the gallery images whose embeddings lie closest.
+nearest_gallery_images  the gallery images whose embeddings lie closest.
+make_lowfi        "offline" (`generate.OfflineGenerator`: TAEF2 latents from the aligned embedding, no network) or
+                  "kandinsky" (the paper's decoder); both give `.generate(aligned (n, d)) -> [PIL image]`.
 """
 
 from __future__ import annotations
@@ -116,3 +118,34 @@ def nearest_gallery_images(aligned: np.ndarray, gallery_embeddings: np.ndarray, 
     sims = (g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)) @ (q / max(np.linalg.norm(q), 1e-12))
     top = np.argsort(-sims, kind="stable")[: max(k, 0)]
     return [(str(gallery_paths[i]), float(sims[i])) for i in top]
+
+
+LOWFI_METHODS = ("offline", "kandinsky")
+
+
+class KandinskyLowFi:
+    """Kandinsky behind the same face as the offline generator. It decodes ViT-bigG-14 CLIP image embeddings, so
+    only an attacker whose attack space is that CLIP may use it."""
+
+    name = "kandinsky"
+
+    def __init__(self, decoder: KandinskyDecoder, steps: int = 25, embed_norm: float | None = None):
+        self.decoder, self.steps, self.embed_norm = decoder, steps, embed_norm
+
+    def generate(self, aligned: np.ndarray, progress: bool = False, **_) -> list:
+        return self.decoder.decode(aligned, steps=self.steps, embed_norm=self.embed_norm)
+
+
+def make_lowfi(method: str, attacker_image_encoder: str, kandinsky: str = KANDINSKY_DECODER_ID,
+               refine_steps: int = 0):
+    """The low-fidelity image maker called `method`, checked against the attacker before any weights load.
+    MissingModelError (with the loader's reason) where its weights are absent; SlimeError for a wrong pairing."""
+    if method not in LOWFI_METHODS:
+        raise SlimeError(f"unknown low-fidelity method {method!r}; choose one of {', '.join(LOWFI_METHODS)}.")
+    if method == "kandinsky":
+        if not attacker_image_encoder.startswith("clip-vit-bigg-14"):
+            raise SlimeError(f"Kandinsky 2.2 decodes ViT-bigG-14 CLIP image embeddings; this attacker's space is "
+                             f"{attacker_image_encoder!r} (use --lowfi offline, or the clip-vit-bigg-14 bundle).")
+        return KandinskyLowFi(KandinskyDecoder.from_pretrained(kandinsky))
+    from slime_core.generate import load_offline_generator
+    return load_offline_generator(refine_steps, image_encoder=attacker_image_encoder)

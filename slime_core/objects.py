@@ -15,16 +15,20 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from slime_core import detect
 from slime_core.infer import _prf, lemma, parse_tag
 
 WORDS_FILE = Path(__file__).resolve().parent / "coco_words.json"
+POOL_OBJECTS = "pool_objects.json"  # in a bundle: what FastestDet sees in each pool photo
 
 
 @functools.lru_cache(maxsize=1)
@@ -121,3 +125,30 @@ def frequent_objects(object_lists: list[list[str]], m: int) -> list[str]:
     """The prior: the m classes present in the most images (each image counts a class once), ties by name."""
     counts = Counter(c for objs in object_lists for c in set(objs))
     return sorted(counts, key=lambda c: (-counts[c], c))[:m]
+
+
+# ---------------------------------------------------------------- objects detected in sets of photos
+
+def detect_objects(images, progress: bool = False, desc: str = "detecting objects") -> list[list[str]]:
+    """Each image's detected COCO classes, best first."""
+    detector = detect.load_detector()
+    return [detect.objects(detect.detect(im, detector=detector)) for im in tqdm(images, desc=desc, disable=not progress)]
+
+
+def write_pool_objects(bundle_dir: Path, names: list[str], paths: list[Path], progress: bool = False) -> Path:
+    """Detections on every pool photo, stored beside the bundle (atomically) so a clone without the photos still
+    knows what its nearest public photos show. {"detector": ..., "objects": {name: [class, ...]}}."""
+    found = detect_objects(list(paths), progress, "detecting objects in the pool")
+    out = Path(bundle_dir) / POOL_OBJECTS
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"detector": "FastestDet (COCO-80), threshold %.2f" % detect.THRESHOLD,
+                               "objects": dict(zip(names, found))}, separators=(",", ":")))
+    os.replace(tmp, out)
+    return out
+
+
+def read_pool_objects(bundle_dir: Path) -> dict[str, list[str]] | None:
+    path = Path(bundle_dir) / POOL_OBJECTS
+    if not path.is_file():
+        return None
+    return {str(k): [str(c) for c in v] for k, v in json.loads(path.read_text())["objects"].items()}
