@@ -368,6 +368,6 @@ def _write(cfg: BuildConfig, spec: dict, manifest: dict, tags: _Tags, emb: _Embe
     bundle.path = save_bundle(bundle, out)
     # What the pool photos show, stored so the attack can name the objects of its nearest public photos
     # where the photos themselves are absent (a fresh clone): FastestDet, about 7 ms a photo.
-    write_pool_objects(out, [s.name for s in tags.pool], [s.path for s in tags.pool], progress)
+    write_pool_objects(out, [s.name for s in tags.pool], [s.path for s in tags.pool])
     log(f"bundle written to {out} ({time.time() - t0:.0f}s)")
     return bundle

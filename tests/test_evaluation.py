@@ -55,8 +55,12 @@ def test_format_table(result):
     lines = table.splitlines()
     assert f"victim {TINY_VICTIM} -> attacker {TINY_ATTACKER}" in lines[0]
     n = len(result["rows"])
-    assert len(lines) == 3 + n + 1 + n  # header, rows, scene-graph header, one scene-graph line per row
+    # header, rows, scene-graph header and a line per row, objects header and a line per row
+    assert len(lines) == 3 + n + 1 + n + 1 + n
     row, last = result["rows"][1], lines[2 + n]
+    o = row["objects"]["tags"]["f1"]
+    assert lines[-1].split()[:2] == ["30", "5"] and f"tags {o['mean']:.3f} [{o['ci_low']:.3f},{o['ci_high']:.3f}]" in lines[-1]
+    lines = lines[:-(n + 1)]
     assert last.split()[:3] == ["30", "5", f"{row['alignment_cosine']['test']:.3f}"]
     assert f"{row['metrics']['exact_f1']['attack']:.3f}" in last
     assert f"object_f1 {row['scene_graph']['object_f1']['attack']:.3f}" in lines[-1]
@@ -64,6 +68,8 @@ def test_format_table(result):
     assert f"relation_type_f1 {g['attack']:.3f} [{g['ci_low']:.3f},{g['ci_high']:.3f}] | {g['frequent']:.3f}" in lines[-1]
     old = {**row, "scene_graph": {m: v for m, v in row["scene_graph"].items() if m != "relation_type_f1"}}
     assert "relation_type_f1" not in format_table({**result, "rows": [old], "captions": []})  # results saved before it
+    assert "objects" not in format_table({**result, "rows": [{k: v for k, v in old.items() if k != "objects"}],
+                                          "captions": []})
 
 
 def test_pool_overlap_guard(tiny_attacker, demo_samples):
@@ -174,3 +180,30 @@ def test_alignment_improves_with_n(attacker, small_test_folder):
     small, large = real["rows"]
     assert 0 < small["alignment_cosine"]["heldout"] < large["alignment_cosine"]["heldout"] <= 1
     assert large["alignment_cosine"]["test"] > small["alignment_cosine"]["test"]
+
+
+def test_rows_score_objects_beside_the_most_frequent_objects(result):
+    """The tiny bundle was built with its pool photos' detections, so every row scores objects."""
+    for row in result["rows"]:
+        o = row["objects"]
+        assert set(o) == {"prior", "tags", "nearest", "union"}
+        assert o["prior"]["objects"] and all(isinstance(c, str) for c in o["prior"]["objects"])
+        for name in ("tags", "nearest", "union"):
+            f1 = o[name]["f1"]
+            assert 0 <= f1["ci_low"] <= f1["mean"] <= f1["ci_high"] <= 1 and o[name]["n_images"] == 8
+            assert o[name]["vs_prior"]["diff"] == pytest.approx(f1["mean"] - o["prior"]["f1"]["mean"], abs=1e-9)
+    assert "objects (COCO classes detected on the original photo)" in format_table(result)
+
+
+def test_a_low_fidelity_maker_adds_the_generated_images_objects(_tiny_attacker, tiny_overrides, tiny_data):
+    from slime_core.encoders import OVERRIDES_ENV
+    from tests.test_generate import tiny_generator
+
+    dim = _tiny_attacker.bundle.manifest["dims"]["image"]
+    samples = load_folder(tiny_data, "test")[:4]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(OVERRIDES_ENV, tiny_overrides)
+        out = evaluate(_tiny_attacker, samples, spec=AttackSpec(TINY_VICTIM, (20,), (5,)), n_boot=50,
+                       progress=False, lowfi=tiny_generator(dim))
+    o = out["rows"][0]["objects"]
+    assert o["generated"]["n_images"] == 4 and 0 <= o["generated"]["f1"]["mean"] <= 1

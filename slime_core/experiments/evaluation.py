@@ -24,6 +24,7 @@ from slime_core.caption_metrics import KEYS, score_caption
 from slime_core.data import Sample
 from slime_core.errors import SlimeError
 from slime_core.experiments.batch import attack_batch
+from slime_core.experiments.objects_eval import ObjectsEval
 from slime_core.infer import graph_from_tags, object_f1, relation_f1
 from slime_core.metrics import Estimate, NeighbourhoodScorer, exact_prf, paired_difference
 from slime_core.pipeline import Attacker, check_held_out, mean_embedding_caption, random_public_captions, write_captions
@@ -77,9 +78,10 @@ def reference_tags(attacker: Attacker, samples: list[Sample], parser=None, score
 
 def evaluate(attacker: Attacker, samples: list[Sample], *, spec: AttackSpec = GRID, writer=None, caption_k: int = 10,
              n_boot: int = 1000, progress: bool = True, parser=None, scorer: NeighbourhoodScorer | None = None,
-             on_progress=None, final_from: tuple[str, ...] = ()) -> dict:
+             on_progress=None, final_from: tuple[str, ...] = (), lowfi=None) -> dict:
     """Every N x k of `spec` on `samples` (checked against the attacker before any work). parser, scorer: reuse
-    loaded ones (an app keeps them); on_progress(fraction, message) after each stage."""
+    loaded ones (an app keeps them); on_progress(fraction, message) after each stage. lowfi: a low-fidelity image
+    maker (`lowfi.make_lowfi`) whose images' detected objects are scored too."""
     samples = [s for s in samples if s.path is not None]
     if not samples:
         raise SlimeError("no images to evaluate (the split has captions only).")
@@ -98,6 +100,7 @@ def evaluate(attacker: Attacker, samples: list[Sample], *, spec: AttackSpec = GR
     kmax = max(ks)
     oracle = [[t for t, _ in row] for row in attacker.retrieve(A, kmax)]
     ref_graphs = [graph_from_tags(r) for r in refs]
+    objects = ObjectsEval(attacker, paths, lowfi, n_boot, seed, progress)
     # Baselines that do not depend on N: scored once per k.
     fixed = {k: {"frequent": tag_scores([attacker.frequent_tags(k)] * len(refs), refs, scorer),
                  "oracle": tag_scores([t[:k] for t in oracle], refs, scorer)} for k in ks}
@@ -112,6 +115,7 @@ def evaluate(attacker: Attacker, samples: list[Sample], *, spec: AttackSpec = GR
         aligned, tags = batch.aligned, batch.tags
         cos_est = Estimate.bootstrap(batch.cosines, n_boot, seed)
         nearest = attacker.neighbour_tags(aligned, kmax)
+        seen = objects.per_alignment(aligned) if objects.pool is not None else None
         for k in ks:
             attack = tag_scores([t[:k] for t in tags], refs, scorer)
             base = {"frequent": fixed[k]["frequent"], "nearest": tag_scores([t[:k] for t in nearest], refs, scorer),
@@ -125,7 +129,8 @@ def evaluate(attacker: Attacker, samples: list[Sample], *, spec: AttackSpec = GR
                                    "metrics": summarise(attack, base, n_boot, seed),
                                    "against_oracle_tags": {m: float(v.mean()) for m, v in vs_oracle.items()},
                                    "scene_graph": graph_scores([t[:k] for t in tags], attacker.frequent_tags(k), ref_graphs,
-                                                               n_boot, seed)})
+                                                               n_boot, seed),
+                                   **({"objects": objects.row(seen, [t[:k] for t in tags])} if seen is not None else {})})
         if writer is not None:
             near = attacker.neighbours(aligned, 1)
             caps = write_captions(attacker, writer, tags, aligned, caption_k, f"N={n}", progress)

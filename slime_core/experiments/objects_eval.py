@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from slime_core.metrics import Estimate, paired_difference
-from slime_core.objects import frequent_objects, object_scores
+from slime_core.objects import detect_objects, frequent_objects, object_scores, objects_from_tags, read_pool_objects
 
 
 def prior_objects(train_objects: list[list[str]]) -> list[str]:
@@ -39,3 +39,33 @@ def score_sources(sources: dict[str, list[list[str]]], reference: list[list[str]
         out[name] = {**{m: Estimate.bootstrap(v, n_boot, seed).to_dict() for m, v in s.items()},
                      "vs_prior": paired_difference(s["f1"], base["f1"][:len(pred)], n_boot, seed), "n_images": len(pred)}
     return out
+
+
+class ObjectsEval:
+    """`slime eval`'s object rows: the test photos' detections (the reference) found once, the prior from the
+    detections stored for the bundle's training photos, then per N the generated images' and the nearest public
+    photos' objects, per k the tags' objects. None of it when the bundle stores no pool detections."""
+
+    def __init__(self, attacker, paths: list[str], lowfi=None, n_boot: int = 1000, seed: int = 0, progress: bool = False):
+        pool = read_pool_objects(attacker.bundle.path)
+        self.pool = pool
+        if pool is None:
+            return
+        splits = dict(zip(attacker.bundle.pool["images"], attacker.bundle.pool.get("splits", [])))
+        self.prior = prior_objects([v for name, v in pool.items() if splits.get(name, "train") == "train"])
+        self.reference = detect_objects(paths, progress, "objects in the evaluated photos")
+        self.attacker, self.lowfi, self.n_boot, self.seed, self.progress = attacker, lowfi, n_boot, seed, progress
+
+    def per_alignment(self, aligned: np.ndarray) -> dict[str, list[list[str]]]:
+        """Objects that depend on N only: the nearest public photo's, and the generated image's when asked for."""
+        nearest = [self.pool.get(row[0][0], []) for row in self.attacker.neighbours(aligned, 1)]
+        out = {"nearest": nearest}
+        if self.lowfi is not None:
+            images = self.lowfi.generate(aligned, progress=self.progress)
+            out["generated"] = detect_objects(images, self.progress, "objects in the generated images")
+        return out
+
+    def row(self, fixed: dict[str, list[list[str]]], tags: list[list[str]]) -> dict:
+        sources = {"tags": [objects_from_tags(t) for t in tags], **fixed}
+        sources["union"] = union(*sources.values())
+        return score_sources(sources, self.reference, self.prior, self.n_boot, self.seed)

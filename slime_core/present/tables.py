@@ -33,6 +33,7 @@ def evaluation_table(result: dict) -> str:
         lines.append(f"{row['n_align']:>5} {row['k']:>3}  " + "   ".join(
             f"{m} {g[m]['attack']:.3f} [{g[m]['ci_low']:.3f},{g[m]['ci_high']:.3f}] | {g[m]['frequent']:.3f}"
             for m in GRAPH_METRICS if m in g))  # results saved before relation_type_f1 lack it
+    lines += objects_lines(result["rows"])
     for cap in result["captions"]:
         lines.append(f"captions N={cap['n_align']} k={cap['k']} ({cap['writer']}, mode {cap['mode']}): attack [95% CI] | "
                      f"random public caption | caption of the mean public embedding | nearest image's caption | "
@@ -46,6 +47,24 @@ def evaluation_table(result: dict) -> str:
                          f"{dm['diff']:+.3f} [{dm['ci_low']:+.3f},{dm['ci_high']:+.3f}] | {v['against_oracle_caption']:.3f}"
                          + (f" | final caption {v['final_caption']:.3f}" if "final_caption" in v else ""))
     return "\n".join(lines)
+
+
+def objects_lines(rows: list[dict]) -> list[str]:
+    """Object F1 against the detector's objects on the original photo, per source, beside the prior's."""
+    rows = [r for r in rows if "objects" in r]  # bundles without stored pool detections, or older results
+    if not rows:
+        return []
+    prior = rows[0]["objects"]["prior"]
+    out = [f"objects (COCO classes detected on the original photo): F1 [95% CI], d vs the prior {prior['objects']} "
+           f"(F1 {prior['f1']['mean']:.3f}) [95% CI]; sources: tags' nouns, the nearest public photo's detections, "
+           f"detections on the generated image (with --lowfi), their union"]
+    for r in rows:
+        o = r["objects"]
+        out.append(f"{r['n_align']:>5} {r['k']:>3}  " + "   ".join(
+            f"{name} {v['f1']['mean']:.3f} [{v['f1']['ci_low']:.3f},{v['f1']['ci_high']:.3f}] "
+            f"{v['vs_prior']['diff']:+.3f} [{v['vs_prior']['ci_low']:+.3f},{v['vs_prior']['ci_high']:+.3f}]"
+            for name, v in o.items() if name != "prior"))
+    return out
 
 
 def fmt_strength(s: float) -> str:
