@@ -7,11 +7,13 @@ import time
 
 import streamlit as st
 
-from app_pages import common
+from app_pages import _lowfi, common
+from slime_core import availability
 from slime_core.attack_spec import AttackSpec, parse_ints
 from slime_core.defend import DEFENCES, spec
 from slime_core.errors import SlimeError
 from slime_core.experiments.audit import build_report, paper_figures_path
+from slime_core.pipeline import lowfi_maker
 from slime_core.present.html_report import report_texts
 
 INTRO = ("One self-contained HTML file (plus the same numbers as JSON), as `slime report` writes it: the threat "
@@ -22,9 +24,11 @@ INTRO = ("One self-contained HTML file (plus the same numbers as JSON), as `slim
 
 
 def build_audit(attacker, victim: str, limit: int, n_boot: int, n_examples: int, defences: list[str],
-                ns: list[int], ks: list[int], paper: bytes | None) -> dict:
-    """`slime report`'s build_report on the cached defence set-up; returns the HTML and JSON text."""
+                ns: list[int], ks: list[int], paper: bytes | None, lowfi: str = _lowfi.NONE) -> dict:
+    """`slime report`'s build_report on the cached defence set-up; returns the HTML and JSON text. `lowfi`: the
+    generator whose image of each example's embedding goes beside the example (none: no image)."""
     t0 = time.perf_counter()
+    maker = None if lowfi == _lowfi.NONE else lowfi_maker(lowfi, attacker.bundle.image_encoder)
     n_align, k = min(300, len(attacker.pool_attack)), 10
     grid = AttackSpec(victim, ns, ks).within(attacker)  # fail fast; the point (n_align, k) is checked by prepare
     bar = st.progress(0.0, text=f"Embedding up to {limit or 'all'} test images with {victim} and tagging captions ...")
@@ -34,7 +38,7 @@ def build_audit(attacker, victim: str, limit: int, n_boot: int, n_examples: int,
     strengths = {d: list(spec(d).default_strengths) for d in defences}
     report = build_report(attacker, common.eval_samples(limit), grid=grid, n_align=n_align, k=k, defences=strengths,
                           n_examples=n_examples, n_boot=n_boot,
-                          paper_figures=paper or paper_figures_path(), setup=setup)
+                          paper_figures=paper or paper_figures_path(), setup=setup, lowfi=maker)
     bar.progress(0.9, text="Writing the HTML (plots and thumbnails inlined) ...")
     html, json_text = report_texts(report)
     bar.empty()
@@ -45,6 +49,8 @@ def build_audit(attacker, victim: str, limit: int, n_boot: int, n_examples: int,
 def show(attacker, victims: list[str]) -> None:
     st.subheader("Audit report")
     st.caption(INTRO)
+    encoder = attacker.bundle.image_encoder
+    usable, _ = availability.lowfi_choices(lambda method: _lowfi.lowfi_problem(method, encoder))
     with st.form("ar_form"):
         a1, a2, a3, a4 = st.columns(4)
         victim = a1.selectbox("Victim", [v for v in victims if v != attacker.bundle.image_encoder] or victims,
@@ -52,8 +58,11 @@ def show(attacker, victims: list[str]) -> None:
         limit = a2.number_input("Test images (0 = all)", 0, 10_000, 20, step=10, key="ar_limit")
         n_boot = a3.select_slider("Bootstrap resamples", [100, 200, 500, 1000], 200, key="ar_boot")
         n_examples = a4.number_input("Example images", 0, 24, 6, key="ar_examples")
-        defences = st.multiselect("Defences (each at its default strengths; fewer = faster)", DEFENCES,
+        d1, d2 = st.columns([3, 1])
+        defences = d1.multiselect("Defences (each at its default strengths; fewer = faster)", DEFENCES,
                                   default=["noise", "rotation", "quantise"], key="ar_defences")
+        lowfi = d2.selectbox("Generated image beside each example", usable + [_lowfi.NONE],
+                             format_func=lambda m: _lowfi.LABELS.get(m, m), key="ar_lowfi")
         b1, b2 = st.columns(2)
         ns = b1.text_input("N values for alignment cosine vs N", "10,30,100,300", key="ar_ns")
         ks = b2.text_input("k values for leakage per k", "1,5,10,20", key="ar_ks")
@@ -68,7 +77,7 @@ def show(attacker, victims: list[str]) -> None:
             st.session_state["ar_result"] = build_audit(
                 attacker, victim, int(limit), int(n_boot), int(n_examples), list(defences),
                 sorted(set(parse_ints(ns, "N values"))), sorted(set(parse_ints(ks, "k values"))),
-                paper.getvalue() if paper is not None else None)
+                paper.getvalue() if paper is not None else None, lowfi)
         except SlimeError as err:
             st.session_state.pop("ar_result", None)
             common.show_error(err)

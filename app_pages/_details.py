@@ -1,6 +1,9 @@
-"""Below the headline: nearest public images, the scene graph, every score beside its baselines, timings."""
+"""Below the headline: the low-fidelity row's nearest public images, scene graph and HTML download (_lowfi.py lays
+the row out), the alignment, every score beside its baselines, timings."""
 
 from __future__ import annotations
+
+import functools
 
 import pandas as pd
 import streamlit as st
@@ -13,26 +16,23 @@ from slime_core.experiments import single_image as sup
 from slime_core.infer import graph_from_tags
 
 
-def neighbours(attacker, result) -> None:
-    st.markdown("**Nearest public images** (the low-fidelity view: public photos nearest to the aligned embedding)")
+def neighbours(attacker, result, stacked: bool = False) -> None:
+    """The public photos nearest to the aligned embedding: five in a row, or (`stacked`, for a narrow column) the
+    first three one above the other; their tags where the photos are not on disk."""
+    st.markdown("**Nearest public photos**" if stacked else
+                "**Nearest public images** (public photos nearest to the aligned embedding)")
     shown = [n for n in result.neighbors if common.pool_image(n["image"])]
     if shown:
-        cols = st.columns(5)
-        for i, n in enumerate(shown[:5]):
-            cols[i].image(str(common.pool_image(n["image"])), caption=f"cosine {n['score']:.2f}", width="stretch")
+        cols = [st.container() for _ in range(3)] if stacked else st.columns(5)
+        for col, n in zip(cols, shown):
+            col.image(str(common.pool_image(n["image"])), caption=f"cosine {n['score']:.2f}", width="stretch")
         return
     tags_of = dict(zip(attacker.bundle.pool["images"], attacker.bundle.pool["tags"]))
     st.caption("The pool photos are not in this checkout (they come with ../shared/data); their tags instead:")
     st.dataframe(pd.DataFrame([{"public image": n["image"], "cosine": n["score"],
-                                "its tags": ", ".join(tags_of.get(n["image"], [])[:6])} for n in result.neighbors]),
+                                "its tags": ", ".join(tags_of.get(n["image"], [])[:6])}
+                               for n in result.neighbors[:3 if stacked else 5]]),
                  hide_index=True, width="stretch")
-
-
-def scene_graph(tags: list[str]) -> None:
-    """Built here, below the headline, not in Attacker.attack: its first use loads WordNet (~3 s), which would
-    delay the first tags in presentation mode, where the graph is not shown."""
-    st.markdown("**Scene graph** (from the recovered tags: objects, their attributes, relations)")
-    st.graphviz_chart(hl.scene_graph_dot(graph_from_tags(tags)), width="stretch")
 
 
 def alignment(attacker, result, method: str) -> None:
@@ -79,3 +79,37 @@ def timings(log: list) -> None:
     total = sum(s for _, s in log)
     with st.expander(f"Timings: {total:.2f} s in all"):
         st.dataframe(pd.DataFrame([{"step": n, "seconds": round(s, 3)} for n, s in log]), hide_index=True)
+
+
+def names(classes) -> str:
+    return ", ".join(classes) if classes else "none"
+
+
+def scene_graph(pred: list[str], found: dict | None, why: str | None) -> None:
+    """The graph of the recovered tags, objects seen in the generated image marked (found: Attacker.objects_of)."""
+    st.markdown("**Scene graph** (from the recovered tags)")
+    seen = (found or {}).get("generated") or ()
+    st.graphviz_chart(hl.scene_graph_dot(graph_from_tags(pred), font_size=16, seen=seen), width="stretch")
+    if found is None:
+        st.caption(common.plain(why or ""))
+        return
+    if found["generated"] is not None:
+        st.markdown(f"objects in the generated image: **{names(found['generated'])}** (marked "
+                    f"{hl.SEEN_IN_IMAGE} in the graph)")
+    st.caption(f"in the nearest public photo: {names(found['nearest'])}; all: {names(found['union'])}")
+
+
+def download(attacker, target, result, caption, image, info, found, classified) -> None:
+    """This attack as one HTML file (the report template): the photo and the generated image side by side. Made only
+    when the button is pressed."""
+    record = dict(result.to_dict(), caption=caption, lowfi=info, objects=found)
+    make = functools.partial(_html, record, image=target.image, generated=image, captions=target.captions,
+                             classified=classified, pool_images=attacker.data / "images")
+    st.download_button("Download this attack (HTML report)", make, file_name="slime_attack.html", mime="text/html",
+                       key="lowfi_html", on_click="ignore")
+
+
+def _html(record: dict, **kwargs) -> str:
+    from slime_core.present.html_report import attack_report, render_html  # plotly: only when a report is asked for
+
+    return render_html(attack_report(record, **kwargs))

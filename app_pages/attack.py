@@ -1,11 +1,12 @@
 """Page 1 - attack one image: the leak in one screen (photo, coloured tags, caption, both numbers beside their
-priors), then the details. Layout lives in app_pages/_*.py, the science in slime_core.headline."""
+priors), then original | generated image | nearest photos | tags | caption | scene graph side by side, then the
+details. Layout lives in app_pages/_*.py, the science in slime_core.headline and slime_core.pipeline."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from app_pages import _details, _gallery, _headline, _inputs, _picker, common
+from app_pages import _details, _gallery, _headline, _inputs, _lowfi, _picker, common
 from slime_core import headline as hl
 from slime_core.align import METHODS
 from slime_core.attack_spec import AttackSpec
@@ -34,6 +35,7 @@ with st.sidebar:
     if no_consensus:
         st.caption(no_consensus)
     llm_model = _inputs.llm_model() if writer_spec == "litellm" else None
+    lowfi = _lowfi.choice(attacker)
 
 log: list = []
 with common.timed(log, "embed"):
@@ -95,6 +97,8 @@ elif refs:
                                 "only); shown from the next change.")
 
 if not present:
+    shown = _lowfi.row(attacker, target, result, pred, caption, caption_note, lowfi, log,
+                       hl.classify_tags(pred, refs, target.near) if refs else None)
     if source == "Demo gallery":
         with st.expander("Choose another photo (125 held-out test photos; the number is each photo's exact tag F1)",
                          expanded=False):
@@ -103,15 +107,13 @@ if not present:
     with common.timed(log, "details"):
         d1, d2 = st.columns([1, 1])
         with d1:
-            _details.neighbours(attacker, result)
-            _details.scene_graph(pred)
-        with d2:
             _details.alignment(attacker, result, method)
-            _details.scores(attacker, result, refs, target.captions, caption, mean_cap)
             if target.captions and target.image is not None and source == "Demo gallery":
                 st.markdown("**The photo's own captions**\n" + "\n".join(f"- {c}" for c in target.captions))
+        with d2:
+            _details.scores(attacker, result, refs, target.captions, caption, mean_cap)
     _details.timings(log)
     with st.expander("Raw result (JSON)"):
-        st.json(dict(result.to_dict(), caption=caption))
+        st.json(dict(result.to_dict(), caption=caption, **shown))
 _gallery.start_warmup(attacker)
 common.finish_victim_options(unavailable_slot, victims)

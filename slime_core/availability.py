@@ -1,4 +1,5 @@
-"""What this machine can offer the app: the victim encoders it can load, the chat-model keys it holds."""
+"""What this machine can offer the app: the victim encoders it can load, the low-fidelity image generators it can
+run for the attacker, the chat-model keys it holds."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Sequence
 
 from slime_core import settings
 from slime_core.encoders import encoder_names, encoder_spec
+from slime_core.lowfi import LOWFI_METHODS
 
 
 def victim_choices(pool_encoders: Sequence[str], probe=None) -> tuple[list[str], list[dict]]:
@@ -32,6 +34,23 @@ def victim_choices(pool_encoders: Sequence[str], probe=None) -> tuple[list[str],
         else:
             reason = f"needs the {spec.get('model')} weights ({spec.get('pretrained') or spec.get('model')}) on disk"
         unavailable.append({"encoder": name, "dim": spec.get("dim"), "about": spec.get("about", ""), "reason": reason})
+    return usable, unavailable
+
+
+LOWFI_ABOUT = {"offline": "TAEF2 decoder of a latent regressed from the aligned embedding (offline, one forward pass)",
+               "kandinsky": "Kandinsky 2.2 decoder, the paper's (a ViT-bigG-14 attacker and its weights; GPU advised)"}
+
+
+def lowfi_choices(probe) -> tuple[list[str], list[dict]]:
+    """(usable low-fidelity methods, [{method, about, reason}] for those that cannot run here): `probe(method)`
+    returns None when the method's generator loads for this attacker, else why not (its loader's message)."""
+    usable, unavailable = [], []
+    for method in LOWFI_METHODS:
+        reason = probe(method)
+        if reason is None:
+            usable.append(method)
+        else:
+            unavailable.append({"method": method, "about": LOWFI_ABOUT.get(method, ""), "reason": reason})
     return usable, unavailable
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -53,21 +54,59 @@ def make_attacker(args):
     return Attacker(args.bundle, args.pool_data)
 
 
+def lowfi_outputs(args, names: list[str] | None) -> list[Path]:
+    """Where `--lowfi` writes each attacked image's PNG, every path checked writable before any slow work ([] without
+    --lowfi). One image (`names` None): --lowfi-out, else <image stem>_lowfi.png (lowfi.png for an embedding) in the
+    current folder. Several: `names` (<image stem>_lowfi.png of a --data folder's images, lowfi_<row>.png of an
+    embedding file's rows) in the folder --lowfi-out, else the current folder."""
+    from slime_core.present.serialise import check_writable_folder
+
+    if args.lowfi == "none":
+        if args.lowfi_out is not None:
+            raise SlimeError("--lowfi-out needs --lowfi offline or kandinsky.")
+        return []
+    if names is None:  # one image
+        default = f"{args.image.stem}_lowfi.png" if args.image is not None else "lowfi.png"
+        return [check_writable(args.lowfi_out or Path(default), "--lowfi-out", (".png",))]
+    folder = args.lowfi_out or Path(".")
+    if folder.suffix.lower() == ".png":
+        raise SlimeError(f"--lowfi-out {folder}: {len(names)} images are attacked, one PNG each; name a folder.")
+    check_writable_folder(folder, "--lowfi-out")
+    folder.mkdir(parents=True, exist_ok=True)
+    return [check_writable(folder / name, "--lowfi-out") for name in names]
+
+
+def save_lowfi(results, paths) -> None:
+    """Each result's generated image to its PNG; the path goes into the result's "lowfi" record."""
+    for result, path in zip(results, paths):
+        result.lowfi_image.save(path, format="PNG")
+        result.lowfi["image"] = str(path)
+
+
 def cmd_attack(args) -> int:
     if sum(x is not None for x in (args.image, args.embedding, args.data)) != 1:
         raise SlimeError("give --image PATH, --embedding FILE.npy or --data DIR.")
     spec, final_from = attack_spec(args), final_parts(args)
-    # bad files are refused before the bundle loads
+    # bad files and unwritable outputs are refused before the bundle loads
     emb = load_embedding_file(args.embedding) if args.embedding is not None else None
     pool = load_embedding_file(args.victim_pool, "victim pool file") if args.victim_pool is not None else None
     if args.image is not None:
         from slime_core.encoders import load_image
 
         load_image(args.image)  # unreadable, tiny or oversized: refused before the bundle loads
+    samples = [s for s in load_samples(args) if s.path is not None] if args.data is not None else None
+    rows = len(np.atleast_2d(emb)) if emb is not None else 1
+    png_paths = lowfi_outputs(args, [f"{Path(s.name).stem}_lowfi.png" for s in samples] if samples is not None
+                              else [f"lowfi_{i}.png" for i in range(rows)] if rows > 1 else None)
     attacker = make_attacker(args)
     if pool is not None:
         attacker.add_victim_pool(args.victim, pool)
     spec.within(attacker)
+    maker = None
+    if png_paths:
+        from slime_core import lowfi
+
+        maker = lowfi.make_lowfi(args.lowfi, attacker.bundle.image_encoder)  # missing weights: one line, before the work
     writer = make_writer(args)
     graph = None
     if args.scene_graph == "tags":
@@ -76,17 +115,17 @@ def cmd_attack(args) -> int:
         from slime_core.infer import VLMInferrer
 
         graph = VLMInferrer(args.scene_graph)
-    run = dict(spec=spec, writer=writer, scene_graph=graph, final_from=final_from)
+    run = dict(spec=spec, writer=writer, scene_graph=graph, final_from=final_from, lowfi=maker)
     if args.image is not None:
         results = [attacker.attack(image=str(args.image), **run)]
     elif args.embedding is not None:
         results = [attacker.attack(embedding=row, name=f"{args.embedding}[{i}]", **run)
                    for i, row in enumerate(np.atleast_2d(emb))]
     else:
-        samples = [s for s in load_samples(args) if s.path is not None]
         attacker.embed(args.victim, [str(s.path) for s in samples], progress=not args.no_progress)  # one batched pass
         results = [attacker.attack(image=str(s.path), name=s.name, **run)
                    for s in tqdm(samples, desc="attacking", disable=args.no_progress)]
+    save_lowfi(results, png_paths)
     print_attacks([r.to_dict() for r in results], args.format)
     return 0
 
@@ -114,6 +153,13 @@ def attack_text(d: dict) -> str:
         lines.append(f"  scene graph: objects {', '.join(g['objects'])}; relations {rels or '-'}; scene {g['scene'] or '-'}")
     if d["final_caption"] is not None:
         lines.append(f"  final caption: {d['final_caption']}")
+    if d.get("lowfi"):
+        lo = d["lowfi"]
+        lines.append(f"  low-fidelity image: {lo['image']} ({lo['method']}, {lo['seconds']:.2f} s)")
+    if d.get("objects"):
+        o, names = d["objects"], lambda xs: ", ".join(xs) if xs else "-"  # noqa: E731
+        lines.append(f"  objects: tags {names(o['tags'])}; generated image {names(o['generated'])}; "
+                     f"nearest photo {names(o['nearest'])}; all {names(o['union'])}")
     return "\n".join(lines)
 
 
@@ -180,12 +226,13 @@ def defence_grid(names: list[str], strength: str | None, **kwargs) -> dict[str, 
     return grid
 
 
-def defence_setup(args, spec: AttackSpec, *more: AttackSpec):
-    """Attacker, test samples and the shared curve set-up for `defend` and `report`; `spec` and `more` are
-    checked against the attacker (N within its pool, k within its vocabulary) before the slow set-up."""
+def defence_setup(args, spec: AttackSpec, *more: AttackSpec, attacker=None):
+    """Attacker (`attacker`, else the command's), test samples and the shared curve set-up for `defend` and
+    `report`; `spec` and `more` are checked against the attacker (N within its pool, k within its vocabulary)
+    before the slow set-up."""
     from slime_core.experiments.defence_curves import prepare
     writer = make_writer(args)  # a bad writer/mode fails before the slow part
-    attacker = make_attacker(args)
+    attacker = attacker or make_attacker(args)
     for s in (spec, *more):
         s.within(attacker)
     samples = [s for s in load_samples(args, attacker) if s.path is not None]
@@ -228,11 +275,17 @@ def cmd_report(args) -> int:
     strengths = defence_grid(names, args.strength)
     out = check_writable(args.out, "--out", (".html", ".htm"))
     check_writable(out.with_suffix(".json"), "--out's JSON")
-    attacker, samples, setup = defence_setup(args, spec, grid_spec)  # the N x k grid checked before the set-up
+    attacker = make_attacker(args)
+    maker = None
+    if args.lowfi != "none":
+        from slime_core import lowfi
+
+        maker = lowfi.make_lowfi(args.lowfi, attacker.bundle.image_encoder)  # missing weights: one line, before the work
+    attacker, samples, setup = defence_setup(args, spec, grid_spec, attacker=attacker)  # the grid checked first
     report = build_report(attacker, samples, grid=grid_spec, n_align=spec.n, k=spec.top_k, defences=strengths,
                           n_examples=args.examples, n_boot=args.bootstrap,
                           paper_figures=args.paper_figures or paper_figures_path(), setup=setup,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, lowfi=maker)
     html_path, json_path = write_report(report, out)
     print(f"wrote {html_path} and {json_path}")
     return 0

@@ -14,6 +14,7 @@ from slime_core import __version__
 from slime_core.align import METHODS
 from slime_core.cli_paper import add_commands
 from slime_core.defend import DEFENCES
+from slime_core.lowfi import LOWFI_METHODS
 
 FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
@@ -67,6 +68,13 @@ def add_attack(sub) -> None:
     p.add_argument("--final-caption", default=None,
                    help="comma-separated scene-graph parts (objects,relations,scene) to write a final caption from")
     p.add_argument("--format", default="text", choices=("text", "json", "jsonl"), help="output format")
+    p.add_argument("--lowfi", default="none", choices=("none", *LOWFI_METHODS),
+                   help="also generate a low-fidelity image from the aligned embedding and list the objects named by "
+                        "the tags, seen in that image and in the nearest public photo: offline (TAEF2 decoder, "
+                        "models/lowfi) | kandinsky (Kandinsky 2.2; a ViT-bigG-14 attacker and its weights)")
+    p.add_argument("--lowfi-out", type=Path, default=None,
+                   help="PNG to write the low-fidelity image to (None: <image stem>_lowfi.png, or lowfi.png for an "
+                        "embedding, in the current folder); a folder when several images are attacked")
     add_attack_options(p)
 
 
@@ -132,6 +140,8 @@ def add_report(sub) -> None:
     p.add_argument("--n-align", default="300", help="N for the examples and the defence curves")
     p.add_argument("--k", default="10", help="k for the examples and the defence curves")
     p.add_argument("--examples", type=int, default=6, help="example images shown with what leaked")
+    p.add_argument("--lowfi", default="none", choices=("none", *LOWFI_METHODS),
+                   help="show each example's low-fidelity image, generated from its aligned embedding, beside it")
     p.add_argument("--paper-figures", type=Path, default=None,
                    help="JSON of the paper's figures, transcribed by hand, shown labelled as the paper's "
                         "(None: $SLIME_PAPER_FIGURES, else the packaged transcription of the paper's tables)")

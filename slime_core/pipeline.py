@@ -1,4 +1,5 @@
-"""The attack, end to end: victim embedding -> aligned into attack space -> top-k tags -> neighbours -> caption.
+"""The attack, end to end: victim embedding -> aligned into attack space -> top-k tags -> neighbours -> caption
+(-> a low-fidelity image and the objects named or seen, when a low-fidelity maker is given).
 
 `Attacker` holds one trained bundle. Alignment maps are fitted once per (victim, N, method, seed) on N pairs
 drawn from the bundle's public pool and cached, so a demo slider that moves N does no work twice.
@@ -9,14 +10,16 @@ drawn from the bundle's public pool and cached, so a demo slider that moves N do
 
 from __future__ import annotations
 
+import copy
+import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from slime_core import align, retrieve, settings
+from slime_core import align, loaded_models, lowfi, retrieve, settings
 from slime_core.attack_spec import AttackSpec
 from slime_core.bundle import Bundle, load_bundle
 from slime_core.data import load_folder
@@ -53,9 +56,18 @@ class AttackResult:
     scene_graph: dict | None = None  # objects, attributes, relations, scene (when asked for)
     final_caption: str | None = None  # written from chosen scene-graph parts (the paper's ablation)
     aligned: np.ndarray | None = field(default=None, repr=False)  # the image's embedding in attack space
+    # with a low-fidelity maker (else None): {"method", "seconds", "image": None here; the CLI fills in the PNG's path}
+    lowfi: dict | None = None
+    # with a low-fidelity maker (else None): COCO classes {"tags": named by the top-k tags' nouns, "generated":
+    # detected in the generated image, "nearest": detected in the nearest public photo ([] where the bundle has no
+    # pool_objects.json), "union": all three, each class once, in that order}
+    objects: dict | None = None
+    lowfi_image: object | None = field(default=None, repr=False)  # the generated PIL image (not serialised)
+
+    UNSERIALISED = ("aligned", "lowfi_image")
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "aligned"}
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name not in self.UNSERIALISED}
 
 
 class Attacker:
@@ -75,6 +87,7 @@ class Attacker:
         self._extra_pools: dict[str, np.ndarray] = {}
         self._captions: dict[str, list[str]] | None = None
         self._scorer: NeighbourhoodScorer | None = None
+        self._pool_objects: dict[str, list[str]] | None = None
 
     # --- encoders and the public pool -------------------------------------------------------------
     def scorer(self) -> NeighbourhoodScorer:
@@ -190,17 +203,52 @@ class Attacker:
     def frequent_tags(self, k: int) -> list[str]:
         return self.bundle.tags[:k]  # the vocabulary is stored most frequent first
 
+    # --- the low-fidelity image and the objects ---------------------------------------------------
+    def pool_objects(self) -> dict[str, list[str]]:
+        """Pool photo name -> the COCO classes a detector found in it, from the bundle's pool_objects.json (written
+        by the build, `objects.write_pool_objects`); {} for a bundle without one."""
+        if self._pool_objects is None:
+            from slime_core import objects  # imports the detector's torchvision: only once objects are asked for
+
+            try:
+                self._pool_objects = (objects.read_pool_objects(self.bundle.path) if self.bundle.path else None) or {}
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                raise SlimeError(f"{Path(self.bundle.path) / objects.POOL_OBJECTS}: expected {{\"objects\": "
+                                 f"{{pool image: [COCO class, ...]}}}}; the file is damaged (rebuild the bundle or "
+                                 f"delete the file).") from None
+        return self._pool_objects
+
+    def generate_lowfi(self, aligned: np.ndarray, maker) -> tuple[object, dict]:
+        """`maker`'s (lowfi.make_lowfi) image of one attack-space embedding `aligned` (d,) or (1, d), and
+        {"method", "seconds", "image": None}."""
+        start = time.perf_counter()
+        image = maker.generate(np.atleast_2d(aligned)[:1])[0]
+        return image, {"method": maker.name, "seconds": round(time.perf_counter() - start, 3), "image": None}
+
+    def objects_of(self, tags: list[str], image=None, nearest: str | None = None) -> dict:
+        """The COCO classes named by `tags` (their nouns), detected in `image` (the generated picture; None: not
+        made, "generated" is None) and in the public photo `nearest`, and their union (in that order)."""
+        from slime_core import detect, objects  # torchvision (~1 s): only an attack that lists objects pays for it
+
+        named = objects.objects_from_tags(tags)
+        seen = detect.objects(detect.detect(image)) if image is not None else None
+        near = list(self.pool_objects().get(nearest, [])) if nearest else []
+        return {"tags": named, "generated": seen, "nearest": near,
+                "union": list(dict.fromkeys(named + (seen or []) + near))}
+
     # --- the whole attack -------------------------------------------------------------------------
     def attack(self, image=None, *, embedding: np.ndarray | None = None, spec: AttackSpec = AttackSpec(),
                writer=None, n_neighbours: int = 5, name: str | None = None, scene_graph=None,
-               final_from: tuple[str, ...] = ()) -> AttackResult:
+               final_from: tuple[str, ...] = (), lowfi=None) -> AttackResult:
         """Attack one image (path or PIL image, embedded with `spec.victim`) or one victim embedding, at one point of
         `spec` (one N, one k; checked against this attacker's pool and vocabulary before any work).
 
         scene_graph: None; "tags" for the offline graph built from the retrieved relational tags; or a
         `VLMInferrer`, which sees the tags and caption (never the victim's image: the attacker has only the embedding).
         final_from: parts of the scene graph ("objects", "relations", "scene") that a final caption is written from
-        by `writer` (an LLM writer), as in the paper's ablation."""
+        by `writer` (an LLM writer), as in the paper's ablation.
+        lowfi: a low-fidelity image maker (`lowfi.make_lowfi`): the result then carries the generated image
+        (`lowfi_image`, not serialised), `lowfi` (method, seconds) and `objects` (see AttackResult)."""
         if (image is None) == (embedding is None):
             raise SlimeError("give exactly one of an image or a victim embedding.")
         spec.single().within(self)
@@ -228,9 +276,13 @@ class Attacker:
             prompt = final_prompt_from(graph, final_from)
             final = writer.write_prompt(prompt).text if prompt else ""  # "": the chosen parts of the graph are empty
         label = name or (str(image) if isinstance(image, (str, Path)) else None)
-        return AttackResult(label, victim, self.bundle.attacker, spec.n, k, round(alignment.heldout_cosine, 4),
-                            [{"tag": t, "score": round(s, 4)} for t, s in tags],
-                            [{"image": n, "score": round(s, 4)} for n, s in near], caption, graph, final, a[0])
+        result = AttackResult(label, victim, self.bundle.attacker, spec.n, k, round(alignment.heldout_cosine, 4),
+                              [{"tag": t, "score": round(s, 4)} for t, s in tags],
+                              [{"image": n, "score": round(s, 4)} for n, s in near], caption, graph, final, a[0])
+        if lowfi is not None:
+            result.lowfi_image, result.lowfi = self.generate_lowfi(a[0], lowfi)
+            result.objects = self.objects_of([t for t, _ in tags], result.lowfi_image, near[0][0] if near else None)
+        return result
 
     def caption(self, tags: list[str], aligned: np.ndarray, writer) -> str:
         """`writer`'s caption of retrieved tags for one attack-space embedding `aligned` (d,): the writer is given the
@@ -257,6 +309,13 @@ class Attacker:
     def captions_of(self, names: list[str]) -> list[str]:
         """First caption of each named public image that has one."""
         return [caps[0] for caps in map(self.all_captions_of, names) if caps]
+
+
+def lowfi_maker(method: str, image_encoder: str):
+    """`lowfi.make_lowfi(method, image_encoder)`, loaded once per process (loaded_models): every app session shares
+    one generator. A maker that cannot load raises (MissingModelError, or SlimeError for a wrong pairing) and
+    nothing is kept, so the next call tries again."""
+    return loaded_models.shared(("lowfi", method, image_encoder), lambda: lowfi.make_lowfi(method, image_encoder))
 
 
 class _CachedOnly:

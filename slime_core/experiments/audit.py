@@ -3,7 +3,8 @@
 Sections: threat model; models used; alignment cosine vs N; leakage per k beside the prior baselines;
 example images with what leaked; defence curves (leakage vs utility, knee marked); the paper's reference
 figures (the packaged transcription, or $SLIME_PAPER_FIGURES), drawn apart and labelled as the paper's.
-Every other number comes from this run. Images are carried as base64 JPEG thumbnails; `present.html_report`
+Every other number comes from this run. Images are carried as base64 JPEG thumbnails (a generated low-fidelity
+image as a PNG, when a low-fidelity maker is given); `present.html_report`
 renders the dict as one self-contained HTML file (plus the same numbers as JSON).
 
     report = build_report(attacker, samples, grid=AttackSpec("lite0", (30, 300), (5, 10)),
@@ -48,8 +49,8 @@ THREAT_MODEL = [
 ]
 
 
-def _thumb(path, size: int = 144) -> str | None:
-    """A base64 JPEG data URI of an image file, or None when the file is absent/unreadable."""
+def thumbnail_uri(path, size: int = 144) -> str | None:
+    """A base64 JPEG data URI of an image file (a path or a file object), or None when absent/unreadable."""
     from PIL import Image
 
     try:
@@ -61,6 +62,13 @@ def _thumb(path, size: int = 144) -> str | None:
     except (OSError, ValueError):
         return None
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def png_uri(image) -> str:
+    """A base64 PNG data URI of a PIL image, at its own size: a generated low-fidelity image, lossless."""
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _ci(values, n_boot, seed) -> dict:
@@ -90,9 +98,12 @@ def attack_grid(setup: "_curves.Setup", n_aligns, ks) -> dict:
     return {"alignment_vs_n": by_n, "leakage": rows}
 
 
-def examples(setup: "_curves.Setup", samples, n: int = 6, seed: int = 0, thumbs: bool = True) -> list[dict]:
+def examples(setup: "_curves.Setup", samples, n: int = 6, seed: int = 0, thumbs: bool = True,
+             lowfi=None) -> list[dict]:
     """A few test images with the tags the undefended attack read off their embeddings, each marked
-    exact (in the image's own caption tags), near (a near-synonym of one) or miss."""
+    exact (in the image's own caption tags), near (a near-synonym of one) or miss. With a low-fidelity maker
+    (`lowfi.make_lowfi`), each also gets the image generated from its aligned embedding ("generated", a PNG data
+    URI, with thumbs) and the objects named by its tags, seen in that image and in its nearest public photo."""
     attacker = setup.attacker
     samples = [s for s in samples if s.path is not None]
     pick = np.sort(np.random.default_rng(seed).choice(len(samples), size=min(n, len(samples)), replace=False))
@@ -101,6 +112,7 @@ def examples(setup: "_curves.Setup", samples, n: int = 6, seed: int = 0, thumbs:
     aligned = fit.transform(setup.X_test[pick])
     tags = attacker.retrieve(aligned, setup.k)
     near = attacker.neighbours(aligned, 3)
+    generated = lowfi.generate(aligned) if lowfi is not None else [None] * len(pick)
     out = []
     for j, i in enumerate(pick):
         s, refs = samples[i], setup.refs[i]
@@ -110,10 +122,15 @@ def examples(setup: "_curves.Setup", samples, n: int = 6, seed: int = 0, thumbs:
         item = {"image": s.name, "caption": s.captions[0] if s.captions else "", "tags": marked,
                 "frequent_tags": attacker.frequent_tags(setup.k),
                 "neighbours": [{"image": name, "score": round(sc, 3)} for name, sc in near[j]]}
+        if lowfi is not None:
+            item["lowfi_method"] = lowfi.name
+            item["objects"] = attacker.objects_of([t for t, _ in tags[j]], generated[j], near[j][0][0] if near[j] else None)
         if thumbs:
-            item["thumbnail"] = _thumb(s.path)
+            item["thumbnail"] = thumbnail_uri(s.path)
             for nb in item["neighbours"]:
-                nb["thumbnail"] = _thumb(Path(attacker.data) / "images" / nb["image"], 96)
+                nb["thumbnail"] = thumbnail_uri(Path(attacker.data) / "images" / nb["image"], 96)
+            if generated[j] is not None:
+                item["generated"] = png_uri(generated[j])
         out.append(item)
     return out
 
@@ -167,11 +184,12 @@ def _check_table(t: dict) -> None:
 
 def build_report(attacker, samples, *, grid: AttackSpec = GRID, n_align: int = 300, k: int = 10,
                  defences: dict | None = None, n_examples: int = 6, n_boot: int = 1000, paper_figures=None,
-                 data_label: str | None = None, setup=None, progress: bool = False) -> dict:
+                 data_label: str | None = None, setup=None, progress: bool = False, lowfi=None) -> dict:
     """Run everything the report shows and return it as one dict (`write_report` renders it): the attack over
     `grid` (victim, N x k, method, seed), and the defence curves and examples at one point (n_align, k).
     `defences`: name -> strengths; None = every defence at its default strengths; {} = no curves.
-    `paper_figures`: a figures file or an upload's bytes; None = `paper_figures_path()`."""
+    `paper_figures`: a figures file or an upload's bytes; None = `paper_figures_path()`.
+    `lowfi`: a low-fidelity image maker; each example then shows its generated image beside the original."""
     samples = [s for s in samples if s.path is not None]
     if defences is None:
         defences = {name: list(SPECS[name].default_strengths) for name in DEFENCES}
@@ -207,7 +225,7 @@ def build_report(attacker, samples, *, grid: AttackSpec = GRID, n_align: int = 3
         "data": {"folder": data_label or str(attacker.data), "test_images": len(samples)},
         "settings": {"n_aligns": list(n_aligns), "ks": list(ks), "n_align": n_align, "k": k, "bootstrap": n_boot},
         "attack": attack,
-        "examples": examples(setup, samples, n_examples, seed),
+        "examples": examples(setup, samples, n_examples, seed, lowfi=lowfi),
         "defences": {name: {"spec": {"strength": SPECS[name].strength, "protects": SPECS[name].protects,
                                      "does_not_protect": SPECS[name].does_not}, "rows": rows}
                      for name, rows in curves.items()},

@@ -6,16 +6,18 @@ cannot: the plotly figures (as HTML divs, plotly.js inlined once, so the file op
     report = experiments.audit.build_report(attacker, samples, grid=AttackSpec("lite0", (30, 300), (5, 10)))
     html_path, json_path = write_report(report, "report.html")
 
-An evaluation (`slime eval`'s result) goes through the same template: `render_html(evaluation_report(result))`.
+An evaluation (`slime eval`'s result) goes through the same template: `render_html(evaluation_report(result))`, and
+so does one attack (the app's Attack one image download): `render_html(attack_report(result.to_dict(), ...))`.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Sequence
 
 from slime_core.errors import SlimeError
-from slime_core.experiments.audit import THREAT_MODEL, load_paper_figures, paper_figures_path
+from slime_core.experiments.audit import THREAT_MODEL, load_paper_figures, paper_figures_path, png_uri, thumbnail_uri
 from slime_core.present import figures
 from slime_core.present.serialise import jsonable
 from slime_core.present.tables import fmt_strength, knee_label, optional_cells
@@ -32,7 +34,8 @@ th{background:#f4f4f4}td.l,th.l{text-align:left}.note{color:#555;font-size:.9em}
 .tag{display:inline-block;padding:1px 6px;margin:2px;border-radius:10px;font-size:.85em}
 .exact{background:#c8e6c9}.near{background:#fff3b0}.miss{background:#eee;color:#777}
 .paper{border:3px dashed #b36b00;background:#fff8ec;padding:.5em 1em}.paper h2{color:#b36b00}
-.nbs img{margin-right:4px}
+.nbs img{margin-right:4px}.unscored{background:#e3f2fd}
+.ex figure{margin:0;text-align:center}.ex figcaption{font-size:.8em;color:#555}.gen img{width:144px;image-rendering:auto}
 """
 
 
@@ -104,6 +107,42 @@ def own_embeddings_report(audit: dict, verdict: str) -> dict:
             "paper_figures": load_paper_figures(paper_figures_path())}
 
 
+def attack_report(result: dict, image=None, generated=None, captions: Sequence[str] = (),
+                  classified: Sequence[tuple[str, str]] | None = None, pool_images: Path | None = None,
+                  made_by: str = "the SLImE app, Attack one image") -> dict:
+    """One attack (`AttackResult.to_dict()`) as a report the template renders: the photo (`image`: a path or the
+    bytes of an upload; None for an embedding) beside the image generated from its embedding (`generated`, a PIL
+    image, embedded as PNG), the tags (`classified`: (tag, "exact" | "neighbourhood" | "miss") when the photo's
+    `captions` were known, else unscored), the caption, the objects, the nearest public photos (thumbnails from
+    `pool_images` where they are on disk)."""
+    import datetime as dt
+    import io
+
+    match = {"neighbourhood": "near"}
+    marks = dict(classified or [])
+    item = {"image": result.get("image") or "the attacked embedding", "caption": captions[0] if captions else "",
+            "tags": [{"tag": t["tag"], "score": t["score"], "match": match.get(marks.get(t["tag"]), marks.get(t["tag"]))
+                      or "unscored"} for t in result["tags"]],
+            "neighbours": [dict(n) for n in result["neighbors"]], "attack_caption": result.get("caption"),
+            "objects": result.get("objects"), "lowfi_method": (result.get("lowfi") or {}).get("method")}
+    if image is not None:
+        item["thumbnail"] = thumbnail_uri(io.BytesIO(image) if isinstance(image, (bytes, bytearray)) else image, 256)
+    if generated is not None:
+        item["generated"] = png_uri(generated)
+    for nb in item["neighbours"]:
+        if pool_images is not None and (Path(pool_images) / nb["image"]).is_file():
+            nb["thumbnail"] = thumbnail_uri(Path(pool_images) / nb["image"], 96)
+    settings = {"victim": result["victim"], "attacker": result["attacker"], "N leaked pairs": result["n_align"],
+                "k tags": result["k"], "alignment cosine (held-out)": result["alignment_cosine"],
+                "low-fidelity image": item["lowfi_method"] or "none"}
+    return {"title": "SLImE: what one image embedding gives away",
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "made_by": made_by,
+            "data": {"folder": "one attacked image", "test_images": 1},
+            "threat_model": [{"role": r, "text": t} for r, t in THREAT_MODEL], "settings": settings,
+            "result": result, "examples": [item], "defences": {}, "undefended": None,
+            "paper_figures": load_paper_figures(paper_figures_path())}
+
+
 def write_report(report: dict, out) -> tuple[Path, Path]:
     """Write `out` (HTML) and the same report as JSON beside it (thumbnails left out of the JSON)."""
     out = Path(out)
@@ -123,6 +162,7 @@ def report_json(report: dict) -> str:
     slim = json.loads(json.dumps(jsonable(report)))
     for ex in slim["examples"]:
         ex.pop("thumbnail", None)
+        ex.pop("generated", None)
         for nb in ex["neighbours"]:
             nb.pop("thumbnail", None)
     return json.dumps(slim, indent=2)
