@@ -28,7 +28,7 @@ from slime_core.encoders import get_encoder
 from slime_core.experiments.objects_eval import prior_objects, score_sources, union
 from slime_core.objects import detect_objects, read_pool_objects
 from slime_core.generate import (ImageTower, InvertConfig, LatentRegressor, OfflineGenerator, PixelConfig,
-                                 invert_latents, invert_pixels, to_images)
+                                 invert_pixels, to_images)
 from slime_core.metrics import Estimate
 from slime_core.objects import objects_from_captions, objects_from_tags, object_scores
 from slime_core.pipeline import Attacker
@@ -80,9 +80,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--n-slow", type=int, default=100)
     ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--latents", default=str(Path.home() / ".cache/slime/taef2_latents/latents_128.npz"))
+    ap.add_argument("--regressor-fm", default="/tmp/taef/reg_fm", help="the regressor trained with feature matching")
     ap.add_argument("--regressor", default="models/lowfi")
-    ap.add_argument("--methods", default="regress,invert,pixels")
+    ap.add_argument("--methods", default="regress,regress_fm,invert,pixels")
     ap.add_argument("--bootstrap", type=int, default=1000)
     ap.add_argument("--out", default="bench/results/lowfi_eval_lite0")
     args = ap.parse_args()
@@ -118,35 +118,40 @@ def main() -> None:
                                                             thumbs_orig, args.bootstrap)},
               "seconds_per_image": {}, "prior_objects": prior}
 
-    decoder, tower = load_taef2().decoder, ImageTower.efficientnet_lite(attacker.bundle.image_encoder)
+    taef2 = load_taef2()
+    decoder, tower = taef2.decoder, ImageTower.efficientnet_lite(attacker.bundle.image_encoder)
     regressor = LatentRegressor.load(Path(args.regressor))
     size = regressor.cfg.size
     target = torch.nn.functional.normalize(torch.as_tensor(aligned, dtype=torch.float32), dim=-1)
-    with np.load(args.latents) as f:
-        row_of = {str(n): i for i, n in enumerate(f["names"])}
-        pool_latents = f["latents"]
     near4 = [[n for n, _ in row] for row in attacker.neighbours(aligned[:args.n_slow], 4)]
     made = {}
     for method in args.methods.split(","):
-        n = len(samples) if method == "regress" else min(args.n_slow, len(samples))
+        n = len(samples) if method.startswith("regress") else min(args.n_slow, len(samples))
         t0 = time.time()
         if method == "regress":
             made[method] = OfflineGenerator(regressor, decoder).generate(aligned[:n], progress=True)
-        elif method == "invert":  # started from the mean latent of the 4 nearest public photos
-            start = torch.as_tensor(np.stack([pool_latents[[row_of[m] for m in row]].astype(np.float32).mean(0)
-                                              for row in near4[:n]]))
-            made[method] = sum((to_images(invert_latents(target[i:i + 8], start[i:i + 8], decoder, tower,
-                                                         InvertConfig())) for i in range(0, n, 8)), [])
+        elif method == "regress_fm":  # the regressor with its feature-matching stage
+            made[method] = OfflineGenerator(LatentRegressor.load(Path(args.regressor_fm)), decoder).generate(
+                aligned[:n], progress=True)
+        elif method == "invert":  # the product's path: the 4 nearest public photos' mean latent, then inversion
+            gen = OfflineGenerator(regressor, decoder, tower, InvertConfig(), taef2.encoder)
+            made[method] = gen.generate(aligned[:n], [[image_dir / m for m in row] for row in near4[:n]], progress=True)
         elif method == "pixels":
-            made[method] = sum((to_images(invert_pixels(target[i:i + 8], size, tower, PixelConfig()))
+            made[method] = sum((to_images(invert_pixels(target[:n][i:i + 8], size, tower, PixelConfig()))
                                 for i in range(0, n, 8)), [])
         result["seconds_per_image"][method] = round((time.time() - t0) / n, 3)
+        with torch.no_grad():
+            made_t = torch.stack([torch.from_numpy(np.asarray(im, np.float32) / 255).permute(2, 0, 1) for im in made[method]])
+            cos = torch.cat([(tower(made_t[i:i + 32]) * target[:n][i:i + 32]).sum(-1) for i in range(0, n, 32)]).numpy()
+        result.setdefault("tower_cosine_to_target", {})[method] = Estimate.bootstrap(cos, args.bootstrap).to_dict()
         sources[f"generated_{method}"] = detect_objects(made[method], True, f"objects in {method} images")
         result["pictures"][method] = pictures_scores(method, made[method], paths, lite1, det_orig, lite1_orig,
                                                      thumbs_orig, args.bootstrap)
         print(method, result["seconds_per_image"][method], "s/image", flush=True)
-    if "generated_regress" in sources:
-        sources["union"] = union(sources["tags"], sources["generated_regress"], sources["nearest"])
+    best = next((f"generated_{m}" for m in ("invert", "regress") if f"generated_{m}" in sources), None)
+    if best:  # over the photos that method covers
+        sources["union"] = union(sources["tags"], sources[best], sources["nearest"])
+        result["union_of"] = ["tags", best, "nearest"]
     result["objects"] = score_sources(sources, reference, prior, args.bootstrap)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -157,6 +162,7 @@ def main() -> None:
 
 def examples(samples, made: dict, nearest, image_dir: Path, path: Path, rows: int = 5, side: int = 160) -> None:
     """The first `rows` test photos (file order: no choosing by hand): original | each method | nearest photo."""
+    rows = min(rows, *(len(v) for v in made.values()))
     cols = ["original", *made, "nearest public"]
     sheet = Image.new("RGB", (side * len(cols), side * rows), "white")
     for r in range(rows):

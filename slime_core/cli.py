@@ -179,9 +179,11 @@ def cmd_eval(args) -> int:
     attacker = make_attacker(args)
     spec.within(attacker)
     writer = make_writer(args)
+    from slime_core import lowfi
+    maker = lowfi.make_lowfi(args.lowfi, attacker.bundle.image_encoder) if args.lowfi != "none" else None
     samples = load_samples(args)
     result = evaluate(attacker, samples, spec=spec, writer=writer, n_boot=args.bootstrap, progress=not args.no_progress,
-                      final_from=final_from)
+                      final_from=final_from, lowfi=maker)
     if args.output:
         args.output.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2) if args.format == "json" else evaluation_table(result))

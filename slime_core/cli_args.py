@@ -87,6 +87,8 @@ def add_eval(sub) -> None:
     p.add_argument("--final-caption", default=None, help=FINAL_HELP)
     p.add_argument("--format", default="text", choices=("text", "json"), help="output format")
     p.add_argument("--output", type=Path, help="also write the JSON result here")
+    p.add_argument("--lowfi", default="none", choices=("none", *LOWFI_METHODS),
+                   help="also score the objects detected in each photo's low-fidelity image (offline: about 3 s a photo)")
     add_attack_options(p)
 
 

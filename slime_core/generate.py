@@ -182,15 +182,16 @@ def invert_pixels(target: torch.Tensor, size: int, tower: ImageTower, cfg: Pixel
 
 
 class OfflineGenerator:
-    """The product's offline low-fidelity image: the regressor's latent, refined by `refine_steps` of decoder-
-    regularised inversion (0: the regressor alone). `init_latents`, when given (n, *latent_shape), replace the
-    regressor's output as the inversion's start (the nearest public photos' latents)."""
+    """The product's offline low-fidelity image, method (a): a TAEF2 latent started from the mean latent of the
+    nearest public photos (`init_photos`, encoded by TAEF2's encoder on the fly) -- or from the regressor's output
+    (b) where those photos are not on disk -- then `refine.steps` steps of decoder-regularised inversion
+    (no `refine`: the start is decoded as it is)."""
 
     name = "offline"
 
     def __init__(self, regressor: LatentRegressor, decoder: nn.Module, tower: ImageTower | None = None,
-                 refine: InvertConfig | None = None):
-        self.regressor, self.decoder, self.tower, self.refine = regressor, decoder, tower, refine
+                 refine: InvertConfig | None = None, encoder: nn.Module | None = None):
+        self.regressor, self.decoder, self.tower, self.refine, self.encoder = regressor, decoder, tower, refine, encoder
         if refine is not None and refine.steps and tower is None:
             raise SlimeError("refining the generated image needs the attacker's image tower.")
 
@@ -198,19 +199,34 @@ class OfflineGenerator:
     def size(self) -> int:
         return self.regressor.cfg.size
 
-    def generate(self, aligned: np.ndarray, init_latents: np.ndarray | None = None, batch_size: int = 16,
+    def starts(self, target: torch.Tensor, init_photos: list[list] | None) -> tuple[torch.Tensor, list[str]]:
+        """Each row's starting latent and where it came from ("nearest photos" or "regressor")."""
+        with torch.no_grad():
+            start = self.regressor(target)
+            origin = ["regressor"] * len(target)
+            if init_photos is None or self.encoder is None:
+                return start, origin
+            for i, photos in enumerate(init_photos):
+                photos = [p for p in photos if Path(p).is_file()]
+                if photos:
+                    start[i] = self.encoder(photo_batch(photos, self.size)).mean(0)
+                    origin[i] = "nearest photos"
+        return start, origin
+
+    def generate(self, aligned: np.ndarray, init_photos: list[list] | None = None, batch_size: int = 8,
                  progress: bool = False, on_step: Callable[[float], None] | None = None) -> list[Image.Image]:
+        """One image per row of `aligned` (n, d). init_photos: per row, the paths of its nearest public photos."""
         target = F.normalize(torch.as_tensor(np.atleast_2d(aligned), dtype=torch.float32), dim=-1)
         if target.shape[1] != self.regressor.cfg.dim:
             raise SlimeError(f"the generator takes {self.regressor.cfg.dim}-d attack-space embeddings, got {target.shape[1]}.")
         steps = self.refine.steps if self.refine is not None else 0
         out: list[Image.Image] = []
+        self.origins: list[str] = []
         bar = tqdm(total=len(target), desc="generating images", disable=not progress)
         for i in range(0, len(target), batch_size):
             t = target[i:i + batch_size]
-            with torch.no_grad():
-                start = self.regressor(t) if init_latents is None else \
-                    torch.as_tensor(init_latents[i:i + batch_size], dtype=torch.float32)
+            start, origin = self.starts(t, None if init_photos is None else init_photos[i:i + batch_size])
+            self.origins += origin
             if steps:
                 tick = (lambda s: on_step((i + len(t) * s / steps) / len(target))) if on_step else None
                 images = invert_latents(t, start, self.decoder, self.tower, self.refine, tick)
@@ -225,14 +241,23 @@ class OfflineGenerator:
         return out
 
 
+def photo_batch(paths, size: int) -> torch.Tensor:
+    """Photos as (n, 3, size, size) in [0, 1], squashed to a square as the training latents were."""
+    from slime_core.encoders.base import load_image
+    return torch.stack([torch.from_numpy(np.asarray(load_image(p).resize((size, size), Image.BICUBIC), np.float32)
+                                          / 255).permute(2, 0, 1) for p in paths])
+
+
 REGRESSOR_DIR = Path(__file__).resolve().parent.parent / "models" / "lowfi"
 
 
-def load_offline_generator(refine_steps: int = 0, regressor_dir: str | Path | None = None,
+def load_offline_generator(refine_steps: int = InvertConfig.steps, regressor_dir: str | Path | None = None,
                            image_encoder: str = "lite2") -> OfflineGenerator:
-    """The shipped generator: models/lowfi's regressor and TAEF2's decoder (both in the repo), plus the attacker's
-    image tower when `refine_steps` > 0. MissingModelError names whatever is absent."""
+    """The shipped generator: TAEF2 and models/lowfi's regressor (both in the repo), plus the attacker's image
+    tower when `refine_steps` > 0. MissingModelError names whatever is absent."""
     from slime_core.taef2 import load_taef2
     regressor = LatentRegressor.load(Path(regressor_dir or REGRESSOR_DIR))
     tower = ImageTower.efficientnet_lite(image_encoder) if refine_steps else None
-    return OfflineGenerator(regressor, load_taef2().decoder, tower, InvertConfig(steps=refine_steps) if refine_steps else None)
+    taef2 = load_taef2()
+    return OfflineGenerator(regressor, taef2.decoder, tower, InvertConfig(steps=refine_steps) if refine_steps else None,
+                            taef2.encoder)

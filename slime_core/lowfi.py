@@ -137,7 +137,7 @@ class KandinskyLowFi:
 
 
 def make_lowfi(method: str, attacker_image_encoder: str, kandinsky: str = KANDINSKY_DECODER_ID,
-               refine_steps: int = 0):
+               refine_steps: int | None = None):
     """The low-fidelity image maker called `method`, checked against the attacker before any weights load.
     MissingModelError (with the loader's reason) where its weights are absent; SlimeError for a wrong pairing."""
     if method not in LOWFI_METHODS:
@@ -147,5 +147,6 @@ def make_lowfi(method: str, attacker_image_encoder: str, kandinsky: str = KANDIN
             raise SlimeError(f"Kandinsky 2.2 decodes ViT-bigG-14 CLIP image embeddings; this attacker's space is "
                              f"{attacker_image_encoder!r} (use --lowfi offline, or the clip-vit-bigg-14 bundle).")
         return KandinskyLowFi(KandinskyDecoder.from_pretrained(kandinsky))
-    from slime_core.generate import load_offline_generator
-    return load_offline_generator(refine_steps, image_encoder=attacker_image_encoder)
+    from slime_core.generate import InvertConfig, load_offline_generator
+    steps = InvertConfig.steps if refine_steps is None else refine_steps
+    return load_offline_generator(steps, image_encoder=attacker_image_encoder)

@@ -70,6 +70,9 @@ class AttackResult:
         return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name not in self.UNSERIALISED}
 
 
+INIT_PHOTOS = 4  # nearest public photos whose mean latent starts the offline generator's inversion
+
+
 class Attacker:
     def __init__(self, bundle: Bundle | str | Path | None = None, data: str | Path | None = None, cache: Path | None = None):
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
@@ -220,10 +223,19 @@ class Attacker:
 
     def generate_lowfi(self, aligned: np.ndarray, maker) -> tuple[object, dict]:
         """`maker`'s (lowfi.make_lowfi) image of one attack-space embedding `aligned` (d,) or (1, d), and
-        {"method", "seconds", "image": None}."""
+        {"method", "seconds", "image": None, "start"}. The offline maker starts from the mean TAEF2 latent of the
+        nearest public photos where they are on disk (`start`: "nearest photos"), else from its regressor."""
         start = time.perf_counter()
-        image = maker.generate(np.atleast_2d(aligned)[:1])[0]
-        return image, {"method": maker.name, "seconds": round(time.perf_counter() - start, 3), "image": None}
+        a = np.atleast_2d(aligned)[:1]
+        extra = {}
+        if getattr(maker, "encoder", None) is not None:  # the offline generator can start from photos
+            folder = self.data / "images"
+            extra["init_photos"] = [[folder / n for n, _ in self.neighbours(a, INIT_PHOTOS)[0]]]
+        image = maker.generate(a, **extra)[0]
+        info = {"method": maker.name, "seconds": round(time.perf_counter() - start, 3), "image": None}
+        if getattr(maker, "origins", None):
+            info["start"] = maker.origins[0]
+        return image, info
 
     def objects_of(self, tags: list[str], image=None, nearest: str | None = None) -> dict:
         """The COCO classes named by `tags` (their nouns), detected in `image` (the generated picture; None: not

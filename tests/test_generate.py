@@ -128,3 +128,16 @@ def test_feature_matching_stage_runs_and_reports_the_tower_cosine():
     _, info = train_regressor(E, Z, taef2.decoder(width=8).eval(), tiny_tower(), cfg,
                               RegressorConfig(dim=8, hidden=8, n_basis=4, latent_shape=(32, 2, 2)))
     assert -1 <= info["tower_cosine_first_tenth"] <= 1 and -1 <= info["tower_cosine_last_tenth"] <= 1
+
+
+def test_generator_starts_from_the_nearest_photos_where_they_exist(tmp_path):
+    gen = tiny_generator()
+    gen.encoder = taef2.encoder(width=8).eval()
+    photo = DEMO / "images" / BLACK_DOG
+    aligned = np.random.default_rng(0).normal(size=(2, 8)).astype(np.float32)
+    from_photos = gen.generate(aligned, init_photos=[[photo, photo], [tmp_path / "absent.jpg"]])
+    assert gen.origins == ["nearest photos", "regressor"]  # a row whose photos are missing falls back, and says so
+    plain = gen.generate(aligned)
+    assert gen.origins == ["regressor", "regressor"]
+    assert np.asarray(from_photos[1]).tolist() == np.asarray(plain[1]).tolist()
+    assert np.asarray(from_photos[0]).tolist() != np.asarray(plain[0]).tolist()

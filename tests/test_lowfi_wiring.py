@@ -305,3 +305,13 @@ def test_app_shows_original_generated_nearest_tags_caption_graph(monkeypatch):
     finally:
         _lowfi.lowfi_problem.clear()
         loaded_models.release("lowfi")
+
+
+def test_cli_eval_with_lowfi_scores_the_generated_images_objects(capsys, tiny, tiny_lowfi, tiny_data):
+    code, out, err = run(capsys, "eval", *[a for a in tiny if a != "--pool-data" and a != str(tiny_data)],
+                         "--data", str(tiny_data), "--split", "test", "--n-align", "30", "--k", "5", "--format", "json",
+                         "--bootstrap", "50", "--no-progress", "--lowfi", "offline")
+    assert code == 0, err
+    objects = json.loads(out)["rows"][0]["objects"]
+    assert {"prior", "tags", "nearest", "generated", "union"} <= set(objects)
+    assert 0 <= objects["generated"]["f1"]["mean"] <= 1

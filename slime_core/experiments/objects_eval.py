@@ -18,6 +18,7 @@ import numpy as np
 
 from slime_core.metrics import Estimate, paired_difference
 from slime_core.objects import detect_objects, frequent_objects, object_scores, objects_from_tags, read_pool_objects
+from slime_core.pipeline import INIT_PHOTOS
 
 
 def prior_objects(train_objects: list[list[str]]) -> list[str]:
@@ -61,7 +62,11 @@ class ObjectsEval:
         nearest = [self.pool.get(row[0][0], []) for row in self.attacker.neighbours(aligned, 1)]
         out = {"nearest": nearest}
         if self.lowfi is not None:
-            images = self.lowfi.generate(aligned, progress=self.progress)
+            extra = {}
+            if getattr(self.lowfi, "encoder", None) is not None:  # the offline generator starts from the nearest photos
+                folder = self.attacker.data / "images"
+                extra["init_photos"] = [[folder / n for n, _ in row] for row in self.attacker.neighbours(aligned, INIT_PHOTOS)]
+            images = self.lowfi.generate(aligned, progress=self.progress, **extra)
             out["generated"] = detect_objects(images, self.progress, "objects in the generated images")
         return out
 
