@@ -3,8 +3,10 @@ public photos | tags | caption | scene graph, side by side, the objects seen in 
 graph; and the generator choice in the sidebar, generators that cannot run here greyed with their loader's reason
 (as the paper encoders are).
 
-The offline generator is one forward pass (~0.1 s), so the page makes its image on every photo; the image is kept in
-the session per (generator, embedding), so moving a slider that leaves the embedding alone makes nothing twice.
+The offline generator takes a few seconds (20 steps of inversion from the nearest public photos' latents), drawn
+after the headline under a spinner; the image is kept in the session per (generator, embedding), so moving a slider
+that leaves the embedding alone makes nothing twice. Whether a generator can run is checked without loading it
+(`lowfi.check_lowfi`), so the sidebar costs the first screen nothing.
 """
 
 from __future__ import annotations
@@ -18,19 +20,19 @@ from slime_core import availability
 from slime_core.errors import SlimeError
 
 NONE = "none"
-LABELS = {"offline": "offline (TAEF2 decoder, ~0.1 s)", "kandinsky": "Kandinsky 2.2 (the paper's decoder)",
+LABELS = {"offline": "offline (TAEF2 latent inversion, a few s)", "kandinsky": "Kandinsky 2.2 (the paper's decoder)",
           NONE: "none"}
 WIDTHS = [1.0, 1.0, 1.0, 1.0, 1.0, 1.6]
 
 
-@st.cache_resource(show_spinner="Checking which low-fidelity generators can run here ...")
+@st.cache_resource(show_spinner=False)
 def lowfi_problem(method: str, image_encoder: str) -> str | None:
-    """None when `method`'s generator loads for an attacker whose attack space is `image_encoder` (it is then
-    loaded, once per process), else why not."""
-    from slime_core.pipeline import lowfi_maker  # torch: imported once a page is drawn
+    """None when `method`'s generator can run for an attacker whose attack space is `image_encoder`, else why not;
+    nothing is loaded (the first generation loads it)."""
+    from slime_core.lowfi import check_lowfi
 
     try:
-        lowfi_maker(method, image_encoder)
+        check_lowfi(method, image_encoder)
     except SlimeError as err:
         return str(err)
     except Exception as err:  # noqa: BLE001 - a broken install or corrupt weights: say so rather than crash the page

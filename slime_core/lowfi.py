@@ -136,16 +136,30 @@ class KandinskyLowFi:
         return self.decoder.decode(aligned, steps=self.steps, embed_norm=self.embed_norm)
 
 
-def make_lowfi(method: str, attacker_image_encoder: str, kandinsky: str = KANDINSKY_DECODER_ID,
-               refine_steps: int | None = None):
-    """The low-fidelity image maker called `method`, checked against the attacker before any weights load.
-    MissingModelError (with the loader's reason) where its weights are absent; SlimeError for a wrong pairing."""
+def check_lowfi(method: str, attacker_image_encoder: str, kandinsky: str = KANDINSKY_DECODER_ID) -> None:
+    """What `make_lowfi` would refuse, found without loading any weights (a page can grey a choice at no cost):
+    SlimeError for a wrong pairing, MissingModelError for absent weights."""
     if method not in LOWFI_METHODS:
         raise SlimeError(f"unknown low-fidelity method {method!r}; choose one of {', '.join(LOWFI_METHODS)}.")
     if method == "kandinsky":
         if not attacker_image_encoder.startswith("clip-vit-bigg-14"):
             raise SlimeError(f"Kandinsky 2.2 decodes ViT-bigG-14 CLIP image embeddings; this attacker's space is "
                              f"{attacker_image_encoder!r} (use --lowfi offline, or the clip-vit-bigg-14 bundle).")
+        _resolve(kandinsky, None)
+        return
+    from slime_core.generate import REGRESSOR_DIR
+    from slime_core.taef2 import MODEL_DIR
+    for path in (REGRESSOR_DIR / "regressor.safetensors", MODEL_DIR / "taef2_decoder.safetensors"):
+        if not path.is_file():
+            raise MissingModelError(f"{path}: not found (a clone of the repo carries it).")
+
+
+def make_lowfi(method: str, attacker_image_encoder: str, kandinsky: str = KANDINSKY_DECODER_ID,
+               refine_steps: int | None = None):
+    """The low-fidelity image maker called `method`, checked against the attacker before any weights load.
+    MissingModelError (with the loader's reason) where its weights are absent; SlimeError for a wrong pairing."""
+    check_lowfi(method, attacker_image_encoder, kandinsky)
+    if method == "kandinsky":
         return KandinskyLowFi(KandinskyDecoder.from_pretrained(kandinsky))
     from slime_core.generate import InvertConfig, load_offline_generator
     steps = InvertConfig.steps if refine_steps is None else refine_steps

@@ -285,7 +285,7 @@ def test_app_shows_original_generated_nearest_tags_caption_graph(monkeypatch):
         at.run()
         assert not at.exception, [e.value for e in at.exception]
         assert at.selectbox(key="lowfi").value == "offline"
-        assert at.selectbox(key="lowfi").options == ["offline (TAEF2 decoder, ~0.1 s)", "none"]
+        assert at.selectbox(key="lowfi").options == [_lowfi.LABELS["offline"], "none"]
         assert any("Kandinsky 2.2" in c.value and "unavailable" in c.value and "ViT-bigG-14" in c.value
                    for c in at.caption)  # greyed, with the loader's reason
         heads = [m.value for m in at.markdown]
