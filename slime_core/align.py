@@ -37,22 +37,50 @@ class Alignment:
         return l2_normalise(X @ self.W)
 
 
+# Row norms an embedding can have. Real encoders give ~0.1-1,000 (unit vectors, raw CLIP ~10-30, int8 or binary codes
+# in the hundreds); beyond these bounds float32 arithmetic under- or overflows (a norm of 1e30 squares to inf, a
+# denormal row to 0) and every cosine comes out 0.00 - such a file is scaled wrongly or corrupt, and is refused.
+MIN_ROW_NORM, MAX_ROW_NORM = 1e-12, 1e12
+_CHUNK = 4096  # rows checked at a time in float64 (bounded extra memory for big files)
+
+
 def check_embeddings(X, what: str, dim: int | None = None) -> np.ndarray:
-    """A float32 (n, d) array, or a SlimeError that says what is wrong with it."""
+    """A float32 (n, d) array, or a SlimeError that says what is wrong with it: the one gate every embedding
+    passes where it enters (files, uploads, pools, the attack). Refused: non-numeric dtypes (strings, objects,
+    booleans, complex), shapes other than (n, d), NaN/inf (also values that overflow float32), all-zero rows and
+    rows whose norm lies outside [MIN_ROW_NORM, MAX_ROW_NORM] (denormals, values scaled by 1e30)."""
     try:
-        X = np.asarray(X, dtype=np.float32)
+        raw = np.asarray(X)
     except (TypeError, ValueError) as err:
         raise SlimeError(f"{what}: not a numeric array ({err}).") from None
-    if X.ndim == 1:
-        X = X[None, :]
-    if X.ndim != 2 or X.shape[0] == 0:
-        raise SlimeError(f"{what}: expected a 2-D array (n, d) with n >= 1, got shape {X.shape}.")
-    if dim is not None and X.shape[1] != dim:
-        raise SlimeError(f"{what}: dimension {X.shape[1]} does not match the expected {dim}.")
-    bad = ~np.isfinite(X).all(axis=1)
+    if raw.dtype.kind not in "fiu":
+        raise SlimeError(f"{what}: not a numeric array (dtype {raw.dtype}); embeddings are floats or integers.")
+    if raw.ndim == 1:
+        raw = raw[None, :]
+    if raw.ndim != 2 or raw.shape[0] == 0 or raw.shape[1] == 0:
+        raise SlimeError(f"{what}: expected a 2-D array (n, d) with n >= 1, got shape {raw.shape}.")
+    if dim is not None and raw.shape[1] != dim:
+        raise SlimeError(f"{what}: dimension {raw.shape[1]} does not match the expected {dim}.")
+    norms, bad = np.empty(len(raw)), np.zeros(len(raw), bool)
+    for start in range(0, len(raw), _CHUNK):
+        block = raw[start:start + _CHUNK].astype(np.float64)
+        bad[start:start + _CHUNK] = ~np.isfinite(block).all(axis=1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            norms[start:start + _CHUNK] = np.linalg.norm(block, axis=1)  # inf for 1e300: refused as out of range
     if bad.any():
         raise SlimeError(f"{what}: {int(bad.sum())} row(s) contain NaN or inf (first: row {int(np.argmax(bad))}).")
-    return X
+    zero = norms == 0
+    if zero.any():
+        raise SlimeError(f"{what}: {int(zero.sum())} row(s) are all zeros (first: row {int(np.argmax(zero))}).")
+    out = (norms < MIN_ROW_NORM) | (norms > MAX_ROW_NORM)
+    if raw.dtype.kind == "f" and raw.dtype.itemsize > 4:
+        out |= (np.abs(raw).max(axis=1) > np.finfo(np.float32).max)
+    if out.any():
+        i = int(np.argmax(out))
+        raise SlimeError(f"{what}: row {i} has norm {norms[i]:.3g} ({int(out.sum())} row(s) outside "
+                         f"{MIN_ROW_NORM:g}..{MAX_ROW_NORM:g}); embeddings have norms near 1-1,000, so the values "
+                         f"are scaled wrongly (denormal or overflowing in float32) or the file is corrupt.")
+    return raw.astype(np.float32)
 
 
 def check_pairs(X, Y) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
+from slime_core.align import check_embeddings
 from slime_core.encoders import load_image
 from slime_core.errors import SlimeError
 
@@ -21,6 +22,10 @@ EMBEDDING_TYPES = ("npy", "csv", "parquet")
 MAX_EMBEDDING_ROWS = 100_000
 MAX_EMBEDDING_DIM = 16_384
 MIN_IMAGE_SIDE = 32
+# Read from a file's header before anything is parsed or allocated (a 2.4 MB CSV of 300,000 columns took minutes
+# to parse; a .npy header can claim any shape): no registered encoder comes near 65,536 dims.
+MAX_FILE_DIM = 65_536
+MAX_UNCOMPRESSED = 1 << 32  # bytes a parquet file may expand to
 
 
 def parse_embeddings(filename: str, data: bytes, max_rows: int | None = MAX_EMBEDDING_ROWS,
@@ -34,8 +39,59 @@ def parse_embeddings(filename: str, data: bytes, max_rows: int | None = MAX_EMBE
         raise SlimeError(f"{filename}: unsupported file type '.{ext}'; upload .npy, .csv or .parquet.")
     if not data:
         raise SlimeError(f"{filename}: the file is empty.")
+    _check_header(filename, data, ext, max_rows, max_dim or MAX_FILE_DIM)
     arr, names = (_read_npy(filename, data), None) if ext == "npy" else _read_table(filename, data, ext)
     return _checked(filename, arr, max_rows, max_dim), names
+
+
+def _check_header(filename: str, data: bytes, ext: str, max_rows: int | None, max_dim: int) -> None:
+    """Refuse from the header alone (no parsing, no allocation) a file wider than `max_dim` columns (+1 for a name
+    column), longer than `max_rows` rows where the header says, or whose .npy header disagrees with its length."""
+    if ext == "npy":
+        shape, dtype = _npy_header(filename, data)
+        if len(shape) in (1, 2) and shape[-1] > max_dim:
+            raise SlimeError(f"{filename}: shape {shape} has {shape[-1]} dims; no embedding has more than {max_dim}.")
+        return
+    if ext == "csv":
+        widest = max(line.count(b",") for line in data.split(b"\n")) + 1
+        columns, rows = widest, None
+    else:
+        import pyarrow.parquet as pq
+
+        try:
+            meta = pq.ParquetFile(io.BytesIO(data)).metadata
+        except Exception as err:  # noqa: BLE001 - any failure to read the footer is a bad file
+            raise SlimeError(f"{filename}: not a readable .parquet file ({type(err).__name__}: {str(err)[:200]}).") from None
+        columns, rows = meta.num_columns, meta.num_rows
+        expanded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        if expanded > MAX_UNCOMPRESSED:
+            raise SlimeError(f"{filename}: expands to {expanded / 2**30:.1f} GiB when read; split it into smaller files.")
+    if columns > max_dim + 1:
+        raise SlimeError(f"{filename}: {columns} columns; an embedding has at most {max_dim} dims (+1 name column). "
+                         f"Refused before parsing.")
+    if max_rows and rows is not None and rows > max_rows:
+        raise SlimeError(f"{filename}: {rows} rows, more than the {max_rows} accepted; use the CLI for big batches.")
+
+
+def _npy_header(filename: str, data: bytes) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype a .npy header claims, checked against the bytes that follow it."""
+    from numpy.lib import format as npformat
+
+    if not data.startswith(b"\x93NUMPY"):  # np.load would call anything else a pickle
+        raise SlimeError(f"{filename}: not a readable .npy file (no NumPy header; save it with numpy.save).")
+    stream = io.BytesIO(data)
+    try:
+        version = npformat.read_magic(stream)
+        shape, _, dtype = (npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0)(stream)
+    except Exception as err:  # noqa: BLE001 - a damaged header
+        raise SlimeError(f"{filename}: not a readable .npy file ({type(err).__name__}: {str(err)[:200]}).") from None
+    if dtype.hasobject:
+        raise SlimeError(f"{filename}: not a plain numeric .npy array (dtype {dtype}); object arrays are refused.")
+    count = int(np.prod(shape, dtype=object))
+    if count * dtype.itemsize != len(data) - stream.tell():
+        raise SlimeError(f"{filename}: the header says shape {shape} of {dtype} ({count * dtype.itemsize} bytes), but "
+                         f"{len(data) - stream.tell()} bytes follow it; the file is truncated or damaged.")
+    return shape, dtype
 
 
 def _read_npy(filename: str, data: bytes) -> np.ndarray:
@@ -89,13 +145,7 @@ def _checked(filename: str, arr: np.ndarray, max_rows: int | None, max_dim: int 
     if (max_rows and arr.shape[0] > max_rows) or (max_dim and arr.shape[1] > max_dim):
         raise SlimeError(f"{filename}: shape {arr.shape} is larger than the app accepts "
                          f"({max_rows} rows, {max_dim} dims); use the CLI for big batches.")
-    bad = ~np.isfinite(arr.astype(np.float64)).all(axis=1)
-    if bad.any():
-        raise SlimeError(f"{filename}: {int(bad.sum())} row(s) contain NaN or inf (first: row {int(np.argmax(bad))}).")
-    zero = np.linalg.norm(arr.astype(np.float64), axis=1) == 0
-    if zero.any():
-        raise SlimeError(f"{filename}: {int(zero.sum())} row(s) are all zeros (first: row {int(np.argmax(zero))}).")
-    return arr.astype(np.float32)
+    return check_embeddings(arr, filename)  # finite, non-zero, sanely scaled rows: the one gate (align)
 
 
 def _is_number(text) -> bool:
