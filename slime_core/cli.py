@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from slime_core import cli_args
 from slime_core.attack_spec import AttackSpec
 from slime_core.errors import SlimeError
+from slime_core.output_gate import write_text
 from slime_core.present.serialise import check_writable, dumps
 from slime_core.uploads import load_embedding_file
 
@@ -184,9 +185,9 @@ def cmd_eval(args) -> int:
     samples = load_samples(args)
     result = evaluate(attacker, samples, spec=spec, writer=writer, n_boot=args.bootstrap, progress=not args.no_progress,
                       final_from=final_from, lowfi=maker)
+    print(json.dumps(result, indent=2) if args.format == "json" else evaluation_table(result))  # kept if the file fails
     if args.output:
-        args.output.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2) if args.format == "json" else evaluation_table(result))
+        write_text(args.output, json.dumps(result, indent=2), "--output")
     return 0
 
 
@@ -257,11 +258,11 @@ def cmd_defend(args) -> int:
     _, _, setup = defence_setup(args, spec)
     rows = curve(setup, args.defence, strengths, args.defence_seed, **kwargs)
     text = dumps(rows)  # 'inf' strengths as strings: standard JSON
+    print(text if args.format == "json" else defence_table(rows))  # printed first: kept if a file fails
     if args.output:
-        args.output.write_text(text)
+        write_text(args.output, text, "--output")
     if args.figure:
-        defence_figure(rows).write_html(str(args.figure), include_plotlyjs=True)
-    print(text if args.format == "json" else defence_table(rows))
+        write_text(args.figure, defence_figure(rows).to_html(include_plotlyjs=True), "--figure")
     return 0
 
 
@@ -302,6 +303,18 @@ def parser():
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command with stdout and stderr behind the output gate (every configured key masked, in every
+    encoding); a reader that closes the pipe early (`slime pool | head -1`) ends it quietly (status 141)."""
+    from slime_core.output_gate import masked_streams, quiet_broken_pipe
+
+    try:
+        with masked_streams():
+            return _main(argv)
+    except BrokenPipeError:
+        return quiet_broken_pipe()
+
+
+def _main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(format="%(message)s")  # progress notes on stderr; every other logger stays at WARNING
     logging.getLogger("slime_core.experiments").setLevel(logging.INFO)

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from slime_core.errors import SlimeError
+from slime_core.errors import SlimeError, mask_output
 from slime_core.experiments.audit import THREAT_MODEL, load_paper_figures, paper_figures_path, png_uri, thumbnail_uri
 from slime_core.present import figures
 from slime_core.present.serialise import jsonable
@@ -150,10 +150,12 @@ def write_report(report: dict, out) -> tuple[Path, Path]:
         raise SlimeError(f"report path {out} should end in .html (the JSON goes beside it).")
     if not out.parent.exists():
         raise SlimeError(f"folder {out.parent} does not exist.")
+    from slime_core.output_gate import write_text  # masked: no configured key reaches the files
+
     html, json_text = report_texts(report)
-    out.write_text(html, encoding="utf-8")
     json_path = out.with_suffix(".json")
-    json_path.write_text(json_text)
+    write_text(json_path, json_text, "the report's JSON")  # the smaller file first: the HTML can still be tried
+    write_text(out, html, "the report")
     return out, json_path
 
 
@@ -169,5 +171,6 @@ def report_json(report: dict) -> str:
 
 
 def report_texts(report: dict) -> tuple[str, str]:
-    """The HTML page and the JSON text `write_report` writes, without touching the disk (the app's downloads)."""
-    return render_html(report), report_json(report)
+    """The HTML page and the JSON text `write_report` writes, without touching the disk (the app's downloads);
+    both through the output gate (`errors.mask_output`: no configured key, in any common encoding)."""
+    return mask_output(render_html(report)), mask_output(report_json(report))
