@@ -165,6 +165,41 @@ def fit_alignment(X, Y, method: str = "ridge") -> Alignment:
     return Alignment(W, method, len(X), _kfold_cosine(X, Y, method))
 
 
+COLLAPSE_COSINE = 0.995  # aligned output this close to the pairs' mean: the prior's answer, whatever the image
+OFF_SPAN_RATIO = 0.3  # pre-normalisation length below this share of the leaked pairs' median: outside what the map saw
+
+
+def describe_fit(fit: Alignment, X_pairs: np.ndarray, Y_pairs: np.ndarray) -> Alignment:
+    """Store on `fit` what `collapse_warnings` compares an embedding with: the unit mean direction of the attacker
+    embeddings of its N pairs, and the median length of the pairs' mapped (unit) victim embeddings before the
+    final normalisation."""
+    fit.info["mean_direction"] = l2_normalise(np.asarray(Y_pairs, np.float32).mean(axis=0, keepdims=True))[0]
+    raw = l2_normalise(check_embeddings(X_pairs, "victim embeddings")) @ fit.W
+    fit.info["median_length"] = float(np.median(np.linalg.norm(raw, axis=1)))
+    return fit
+
+
+def collapse_warnings(fit: Alignment, X: np.ndarray) -> list[str]:
+    """Warnings for each row of victim embeddings X that the map sends onto its pairs' mean (cosine >= 0.995 with
+    it: the attack answers with the prior, not the image) or that lies mostly outside the span of the leaked pairs
+    (its mapped length under 30% of theirs); [] for a fit without `describe_fit`'s figures."""
+    if "mean_direction" not in fit.info:
+        return []
+    X = l2_normalise(check_embeddings(X, "victim embeddings", dim=fit.W.shape[0]))
+    raw = X @ fit.W
+    out = []
+    for i, (row, cos) in enumerate(zip(raw, l2_normalise(raw) @ fit.info["mean_direction"])):
+        which = f"row {i}: " if len(X) > 1 else ""
+        if cos >= COLLAPSE_COSINE:
+            out.append(f"{which}the alignment maps this embedding onto the mean of the leaked pairs (cosine {cos:.3f}); "
+                       f"its tags are the prior's, not the image's. Is it a constant or averaged embedding?")
+        elif np.linalg.norm(row) < OFF_SPAN_RATIO * fit.info["median_length"]:
+            out.append(f"{which}this embedding lies mostly outside what the alignment learned from the leaked pairs "
+                       f"(mapped length {np.linalg.norm(row):.2f} vs their median {fit.info['median_length']:.2f}); "
+                       f"is it from the victim encoder named?")
+    return out
+
+
 def choose_pairs(pool_size: int, n: int, seed: int = 0) -> np.ndarray:
     """Indices of the N leaked pairs drawn from the public pool."""
     if n > pool_size:

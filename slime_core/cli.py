@@ -90,7 +90,7 @@ def cmd_attack(args) -> int:
     spec, final_from = attack_spec(args), final_parts(args)
     # bad files and unwritable outputs are refused before the bundle loads
     emb = load_embedding_file(args.embedding) if args.embedding is not None else None
-    pool = load_embedding_file(args.victim_pool, "victim pool file") if args.victim_pool is not None else None
+    pool = load_embedding_file(args.victim_pool, "victim pool file", names=True) if args.victim_pool is not None else None
     if args.image is not None:
         from slime_core.encoders import load_image
 
@@ -100,8 +100,8 @@ def cmd_attack(args) -> int:
     png_paths = lowfi_outputs(args, [f"{Path(s.name).stem}_lowfi.png" for s in samples] if samples is not None
                               else [f"lowfi_{i}.png" for i in range(rows)] if rows > 1 else None)
     attacker = make_attacker(args)
-    if pool is not None:
-        attacker.add_victim_pool(args.victim, pool)
+    if pool is not None:  # rows matched by the file's image names where it has them; replaces the bundle's own pool
+        attacker.add_victim_pool(args.victim, *pool, what=str(args.victim_pool))
     spec.within(attacker)
     maker = None
     if png_paths:

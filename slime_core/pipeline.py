@@ -11,6 +11,7 @@ drawn from the bundle's public pool and cached, so a demo slider that moves N do
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, fields
@@ -29,6 +30,8 @@ from slime_core.infer import graph_from_tags
 from slime_core.metrics import NeighbourhoodScorer
 from slime_core.rank import rerank
 from slime_core.write import check_final_parts, final_prompt_from
+
+log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_ALIGNMENTS = 32  # fitted maps kept per attacker, least recently used dropped first
@@ -63,6 +66,8 @@ class AttackResult:
     # pool_objects.json), "union": all three, each class once, in that order}
     objects: dict | None = None
     lowfi_image: object | None = field(default=None, repr=False)  # the generated PIL image (not serialised)
+    # what the user should know about this result (align.collapse_warnings: the embedding maps onto the prior)
+    warnings: list[str] = field(default_factory=list)
 
     UNSERIALISED = ("aligned", "lowfi_image")
 
@@ -112,13 +117,24 @@ class Attacker:
     def pool_paths(self) -> list[Path]:
         return [self.data / "images" / name for name in self.bundle.pool["images"]]
 
-    def add_victim_pool(self, victim: str, embeddings: np.ndarray) -> None:
-        """Pool embeddings from an encoder the bundle lacks (e.g. a team's own embedding service),
-        one row per pool image in `bundle.pool["images"]` order."""
-        embeddings = align.check_embeddings(embeddings, f"{victim} pool embeddings")
+    def add_victim_pool(self, victim: str, embeddings: np.ndarray, names: list[str] | None = None,
+                        what: str | None = None) -> None:
+        """The victim's pool embeddings from outside the bundle (e.g. a team's own embedding service), one row per
+        pool image: matched by `names` (a file's `image` column) when given, else in `bundle.pool["images"]` order.
+        They replace the bundle's own pool for `victim`, if it has one. Checked: finite, sanely scaled rows that
+        differ from each other (a pool of identical rows carries no information and is refused)."""
+        from slime_core.uploads import check_degenerate, order_pool_upload
+
+        what = what or f"{victim} pool embeddings"
+        embeddings = align.check_embeddings(embeddings, what)
         if len(embeddings) != len(self.pool_attack):
-            raise SlimeError(f"{victim} pool embeddings have {len(embeddings)} rows; the pool has "
-                             f"{len(self.pool_attack)} images (list them with `slime pool`).")
+            raise SlimeError(f"{what}: {len(embeddings)} rows; the pool has {len(self.pool_attack)} images "
+                             f"(list them with `slime pool`).")
+        try:
+            embeddings = order_pool_upload(embeddings, names, self.bundle.pool["images"])
+            check_degenerate(embeddings, what)
+        except SlimeError as err:
+            raise SlimeError(str(err) if what in str(err) else f"{what}: {err}") from None
         self._extra_pools[victim] = embeddings
         for key in [key for key in self._alignments if key[0] == victim]:
             del self._alignments[key]
@@ -126,10 +142,10 @@ class Attacker:
     def victim_rows(self, victim: str, idx: np.ndarray, progress: bool = False) -> np.ndarray:
         """The victim's embeddings of the pool images `idx`. An encoder the bundle lacks embeds only these
         N images (an API victim is paid for N calls, not the whole pool), cached on disk."""
+        if victim in self._extra_pools:  # given by the user: wins over the bundle's own
+            return self._extra_pools[victim][idx]
         if victim in self.bundle.pool_embeddings:
             return self.bundle.pool_embeddings[victim][idx]
-        if victim in self._extra_pools:
-            return self._extra_pools[victim][idx]
         encoder_spec(victim)  # unknown names fail here with the list of known ones
         paths = [self.pool_paths()[i] for i in idx]
         missing = [p for p in paths if not p.exists()]
@@ -151,12 +167,13 @@ class Attacker:
             self._alignments.move_to_end(key)
             return self._alignments[key]
         idx = align.choose_pairs(len(self.pool_attack), n_align, seed)  # same N checks for every victim
-        if victim == self.bundle.image_encoder:
+        if victim == self.bundle.image_encoder and victim not in self._extra_pools:
             # The attacker's own image tower: nothing to align. This is the no-alignment oracle.
             d = self.pool_attack.shape[1]
             fit = align.Alignment(np.eye(d, dtype=np.float32), "identity", 0, 1.0)
         else:
-            fit = align.fit_alignment(self.victim_rows(victim, idx), self.pool_attack[idx], method)
+            X = self.victim_rows(victim, idx)
+            fit = align.describe_fit(align.fit_alignment(X, self.pool_attack[idx], method), X, self.pool_attack[idx])
         self._alignments[key] = fit
         while len(self._alignments) > MAX_ALIGNMENTS:
             self._alignments.popitem(last=False)
@@ -275,6 +292,9 @@ class Attacker:
         if x.shape[1] != alignment.W.shape[0]:
             raise SlimeError(f"victim embedding has {x.shape[1]} dims; '{victim}' embeddings have {alignment.W.shape[0]}.")
         a = alignment.transform(x)
+        warnings = align.collapse_warnings(alignment, x)
+        for text in warnings:
+            log.warning("%s: %s", name or image or "embedding", text)
         tags = self.retrieve(a, k)[0]
         near = self.neighbours(a, n_neighbours)[0]
         caption = self.caption([t for t, _ in tags], a[0], writer) if writer is not None else None
@@ -291,6 +311,7 @@ class Attacker:
         result = AttackResult(label, victim, self.bundle.attacker, spec.n, k, round(alignment.heldout_cosine, 4),
                               [{"tag": t, "score": round(s, 4)} for t, s in tags],
                               [{"image": n, "score": round(s, 4)} for n, s in near], caption, graph, final, a[0])
+        result.warnings = warnings
         if lowfi is not None:
             result.lowfi_image, result.lowfi = self.generate_lowfi(a[0], lowfi)
             result.objects = self.objects_of([t for t, _ in tags], result.lowfi_image, near[0][0] if near else None)

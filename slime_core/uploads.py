@@ -186,20 +186,18 @@ def content_key(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()[:10]
 
 
-def load_embedding_file(path: str | Path, what: str = "embedding file") -> np.ndarray:
+def load_embedding_file(path: str | Path, what: str = "embedding file", names: bool = False):
     """An (n, d) float32 array from a .npy, .csv or .parquet file given on the command line, with the same
-    checks as an upload (no size limit); every problem is one SlimeError naming the file."""
+    checks as an upload (no size limit); every problem is one SlimeError naming the file. `names`: return
+    (array, row names or None) - a table's name column (e.g. `image`), so pool rows are matched by name."""
+    from slime_core.files import read_bytes
+
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise SlimeError(f"{path}: no such {what}.") from None
-    except IsADirectoryError:
-        raise SlimeError(f"{path}: is a folder, not an {what} (.npy, .csv or .parquet).") from None
-    except OSError as err:
-        raise SlimeError(f"{path}: cannot read the {what} ({type(err).__name__}: {err.strerror or err}).") from None
-    arr, _ = parse_embeddings(str(path), data, max_rows=None, max_dim=None)
-    return arr
+    if path.is_dir():
+        raise SlimeError(f"{path}: is a folder, not an {what} (.npy, .csv or .parquet).")
+    data = read_bytes(path, what)  # regular files only (a FIFO would block forever), size capped
+    arr, row_names = parse_embeddings(str(path), data, max_rows=None, max_dim=None)
+    return (arr, row_names) if names else arr
 
 
 # ---- uploaded photos and the "your own embeddings" pair of files -----------------------------------------

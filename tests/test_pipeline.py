@@ -121,7 +121,7 @@ def test_custom_victim_pool(tiny_attacker):
 
 def test_add_victim_pool_wrong_rows(tiny_attacker):
     n = len(tiny_attacker.pool_attack)
-    with pytest.raises(SlimeError, match=f"have {n - 1} rows; the pool has {n} images"):
+    with pytest.raises(SlimeError, match=f"{n - 1} rows; the pool has {n} images"):
         tiny_attacker.add_victim_pool("svc", np.ones((n - 1, 16), np.float32))
     bad = np.ones((n, 16), np.float32)
     bad[3, 0] = np.nan
