@@ -193,9 +193,7 @@ def load_embedding_file(path: str | Path, what: str = "embedding file", names: b
     from slime_core.files import read_bytes
 
     path = Path(path)
-    if path.is_dir():
-        raise SlimeError(f"{path}: is a folder, not an {what} (.npy, .csv or .parquet).")
-    data = read_bytes(path, what)  # regular files only (a FIFO would block forever), size capped
+    data = read_bytes(path, what)  # regular files only (a FIFO would block forever, a folder is refused), size capped
     arr, row_names = parse_embeddings(str(path), data, max_rows=None, max_dim=None)
     return (arr, row_names) if names else arr
 
