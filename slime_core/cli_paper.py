@@ -19,6 +19,7 @@ def cmd_data_coco(args) -> int:
     if bool(args.karpathy) == bool(args.captions):
         raise SlimeError("give --karpathy dataset_coco.json, or --captions TRAIN.json VAL.json (COCO 2017).")
     need = not args.captions_only
+    data.check_dataset_out(args.out, args.overwrite)  # before reading COCO: a non-empty --out is never overwritten
     if args.karpathy:
         every = data.load_karpathy(args.karpathy, args.images, require_images=need)
         train = [s for s in every if s.split in ("train", "restval")]
@@ -34,7 +35,8 @@ def cmd_data_coco(args) -> int:
     if args.train_limit:
         train = train[: args.train_limit]
     samples = data.paper_protocol(train, held, args.dev, args.test, args.seed)
-    out = data.write_folder(samples, args.out, link=not args.copy)
+    out = data.write_folder(samples, args.out, link=not args.copy, overwrite=args.overwrite,
+                            log=lambda m: print(m, file=sys.stderr))
     counts = {s: sum(x.split == s for x in samples) for s in ("train", "dev", "test")}
     print(f"{out}: {counts['train']} train, {counts['dev']} dev, {counts['test']} test images "
           f"({sum(x.path is None for x in samples)} without an image file)")
@@ -42,6 +44,11 @@ def cmd_data_coco(args) -> int:
 
 
 def cmd_tags(args) -> int:
+    from slime_core.output_gate import write_text
+    from slime_core.present.serialise import check_writable
+
+    if args.output:
+        check_writable(args.output, "--output")  # before the parser loads and the captions are tagged
     samples = load_folder(args.data, args.split, require_images=False)
     if args.limit:
         samples = samples[: args.limit]
@@ -52,11 +59,14 @@ def cmd_tags(args) -> int:
     per_image = tags_of_samples(samples, parser, progress=not args.no_progress)
     t2 = time.perf_counter()
     n_captions = sum(len(s.captions) for s in samples)
+    failed = None
     if args.output:
-        with open(args.output, "w") as f:
-            for s, c in zip(samples, per_image):
-                f.write(json.dumps({"image": s.name, "tags": dict(c.most_common())}) + "\n")
-    if args.stats or not args.output:
+        try:
+            write_text(args.output, "".join(json.dumps({"image": s.name, "tags": dict(c.most_common())}) + "\n"
+                                            for s, c in zip(samples, per_image)), "--output")
+        except SlimeError as err:
+            failed = err  # the statistics below are still printed; then the one-line error
+    if args.stats or not args.output or failed:
         stats = tag_statistics(per_image, n_captions) | {
             "backend": args.backend, "parser_load_seconds": round(t1 - t0, 2), "tagging_seconds": round(t2 - t1, 2),
             "captions_per_second": round(n_captions / max(t2 - t1, 1e-9), 1)}
@@ -72,6 +82,8 @@ def cmd_tags(args) -> int:
                   f"{stats['unique_triples']} triples (subject-verb-object, noun-prep-noun) + {stats['unique_quads']} "
                   f"quads (subject-verb-prep-object); on one image only: {stats['tags_on_one_image']}")
             print("most common: " + ", ".join(f"{t} ({n})" for t, n in stats["most_common"][:10]))
+    if failed is not None:
+        raise failed
     return 0
 
 
@@ -90,6 +102,7 @@ def add_commands(sub) -> None:
     q.add_argument("--train-limit", type=int, default=0, help="first T training images only (a quick run)")
     q.add_argument("--captions-only", action="store_true", help="images may be absent (tag statistics only)")
     q.add_argument("--copy", action="store_true", help="copy images instead of symlinking them")
+    q.add_argument("--overwrite", action="store_true", help="replace the dataset in a non-empty --out (refused without)")
     q.set_defaults(func=cmd_data_coco)
 
     p = sub.add_parser("tags", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="extract relational tags from a dataset's captions; --stats for appendix-C statistics")

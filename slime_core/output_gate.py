@@ -32,13 +32,21 @@ class MaskedStream:
         if cut >= 0 or len(self._pending) > FLUSH_AT:
             cut = cut if cut >= 0 else len(self._pending) - 1
             ready, self._pending = self._pending[: cut + 1], self._pending[cut + 1 :]
-            self._stream.write(mask_output(ready))
+            self._emit(ready)
         return len(text)
+
+    def _emit(self, text: str) -> None:
+        text = mask_output(text)
+        try:
+            self._stream.write(text)
+        except UnicodeEncodeError:  # a lone surrogate, or a terminal that cannot show a character: escaped
+            encoding = getattr(self._stream, "encoding", None) or "utf-8"
+            self._stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
 
     def flush(self) -> None:
         if self._pending:
             ready, self._pending = self._pending, ""
-            self._stream.write(mask_output(ready))
+            self._emit(ready)
         self._stream.flush()
 
     def writelines(self, lines) -> None:
@@ -80,7 +88,7 @@ def write_text(path, text: str, what: str = "output") -> Path:
     """`text`, masked, to `path` (UTF-8); an OSError is one SlimeError naming `what` and the file."""
     path = Path(path)
     try:
-        path.write_text(mask_output(text), encoding="utf-8")
+        path.write_text(mask_output(text), encoding="utf-8", errors="backslashreplace")
     except OSError as err:
         raise SlimeError(f"{what} {path} could not be written ({err.strerror or type(err).__name__}); "
                          f"nothing was saved there.") from None

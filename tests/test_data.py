@@ -111,7 +111,7 @@ def test_load_coco_bad_file(tmp_path, content):
 
 
 def test_load_coco_absent_file(tmp_path):
-    with pytest.raises(SlimeError, match="not a COCO captions file"):
+    with pytest.raises(SlimeError, match="no such COCO captions file"):
         load_coco(tmp_path / "nope.json", require_images=False)
 
 

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from slime_core import remote, settings
 from slime_core.encoders.base import EmbeddingCache, Encoder, batched, content_hash, l2_normalise, load_image
+from slime_core.files import MAX_IMAGE_BYTES, read_bytes
 from slime_core.errors import MissingModelError, SlimeError, mask_secrets
 
 
@@ -95,7 +96,7 @@ class ApiImageEncoder(Encoder):
         else a re-encoding (PNG if it fits, else JPEG, halving the size until it fits)."""
         img = load_image(item)  # validates, and gives the user a clear error for a bad file
         if not isinstance(item, Image.Image):
-            raw = bytes(item) if isinstance(item, (bytes, bytearray)) else Path(item).read_bytes()
+            raw = bytes(item) if isinstance(item, (bytes, bytearray)) else read_bytes(item, "image file", MAX_IMAGE_BYTES)
             with Image.open(io.BytesIO(raw)) as probe:
                 fmt = probe.format
             if fmt in self.formats and len(raw) <= self.max_bytes:

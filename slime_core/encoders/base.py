@@ -60,6 +60,13 @@ def load_image(item, name: str | None = None) -> Image.Image:
     if isinstance(item, Image.Image):
         return _to_rgb(item)
     name = name or ("uploaded bytes" if isinstance(item, (bytes, bytearray)) else str(item))
+    if isinstance(item, (str, Path)):  # regular files only, capped: a FIFO or /dev/zero would never end
+        from slime_core.files import MAX_IMAGE_BYTES, read_bytes
+
+        try:
+            item = read_bytes(item, "image file", MAX_IMAGE_BYTES)
+        except SlimeError as err:
+            raise SlimeError(str(err).replace(str(item), name, 1)) from None
     try:
         source = io.BytesIO(item) if isinstance(item, (bytes, bytearray)) else item
         with Image.open(source) as img:
@@ -92,12 +99,9 @@ def content_hash(item) -> str:
     elif isinstance(item, (bytes, bytearray)):
         data = bytes(item)
     else:
-        try:
-            data = Path(item).read_bytes()
-        except FileNotFoundError:
-            raise SlimeError(f"{item}: no such image file.") from None
-        except OSError as err:  # a folder, no permission, ...
-            raise SlimeError(f"{item}: not a readable image ({err.__class__.__name__}: {err}).") from None
+        from slime_core.files import MAX_IMAGE_BYTES, read_bytes
+
+        data = read_bytes(item, "image file", MAX_IMAGE_BYTES)  # regular files only, capped (FIFO, /dev/zero)
     return hashlib.sha1(data).hexdigest()
 
 

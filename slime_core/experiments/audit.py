@@ -54,12 +54,16 @@ def thumbnail_uri(path, size: int = 144) -> str | None:
     from PIL import Image
 
     try:
+        if isinstance(path, (str, Path)):  # regular files only, capped (a symlink to /dev/zero never ends)
+            from slime_core.files import MAX_IMAGE_BYTES, read_bytes
+
+            path = io.BytesIO(read_bytes(path, "image file", MAX_IMAGE_BYTES))
         with Image.open(path) as im:
             im = im.convert("RGB")
             im.thumbnail((size, size))
             buf = io.BytesIO()
             im.save(buf, "JPEG", quality=72)
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # SlimeError is a ValueError
         return None
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
