@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +108,8 @@ MANIFEST_FIELDS = {"attacker": str, "image_encoder": str, "text_encoder": str, "
 DIM_FIELDS = ("image", "image_features", "text", "joint")
 SEMANTICS_KEYS = ("classifier_weight", "classifier_bias", "class_text", "feature_norm")
 DAMAGED = "the bundle is damaged; rebuild it with `slime build` or restore the folder"
+MAX_DIM = 65_536  # any dimension or width a manifest may name (checked before anything is allocated from it)
+MAX_CANDIDATES = 100_000
 
 
 def _read_json(path: Path):
@@ -134,6 +137,13 @@ def _read_arrays(path: Path, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray
     lacking = [k for k in keys if k not in arrays]
     if lacking:
         raise SlimeError(f"{path}: lacks the array(s) {lacking}; {DAMAGED}.")
+    for key, value in arrays.items():
+        if key == "embeddings" and value.dtype == np.int8:  # quantised pool rows (quantise_rows)
+            continue
+        if value.dtype.kind != "f":
+            raise SlimeError(f"{path}: array '{key}' is {value.dtype}, not floating point; {DAMAGED}.")
+        if not np.isfinite(value).all():
+            raise SlimeError(f"{path}: array '{key}' holds NaN or inf; {DAMAGED}.")
     return arrays
 
 
@@ -155,10 +165,32 @@ def read_manifest(folder: str | Path | None = None) -> dict:
                              f"{DAMAGED}.")
     dims = manifest["dims"]
     bad = [k for k in DIM_FIELDS if not (isinstance(dims.get(k), int) and not isinstance(dims.get(k), bool)
-                                         and dims[k] > 0)]
+                                         and 0 < dims[k] <= MAX_DIM)]
     if bad:
-        raise SlimeError(f"{path}: dims {bad} missing or not positive integers; {DAMAGED}.")
+        raise SlimeError(f"{path}: dims {bad} missing or not integers in 1..{MAX_DIM}; {DAMAGED}.")
+    _check_numbers(path, manifest)
     return manifest
+
+
+def _check_numbers(path: Path, manifest: dict) -> None:
+    """The manifest's numbers within sane ranges (read before anything is allocated from them): a NaN prior weight
+    or an infinite logit scale would print (nan) scores; a huge head width would allocate gigabytes."""
+    limits = {"prior_alpha": (-1e3, 1e3), "logit_scale": (0.0, 1e4)}
+    for key, (low, high) in limits.items():
+        value = manifest[key]
+        if not (math.isfinite(value) and low <= value <= high):
+            raise SlimeError(f"{path}: field '{key}' is {value!r}, not a finite number in {low:g}..{high:g}; {DAMAGED}.")
+    if not 1 <= manifest["candidates"] <= MAX_CANDIDATES:
+        raise SlimeError(f"{path}: field 'candidates' is {manifest['candidates']!r}, not in 1..{MAX_CANDIDATES}; {DAMAGED}.")
+    heads = (manifest.get("config") or {}).get("heads") or {}
+    if not isinstance(heads, dict):
+        raise SlimeError(f"{path}: config.heads is not an object; {DAMAGED}.")
+    hidden, temperature = heads.get("hidden", 512), heads.get("temperature")
+    if not (isinstance(hidden, int) and not isinstance(hidden, bool) and 0 <= hidden <= MAX_DIM):
+        raise SlimeError(f"{path}: config.heads.hidden is {hidden!r}, not an integer in 0..{MAX_DIM}; {DAMAGED}.")
+    if temperature is not None and not (isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+                                        and math.isfinite(temperature) and temperature > 0):
+        raise SlimeError(f"{path}: config.heads.temperature is {temperature!r}, not a positive number; {DAMAGED}.")
 
 
 def _read_semantics(path: Path, dims: dict) -> dict[str, np.ndarray]:
@@ -203,9 +235,19 @@ def load_bundle(folder: str | Path | None = None) -> Bundle:
     arrays = _read_arrays(folder / "heads.safetensors")
     dims = manifest["dims"]
     shape = (manifest.get("config") or {}).get("heads") or {}  # bundles before 2026-12 had no hidden/temperature
-    heads = DualHeads(dims["image_features"], dims["text"], dims["joint"], shape.get("hidden", 512),
-                      shape.get("temperature"))
-    ranker = DCNRanker(dims["joint"])
+    def make():
+        return (DualHeads(dims["image_features"], dims["text"], dims["joint"], shape.get("hidden", 512),
+                          shape.get("temperature")), DCNRanker(dims["joint"]))
+
+    with torch.device("meta"):  # shapes only, nothing allocated: the manifest's dims are checked against the file
+        want = {f"{prefix}.{k}": tuple(v.shape) for prefix, module in zip(("heads", "ranker"), make())
+                for k, v in module.state_dict().items()}
+    wrong = [k for k, v in want.items() if k in arrays and tuple(arrays[k].shape) != v]
+    if wrong:
+        raise SlimeError(f"{folder}: heads.safetensors does not match the manifest's encoders/dims "
+                         f"({manifest['image_encoder']} {dims['image']}-d, {manifest['text_encoder']} {dims['text']}-d): "
+                         f"{wrong[0]} is {tuple(arrays[wrong[0]].shape)}, the manifest implies {want[wrong[0]]}; {DAMAGED}.")
+    heads, ranker = make()
     try:
         heads.load_state_dict(_state(arrays, "heads."))
         ranker.load_state_dict(_state(arrays, "ranker."))
@@ -252,6 +294,10 @@ def _read_pool(path: Path, manifest: dict, n_pool: int) -> np.ndarray:
     emb = dequantise_rows(arrays)
     if not np.isfinite(emb).all():
         raise SlimeError(f"{path}: pool embeddings hold NaN or inf; {DAMAGED}.")
+    zero = ~(np.abs(emb) > 0).any(axis=1)
+    if zero.any():
+        raise SlimeError(f"{path}: {int(zero.sum())} pool embedding row(s) are all zeros (first: row "
+                         f"{int(np.argmax(zero))}); {DAMAGED}.")
     return emb
 
 
