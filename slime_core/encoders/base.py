@@ -7,6 +7,7 @@ import io
 import os
 import re
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -127,6 +128,9 @@ def batched(items: Sequence, size: int) -> Iterable[Sequence]:
         yield items[start : start + size]
 
 
+_WARNED: set[str] = set()  # cache folders already reported unwritable
+
+
 class EmbeddingCache:
     """Image embeddings on disk, one .npy per (encoder, image content hash, weights identity).
 
@@ -141,6 +145,7 @@ class EmbeddingCache:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        self.disabled = False  # set when the folder cannot be written: the run goes on without the cache
 
     @staticmethod
     def key_of(encoder: Encoder) -> str:
@@ -163,41 +168,77 @@ class EmbeddingCache:
 
     @staticmethod
     def _read(path: Path) -> np.ndarray | None:
-        """A cached vector, or None when absent or unreadable (truncated, not .npy, wrong shape, NaN)."""
+        """A cached vector, or None when absent or unreadable (truncated, not .npy, a folder, wrong shape, NaN)."""
         try:
             vec = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError):
             return None
-        if vec.ndim != 1 or vec.size == 0 or vec.dtype.kind != "f" or not np.isfinite(vec).all():
+        if not isinstance(vec, np.ndarray) or vec.ndim != 1 or vec.size == 0 or vec.dtype.kind != "f" \
+                or not np.isfinite(vec).all():
             return None
         return vec
 
-    @staticmethod
-    def _write(path: Path, vec: np.ndarray) -> None:
-        """Write to a temporary file beside `path`, then rename: readers see the whole entry or none."""
+    def _write(self, path: Path, vec: np.ndarray) -> None:
+        """Write to a temporary file beside `path`, then rename: readers see the whole entry or none. A folder
+        where the entry belongs is removed first; a cache that cannot be written is left alone (said once)."""
+        if self.disabled:
+            return
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         try:
+            if path.is_dir() and not path.is_symlink():
+                import shutil
+
+                shutil.rmtree(path)
             with open(tmp, "wb") as f:
                 np.save(f, vec.astype(np.float32), allow_pickle=False)
             os.replace(tmp, path)
+        except OSError as err:
+            self._give_up(err)
         finally:
-            if tmp.exists():
-                tmp.unlink()
+            try:
+                if tmp.exists():
+                    tmp.unlink()
+            except OSError:
+                pass
+
+    def _give_up(self, err: OSError) -> None:
+        """Go on without the cache for the rest of this process, saying so once per cache folder."""
+        self.disabled = True
+        if str(self.root) not in _WARNED:
+            _WARNED.add(str(self.root))
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "note: the embedding cache %s cannot be written (%s); going on without it (set SLIME_CACHE to a "
+                "writable folder to keep embeddings between runs).", self.root, err.strerror or type(err).__name__)
 
     def encode_images(self, encoder: Encoder, images: Sequence, batch_size: int = 16, progress: bool = False,
                       chunk: int | None = None) -> np.ndarray:
         keys = [content_hash(img) for img in images]
         name, identity = self.key_of(encoder), self.identity_of(encoder)
-        # Rows take their width from the vectors themselves, so a stand-in encoder need not know its model's dim.
-        rows: list[np.ndarray | None] = [None] * len(images)
-        missing = []
-        for i, key in enumerate(keys):
-            rows[i] = self._read(self._path(name, key, identity))
-            if rows[i] is None:
-                missing.append(i)
-        if not missing:
-            return self._stack(rows, encoder.dim)
-        (self.root / name).mkdir(parents=True, exist_ok=True)
+        # Rows take their width from the vectors themselves, so a stand-in encoder need not know its model's dim;
+        # a cached row of another width than the rest (or than freshly encoded rows) is a miss, and is rewritten.
+        rows: list[np.ndarray | None] = [self._read(self._path(name, key, identity)) for key in keys]
+        widths = Counter(r.size for r in rows if r is not None)
+        if len(widths) > 1:
+            usual = widths.most_common(1)[0][0]
+            rows = [r if r is not None and r.size == usual else None for r in rows]
+        missing = [i for i, r in enumerate(rows) if r is None]
+        if missing:
+            self._fill(encoder, images, keys, rows, missing, name, identity, batch_size, progress, chunk)
+            fresh = rows[missing[0]].size
+            stale = [i for i, r in enumerate(rows) if r.size != fresh]
+            if stale:
+                self._fill(encoder, images, keys, rows, stale, name, identity, batch_size, progress, chunk)
+        return self._stack(rows, encoder.dim)
+
+    def _fill(self, encoder, images, keys, rows, missing, name, identity, batch_size, progress, chunk) -> None:
+        """Encode the `missing` rows (`chunk` at a time) and write each to the cache."""
+        if not self.disabled:
+            try:
+                (self.root / name).mkdir(parents=True, exist_ok=True)
+            except OSError as err:  # SLIME_CACHE is a file, /proc, read-only, ...
+                self._give_up(err)
         step = chunk or len(missing)
         bar = None
         if chunk:
@@ -209,13 +250,12 @@ class EmbeddingCache:
             fresh = encoder.encode_images([images[i] for i in part], batch_size=batch_size,
                                           progress=progress and not chunk)
             for i, vec in zip(part, fresh):
-                rows[i] = vec
-                self._write(self._path(name, keys[i], identity), vec)
+                rows[i] = np.asarray(vec)
+                self._write(self._path(name, keys[i], identity), rows[i])
             if bar is not None:
                 bar.update(len(part))
         if bar is not None:
             bar.close()
-        return self._stack(rows, encoder.dim)
 
     @staticmethod
     def _stack(rows: list, dim: int) -> np.ndarray:
