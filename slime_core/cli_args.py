@@ -19,6 +19,46 @@ from slime_core.lowfi import LOWFI_METHODS
 FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr ("slime attack: error: ..."), exit status 2, like every
+    other refusal of the CLI (`slime CMD --help` still shows the usage)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
+def count(minimum: int, what: str, maximum: int | None = None):
+    """An argparse type: an integer in minimum..maximum (a count, a seed), refused in one line otherwise."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number ({what})") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum} ({what})")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"{value} is above {maximum} ({what})")
+        return value
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1 (a probability such as the Gaussian mechanism's delta)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+SEED = count(0, "a seed: 0 to 2**32-1", 2**32 - 1)
+LIMIT = count(0, "0 = all, else the number of images")
+POSITIVE = count(1, "1 or more")
+
+
 def add_attack_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bundle", type=Path, default=None, help="attacker bundle folder (None: models/default)")
     p.add_argument("--attacker", default=None,
@@ -26,7 +66,7 @@ def add_attack_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--victim", default="lite0", help="victim image encoder (lite2 = the no-alignment oracle)")
     p.add_argument("--method", default="ridge", choices=METHODS,
                    help="alignment map: ridge, lstsq (the paper's one-step least squares), procrustes")
-    p.add_argument("--seed", type=int, default=0, help="which N pool images are the leaked pairs")
+    p.add_argument("--seed", type=SEED, default=0, help="which N pool images are the leaked pairs")
     p.add_argument("--pool-data", type=Path, default=None,
                    help="dataset folder holding the pool images/captions (None: ../shared/data/flickr8k_8k_224)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
@@ -45,8 +85,8 @@ def add_split_options(p: argparse.ArgumentParser, data_required: bool = False) -
                    help="dataset folder (captions.jsonl + images/)"
                         + ("" if data_required else "; None: the attacker's data folder"))
     p.add_argument("--split", default="test", help="which split of the dataset to measure on")
-    p.add_argument("--limit", type=int, default=0, help="first L images only (0 = all)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--limit", type=LIMIT, default=0, help="first L images only (0 = all)")
+    p.add_argument("--bootstrap", type=count(1, "1 to 100,000", 100_000), default=1000, help="bootstrap resamples for the 95%% intervals")
 
 
 FINAL_HELP = "also score a caption written from these scene-graph parts (objects,relations,scene; LLM writers)"
@@ -99,13 +139,13 @@ def add_build(sub) -> None:
     p.add_argument("--attacker", default=None, help="attacker dual encoder (None: lite2-minilm)")
     p.add_argument("--widen-vocab", type=Path, default=None, help="captions.jsonl folder whose tags join the vocabulary")
     p.add_argument("--tags", default="spacy", choices=("spacy", "stanza"), help="tag extraction backend")
-    p.add_argument("--min-count", type=int, default=3,
+    p.add_argument("--min-count", type=POSITIVE, default=3,
                    help="a tag joins the vocabulary when at least this many training photos have it")
     p.add_argument("--augment", default="none", choices=("none", "crossfit"),
                    help="crossfit: the heads also train on cross-fitted aligned victim embeddings of the training photos")
     p.add_argument("--victims", default=None, help="comma-separated victims whose pool embeddings the bundle keeps "
                    "(also training augmentation); '' for none (None: the attacker's registry list)")
-    p.add_argument("--seed", type=int, default=0, help="training seed")
+    p.add_argument("--seed", type=SEED, default=0, help="training seed")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
 
 
@@ -119,8 +159,8 @@ def add_defend(sub) -> None:
     p.add_argument("--final-caption", default=None, help=FINAL_HELP)
     p.add_argument("--n-align", default="300", help="N defended leaked pairs the attacker refits on")
     p.add_argument("--k", default="10", help="number of tags retrieved")
-    p.add_argument("--defence-seed", type=int, default=0, help="the owner's secret key / noise seed")
-    p.add_argument("--delta", type=float, default=1e-5, help="delta of the Gaussian mechanism")
+    p.add_argument("--defence-seed", type=SEED, default=0, help="the owner's secret key / noise seed")
+    p.add_argument("--delta", type=fraction, default=1e-5, help="delta of the Gaussian mechanism")
     p.add_argument("--calibration", default="analytic", choices=("analytic", "classic"),
                    help="Gaussian mechanism calibration")
     p.add_argument("--format", default="text", choices=("text", "json"), help="output format")
@@ -141,7 +181,7 @@ def add_report(sub) -> None:
     p.add_argument("--ks", default="1,5,10,20", help="k values for leakage per k")
     p.add_argument("--n-align", default="300", help="N for the examples and the defence curves")
     p.add_argument("--k", default="10", help="k for the examples and the defence curves")
-    p.add_argument("--examples", type=int, default=6, help="example images shown with what leaked")
+    p.add_argument("--examples", type=count(0, "0 to 1,000", 1000), default=6, help="example images shown with what leaked")
     p.add_argument("--lowfi", default="none", choices=("none", *LOWFI_METHODS),
                    help="show each example's low-fidelity image, generated from its aligned embedding, beside it")
     p.add_argument("--paper-figures", type=Path, default=None,
@@ -153,7 +193,7 @@ def add_report(sub) -> None:
 
 def parser(commands: dict) -> argparse.ArgumentParser:
     """The whole `slime` parser; `commands` maps a command name to the function that runs it."""
-    ap = argparse.ArgumentParser(prog="slime", description="Semantic leakage from image embeddings (SLImE).")
+    ap = OneLineParser(prog="slime", description="Semantic leakage from image embeddings (SLImE).")
     ap.add_argument("--version", action="version", version=f"slime {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
     for add in (add_attack, add_eval, add_build):
