@@ -264,6 +264,10 @@ def load_bundle(folder: str | Path | None = None) -> Bundle:
     pool = _read_json(folder / "pool.json")
     if not (isinstance(pool, dict) and _str_list(pool.get("images"))):
         raise SlimeError(f"{folder / 'pool.json'}: expected an object with an 'images' list of file names; {DAMAGED}.")
+    from slime_core.data import check_image_name
+
+    for i, name in enumerate(pool["images"]):  # "../../x.jpg" or "/etc/x" would read outside --pool-data
+        check_image_name(name, f"{folder / 'pool.json'} (image {i})")
     n_pool = len(pool["images"])
     for key in ("splits", "tags"):
         if key in pool and (not isinstance(pool[key], list) or len(pool[key]) != n_pool):
