@@ -88,6 +88,8 @@ def cmd_tags(args) -> int:
 
 
 def add_commands(sub) -> None:
+    from slime_core.cli_args import LIMIT, SEED, count  # here: cli_args imports this module at its top
+
     p = sub.add_parser("data", help="prepare datasets (COCO) as folders that build/eval read")
     dsub = p.add_subparsers(dest="data_command", required=True)
     q = dsub.add_parser("coco", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="COCO captions + images -> captions.jsonl + images/ with the paper's splits")
@@ -96,10 +98,10 @@ def add_commands(sub) -> None:
     q.add_argument("--captions", type=Path, nargs="+", help="captions_train2017.json captions_val2017.json")
     q.add_argument("--images", type=Path, nargs="*", help="image folder(s): one root, or train and val folders")
     q.add_argument("--out", type=Path, required=True, help="dataset folder to write")
-    q.add_argument("--dev", type=int, default=500, help="dev images")
-    q.add_argument("--test", type=int, default=500, help="test images")
-    q.add_argument("--seed", type=int, default=0, help="split seed")
-    q.add_argument("--train-limit", type=int, default=0, help="first T training images only (a quick run)")
+    q.add_argument("--dev", type=count(0, "0 or more"), default=500, help="dev images")
+    q.add_argument("--test", type=count(0, "0 or more"), default=500, help="test images")
+    q.add_argument("--seed", type=SEED, default=0, help="split seed")
+    q.add_argument("--train-limit", type=LIMIT, default=0, help="first T training images only (a quick run)")
     q.add_argument("--captions-only", action="store_true", help="images may be absent (tag statistics only)")
     q.add_argument("--copy", action="store_true", help="copy images instead of symlinking them")
     q.add_argument("--overwrite", action="store_true", help="replace the dataset in a non-empty --out (refused without)")
@@ -110,8 +112,8 @@ def add_commands(sub) -> None:
     p.add_argument("--split", default=None, help="split to read (None: all)")
     p.add_argument("--backend", default="spacy", choices=("spacy", "stanza"), help="tag extraction backend")
     p.add_argument("--stanza-dir", default=None, help="folder with Stanza's English models (backend stanza)")
-    p.add_argument("--processes", type=int, default=1, help="spaCy worker processes")
-    p.add_argument("--limit", type=int, default=0, help="first L images only (0 = all)")
+    p.add_argument("--processes", type=count(1, "1 to 64", 64), default=1, help="spaCy worker processes")
+    p.add_argument("--limit", type=LIMIT, default=0, help="first L images only (0 = all)")
     p.add_argument("--stats", action="store_true", help="print tag statistics (default when no --output)")
     p.add_argument("--output", type=Path, help="write per-image tags as JSONL")
     p.add_argument("--format", default="text", choices=("text", "json"), help="output format")
