@@ -77,11 +77,17 @@ def lowfi_outputs(args, names: list[str] | None) -> list[Path]:
     return [check_writable(folder / name, "--lowfi-out") for name in names]
 
 
-def save_lowfi(results, paths) -> None:
-    """Each result's generated image to its PNG; the path goes into the result's "lowfi" record."""
+def save_lowfi(results, paths) -> SlimeError | None:
+    """Each result's generated image to its PNG; the path goes into the result's "lowfi" record. A failed write
+    is returned (raised by the caller after the results are printed)."""
     for result, path in zip(results, paths):
-        result.lowfi_image.save(path, format="PNG")
+        try:
+            result.lowfi_image.save(path, format="PNG")
+        except OSError as err:  # disk full, ...: the attack's text is still printed, then this line
+            result.lowfi["image"] = None
+            return SlimeError(f"--lowfi-out {path} could not be written ({err.strerror or type(err).__name__}).")
         result.lowfi["image"] = str(path)
+    return None
 
 
 def cmd_attack(args) -> int:
@@ -126,8 +132,10 @@ def cmd_attack(args) -> int:
         attacker.embed(args.victim, [str(s.path) for s in samples], progress=not args.no_progress)  # one batched pass
         results = [attacker.attack(image=str(s.path), name=s.name, **run)
                    for s in tqdm(samples, desc="attacking", disable=args.no_progress)]
-    save_lowfi(results, png_paths)
+    failed = save_lowfi(results, png_paths)
     print_attacks([r.to_dict() for r in results], args.format)
+    if failed is not None:
+        raise failed
     return 0
 
 
