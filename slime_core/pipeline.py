@@ -40,7 +40,14 @@ default_data = settings.data_dir
 
 
 def check_held_out(attacker, samples) -> None:
-    """Leakage is measured on images the attacker never saw: none may be in its public pool."""
+    """Leakage is measured on images the attacker never saw, each once: none may be in its public pool, and no
+    image name may appear twice (it would be counted twice in every mean and interval)."""
+    seen = set()
+    for s in samples:
+        if s.name in seen:
+            raise SlimeError(f"image '{s.name}' appears more than once in the samples; each image is measured once "
+                             f"(merge its captions into one record).")
+        seen.add(s.name)
     if set(attacker.bundle.pool["images"]) & {s.name for s in samples}:
         raise SlimeError("some evaluation images are in the attacker's public pool; use a held-out split (test).")
 
