@@ -34,7 +34,11 @@ def cmd_data_coco(args) -> int:
         held = data.load_coco(args.captions[1], dirs[1], require_images=need)
     if args.train_limit:
         train = train[: args.train_limit]
-    samples = data.paper_protocol(train, held, args.dev, args.test, args.seed)
+    held_file = args.karpathy or args.captions[1]
+    try:
+        samples = data.paper_protocol(train, held, args.dev, args.test, args.seed)
+    except SlimeError as err:
+        raise SlimeError(f"{held_file}: {err} (--dev/--test)") from None
     out = data.write_folder(samples, args.out, link=not args.copy, overwrite=args.overwrite,
                             log=lambda m: print(m, file=sys.stderr))
     counts = {s: sum(x.split == s for x in samples) for s in ("train", "dev", "test")}

@@ -265,8 +265,8 @@ def write_folder(samples: list[Sample], out: str | Path, link: bool = True, over
     names = [s.name for s in samples]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1) if len(names) < 5000 else "?"
-        raise SlimeError(f"image file names repeat across the chosen samples (first: {dup!r}); they must be unique "
-                         f"in one folder.")
+        raise SlimeError(f"{out / 'captions.jsonl'}: image file names repeat across the chosen samples (first: "
+                         f"{dup!r}); they must be unique in one folder.")
     for s in samples:  # every name checked before anything is written
         check_image_name(s.name, f"{out / 'captions.jsonl'} (image {s.name!r})")
     index = out / "captions.jsonl"
