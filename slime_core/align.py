@@ -165,8 +165,8 @@ def fit_alignment(X, Y, method: str = "ridge") -> Alignment:
     return Alignment(W, method, len(X), _kfold_cosine(X, Y, method))
 
 
-COLLAPSE_COSINE = 0.995  # aligned output this close to the pairs' mean: the prior's answer, whatever the image
-OFF_SPAN_RATIO = 0.3  # pre-normalisation length below this share of the leaked pairs' median: outside what the map saw
+COLLAPSE_COSINE = 0.999  # aligned output this close to the pairs' mean: the prior's answer, whatever the image
+OFF_SPAN_RATIO = 0.2  # pre-normalisation length below this share of the leaked pairs' median: outside what the map saw
 
 
 def describe_fit(fit: Alignment, X_pairs: np.ndarray, Y_pairs: np.ndarray) -> Alignment:
@@ -180,9 +180,9 @@ def describe_fit(fit: Alignment, X_pairs: np.ndarray, Y_pairs: np.ndarray) -> Al
 
 
 def collapse_warnings(fit: Alignment, X: np.ndarray) -> list[str]:
-    """Warnings for each row of victim embeddings X that the map sends onto its pairs' mean (cosine >= 0.995 with
+    """Warnings for each row of victim embeddings X that the map sends onto its pairs' mean (cosine >= 0.999 with
     it: the attack answers with the prior, not the image) or that lies mostly outside the span of the leaked pairs
-    (its mapped length under 30% of theirs); [] for a fit without `describe_fit`'s figures."""
+    (its mapped length under 20% of theirs); [] for a fit without `describe_fit`'s figures."""
     if "mean_direction" not in fit.info:
         return []
     X = l2_normalise(check_embeddings(X, "victim embeddings", dim=fit.W.shape[0]))

@@ -295,9 +295,10 @@ class Attacker:
         alignment = self.alignment(victim, spec.n, spec.method, spec.seed)
         if embedding is None:
             embedding = self.embed(victim, [image])
-        x = align.check_embeddings(np.atleast_2d(embedding), "victim embedding")
+        what = f"{name}: victim embedding" if name else "victim embedding"
+        x = align.check_embeddings(np.atleast_2d(embedding), what)
         if x.shape[1] != alignment.W.shape[0]:
-            raise SlimeError(f"victim embedding has {x.shape[1]} dims; '{victim}' embeddings have {alignment.W.shape[0]}.")
+            raise SlimeError(f"{what} has {x.shape[1]} dims; '{victim}' embeddings have {alignment.W.shape[0]}.")
         a = alignment.transform(x)
         warnings = align.collapse_warnings(alignment, x)
         for text in warnings:

@@ -40,7 +40,10 @@ def tiny(tiny_bundle_dir, tiny_data, tiny_env) -> list[str]:
 
 
 def run(capsys, *argv):
-    code = main([str(a) for a in argv])
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse's refusals
+        code = exc.code
     out, err = capsys.readouterr()
     return code, out, err
 
