@@ -34,6 +34,9 @@ def check_image_name(name, where: str) -> str:
             or ".." in posix.parts or ".." in windows.parts):
         raise SlimeError(f"{where}: image name {name!r} is absolute or climbs out of its folder; "
                          f"use a path relative to the images folder.")
+    if any(part in ("", ".") for part in name.replace("\\", "/").split("/")):
+        raise SlimeError(f"{where}: image name {name!r} is not a file name (an empty or '.' part, or a trailing "
+                         f"slash).")
     if not _is_text(name) or any(ord(c) < 32 for c in name) or any(
             len(part.encode("utf-8")) > 255 for part in posix.parts) or len(name) > 1024:
         raise SlimeError(f"{where}: image name {name[:80]!r} is not a usable file name "
