@@ -29,6 +29,11 @@ def show_error(err: Exception) -> None:
     st.error(plain(str(err)), icon=":material/error:")
 
 
+def show_warnings(warnings: list[str]) -> None:
+    for text in warnings:
+        st.warning(plain(text), icon=":material/warning:")
+
+
 @contextmanager
 def timed(log: list, label: str):
     start = time.perf_counter()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages import _details, _gallery, _headline, _inputs, _lowfi, _picker, common
+from app_pages import _details, _gallery, _headline, _inputs, _lowfi, _picker, _show, common
 from slime_core import headline as hl
 from slime_core.align import METHODS
 from slime_core.attack_spec import AttackSpec
@@ -51,6 +51,7 @@ except SlimeError as err:
     common.show_error(err)
     st.stop()
 
+_show.show_warnings(result.warnings)  # the map sends this embedding onto the prior (align.collapse_warnings)
 pred = [t["tag"] for t in result.tags]
 slots = _headline.layout(target.image, target.label)
 if target.refs is None and target.captions:  # the tags go on screen before the tag parser loads to colour them

@@ -277,6 +277,10 @@ def test_upload_victim_embedding_paths():
     assert "NaN" in errors(at)
     up("text.npy", b"garbage")
     assert "npy" in errors(at)
+    up("scaled.npy", npy_bytes(good * np.float32(1e30)))  # issue 22: refused, not every neighbour at 0.00
+    assert "norm" in errors(at)
+    up("mean.npy", npy_bytes(align.l2_normalise(pool_embeddings("lite0")).mean(axis=0)))  # the prior's answer: said
+    assert any("mean of the leaked pairs" in w.value for w in at.warning), [w.value for w in at.warning]
     ok(at)
 
 
