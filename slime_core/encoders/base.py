@@ -221,7 +221,7 @@ class EmbeddingCache:
         rows: list[np.ndarray | None] = [self._read(self._path(name, key, identity)) for key in keys]
         widths = Counter(r.size for r in rows if r is not None)
         if len(widths) > 1:
-            usual = widths.most_common(1)[0][0]
+            usual = encoder.dim if encoder.dim in widths else widths.most_common(1)[0][0]
             rows = [r if r is not None and r.size == usual else None for r in rows]
         missing = [i for i, r in enumerate(rows) if r is None]
         if missing:
