@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 export SLIME_FUZZ_EXAMPLES="${SLIME_FUZZ_EXAMPLES:-2000}"
 export SLIME_FUZZ_DEADLINE_MS="${SLIME_FUZZ_DEADLINE_MS:-60000}"
 FUZZ_FILES=(tests/test_fuzz_inputs.py)
-for extra in tests/test_captions_fuzz.py; do
+for extra in tests/test_captions_fuzz.py tests/test_output_gate.py; do
     [[ -f "$extra" ]] && FUZZ_FILES+=("$extra")
 done
 if [[ $# -gt 0 ]]; then FUZZ_FILES=("$@"); fi

@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 from slime_core import cli
 
 EXAMPLES = int(os.environ.get("SLIME_FUZZ_EXAMPLES", "40"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=20_000, derandomize=False,
+DEADLINE_MS = int(os.environ.get("SLIME_FUZZ_DEADLINE_MS", "20000"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=DEADLINE_MS, derandomize="SLIME_FUZZ_EXAMPLES" not in os.environ,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                        HealthCheck.data_too_large])
 

@@ -18,7 +18,9 @@ from slime_core.errors import MASK, SlimeError, mask_output, mask_secrets, regis
 from slime_core.output_gate import MaskedStream, masked_streams, write_text
 
 EXAMPLES = int(os.environ.get("SLIME_FUZZ_EXAMPLES", "60"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture,
+DEADLINE_MS = int(os.environ.get("SLIME_FUZZ_DEADLINE_MS", "2000"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=DEADLINE_MS, derandomize="SLIME_FUZZ_EXAMPLES" not in os.environ,
+                suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                               HealthCheck.too_slow])
 KEY_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~+/=:"
 keys = st.text(KEY_CHARS, min_size=12, max_size=64).filter(lambda k: any(c.isalnum() for c in k))
