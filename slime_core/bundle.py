@@ -172,6 +172,10 @@ def read_manifest(folder: str | Path | None = None) -> dict:
     return manifest
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _check_numbers(path: Path, manifest: dict) -> None:
     """The manifest's numbers within sane ranges (read before anything is allocated from them): a NaN prior weight
     or an infinite logit scale would print (nan) scores; a huge head width would allocate gigabytes."""
@@ -182,9 +186,20 @@ def _check_numbers(path: Path, manifest: dict) -> None:
             raise SlimeError(f"{path}: field '{key}' is {value!r}, not a finite number in {low:g}..{high:g}; {DAMAGED}.")
     if not 1 <= manifest["candidates"] <= MAX_CANDIDATES:
         raise SlimeError(f"{path}: field 'candidates' is {manifest['candidates']!r}, not in 1..{MAX_CANDIDATES}; {DAMAGED}.")
-    heads = (manifest.get("config") or {}).get("heads") or {}
+    if not isinstance(manifest.get("use_ranker", False), bool):
+        raise SlimeError(f"{path}: field 'use_ranker' is {manifest['use_ranker']!r}, not true/false; {DAMAGED}.")
+    votes = manifest.get("neighbour_votes", {})
+    ranges = {"weight": (0.0, 1e3), "neighbours": (1, 1_000_000), "temperature": (1e-6, 1e3), "floor": (1e-12, 1.0)}
+    if not isinstance(votes, dict) or set(votes) - set(ranges):
+        raise SlimeError(f"{path}: 'neighbour_votes' must be an object with {sorted(ranges)} only; {DAMAGED}.")
+    for key, value in votes.items():
+        low, high = ranges[key]
+        if not (_number(value) and low <= value <= high and (key != "neighbours" or isinstance(value, int))):
+            raise SlimeError(f"{path}: neighbour_votes.{key} is {value!r}, not a number in {low:g}..{high:g}; {DAMAGED}.")
+    config = manifest.get("config") or {}
+    heads = (config.get("heads") or {}) if isinstance(config, dict) else None
     if not isinstance(heads, dict):
-        raise SlimeError(f"{path}: config.heads is not an object; {DAMAGED}.")
+        raise SlimeError(f"{path}: config or config.heads is not an object; {DAMAGED}.")
     hidden, temperature = heads.get("hidden", 512), heads.get("temperature")
     if not (isinstance(hidden, int) and not isinstance(hidden, bool) and 0 <= hidden <= MAX_DIM):
         raise SlimeError(f"{path}: config.heads.hidden is {hidden!r}, not an integer in 0..{MAX_DIM}; {DAMAGED}.")

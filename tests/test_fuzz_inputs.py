@@ -396,3 +396,39 @@ def test_bundle_with_insane_values_is_one_line(tmp_path, capsys, tiny_bundle_dir
                          "--image", DEMO / "images" / BLACK_DOG, "--n-align", "10", "--k", "3")
     assert code == 2 and len(err.strip().splitlines()) == 1 and expected in err, err
     assert "(nan)" not in out and time.perf_counter() - start < 30
+
+
+MANIFEST_KEYS = ["prior_alpha", "logit_scale", "candidates", "use_ranker", "dims.image", "dims.image_features",
+                 "dims.text", "dims.joint", "config.heads.hidden", "config.heads.temperature", "neighbour_votes.weight",
+                 "neighbour_votes.neighbours", "neighbour_votes.temperature", "neighbour_votes.floor", "config"]
+MANIFEST_VALUES = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-2**70, 2**70),
+                            st.sampled_from([None, True, False, "1", [], {}, 0, 1, 16, 32, 10**12, 1e-320]))
+
+
+@FUZZ
+@given(edits=st.dictionaries(st.sampled_from(MANIFEST_KEYS), MANIFEST_VALUES, min_size=1, max_size=3))
+def test_property_manifest_numbers(capsys, tiny_bundle_dir, tiny_data, tiny_env, tiny_bundle, edits):
+    """A manifest with generated values: the bundle loads and the attack gives finite scores, or one line naming
+    the manifest (or the file the values disagree with); nothing huge is allocated (the deadline)."""
+    folder = Path(tempfile.mkdtemp(prefix="fuzz-bundle-")) / "bundle"
+    try:
+        shutil.copytree(tiny_bundle_dir, folder)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        for key, value in edits.items():
+            *parents, last = key.split(".")
+            node = manifest
+            for p in parents:
+                node = node.setdefault(p, {}) if isinstance(node.get(p, {}), dict) else {}
+            node[last] = value
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        emb = folder.parent / "one.npy"
+        np.save(emb, tiny_bundle.pool_embeddings[TINY_VICTIM][3])
+        code, out, err = run(capsys, "attack", "--bundle", folder, "--victim", TINY_VICTIM, "--pool-data", tiny_data,
+                             "--embedding", emb, "--n-align", "10", "--k", "3", "--format", "json", "--no-progress")
+        assert "Traceback" not in err, err
+        if code == 2:
+            assert len(err.strip().splitlines()) == 1 and str(folder) in err, err
+        else:
+            assert_outcome(code, out, err, "")
+    finally:
+        shutil.rmtree(folder.parent, ignore_errors=True)
