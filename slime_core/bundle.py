@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
+from slime_core.align import check_embeddings
 from slime_core.encoders import attacker_spec, encoder_spec, fingerprint
 from slime_core.errors import SlimeError
 from slime_core.rank import DCNRanker
@@ -144,6 +145,8 @@ def _read_arrays(path: Path, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray
             raise SlimeError(f"{path}: array '{key}' is {value.dtype}, not floating point; {DAMAGED}.")
         if not np.isfinite(value).all():
             raise SlimeError(f"{path}: array '{key}' holds NaN or inf; {DAMAGED}.")
+        if value.size and value.dtype.itemsize > 4 and np.abs(value).max() > np.finfo(np.float32).max:
+            raise SlimeError(f"{path}: array '{key}' holds values beyond float32's range; {DAMAGED}.")
     return arrays
 
 
@@ -310,14 +313,12 @@ def _read_pool(path: Path, manifest: dict, n_pool: int) -> np.ndarray:
     expected = manifest["dims"]["image"] if name == manifest["image_encoder"] else None
     if expected and q.shape[1] != expected:
         raise SlimeError(f"{path}: pool embeddings of {name} are {q.shape[1]}-d; the manifest says {expected}.")
-    emb = dequantise_rows(arrays)
-    if not np.isfinite(emb).all():
-        raise SlimeError(f"{path}: pool embeddings hold NaN or inf; {DAMAGED}.")
-    zero = ~(np.abs(emb) > 0).any(axis=1)
-    if zero.any():
-        raise SlimeError(f"{path}: {int(zero.sum())} pool embedding row(s) are all zeros (first: row "
-                         f"{int(np.argmax(zero))}); {DAMAGED}.")
-    return emb
+    if "row_scale" in arrays and not (arrays["row_scale"] > 0).all():
+        raise SlimeError(f"{path}: row_scale holds zero or negative scales; {DAMAGED}.")
+    try:  # finite, non-zero, sanely scaled rows: the same gate as every embedding a user gives
+        return check_embeddings(dequantise_rows(arrays), f"{path}: pool embeddings")
+    except SlimeError as err:
+        raise SlimeError(f"{err} {DAMAGED}.") from None
 
 
 MODELS = DEFAULT_BUNDLE.parent

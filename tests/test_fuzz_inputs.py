@@ -432,3 +432,45 @@ def test_property_manifest_numbers(capsys, tiny_bundle_dir, tiny_data, tiny_env,
             assert_outcome(code, out, err, "")
     finally:
         shutil.rmtree(folder.parent, ignore_errors=True)
+
+
+@FUZZ
+@given(which=st.integers(0, 10**6), dtype=st.sampled_from(["float16", "float32", "float64", "int8", "int32", "uint8"]),
+       reshape=st.sampled_from(["same", "transpose", "one more row", "flat", "empty"]),
+       special=st.sampled_from([None, *SPECIALS]), scale=st.sampled_from([1.0, 1e-40, 1e30, 127.0]))
+def test_property_bundle_arrays(capsys, tiny_bundle_dir, tiny_data, tiny_env, tiny_bundle, which, dtype, reshape,
+                                special, scale):
+    """One array of one safetensors file of the bundle replaced by a generated one (another dtype, shape, scale,
+    NaN/inf/denormals): the attack gives finite scores, or one line naming the bundle; never a traceback."""
+    from safetensors.numpy import load_file, save_file
+
+    folder = Path(tempfile.mkdtemp(prefix="fuzz-arrays-")) / "bundle"
+    try:
+        shutil.copytree(tiny_bundle_dir, folder)
+        files = sorted(folder.glob("*.safetensors"))
+        path = files[which % len(files)]
+        arrays = load_file(path)
+        key = sorted(arrays)[which // len(files) % len(arrays)]
+        old = arrays[key]
+        shape = {"same": old.shape, "transpose": old.shape[::-1], "one more row": (old.shape[0] + 1, *old.shape[1:]) if
+                 old.ndim else (2,), "flat": (old.size,), "empty": (0, *old.shape[1:])}[reshape]
+        new = np.random.default_rng(which).normal(size=shape) * scale
+        if special is not None and new.size:
+            new.flat[which % new.size] = special
+        with np.errstate(all="ignore"):
+            if np.dtype(dtype).kind in "iu":
+                info = np.iinfo(dtype)
+                new = np.clip(np.nan_to_num(new), info.min, info.max)
+            arrays[key] = np.ascontiguousarray(new.astype(dtype))
+        save_file(arrays, path)
+        emb = folder.parent / "one.npy"
+        np.save(emb, tiny_bundle.pool_embeddings[TINY_VICTIM][3])
+        code, out, err = run(capsys, "attack", "--bundle", folder, "--victim", TINY_VICTIM, "--pool-data", tiny_data,
+                             "--embedding", emb, "--n-align", "10", "--k", "3", "--format", "json", "--no-progress")
+        assert "Traceback" not in err, err
+        if code == 2:
+            assert len(err.strip().splitlines()) == 1 and str(folder) in err, err
+        else:
+            assert_outcome(code, out, err, "")
+    finally:
+        shutil.rmtree(folder.parent, ignore_errors=True)
