@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from conftest import BLACK_DOG, DEMO, TINY_DIM, TINY_VICTIM
+from test_cli import run, tiny  # noqa: F401 - the CLI runner and the tiny-bundle options fixture
 from slime_core import loaded_models
 from slime_core.attack_spec import AttackSpec
-from slime_core.cli import main
 from slime_core.errors import MissingModelError
 
 DOG = str(DEMO / "images" / BLACK_DOG)
@@ -41,17 +41,6 @@ def tiny_lowfi(monkeypatch):
     loaded_models.release("lowfi")
     yield make
     loaded_models.release("lowfi")
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture
-def tiny(tiny_bundle_dir, tiny_data, tiny_env) -> list[str]:
-    return ["--bundle", str(tiny_bundle_dir), "--victim", TINY_VICTIM, "--pool-data", str(tiny_data)]
 
 
 def one_line_error(code, err) -> str:
