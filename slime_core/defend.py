@@ -29,6 +29,9 @@ from slime_core.dp import check_eps_delta, classic_gaussian_sigma, gaussian_sigm
 from slime_core.errors import SlimeError
 
 
+MAX_NOISE = 1e6  # the noise defence's sigma (embeddings are unit vectors)
+MAX_KEPT_DIMS = 65_536  # d' of pca/projection (checked against the embeddings' own dims later)
+
 @dataclass(frozen=True)
 class DefenceSpec:
     name: str
@@ -196,8 +199,9 @@ class Defence:
         if math.isnan(self.strength):
             raise SlimeError(f"{self.name}: strength is NaN.")
         st = self.strength
-        if self.name == "noise" and not (0 <= st < math.inf):
-            raise SlimeError(f"noise: sigma must be a finite number >= 0 (got {st}).")
+        if self.name == "noise" and not (0 <= st <= MAX_NOISE):
+            raise SlimeError(f"noise: sigma must be a number in 0..{MAX_NOISE:g} (got {st}); unit embeddings drown "
+                             f"long before.")
         if self.name in ("gaussian", "laplace"):
             check_eps_delta(st, self.delta if self.name == "gaussian" else None)
             if self.name == "gaussian" and self.calibration not in ("analytic", "classic"):
@@ -206,9 +210,9 @@ class Defence:
                 classic_gaussian_sigma(st, self.delta)  # raises the explanatory error
         if self.name in ("rotation", "shuffle") and st not in (0.0, 1.0):
             raise SlimeError(f"{self.name}: strength is 0 (off) or 1 (on), got {st:g}.")
-        if self.name in ("pca", "projection") and (st < 1 or st != int(st)):
-            raise SlimeError(f"{self.name}: d' must be a whole number >= 1 (got {st:g}).")
-        if self.name == "quantise" and (st != int(st) or not 1 <= st <= 16):
+        if self.name in ("pca", "projection") and (st < 1 or not st.is_integer() or st > MAX_KEPT_DIMS):
+            raise SlimeError(f"{self.name}: d' must be a whole number in 1..{MAX_KEPT_DIMS} (got {st:g}).")
+        if self.name == "quantise" and (not st.is_integer() or not 1 <= st <= 16):
             raise SlimeError(f"quantise: bits must be a whole number in 1..16 (8 = int8, 1 = binary), got {st:g}.")
         self.spec = s
 

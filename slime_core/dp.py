@@ -19,9 +19,14 @@ def l1_sensitivity(d: int) -> float:
     return 2.0 * math.sqrt(d)
 
 
+MIN_EPSILON = 1e-6  # smaller epsilons give sigmas beyond float32 (and no embedding survives far larger ones)
+
+
 def check_eps_delta(eps: float, delta: float | None = None) -> None:
     if not eps > 0:
         raise SlimeError(f"epsilon must be > 0 (got {eps}); use 'inf' for no noise.")
+    if eps < MIN_EPSILON:
+        raise SlimeError(f"epsilon {eps:g} is below {MIN_EPSILON:g}: the noise would overflow; use a larger epsilon.")
     if delta is not None and not 0 < delta < 1:
         raise SlimeError(f"delta must be in (0, 1) (got {delta}).")
 

@@ -474,3 +474,21 @@ def test_property_bundle_arrays(capsys, tiny_bundle_dir, tiny_data, tiny_env, ti
             assert_outcome(code, out, err, "")
     finally:
         shutil.rmtree(folder.parent, ignore_errors=True)
+
+
+STRENGTH_TEXT = st.one_of(st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr),
+                                             st.integers(-10**6, 10**20).map(str),
+                                             st.sampled_from(["inf", "-inf", "nan", "", "1e999", "1e-320", "x", "0x1"])),
+                                   min_size=1, max_size=4).map(",".join), st.text(max_size=12))
+
+
+@FUZZ
+@given(defence=st.sampled_from(["noise", "gaussian", "laplace", "rotation", "shuffle", "pca", "projection", "quantise"]),
+       strength=STRENGTH_TEXT, seed=NUMBER_TEXT)
+def test_property_defence_strengths(capsys, defence, strength, seed):
+    """`slime defend --strength S --defence-seed D`: every strength is checked (by building its defence) before the
+    data loads, so generated values end in one line naming the problem, or in the data folder's own refusal."""
+    code, out, err = run(capsys, "defend", "--defence", defence, f"--strength={strength}", f"--defence-seed={seed}",
+                         "--data", "/nonexistent-fuzz-folder")
+    assert code == 2 and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
