@@ -111,10 +111,10 @@ def _read_table(filename: str, data: bytes, ext: str) -> tuple[np.ndarray, list[
 
     try:
         df = pd.read_csv(io.BytesIO(data)) if ext == "csv" else pd.read_parquet(io.BytesIO(data))
+        if ext == "csv" and len(df.columns) and all(_is_number(c) for c in df.columns):
+            df = pd.read_csv(io.BytesIO(data), header=None)  # a headerless CSV: the first row is data
     except Exception as err:  # noqa: BLE001
         raise SlimeError(f"{filename}: not a readable .{ext} file ({type(err).__name__}: {str(err)[:200]}).") from None
-    if ext == "csv" and len(df.columns) and all(_is_number(c) for c in df.columns):
-        df = pd.read_csv(io.BytesIO(data), header=None)  # a headerless CSV: the first row is data
     if df.empty:
         raise SlimeError(f"{filename}: no rows.")
     vector_cols = [c for c in df.columns if df[c].dtype == object and len(df) and

@@ -492,3 +492,38 @@ def test_property_defence_strengths(capsys, defence, strength, seed):
                          "--data", "/nonexistent-fuzz-folder")
     assert code == 2 and "Traceback" not in err, err
     assert len(err.strip().splitlines()) == 1, err
+
+
+def _npy_prefixed(payload: bytes) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ones((2, 4), np.float32))
+    head = buf.getvalue()
+    return head[:len(head) - 32] + payload  # a real header, then anything
+
+
+CSV_CELLS = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), st.integers().map(str),
+                      st.sampled_from(["", "image", "a.jpg", '"1,2"', "nan", "1e400", "-0", "TRUE", " "]))
+
+
+@FUZZ
+@given(ext=st.sampled_from(["npy", "csv", "parquet"]),
+       data=st.one_of(st.binary(max_size=600), st.binary(max_size=200).map(_npy_prefixed),
+                      st.binary(max_size=200).map(lambda b: b"PAR1" + b + b"PAR1"),
+                      st.lists(st.lists(CSV_CELLS, min_size=1, max_size=6), min_size=1, max_size=6).map(
+                          lambda rows: "\n".join(",".join(r) for r in rows).encode())))
+def test_property_upload_bytes(ext, data):
+    """The app's upload parser on arbitrary bytes: a finite float32 (rows, dims) array within the app's limits, or
+    one SlimeError naming the file."""
+    from slime_core.errors import SlimeError
+    from slime_core.uploads import MAX_EMBEDDING_DIM, parse_embeddings
+
+    start = time.perf_counter()
+    try:
+        arr, names = parse_embeddings(f"upload.{ext}", data)
+    except SlimeError as err:
+        assert "upload." in str(err), err
+    else:
+        assert arr.dtype == np.float32 and arr.ndim == 2 and 0 < arr.shape[1] <= MAX_EMBEDDING_DIM
+        assert np.isfinite(arr).all() and (np.linalg.norm(arr.astype(np.float64), axis=1) > 0).all()
+        assert names is None or len(names) == len(arr)
+    assert time.perf_counter() - start < 5
