@@ -26,6 +26,7 @@ Secrets: the values of every variable named in `secret_names()` (any *_API_KEY, 
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -59,7 +60,20 @@ def secret_names() -> list[str]:
     variable ending in a secret-like suffix, and those listed in SLIME_SECRET_NAMES."""
     extra = [n.strip() for n in (env("SLIME_SECRET_NAMES") or "").split(",") if n.strip()]
     found = [n for n in os.environ if n.upper().endswith(SECRET_SUFFIXES)]
-    return sorted(set(KNOWN_SECRETS) | set(found) | set(extra))
+    return sorted(set(KNOWN_SECRETS) | set(found) | set(extra) | set(_registry_key_names()))
+
+
+@functools.lru_cache(maxsize=1)
+def _registry_key_names() -> tuple[str, ...]:
+    """The "env" fields of the encoder registry (the variables REST encoders read their keys from), whatever
+    their names end in."""
+    import json
+
+    try:
+        table = json.loads((REPO / "slime_core" / "encoders" / "registry.json").read_text())["encoders"]
+        return tuple(sorted({spec["env"] for spec in table.values() if isinstance(spec.get("env"), str)}))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return ()
 
 
 def secret_values() -> list[str]:
