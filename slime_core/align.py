@@ -166,6 +166,7 @@ def fit_alignment(X, Y, method: str = "ridge") -> Alignment:
 
 
 COLLAPSE_COSINE = 0.999  # aligned output this close to the pairs' mean: the prior's answer, whatever the image
+PRIOR_MARGIN = 1e-3  # held-out cosine within this of the constant-embedding prior: the map learned nothing
 OFF_SPAN_RATIO = 0.2  # pre-normalisation length below this share of the leaked pairs' median: outside what the map saw
 
 
@@ -182,12 +183,18 @@ def describe_fit(fit: Alignment, X_pairs: np.ndarray, Y_pairs: np.ndarray) -> Al
 def collapse_warnings(fit: Alignment, X: np.ndarray) -> list[str]:
     """Warnings for each row of victim embeddings X that the map sends onto its pairs' mean (cosine >= 0.999 with
     it: the attack answers with the prior, not the image) or that lies mostly outside the span of the leaked pairs
-    (its mapped length under 20% of theirs); [] for a fit without `describe_fit`'s figures."""
+    (its mapped length under 20% of theirs), and one warning for the whole fit when its held-out cosine is not above
+    the constant-embedding prior (`fit.info["prior_cosine"]`); [] for a fit without `describe_fit`'s figures."""
     if "mean_direction" not in fit.info:
         return []
     X = l2_normalise(check_embeddings(X, "victim embeddings", dim=fit.W.shape[0]))
     raw = X @ fit.W
     out = []
+    prior = fit.info.get("prior_cosine")
+    if prior is not None and fit.heldout_cosine <= prior + PRIOR_MARGIN:
+        out.append(f"the alignment's held-out cosine {fit.heldout_cosine:.3f} is not above the {prior:.3f} a constant "
+                   f"embedding gets: on these N={fit.n_pairs} pairs the victim embeddings tell nothing about the "
+                   f"attacker's (too few pairs, or a pool file in another order or from another encoder).")
     for i, (row, cos) in enumerate(zip(raw, l2_normalise(raw) @ fit.info["mean_direction"])):
         which = f"row {i}: " if len(X) > 1 else ""
         if cos >= COLLAPSE_COSINE:

@@ -181,6 +181,7 @@ class Attacker:
         else:
             X = self.victim_rows(victim, idx)
             fit = align.describe_fit(align.fit_alignment(X, self.pool_attack[idx], method), X, self.pool_attack[idx])
+            fit.info["prior_cosine"] = align.prior_cosine(self.pool_attack, n_align, method, seed)
         self._alignments[key] = fit
         while len(self._alignments) > MAX_ALIGNMENTS:
             self._alignments.popitem(last=False)

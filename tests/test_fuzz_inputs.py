@@ -271,7 +271,9 @@ def test_victim_pool_is_honoured_for_a_bundle_victim(tmp_path, capsys, tiny, tin
     df.to_csv(tmp_path / "unnamed.csv", index=False)
     code, out, err = run(capsys, *argv, "--victim-pool", tmp_path / "unnamed.csv")
     assert code == 0, err
-    assert json.loads(out)["alignment_cosine"] != own["alignment_cosine"]  # used, not ignored
+    shuffled = json.loads(out)
+    assert shuffled["alignment_cosine"] != own["alignment_cosine"]  # used, not ignored
+    assert own["warnings"] == [] and "not above" in shuffled["warnings"][0]  # a misaligned pool is said to be one
     df.insert(0, "image", [names[i] for i in order])
     df.to_csv(tmp_path / "named.csv", index=False)
     code, out, err = run(capsys, *argv, "--victim-pool", tmp_path / "named.csv")
