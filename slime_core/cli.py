@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from slime_core import cli_args
 from slime_core.attack_spec import AttackSpec
-from slime_core.errors import SlimeError
+from slime_core.errors import SlimeError, mask_output
 from slime_core.output_gate import write_text
 from slime_core.present.serialise import check_writable, dumps
 from slime_core.uploads import load_embedding_file
@@ -343,6 +343,12 @@ def _main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except OSError as err:  # the disk filled, a file vanished mid-run: the environment's doing, one line
+        if isinstance(err, BrokenPipeError):
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"slime {args.command}: error: {mask_output(where)}{err.strerror or type(err).__name__}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

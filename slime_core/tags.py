@@ -112,6 +112,8 @@ class SpacyParser:
     def parse(self, texts: Iterable[str]) -> list[list[Token]]:
         """One token list per sentence of every text, flattened per text (a caption is one unit)."""
         out = []
+        limit = self.nlp.max_length - 1  # spaCy raises on longer texts; a caption that long is cut, not a crash
+        texts = (t if len(t) <= limit else t[:limit] for t in texts)
         for doc in self.nlp.pipe(texts, batch_size=256, n_process=self.n_process):
             # Document-wide positions: heads never cross sentences, so one numbering serves them all.
             out.append([Token(t.i + 1, t.text, t.lemma_, t.pos_, 0 if t.head.i == t.i else t.head.i + 1,

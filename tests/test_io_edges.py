@@ -274,3 +274,26 @@ def test_pool_names_outside_the_pool_folder_are_refused(tmp_path, name):
     with pytest.raises(SlimeError, match="pool.json"):
         load_bundle(bundle)
     shutil.rmtree(bundle)
+
+
+def test_an_io_error_mid_command_is_one_line(capsys, monkeypatch):
+    """The disk fills or a file vanishes during the work: one line naming the file, exit 2, no traceback."""
+    from slime_core import cli
+
+    def boom(args):
+        raise OSError(28, "No space left on device", "/data/out/heads.safetensors")
+
+    monkeypatch.setitem(cli.COMMANDS, "pool", boom)
+    refused(capsys, ["pool"], "/data/out/heads.safetensors", "No space left")
+
+
+def test_a_caption_past_spacys_limit_is_cut_not_a_crash():
+    from slime_core.tags import make_parser
+
+    parser = make_parser("spacy")
+    limit = parser.nlp.max_length
+    parser.nlp.max_length = 50  # the same path as a 1,000,000-character caption, in milliseconds
+    try:
+        assert parser.parse(["a brown dog runs on the green grass near a big red house " * 3])[0]
+    finally:
+        parser.nlp.max_length = limit
