@@ -245,8 +245,8 @@ def load_bundle(folder: str | Path | None = None) -> Bundle:
     vocab = _read_json(folder / "vocab.json")
     if not (isinstance(vocab, dict) and _str_list(vocab.get("tags")) and isinstance(vocab.get("counts"), list)
             and len(vocab["counts"]) == len(vocab["tags"])
-            and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in vocab["counts"])):
-        raise SlimeError(f"{folder / 'vocab.json'}: expected {{\"tags\": [text, ...], \"counts\": [number, ...]}} "
+            and all(_number(c) and 0 <= c < 1e15 for c in vocab["counts"])):
+        raise SlimeError(f"{folder / 'vocab.json'}: expected {{\"tags\": [text, ...], \"counts\": [count >= 0, ...]}} "
                          f"of the same length; {DAMAGED}.")
     if vocab_hash(vocab["tags"]) != manifest["vocab_hash"]:
         raise SlimeError(f"{folder}: vocab.json does not match the manifest's vocabulary hash; the bundle is inconsistent.")
@@ -291,6 +291,8 @@ def load_bundle(folder: str | Path | None = None) -> Bundle:
         if key in pool and (not isinstance(pool[key], list) or len(pool[key]) != n_pool):
             raise SlimeError(f"{folder / 'pool.json'}: '{key}' does not list one entry per pool image ({n_pool}); "
                              f"{DAMAGED}.")
+    if "tags" in pool and not all(_str_list(tags) for tags in pool["tags"]):
+        raise SlimeError(f"{folder / 'pool.json'}: 'tags' must hold a list of tag texts per pool image; {DAMAGED}.")
     image_file = folder / f"pool_{manifest['image_encoder']}.safetensors"
     if not image_file.exists():
         raise SlimeError(f"{image_file}: missing (the attacker's own pool embeddings); {DAMAGED}.")

@@ -529,3 +529,15 @@ def test_property_upload_bytes(ext, data):
         assert np.isfinite(arr).all() and (np.linalg.norm(arr.astype(np.float64), axis=1) > 0).all()
         assert names is None or len(names) == len(arr)
     assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize("count", [math.nan, -1, math.inf, "3", True, 1e20])
+def test_vocab_counts_must_be_counts(tmp_path, capsys, tiny_bundle_dir, tiny_data, tiny_env, count):
+    """A NaN or negative tag count made the prior NaN and every score (nan)."""
+    folder = _bundle_copy(tiny_bundle_dir, tmp_path / "bundle")
+    vocab = json.loads((folder / "vocab.json").read_text())
+    vocab["counts"][0] = count
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    code, out, err = run(capsys, "attack", "--bundle", folder, "--victim", TINY_VICTIM, "--pool-data", tiny_data,
+                         "--image", DEMO / "images" / BLACK_DOG, "--n-align", "10", "--k", "3")
+    assert code == 2 and "vocab.json" in err and len(err.strip().splitlines()) == 1, err
