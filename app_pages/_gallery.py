@@ -48,8 +48,11 @@ def _build(attacker, parser, path) -> None:
     try:
         samples = [s for s in load_folder(DEMO_DATA, require_images=False) if s.path is not None]
         data = hl.gallery_table(attacker, samples, parser, **DEFAULTS)
-        hl.save_json_atomic(path, data)
-        state["table"] = data
+        state["table"] = data  # kept for this server even when the disk cache cannot take it
+        try:
+            hl.save_json_atomic(path, data)
+        except OSError:
+            pass  # SLIME_CACHE unwritable: the table is recomputed by the next server process
     except Exception as err:  # noqa: BLE001 - a failed warm-up only costs the percentile; say why on the page
         state["error"] = f"{type(err).__name__}: {err}"
 

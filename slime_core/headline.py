@@ -324,9 +324,12 @@ def save_json_atomic(path: Path, data) -> None:
 
 def load_json(path: Path):
     """The cached JSON, or None when absent or unreadable (an unreadable entry is a miss, not an error)."""
+    from slime_core.errors import SlimeError
+    from slime_core.files import read_bytes
+
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return json.loads(read_bytes(path, "cache entry").decode("utf-8"))  # a FIFO or device here is a miss too
+    except (OSError, ValueError, RecursionError, SlimeError):
         return None
 
 
