@@ -236,20 +236,9 @@ def _str_list(value) -> bool:
     return isinstance(value, list) and all(isinstance(x, str) for x in value)
 
 
-def load_bundle(folder: str | Path | None = None) -> Bundle:
-    """The bundle in `folder` (None: models/default), every file checked as it loads: one SlimeError naming
-    the file and what is wrong (bad JSON, missing fields, truncated or foreign safetensors, missing files,
-    arrays whose shapes disagree with the manifest, the vocabulary or the pool list)."""
-    folder = Path(folder or DEFAULT_BUNDLE)
-    manifest = read_manifest(folder)
-    vocab = _read_json(folder / "vocab.json")
-    if not (isinstance(vocab, dict) and _str_list(vocab.get("tags")) and isinstance(vocab.get("counts"), list)
-            and len(vocab["counts"]) == len(vocab["tags"])
-            and all(_number(c) and 0 <= c < 1e15 for c in vocab["counts"])):
-        raise SlimeError(f"{folder / 'vocab.json'}: expected {{\"tags\": [text, ...], \"counts\": [count >= 0, ...]}} "
-                         f"of the same length; {DAMAGED}.")
-    if vocab_hash(vocab["tags"]) != manifest["vocab_hash"]:
-        raise SlimeError(f"{folder}: vocab.json does not match the manifest's vocabulary hash; the bundle is inconsistent.")
+def _read_heads(folder: Path, manifest: dict) -> tuple[DualHeads, DCNRanker]:
+    """The contrastive heads and the ranker from heads.safetensors, their shapes compared with the manifest's dims
+    on meta tensors (nothing allocated) before the modules are built."""
     arrays = _read_arrays(folder / "heads.safetensors")
     dims = manifest["dims"]
     shape = (manifest.get("config") or {}).get("heads") or {}  # bundles before 2026-12 had no hidden/temperature
@@ -274,6 +263,25 @@ def load_bundle(folder: str | Path | None = None) -> Bundle:
         raise SlimeError(f"{folder}: heads.safetensors does not match the manifest's encoders/dims "
                          f"({manifest['image_encoder']} {dims['image']}-d, {manifest['text_encoder']} {dims['text']}-d): "
                          f"{first}") from None
+    return heads.eval(), ranker.eval()
+
+
+def load_bundle(folder: str | Path | None = None) -> Bundle:
+    """The bundle in `folder` (None: models/default), every file checked as it loads: one SlimeError naming
+    the file and what is wrong (bad JSON, missing fields, truncated or foreign safetensors, missing files,
+    arrays whose shapes disagree with the manifest, the vocabulary or the pool list)."""
+    folder = Path(folder or DEFAULT_BUNDLE)
+    manifest = read_manifest(folder)
+    vocab = _read_json(folder / "vocab.json")
+    if not (isinstance(vocab, dict) and _str_list(vocab.get("tags")) and isinstance(vocab.get("counts"), list)
+            and len(vocab["counts"]) == len(vocab["tags"])
+            and all(_number(c) and 0 <= c < 1e15 for c in vocab["counts"])):
+        raise SlimeError(f"{folder / 'vocab.json'}: expected {{\"tags\": [text, ...], \"counts\": [count >= 0, ...]}} "
+                         f"of the same length; {DAMAGED}.")
+    if vocab_hash(vocab["tags"]) != manifest["vocab_hash"]:
+        raise SlimeError(f"{folder}: vocab.json does not match the manifest's vocabulary hash; the bundle is inconsistent.")
+    heads, ranker = _read_heads(folder, manifest)
+    dims = manifest["dims"]
     tag_text = _read_arrays(folder / "tags.safetensors", ("tag_text",))["tag_text"].astype(np.float32)
     if tag_text.shape != (len(vocab["tags"]), dims["text"]):
         raise SlimeError(f"{folder / 'tags.safetensors'}: tag embeddings {tag_text.shape} do not match "
@@ -298,7 +306,7 @@ def load_bundle(folder: str | Path | None = None) -> Bundle:
         raise SlimeError(f"{image_file}: missing (the attacker's own pool embeddings); {DAMAGED}.")
     pool_embeddings = {p.stem[len("pool_"):]: _read_pool(p, manifest, n_pool)
                        for p in sorted(folder.glob("pool_*.safetensors"))}
-    return Bundle(manifest, heads.eval(), ranker.eval(), vocab["tags"], np.asarray(vocab["counts"], np.float32),
+    return Bundle(manifest, heads, ranker, vocab["tags"], np.asarray(vocab["counts"], np.float32),
                   tag_text, pool, pool_embeddings, semantics, folder)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from slime_core.errors import SlimeError
 from slime_core.infer import graph_from_tags
 from slime_core.metrics import NeighbourhoodScorer
 from slime_core.rank import rerank
+from slime_core.uploads import check_degenerate, order_pool_upload
 from slime_core.write import check_final_parts, final_prompt_from
 
 log = logging.getLogger(__name__)
@@ -42,12 +43,10 @@ default_data = settings.data_dir
 def check_held_out(attacker, samples) -> None:
     """Leakage is measured on images the attacker never saw, each once: none may be in its public pool, and no
     image name may appear twice (it would be counted twice in every mean and interval)."""
-    seen = set()
-    for s in samples:
-        if s.name in seen:
-            raise SlimeError(f"image '{s.name}' appears more than once in the samples; each image is measured once "
-                             f"(merge its captions into one record).")
-        seen.add(s.name)
+    dup = next((name for name, count in Counter(s.name for s in samples).items() if count > 1), None)
+    if dup is not None:
+        raise SlimeError(f"image '{dup}' appears more than once in the samples; each image is measured once (merge its "
+                         f"captions into one record).")
     if set(attacker.bundle.pool["images"]) & {s.name for s in samples}:
         raise SlimeError("some evaluation images are in the attacker's public pool; use a held-out split (test).")
 
@@ -130,8 +129,6 @@ class Attacker:
         pool image: matched by `names` (a file's `image` column) when given, else in `bundle.pool["images"]` order.
         They replace the bundle's own pool for `victim`, if it has one. Checked: finite, sanely scaled rows that
         differ from each other (a pool of identical rows carries no information and is refused)."""
-        from slime_core.uploads import check_degenerate, order_pool_upload
-
         what = what or f"{victim} pool embeddings"
         embeddings = align.check_embeddings(embeddings, what)
         if len(embeddings) != len(self.pool_attack):
