@@ -42,6 +42,7 @@ def _mask(value):
 def _gated(fn):
     @functools.wraps(fn)
     def shown(*args, **kwargs):
+        _register_streamlit_secrets()  # st.secrets may be read after the first import (a new session, a test)
         args = [_mask(a) if not isinstance(a, DeltaGenerator) else a for a in args]
         kwargs = {k: (v if k in NOT_TEXT else _mask(v)) for k, v in kwargs.items()}
         return fn(*args, **kwargs)
@@ -51,10 +52,17 @@ def _gated(fn):
 
 
 def _register_streamlit_secrets() -> None:
+    """The values of st.secrets whose names say they are secrets (OPENAI_API_KEY, [openai] api_key, ...); other
+    settings kept there (a data folder) are not masked."""
+    from slime_core.settings import is_secret_name
+
     try:
         values = []
-        for value in st.secrets.values():
-            values.extend(value.values() if hasattr(value, "values") else [value])
+        for name, value in st.secrets.items():
+            if hasattr(value, "items"):  # a [section]
+                values += [v for k, v in value.items() if is_secret_name(k) or is_secret_name(f"{name}_{k}")]
+            elif is_secret_name(name):
+                values.append(value)
         register_secrets(values)
     except Exception:  # noqa: BLE001 - no secrets.toml is the usual case
         pass

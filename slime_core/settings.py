@@ -63,6 +63,14 @@ def secret_names() -> list[str]:
     return sorted(set(KNOWN_SECRETS) | set(found) | set(extra) | set(_registry_key_names()))
 
 
+def is_secret_name(name: str) -> bool:
+    """Whether a setting called `name` holds a secret (the rule `secret_names` applies to the environment)."""
+    upper = str(name).upper()
+    return (upper.endswith(SECRET_SUFFIXES) or upper in {"API_KEY", "TOKEN", "SECRET", "PASSWORD", "ACCESS_KEY"}
+            or str(name) in set(KNOWN_SECRETS) | set(_registry_key_names())
+            or str(name) in {n.strip() for n in (env("SLIME_SECRET_NAMES") or "").split(",")})
+
+
 @functools.lru_cache(maxsize=1)
 def _registry_key_names() -> tuple[str, ...]:
     """The "env" fields of the encoder registry (the variables REST encoders read their keys from), whatever

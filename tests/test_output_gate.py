@@ -150,3 +150,30 @@ def test_attack_and_its_report_never_show_a_key_the_caption_server_echoes(tmp_pa
     html, js = write_report(attack_report(record), tmp_path / "r.html")
     for path in (html, js):
         assert not leaked(key, "user", path.read_text(encoding="utf-8")), path
+
+
+def test_the_app_shows_no_key_from_the_environment_or_st_secrets(monkeypatch):
+    """Every text a page shows passes the gate (app_pages/_gate): markdown, captions, errors, tables, downloads."""
+    from streamlit.testing.v1 import AppTest
+
+    env_key, app_key = "env-key-0123456789abcdef", "st-secret-0123456789abcdef"
+    monkeypatch.setenv("OPENAI_API_KEY", env_key)
+    script = f'''
+import base64
+import streamlit as st
+from app_pages import common
+enc = base64.b64encode(b"user:{env_key}").decode()
+st.markdown("caption: {env_key} and " + enc)
+st.columns(2)[1].caption("secret {app_key}")
+st.error("failed: {app_key.upper()}")
+st.write("data folder kept: /srv/data")
+'''
+    at = AppTest.from_string(script, default_timeout=120)
+    at.secrets["OPENAI_API_KEY"] = app_key
+    at.secrets["SLIME_DATA"] = "/srv/data"
+    at.run()
+    assert not at.exception, at.exception
+    shown = " ".join(str(e.value) for e in [*at.markdown, *at.caption, *at.error])
+    for key in (env_key, app_key):
+        assert not leaked(key, "user", shown), shown
+    assert "/srv/data" in shown  # a setting that is not a secret is shown as it is
