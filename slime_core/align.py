@@ -195,6 +195,7 @@ def collapse_warnings(fit: Alignment, X: np.ndarray) -> list[str]:
         out.append(f"the alignment's held-out cosine {fit.heldout_cosine:.3f} is not above the {prior:.3f} a constant "
                    f"embedding gets: on these N={fit.n_pairs} pairs the victim embeddings tell nothing about the "
                    f"attacker's (too few pairs, or a pool file in another order or from another encoder).")
+        return out  # every embedding then lands near the mean: the per-row warnings would only repeat this one
     for i, (row, cos) in enumerate(zip(raw, l2_normalise(raw) @ fit.info["mean_direction"])):
         which = f"row {i}: " if len(X) > 1 else ""
         if cos >= COLLAPSE_COSINE:
