@@ -16,7 +16,8 @@ from pathlib import Path
 
 from slime_core.errors import SlimeError, mask_output
 
-FLUSH_AT = 1 << 16  # a line longer than this is masked and written in pieces
+FLUSH_AT = 1 << 16  # a line longer than this is masked and written in pieces ...
+KEEP = 4096  # ... each piece leaving this many characters for the next, so no key is cut in two
 
 
 class MaskedStream:
@@ -30,7 +31,7 @@ class MaskedStream:
         self._pending += text
         cut = max(self._pending.rfind("\n"), self._pending.rfind("\r"))
         if cut >= 0 or len(self._pending) > FLUSH_AT:
-            cut = cut if cut >= 0 else len(self._pending) - 1
+            cut = cut if cut >= 0 else len(self._pending) - 1 - KEEP  # a key straddling the cut stays whole
             ready, self._pending = self._pending[: cut + 1], self._pending[cut + 1 :]
             self._emit(ready)
         return len(text)

@@ -177,3 +177,19 @@ st.write("data folder kept: /srv/data")
     for key in (env_key, app_key):
         assert not leaked(key, "user", shown), shown
     assert "/srv/data" in shown  # a setting that is not a secret is shown as it is
+
+
+def test_a_key_straddling_a_long_lines_flush_point_is_masked(key_env):
+    from slime_core.output_gate import FLUSH_AT
+
+    key = "sk-longline-0123456789abcdefXYZ"
+    key_env(key)
+    sink = io.StringIO()
+    stream = MaskedStream(sink)
+    for offset in range(-40, 40, 7):
+        stream.write("x" * (FLUSH_AT + offset - len(key) // 2))
+        stream.write(key)
+        stream.write("y" * 50)
+    stream.write("\n")
+    stream.flush()
+    assert key not in sink.getvalue() and sink.getvalue().count(MASK) >= 11
