@@ -126,7 +126,7 @@ def _read_table(filename: str, data: bytes, ext: str) -> tuple[np.ndarray, list[
     if not vector_cols:
         return df.drop(columns=text_cols).to_numpy(), names
     try:
-        return np.stack([np.asarray(v, dtype=np.float32) for v in df[vector_cols[0]]]), names
+        return np.stack([np.asarray(v, dtype=np.float64) for v in df[vector_cols[0]]]), names  # float32 after the checks
     except (ValueError, TypeError) as err:
         raise SlimeError(f"{filename}: column '{vector_cols[0]}' holds vectors of different lengths ({err}).") from None
 
