@@ -103,15 +103,21 @@ def mean_cosine(A: np.ndarray, B: np.ndarray) -> float:
 
 
 def _ridge(X: np.ndarray, Y: np.ndarray, lambdas=LAMBDAS) -> Alignment:
-    """Kernel form W = X^T (XX^T + lam I)^-1 Y: one eigendecomposition of the n x n Gram matrix serves
-    every lambda, and leave-one-out predictions are exact: y_i - e_i / (1 - H_ii)."""
+    """Kernel form W = X^T (XX^T + lam I)^-1 Y: one factorisation serves every lambda, the hat matrix is
+    H = Q diag(e / (e + lam)) Q^T with (Q, e) the eigenpairs of the Gram matrix XX^T, and leave-one-out predictions
+    are exact: y_i - e_i / (1 - H_ii). With more pairs than dims the thin SVD X = Q S V^T gives the same non-zero
+    eigenpairs at O(n d^2) instead of O(n^3): a minute less at n = 6,909 pairs (the whole pool)."""
     n = len(X)
-    evals, Q = np.linalg.eigh(X @ X.T)
-    evals = np.clip(evals, 0, None)
+    if n <= X.shape[1]:
+        evals, Q = np.linalg.eigh(X @ X.T)
+        evals = np.clip(evals, 0, None)
+    else:
+        Q, sv, _ = np.linalg.svd(X, full_matrices=False)
+        evals = sv ** 2
     QtY = Q.T @ Y
     rows = np.random.default_rng(0).permutation(n)[:LOO_ROWS]
     Qr, Yr = Q[rows], Y[rows]
-    scale = float(evals.mean()) or 1.0
+    scale = float(evals.sum()) / n or 1.0  # the mean eigenvalue of the n x n Gram matrix, zeros included
     best = None
     for lam in lambdas * scale:
         shrink = (evals / (evals + lam)).astype(np.float32)  # eigenvalues of the hat matrix H

@@ -172,3 +172,19 @@ def test_cosines_row_by_row_and_their_mean():
     B = np.array([[2.0, 0.0], [1.0, 0.0], [-3.0, -4.0]], np.float32)
     assert np.allclose(cosines(A, B), [1.0, 0.0, -1.0])
     assert abs(mean_cosine(A, B) - 0.0) < 1e-7
+
+
+@pytest.mark.parametrize("n, d", [(40, 16), (16, 40), (16, 16)])
+def test_ridge_is_the_closed_form_on_both_sides_of_n_equals_d(n, d):
+    """More pairs than dims goes through the thin SVD, fewer through the Gram matrix: both must be ridge itself,
+    W = (X^T X + lam I)^-1 X^T Y at the lambda they chose (lam is stored relative to the mean Gram eigenvalue)."""
+    from slime_core.align import _ridge
+
+    rng = np.random.default_rng(n * 100 + d)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    Y = (X @ rng.normal(size=(d, 5)) + 0.5 * rng.normal(size=(n, 5))).astype(np.float32)
+    fit = _ridge(X, Y)
+    lam = fit.lam * float((X.astype(np.float64) ** 2).sum()) / n
+    X64 = X.astype(np.float64)
+    W = np.linalg.solve(X64.T @ X64 + lam * np.eye(d), X64.T @ Y)
+    assert np.allclose(fit.W, W, atol=1e-4 * np.abs(W).max())
