@@ -75,7 +75,8 @@ def test_build_clip_bundle(tiny_bundle):
     assert m["victims"] == [] and m["metrics"]["dev_victim"] == "clip-vit-bigg-14"
     assert m["fingerprints"]["clip-vit-bigg-14"].startswith("clip-vit-bigg-14@")
     assert not (out / "semantics.safetensors").exists()
-    assert sorted(p.name for p in out.glob("pool_*")) == ["pool_clip-vit-bigg-14.safetensors"]
+    assert sorted(p.name for p in out.glob("pool_*.safetensors")) == ["pool_clip-vit-bigg-14.safetensors"]
+    assert (out / "pool_objects.json").is_file()  # what the detector sees in each pool photo
     # the cache is namespaced by the overrides' fingerprint: a tiny model never answers for the real one
     assert [p.name for p in cache.iterdir() if p.name.startswith("clip")] == [m["fingerprints"]["clip-vit-bigg-14"]]
     assert len(list((cache / "tags").glob("*/*/*.npy"))) == 1 and len(bundle.tags) > 20
@@ -285,7 +286,7 @@ def test_load_karpathy(tmp_path):
     assert len(load_karpathy(split_file, tmp_path, split=["train", "restval"])) == 2
     chosen = paper_protocol([s for s in every if s.split in ("train", "restval")], [s for s in every if s.split == "val"], 1, 1)
     assert Counter(s.split for s in chosen) == {"train": 2, "dev": 1, "test": 1}
-    with pytest.raises(SlimeError, match="not a Karpathy split file"):
+    with pytest.raises(SlimeError, match="COCO_val2014_000000000000.jpg: not UTF-8 text"):  # a photo is no split file
         load_karpathy(tmp_path / "val2014" / rows[0]["filename"], tmp_path)
 
 
