@@ -156,20 +156,25 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    examples(samples, made, nearest, image_dir, out.with_name(out.name + "_examples.png"))
+    examples(samples, made, out.with_name(out.name + "_examples.jpg"))
     print(json.dumps(result["objects"], indent=1)[:3000])
 
 
-def examples(samples, made: dict, nearest, image_dir: Path, path: Path, rows: int = 5, side: int = 160) -> None:
-    """The first `rows` test photos (file order: no choosing by hand): original | each method | nearest photo."""
-    rows = min(rows, *(len(v) for v in made.values()))
-    cols = ["original", *made, "nearest public"]
-    sheet = Image.new("RGB", (side * len(cols), side * rows), "white")
-    for r in range(rows):
-        ims = [Image.open(samples[r].path), *[made[m][r] for m in made], Image.open(image_dir / nearest[r])]
-        for c, im in enumerate(ims):
+def example_rows(samples, limit: int, rows: int = 4) -> list[int]:
+    """The first `rows` test photos, in file order, that the repo's demo gallery already carries (Flickr8k photos
+    may be in the repo only as that downsized gallery) among the first `limit` (the ones every method covers)."""
+    gallery = {json.loads(line)["image"] for line in open("assets/demo/captions.jsonl") if line.strip()}
+    return [i for i, s in enumerate(samples[:limit]) if s.name in gallery][:rows]
+
+
+def examples(samples, made: dict, path: Path, side: int = 128) -> None:
+    """original | each method's generated image, one row per `example_rows` photo; JPEG, small."""
+    rows = example_rows(samples, min(len(v) for v in made.values()))
+    sheet = Image.new("RGB", (side * (1 + len(made)), side * len(rows)), "white")
+    for r, i in enumerate(rows):
+        for c, im in enumerate([Image.open(samples[i].path), *[made[m][i] for m in made]]):
             sheet.paste(im.convert("RGB").resize((side, side)), (c * side, r * side))
-    sheet.save(path)
+    sheet.save(path, quality=85)
 
 
 if __name__ == "__main__":
