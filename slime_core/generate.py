@@ -216,17 +216,24 @@ class OfflineGenerator:
     def generate(self, aligned: np.ndarray, init_photos: list[list] | None = None, batch_size: int = 8,
                  progress: bool = False, on_step: Callable[[float], None] | None = None) -> list[Image.Image]:
         """One image per row of `aligned` (n, d). init_photos: per row, the paths of its nearest public photos."""
+        return self.generate_with_starts(aligned, init_photos, batch_size, progress, on_step)[0]
+
+    def generate_with_starts(self, aligned: np.ndarray, init_photos: list[list] | None = None, batch_size: int = 8,
+                             progress: bool = False, on_step: Callable[[float], None] | None = None
+                             ) -> tuple[list[Image.Image], list[str]]:
+        """`generate`'s images and where each started ("nearest photos" or "regressor"). Returned, not stored: one
+        generator serves every app session at once."""
         target = F.normalize(torch.as_tensor(np.atleast_2d(aligned), dtype=torch.float32), dim=-1)
         if target.shape[1] != self.regressor.cfg.dim:
             raise SlimeError(f"the generator takes {self.regressor.cfg.dim}-d attack-space embeddings, got {target.shape[1]}.")
         steps = self.refine.steps if self.refine is not None else 0
         out: list[Image.Image] = []
-        self.origins: list[str] = []
+        origins: list[str] = []
         bar = tqdm(total=len(target), desc="generating images", disable=not progress)
         for i in range(0, len(target), batch_size):
             t = target[i:i + batch_size]
             start, origin = self.starts(t, None if init_photos is None else init_photos[i:i + batch_size])
-            self.origins += origin
+            origins += origin
             if steps:
                 tick = (lambda s: on_step((i + len(t) * s / steps) / len(target))) if on_step else None
                 images = invert_latents(t, start, self.decoder, self.tower, self.refine, tick)
@@ -238,7 +245,7 @@ class OfflineGenerator:
             if on_step:
                 on_step(min(1.0, (i + len(t)) / len(target)))
         bar.close()
-        return out
+        return out, origins
 
 
 def photo_batch(paths, size: int) -> torch.Tensor:

@@ -249,14 +249,16 @@ class Attacker:
         nearest public photos where they are on disk (`start`: "nearest photos"), else from its regressor."""
         start = time.perf_counter()
         a = np.atleast_2d(aligned)[:1]
-        extra = {}
+        info = {"method": maker.name, "image": None}
         if getattr(maker, "encoder", None) is not None:  # the offline generator can start from photos
             folder = self.data / "images"
-            extra["init_photos"] = [[folder / n for n, _ in self.neighbours(a, INIT_PHOTOS)[0]]]
-        image = maker.generate(a, **extra)[0]
-        info = {"method": maker.name, "seconds": round(time.perf_counter() - start, 3), "image": None}
-        if getattr(maker, "origins", None):
-            info["start"] = maker.origins[0]
+            near = [[folder / n for n, _ in self.neighbours(a, INIT_PHOTOS)[0]]]
+            images, starts = maker.generate_with_starts(a, near)
+            info["start"] = starts[0]
+        else:
+            images = maker.generate(a)
+        image = images[0]
+        info["seconds"] = round(time.perf_counter() - start, 3)
         return image, info
 
     def objects_of(self, tags: list[str], image=None, nearest: str | None = None) -> dict:

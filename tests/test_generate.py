@@ -135,9 +135,9 @@ def test_generator_starts_from_the_nearest_photos_where_they_exist(tmp_path):
     gen.encoder = taef2.encoder(width=8).eval()
     photo = DEMO / "images" / BLACK_DOG
     aligned = np.random.default_rng(0).normal(size=(2, 8)).astype(np.float32)
-    from_photos = gen.generate(aligned, init_photos=[[photo, photo], [tmp_path / "absent.jpg"]])
-    assert gen.origins == ["nearest photos", "regressor"]  # a row whose photos are missing falls back, and says so
-    plain = gen.generate(aligned)
-    assert gen.origins == ["regressor", "regressor"]
+    from_photos, starts = gen.generate_with_starts(aligned, init_photos=[[photo, photo], [tmp_path / "absent.jpg"]])
+    assert starts == ["nearest photos", "regressor"]  # a row whose photos are missing falls back, and says so
+    plain, starts = gen.generate_with_starts(aligned)
+    assert starts == ["regressor", "regressor"]
     assert np.asarray(from_photos[1]).tolist() == np.asarray(plain[1]).tolist()
     assert np.asarray(from_photos[0]).tolist() != np.asarray(plain[0]).tolist()
