@@ -61,8 +61,8 @@ def _thumb(im):
 def pictures_scores(name, images, originals, lite1, det_orig, lite1_orig, thumbs_orig, n_boot):
     n = len(images)
     det = np.stack([detect.class_scores(im) for im in images])
-    probs = lite1.classify(lite1.features(images))
     feats = lite1.features(images)
+    probs = lite1.classify(feats)
     f = feats / np.linalg.norm(feats, axis=1, keepdims=True)
     fo = lite1_orig[1][:n]
     return {"detector_top5_overlap": Estimate.bootstrap(top5_overlap(det, det_orig[:n]), n_boot).to_dict(),
