@@ -10,6 +10,7 @@ small fixed budget and a long run finds what it misses. Everything runs on the t
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import math
@@ -436,7 +437,7 @@ def test_property_manifest_numbers(capsys, tiny_bundle_dir, tiny_data, tiny_env,
             node = manifest
             for p in parents:
                 node = node.setdefault(p, {}) if isinstance(node.get(p, {}), dict) else {}
-            node[last] = value
+            node[last] = copy.deepcopy(value)  # sampled_from hands out one shared {} or []: never mutate it
         (folder / "manifest.json").write_text(json.dumps(manifest))
         attack_with_damaged_bundle(capsys, folder, tiny_data, tiny_bundle)
     finally:
