@@ -123,6 +123,10 @@ class Attacker:
     def pool_paths(self) -> list[Path]:
         return [self.data / "images" / name for name in self.bundle.pool["images"]]
 
+    def nearest_photos(self, attack_embeddings: np.ndarray, k: int = INIT_PHOTOS) -> list[list[Path]]:
+        """Per row, the paths of its k nearest public photos (on disk or not): the offline generator's start."""
+        return [[self.data / "images" / n for n, _ in row] for row in self.neighbours(attack_embeddings, k)]
+
     def add_victim_pool(self, victim: str, embeddings: np.ndarray, names: list[str] | None = None,
                         what: str | None = None) -> None:
         """The victim's pool embeddings from outside the bundle (e.g. a team's own embedding service), one row per
@@ -251,9 +255,7 @@ class Attacker:
         a = np.atleast_2d(aligned)[:1]
         info = {"method": maker.name, "image": None}
         if getattr(maker, "encoder", None) is not None:  # the offline generator can start from photos
-            folder = self.data / "images"
-            near = [[folder / n for n, _ in self.neighbours(a, INIT_PHOTOS)[0]]]
-            images, starts = maker.generate_with_starts(a, near)
+            images, starts = maker.generate_with_starts(a, self.nearest_photos(a))
             info["start"] = starts[0]
         else:
             images = maker.generate(a)

@@ -18,7 +18,6 @@ import numpy as np
 
 from slime_core.metrics import Estimate, paired_difference
 from slime_core.objects import detect_objects, frequent_objects, object_scores, objects_from_tags, read_pool_objects
-from slime_core.pipeline import INIT_PHOTOS
 
 
 def prior_objects(train_objects: list[list[str]]) -> list[str]:
@@ -64,8 +63,7 @@ class ObjectsEval:
         if self.lowfi is not None:
             extra = {}
             if getattr(self.lowfi, "encoder", None) is not None:  # the offline generator starts from the nearest photos
-                folder = self.attacker.data / "images"
-                extra["init_photos"] = [[folder / n for n, _ in row] for row in self.attacker.neighbours(aligned, INIT_PHOTOS)]
+                extra["init_photos"] = self.attacker.nearest_photos(aligned)
             images = self.lowfi.generate(aligned, progress=self.progress, **extra)
             out["generated"] = detect_objects(images, self.progress, "objects in the generated images")
         return out
