@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from tqdm.auto import tqdm
 
 from slime_core.encoders import EmbeddingCache, Encoder, fingerprint
 from slime_core.errors import SlimeError
+from slime_core.files import write_cache_entry
 from slime_core.retrieve import DualHeads, HeadConfig, hardest_negative_hinge, multi_positive_nce, one_cycle
 from slime_core.tags import tags_of_samples
 
@@ -179,28 +179,37 @@ def embed_tags(cache_root: Path, make_encoder, tags: list[str], batch_size: int 
     encoder: Encoder = make_encoder(device)
     folder = (Path(cache_root) / "tags" / EmbeddingCache.key_of(encoder)
               / f"{vocab_digest(tags)}-{EmbeddingCache.identity_of(encoder)}")
-    folder.mkdir(parents=True, exist_ok=True)
     starts = list(range(0, len(tags), chunk))
     expected = {s: min(chunk, len(tags) - s) for s in starts}
     todo = [s for s in starts if _chunk(folder / f"{s // chunk:06d}.npy", expected[s]) is None]
+    kept: dict[int, np.ndarray] = {}  # chunks the cache could not take (unwritable SLIME_CACHE): held in memory
     with state.split_between_processes(todo) as mine:
         for s in tqdm(mine, desc=f"embedding tags ({encoder.name}, {len(tags):,} in {len(starts)} chunks)",
                       disable=not (progress and state.is_main_process and mine)):
-            vecs = encoder.encode_texts(tags[s : s + chunk], batch_size=batch_size)
-            tmp = folder / f"{s // chunk:06d}.{os.getpid()}.tmp.npy"
-            np.save(tmp, vecs.astype(np.float16), allow_pickle=False)
-            os.replace(tmp, folder / f"{s // chunk:06d}.npy")  # a chunk appears whole or not at all
+            vecs = encoder.encode_texts(tags[s : s + chunk], batch_size=batch_size).astype(np.float16)
+            saved = not kept and write_cache_entry(folder / f"{s // chunk:06d}.npy",
+                                                   lambda tmp: _save_npy(tmp, vecs), root=cache_root)
+            if not saved:
+                kept[s] = vecs
+    if kept and state.num_processes > 1:
+        raise SlimeError(f"{cache_root}: cannot be written, and the processes of `accelerate launch` share their "
+                         f"tag embeddings through it; set SLIME_CACHE to a writable folder.")
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
     out = np.empty((len(tags), encoder.dim), np.float32)
     for s in starts:
-        vecs = _chunk(folder / f"{s // chunk:06d}.npy", expected[s])
+        vecs = kept[s] if s in kept else _chunk(folder / f"{s // chunk:06d}.npy", expected[s])
         if vecs is None:
             raise SlimeError(f"{folder}: tag-embedding chunk {s // chunk:06d}.npy is unreadable after it was "
                              f"written; delete the folder and run again.")
         out[s : s + chunk] = vecs
     return out
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, array, allow_pickle=False)
 
 
 def _chunk(path: Path, rows: int) -> np.ndarray | None:
@@ -225,10 +234,8 @@ def cached_tags(samples, parser, backend: str, cache_root: Path, progress: bool 
     except (OSError, ValueError):  # absent, truncated or not JSON: a miss, rewritten below
         pass
     found = tags_of_samples(samples, parser, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps([dict(c) for c in found]))
-    os.replace(tmp, path)
+    text = json.dumps([dict(c) for c in found])
+    write_cache_entry(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), root=cache_root)
     return found
 
 

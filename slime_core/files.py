@@ -1,11 +1,17 @@
 """Reading the user's files safely: regular files only (a FIFO blocks forever, /dev/zero never ends), symlinks
-followed first, and a cap on the bytes read. Every refusal is one SlimeError naming the file."""
+followed first, and a cap on the bytes read. Every refusal is one SlimeError naming the file.
+
+Writing our own caches: atomically (temporary file, then rename), and a cache that cannot be written is not the
+user's problem: the run goes on without it, saying so once per folder."""
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
+import uuid
 from pathlib import Path
+from typing import Callable
 
 from slime_core.errors import SlimeError
 
@@ -42,3 +48,37 @@ def read_bytes(path, what: str = "file", max_bytes: int = MAX_DATA_BYTES) -> byt
     if len(data) > max_bytes:
         raise SlimeError(f"{path}: the {what} is larger than {max_bytes >> 20:,} MiB; refused.")
     return data
+
+
+_CACHES_OFF: set[str] = set()  # cache folders already reported unwritable in this process
+
+
+def cache_off(root, err: OSError) -> None:
+    """Say once per folder that a cache cannot be written and that the run goes on without it."""
+    if str(root) in _CACHES_OFF:
+        return
+    _CACHES_OFF.add(str(root))
+    logging.getLogger("slime_core.cache").warning(
+        "note: the cache %s cannot be written (%s); going on without it (set SLIME_CACHE to a writable folder to "
+        "keep results between runs).", root, err.strerror or type(err).__name__)
+
+
+def write_cache_entry(path: Path, write: Callable[[Path], None], root=None) -> bool:
+    """`write(tmp)` into a temporary file beside `path`, then rename it to `path`: readers see the whole entry or
+    none. False (said once for `root`, default the entry's folder) when the cache cannot be written."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        os.replace(tmp, path)
+        return True
+    except OSError as err:  # SLIME_CACHE is a file, /proc, read-only, full, ...
+        cache_off(root or path.parent, err)
+        return False
+    finally:
+        try:
+            if tmp.exists():
+                tmp.unlink()
+        except OSError:
+            pass

@@ -123,8 +123,12 @@ def _float(name: str, default: float) -> float:
     return out
 
 
+def default_cache_root() -> Path:
+    return Path.home() / ".cache" / "slime"
+
+
 def cache_root() -> Path:
-    return env_path("SLIME_CACHE") or Path.home() / ".cache" / "slime"
+    return env_path("SLIME_CACHE") or default_cache_root()
 
 
 def embeddings_cache() -> Path:

