@@ -1,5 +1,6 @@
 """The app's side of the output gate: every text Streamlit shows (markdown, captions, errors, tables, JSON,
-download contents) passes through `errors.mask_output`, which knows the environment's keys and st.secrets.
+download contents, image captions, a plotly figure's labels and hover text, a Graphviz source) passes through
+`errors.mask_output`, which knows the environment's keys and st.secrets.
 
 Installed once per process by `install()` (common.py imports this), by wrapping Streamlit's text-showing
 calls on every container, so no page can forget it.
@@ -16,7 +17,7 @@ from slime_core.errors import mask_output, register_secrets
 
 SHOWN = ("markdown", "write", "caption", "code", "text", "error", "warning", "info", "success", "json", "title",
          "header", "subheader", "download_button", "dataframe", "table", "metric", "latex", "toast", "exception",
-         "expander", "html")
+         "expander", "html", "image", "plotly_chart", "graphviz_chart")
 NOT_TEXT = {"key", "type", "icon", "mime", "language", "on_click", "width", "height", "column_config"}
 
 
@@ -34,6 +35,15 @@ def _mask(value):
         items = value.items() if isinstance(value, dict) else enumerate(value)
         out = {k: _mask(v) for k, v in items}
         return out if isinstance(value, dict) else type(value)(out.values())
+    if hasattr(value, "to_plotly_json") and hasattr(value, "to_json"):  # a plotly figure: every string in it
+        import plotly.io as pio
+
+        text = value.to_json()
+        masked = mask_output(text)
+        return value if masked == text else pio.from_json(masked)
+    if type(value).__name__ in ("Digraph", "Graph") and hasattr(value, "source"):  # a graphviz graph
+        masked = mask_output(value.source)
+        return value if masked == value.source else masked
     if type(value).__name__ == "DataFrame" and hasattr(value, "map"):
         return value.map(lambda x: mask_output(x) if isinstance(x, str) else x)
     return value

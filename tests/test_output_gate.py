@@ -193,3 +193,35 @@ def test_a_key_straddling_a_long_lines_flush_point_is_masked(key_env):
     stream.write("\n")
     stream.flush()
     assert key not in sink.getvalue() and sink.getvalue().count(MASK) >= 11
+
+
+def test_plotly_hover_text_image_captions_and_graphviz_are_masked(monkeypatch):
+    """The figures a page shows: a key in a plotly trace's hover text or labels, an image's caption or a scene
+    graph's node label never reaches the browser; a figure without the key is passed on as it is."""
+    import plotly.graph_objects as go
+    from streamlit.testing.v1 import AppTest
+
+    key = "hover-key-0123456789abcdef"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    script = f'''
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from app_pages import common
+fig = go.Figure(go.Scatter(x=[1, 2], y=[3, 4], text=["a caption with {key}", "plain"], name="trace {key}"))
+fig.update_layout(title="about {key}")
+st.plotly_chart(fig, key="f")
+st.image(np.zeros((4, 4, 3), np.uint8), caption="generated from {key}")
+st.graphviz_chart('digraph {{ a [label="{key}"]; a -> b }}')
+'''
+    at = AppTest.from_string(script, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    shown = " ".join(str(e.proto) for name in ("plotly_chart", "imgs", "graphviz_chart") for e in at.get(name))
+    assert "plain" in shown and "digraph" in shown  # the elements are there ...
+    assert not leaked(key, "user", shown), shown  # ... without the key
+
+    from app_pages import _gate
+
+    clean = go.Figure(go.Bar(x=["dog"], y=[1], hovertext=["no secret here"]))
+    assert _gate._mask(clean) is clean
