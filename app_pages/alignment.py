@@ -8,7 +8,7 @@ import streamlit as st
 from app_pages import common
 from slime_core.experiments import explore
 from slime_core.present import app_figures
-from slime_core.align import METHODS
+from slime_core.align import list_alignment_methods
 from slime_core.errors import SlimeError
 
 st.title("Alignment explorer")
@@ -23,7 +23,7 @@ victims, unavailable = common.victim_options()
 c1, c2, c3 = st.columns(3)
 chosen = c1.multiselect("Victims", victims, default=[v for v in ("lite0", "lite1") if v in victims] or victims[:1],
                         key="al_victims")
-methods = c2.multiselect("Methods", list(METHODS), default=["ridge"], key="al_methods",
+methods = c2.multiselect("Methods", list_alignment_methods(), default=["ridge"], key="al_methods",
                          help="lstsq and Procrustes score each fit by 5-fold cross-validation: seconds per N on a CPU.")
 points = c3.slider("N values (log-spaced, 10 ... pool size)", 3, 10, 6, key="al_points")
 common.unavailable_expander(unavailable)

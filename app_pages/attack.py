@@ -8,7 +8,7 @@ import streamlit as st
 
 from app_pages import _details, _gallery, _headline, _inputs, _lowfi, _picker, _show, common
 from slime_core import headline as hl
-from slime_core.align import METHODS
+from slime_core.align import list_alignment_methods
 from slime_core.attack_spec import AttackSpec
 from slime_core.errors import SlimeError
 
@@ -27,7 +27,7 @@ with st.sidebar:
     unavailable_slot = st.empty()
     with unavailable_slot.container():
         common.unavailable_expander(unavailable)
-    method = st.selectbox("Alignment method", METHODS, key="method")
+    method = st.selectbox("Alignment method", list_alignment_methods(), key="method")
     n_align = st.slider("N leaked pairs", 10, len(attacker.pool_attack), min(300, len(attacker.pool_attack)), step=5,
                         key="n_align")
     k = st.slider("k tags", 1, 50, 10, key="k")

@@ -8,7 +8,7 @@ import json
 import streamlit as st
 
 from app_pages import _audit_panel, common
-from slime_core.align import METHODS
+from slime_core.align import list_alignment_methods
 from slime_core.attack_spec import AttackSpec, parse_ints
 from slime_core.errors import SlimeError
 from slime_core.experiments.evaluation import TAG_METRICS
@@ -28,7 +28,7 @@ have_captions = bool(common.public_captions())
 with st.form("br_form"):
     c1, c2, c3, c4 = st.columns(4)
     victim = c1.selectbox("Victim", victims, key="br_victim")
-    method = c2.selectbox("Method", METHODS, key="br_method")
+    method = c2.selectbox("Method", list_alignment_methods(), key="br_method")
     limit = c3.number_input("Test images (0 = all)", 0, 10_000, 40, step=10, key="br_limit")
     n_boot = c4.select_slider("Bootstrap resamples", [100, 200, 500, 1000], 500, key="br_boot")
     n_text = st.text_input("N values (comma-separated)", "30,100,300", key="br_ns")

@@ -12,7 +12,7 @@ import streamlit as st
 from app_pages import common
 from slime_core import headline as hl
 from slime_core import uploads as sup
-from slime_core.align import METHODS
+from slime_core.align import list_alignment_methods
 from slime_core.errors import SlimeError
 from slime_core.experiments import explore
 from slime_core.present.html_report import own_embeddings_report, render_html
@@ -53,7 +53,7 @@ u1, u2 = st.columns(2)
 pool_up = u1.file_uploader("(a) your embeddings of the pool images", type=list(sup.EMBEDDING_TYPES), key="own_pool")
 audit_up = u2.file_uploader("(b) embeddings to audit", type=list(sup.EMBEDDING_TYPES), key="own_audit")
 c1, c2, c3 = st.columns(3)
-method = c1.selectbox("Alignment method", METHODS, key="own_method")
+method = c1.selectbox("Alignment method", list_alignment_methods(), key="own_method")
 n_align = c2.slider("N leaked pairs", 10, len(pool_names), min(300, len(pool_names)), step=5, key="own_n")
 k = c3.slider("k tags", 1, 50, 10, key="own_k")
 

@@ -7,7 +7,7 @@ import streamlit as st
 from app_pages import common
 from slime_core.experiments import explore
 from slime_core.present import app_figures as sup
-from slime_core.align import METHODS
+from slime_core.align import list_alignment_methods
 from slime_core.attack_spec import AttackSpec
 from slime_core.errors import SlimeError
 from slime_core.experiments.evaluation import TAG_METRICS
@@ -25,7 +25,7 @@ n_choices = [n for n in (10, 30, 100, 300, 500, pool_size) if n <= pool_size]
 with st.form("re_form"):
     c1, c2, c3, c4 = st.columns(4)
     victim = c1.selectbox("Victim", victims, key="re_victim")
-    method = c2.selectbox("Method", METHODS, key="re_method")
+    method = c2.selectbox("Method", list_alignment_methods(), key="re_method")
     limit = c3.slider("Test images", 10, 125, 40, step=5, key="re_limit",
                       help="A limit keeps the run within seconds; the whole split is 125 images.")
     n_boot = c4.select_slider("Bootstrap resamples", [100, 200, 500, 1000], 200, key="re_boot")

@@ -11,6 +11,7 @@ Inputs and outputs are (n, d) float32 arrays; outputs are L2-normalised.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,9 +19,32 @@ import numpy as np
 from slime_core.encoders.base import l2_normalise
 from slime_core.errors import SlimeError
 
-METHODS = ("ridge", "lstsq", "procrustes")
 LAMBDAS = np.logspace(-4, 2, 13)  # relative to the mean eigenvalue of X X^T
 LOO_ROWS = 256  # leave-one-out error is averaged over at most this many pairs (an unbiased sample)
+
+# Alignment methods by name, in registration order (the default, ridge, first). A method takes the checked,
+# unit-normalised pairs (X, Y) and returns an Alignment: adding one is one decorated function, not a new branch.
+_METHODS: dict[str, Callable[[np.ndarray, np.ndarray], "Alignment"]] = {}
+
+
+def register_alignment_method(name: str):
+    """Decorator: register `fit(X, Y) -> Alignment` as the alignment method `name`."""
+    def register(fit):
+        _METHODS[name] = fit
+        return fit
+    return register
+
+
+def list_alignment_methods() -> list[str]:
+    """The registered alignment method names, the default first."""
+    return list(_METHODS)
+
+
+def alignment_method(name: str):
+    """The fit function registered as `name`, or a one-line SlimeError that names the known ones."""
+    if name not in _METHODS:
+        raise SlimeError(f"unknown alignment method '{name}'; use one of {', '.join(_METHODS)}.")
+    return _METHODS[name]
 
 
 @dataclass
@@ -102,6 +126,7 @@ def mean_cosine(A: np.ndarray, B: np.ndarray) -> float:
     return float(np.mean(cosines(A, B)))
 
 
+@register_alignment_method("ridge")
 def _ridge(X: np.ndarray, Y: np.ndarray, lambdas=LAMBDAS) -> Alignment:
     """Kernel form W = X^T (XX^T + lam I)^-1 Y: one factorisation serves every lambda, the hat matrix is
     H = Q diag(e / (e + lam)) Q^T with (Q, e) the eigenpairs of the Gram matrix XX^T, and leave-one-out predictions
@@ -132,43 +157,58 @@ def _ridge(X: np.ndarray, Y: np.ndarray, lambdas=LAMBDAS) -> Alignment:
     return Alignment((X.T @ alpha).astype(np.float32), "ridge", n, cos, float(lam / scale))
 
 
-def _solve(X: np.ndarray, Y: np.ndarray, method: str) -> np.ndarray:
-    from scipy.linalg import lstsq, orthogonal_procrustes, qr, solve_triangular
+def _lstsq_weights(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    from scipy.linalg import lstsq, qr, solve_triangular
 
-    if method == "lstsq":
-        if len(X) < X.shape[1]:
-            # Fewer pairs than dims: the minimum-norm solution from a QR of X^T (X = R^T Q^T, W = Q R^-T Y),
-            # the answer lstsq gives, at O(d N^2) and without squaring X's condition number.
-            Q, R = qr(X.T, mode="economic", check_finite=False)
-            diag = np.abs(np.diag(R))
-            if diag.min() > 1e-6 * diag.max():
-                return Q @ solve_triangular(R, Y, trans="T", check_finite=False)
-        # LAPACK gelsy (complete orthogonal factorisation): numpy's SVD-based lstsq's solution, faster.
-        return lstsq(X, Y, lapack_driver="gelsy", check_finite=False)[0]
+    if len(X) < X.shape[1]:
+        # Fewer pairs than dims: the minimum-norm solution from a QR of X^T (X = R^T Q^T, W = Q R^-T Y),
+        # the answer lstsq gives, at O(d N^2) and without squaring X's condition number.
+        Q, R = qr(X.T, mode="economic", check_finite=False)
+        diag = np.abs(np.diag(R))
+        if diag.min() > 1e-6 * diag.max():
+            return Q @ solve_triangular(R, Y, trans="T", check_finite=False)
+    # LAPACK gelsy (complete orthogonal factorisation): numpy's SVD-based lstsq's solution, faster.
+    return lstsq(X, Y, lapack_driver="gelsy", check_finite=False)[0]
+
+
+def _procrustes_weights(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    from scipy.linalg import orthogonal_procrustes
+
     return orthogonal_procrustes(X, Y)[0]
 
 
-def _kfold_cosine(X: np.ndarray, Y: np.ndarray, method: str, folds: int = 5, seed: int = 0) -> float:
+def _kfold_cosine(X: np.ndarray, Y: np.ndarray, solve, folds: int = 5, seed: int = 0) -> float:
     order = np.random.default_rng(seed).permutation(len(X))
     cosines = []
     for held in np.array_split(order, min(folds, len(X))):
         train = np.setdiff1d(order, held)
-        W = _solve(X[train], Y[train], method)
+        W = solve(X[train], Y[train])
         cosines.append(np.sum(l2_normalise(X[held] @ W) * Y[held], axis=1))
     return float(np.mean(np.concatenate(cosines)))
 
 
+def _closed_form(name: str, solve, X: np.ndarray, Y: np.ndarray) -> Alignment:
+    """A one-step map W = solve(X, Y), its held-out cosine from 5 folds (no hyper-parameter to choose)."""
+    return Alignment(solve(X, Y).astype(np.float32), name, len(X), _kfold_cosine(X, Y, solve))
+
+
+@register_alignment_method("lstsq")
+def _fit_lstsq(X: np.ndarray, Y: np.ndarray) -> Alignment:
+    return _closed_form("lstsq", _lstsq_weights, X, Y)
+
+
+@register_alignment_method("procrustes")
+def _fit_procrustes(X: np.ndarray, Y: np.ndarray) -> Alignment:
+    if X.shape[1] != Y.shape[1]:
+        raise SlimeError(f"Procrustes needs equal dimensions; victim has {X.shape[1]}, attacker {Y.shape[1]}. Use ridge or lstsq.")
+    return _closed_form("procrustes", _procrustes_weights, X, Y)
+
+
 def fit_alignment(X, Y, method: str = "ridge") -> Alignment:
     """Fit a map from victim embeddings X (n, dv) to attacker embeddings Y (n, da) of the same images."""
-    if method not in METHODS:
-        raise SlimeError(f"unknown alignment method '{method}'; use one of {', '.join(METHODS)}.")
+    fit = alignment_method(method)
     X, Y = check_pairs(X, Y)
-    if method == "ridge":
-        return _ridge(X, Y)
-    if method == "procrustes" and X.shape[1] != Y.shape[1]:
-        raise SlimeError(f"Procrustes needs equal dimensions; victim has {X.shape[1]}, attacker {Y.shape[1]}. Use ridge or lstsq.")
-    W = _solve(X, Y, method).astype(np.float32)
-    return Alignment(W, method, len(X), _kfold_cosine(X, Y, method))
+    return fit(X, Y)
 
 
 COLLAPSE_COSINE = 0.999  # aligned output this close to the pairs' mean: the prior's answer, whatever the image

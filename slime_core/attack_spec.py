@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from slime_core.align import METHODS
+from slime_core.align import alignment_method
 from slime_core.errors import SlimeError
 
 
@@ -58,8 +58,7 @@ class AttackSpec:
         for k in self.k:
             if k < 1:
                 raise SlimeError(f"k={k}: k must be at least 1.")
-        if self.method not in METHODS:
-            raise SlimeError(f"unknown alignment method '{self.method}'; use one of {', '.join(METHODS)}.")
+        alignment_method(self.method)  # an unknown name: the registry's one-line error
         if int(self.seed) != self.seed or self.seed < 0:
             raise SlimeError(f"seed must be a whole number >= 0, got {self.seed!r}.")
 

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from slime_core import __version__
-from slime_core.align import METHODS
+from slime_core.align import list_alignment_methods
 from slime_core.cli_paper import add_commands
 from slime_core.defend import DEFENCES
 from slime_core.lowfi import LOWFI_METHODS
@@ -64,8 +64,8 @@ def add_attack_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attacker", default=None,
                    help="attacker whose bundle to use: models/<NAME>/ (lite2-minilm: models/default)")
     p.add_argument("--victim", default="lite0", help="victim image encoder (lite2 = the no-alignment oracle)")
-    p.add_argument("--method", default="ridge", choices=METHODS,
-                   help="alignment map: ridge, lstsq (the paper's one-step least squares), procrustes")
+    p.add_argument("--method", default="ridge", choices=list_alignment_methods(),
+                   help=f"alignment map: {', '.join(list_alignment_methods())} (lstsq: the paper's one-step least squares)")
     p.add_argument("--seed", type=SEED, default=0, help="which N pool images are the leaked pairs")
     p.add_argument("--pool-data", type=Path, default=None,
                    help="dataset folder holding the pool images/captions (None: ../shared/data/flickr8k_8k_224)")
