@@ -55,9 +55,20 @@ class Alignment:
     heldout_cosine: float  # mean cosine(aligned, true) on pairs left out of the fit
     lam: float | None = None
     info: dict = field(default_factory=dict)
+    # The adaptive attacker's map may take a constant extra feature (an intercept; `fit_adaptive`): its value,
+    # appended to every input row by `transform`, or None for a map without one.
+    intercept_scale: float | None = None
+
+    @property
+    def input_dim(self) -> int:
+        """The victim embeddings' dimension this map takes."""
+        return self.W.shape[0] - (self.intercept_scale is not None)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        X = check_embeddings(X, "victim embeddings", dim=self.W.shape[0])
+        """(n, d_victim) victim embeddings -> (n, d_attacker) unit vectors in attack space."""
+        X = check_embeddings(X, "victim embeddings", dim=self.input_dim)
+        if self.intercept_scale is not None:
+            X = with_intercept(X, self.intercept_scale)
         return l2_normalise(X @ self.W)
 
 
@@ -233,8 +244,8 @@ def collapse_warnings(fit: Alignment, X: np.ndarray) -> list[str]:
     the constant-embedding prior (`fit.info["prior_cosine"]`); [] for a fit without `describe_fit`'s figures."""
     if "mean_direction" not in fit.info:
         return []
-    X = l2_normalise(check_embeddings(X, "victim embeddings", dim=fit.W.shape[0]))
-    raw = X @ fit.W
+    X = l2_normalise(check_embeddings(X, "victim embeddings", dim=fit.input_dim))
+    raw = (with_intercept(X, fit.intercept_scale) if fit.intercept_scale is not None else X) @ fit.W
     out = []
     prior = fit.info.get("prior_cosine")
     if prior is not None and fit.heldout_cosine <= prior + PRIOR_MARGIN:
@@ -254,6 +265,38 @@ def collapse_warnings(fit: Alignment, X: np.ndarray) -> list[str]:
     return out
 
 
+class FitCache:
+    """Fitted maps by key, at most `bound` of them, the least recently used dropped first: the one cache of fitted
+    maps (the Attacker keeps one for the bundle's pools; an app session keeps its own for its uploads)."""
+
+    def __init__(self, bound: int):
+        from collections import OrderedDict
+
+        self.bound = bound
+        self._fits: OrderedDict = OrderedDict()
+
+    def get(self, key, fit):
+        """The map under `key`, made by `fit()` on a miss."""
+        if key in self._fits:
+            self._fits.move_to_end(key)
+            return self._fits[key]
+        made = self._fits[key] = fit()
+        while len(self._fits) > self.bound:
+            self._fits.popitem(last=False)
+        return made
+
+    def drop(self, which) -> None:
+        """Forget the maps whose key satisfies `which(key)` (their pairs changed)."""
+        for key in [key for key in self._fits if which(key)]:
+            del self._fits[key]
+
+    def __len__(self) -> int:
+        return len(self._fits)
+
+    def __iter__(self):
+        return iter(list(self._fits))
+
+
 def choose_pairs(pool_size: int, n: int, seed: int = 0) -> np.ndarray:
     """Indices of the N leaked pairs drawn from the public pool."""
     if n > pool_size:
@@ -263,23 +306,23 @@ def choose_pairs(pool_size: int, n: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(pool_size, size=n, replace=False))
 
 
-def with_intercept(Z: np.ndarray, fit_or_scale) -> np.ndarray:
-    """Z with a constant column appended (an intercept for the attacker's linear map)."""
-    c = fit_or_scale.info["intercept_scale"] if hasattr(fit_or_scale, "info") else float(fit_or_scale)
-    return np.concatenate([Z, np.full((len(Z), 1), c, np.float32)], axis=1)
+def with_intercept(Z: np.ndarray, scale: float) -> np.ndarray:
+    """Z with a constant column `scale` appended (an intercept for the attacker's linear map)."""
+    return np.concatenate([Z, np.full((len(Z), 1), scale, np.float32)], axis=1)
 
 
 def fit_adaptive(Z: np.ndarray, Y: np.ndarray, method: str = "ridge"):
     """The adaptive attacker's alignment on defended pairs: the map with and without an intercept
     (a constant feature), keeping the one with the better held-out cosine on its own pairs (no test data).
     The intercept matters when a defence removes the embeddings' common offset (median-thresholded binary
-    codes); elsewhere the two fits agree. Returns (Alignment, used_intercept)."""
+    codes); elsewhere the two fits agree. Returns (Alignment, used_intercept); the map owns its intercept
+    (`intercept_scale`), so callers transform raw embeddings either way."""
     plain = fit_alignment(Z, Y, method)
     if method == "procrustes":
         return plain, False
     scale = float(np.linalg.norm(Z, axis=1).mean()) or 1.0
     biased = fit_alignment(with_intercept(Z, scale), Y, method)
-    biased.info["intercept_scale"] = scale
+    biased.intercept_scale = scale
     return (biased, True) if biased.heldout_cosine > plain.heldout_cosine else (plain, False)
 
 

@@ -151,8 +151,7 @@ def photo_scores(attacker, X: np.ndarray, refs: Sequence[Sequence[str]], near: S
                  victim: str, n_align: int, k: int, method: str = "ridge", seed: int = 0) -> dict:
     """Per photo (rows of X, victim embeddings): exact and neighbourhood tag F1 of the attack and of the
     k most frequent tags. Arrays of length len(X)."""
-    fit = attacker.alignment(victim, n_align, method, seed)
-    tags = [[t for t, _ in row] for row in attacker.retrieve(fit.transform(X), k)]
+    tags = attacker.attack_batch(attacker.alignment(victim, n_align, method, seed), X, k).tags
     prior = attacker.frequent_tags(k)
     out = {"exact_f1": [exact_f1(t, r) for t, r in zip(tags, refs)],
            "prior_exact_f1": [exact_f1(prior, r) for r in refs]}
@@ -272,7 +271,7 @@ class UploadedPools:
 
     def add(self, key: str, pool: np.ndarray) -> None:
         if key not in self.pools:
-            self.pools[key] = {"pool": pool, "fits": {}}
+            self.pools[key] = {"pool": pool, "fits": align.FitCache(self.max_fits)}
         self.pools.move_to_end(key)
         while len(self.pools) > self.max_pools:
             self.pools.popitem(last=False)
@@ -281,25 +280,18 @@ class UploadedPools:
         """(the fitted map, the alignment prior: a constant embedding's held-out cosine) for a pool added before."""
         entry = self.pools[key]
         self.pools.move_to_end(key)
-        fits = entry["fits"]
-        if (n_align, method, seed) not in fits:
-            fit = fit_session_alignment(attacker, entry["pool"], n_align, method, seed)
-            fits[(n_align, method, seed)] = (fit, align.prior_cosine(attacker.pool_attack, n_align, method, seed))
-            while len(fits) > self.max_fits:
-                fits.pop(next(iter(fits)))
-        return fits[(n_align, method, seed)]
+        return entry["fits"].get((n_align, method, seed), lambda: (
+            fit_session_alignment(attacker, entry["pool"], n_align, method, seed),
+            align.prior_cosine(attacker.pool_attack, n_align, method, seed)))
 
 
 def attack_rows(attacker, fit, rows: np.ndarray, names: Sequence[str], k: int, victim: str = "upload") -> list:
     """AttackResults for victim embeddings through a given fitted map (no caption, no scene graph)."""
-    from slime_core.pipeline import AttackResult  # torch; the app's pages import this module before it
+    from slime_core.attack_result import AttackResult
 
-    aligned = fit.transform(rows)
-    tags, near = attacker.retrieve(aligned, k), attacker.neighbours(aligned, 5)
-    return [AttackResult(name, victim, attacker.bundle.attacker, fit.n_pairs, k, round(fit.heldout_cosine, 4),
-                         [{"tag": t, "score": round(s, 4)} for t, s in tg],
-                         [{"image": n, "score": round(s, 4)} for n, s in nb], aligned=a)
-            for name, tg, nb, a in zip(names, tags, near, aligned)]
+    batch = attacker.attack_batch(fit, rows, k, n_neighbours=5)
+    return [AttackResult.from_batch(batch, i, image=name, victim=victim, attacker=attacker.bundle.attacker, fit=fit,
+                                    n_align=fit.n_pairs, k=k) for i, name in enumerate(names)]
 
 
 # ---- small disk caches -----------------------------------------------------------------------------------

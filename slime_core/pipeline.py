@@ -10,17 +10,17 @@ drawn from the bundle's public pool and cached, so a demo slider that moves N do
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
-from collections import Counter, OrderedDict
-from dataclasses import asdict, dataclass, field, fields
+from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from slime_core import align, loaded_models, lowfi, retrieve, settings
+from slime_core.attack_result import AttackResult, BatchAttack
 from slime_core.attack_spec import AttackSpec
 from slime_core.bundle import Bundle, load_bundle
 from slime_core.data import load_folder
@@ -34,7 +34,6 @@ from slime_core.write import check_final_parts, final_prompt_from
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
 MAX_ALIGNMENTS = 32  # fitted maps kept per attacker, least recently used dropped first
 DEMO_DATA = settings.DEMO_DATA
 default_data = settings.data_dir
@@ -49,36 +48,6 @@ def check_held_out(attacker, samples) -> None:
                          f"captions into one record).")
     if set(attacker.bundle.pool["images"]) & {s.name for s in samples}:
         raise SlimeError("some evaluation images are in the attacker's public pool; use a held-out split (test).")
-
-
-@dataclass
-class AttackResult:
-    image: str | None
-    victim: str
-    attacker: str
-    n_align: int
-    k: int
-    alignment_cosine: float  # held-out mean cosine of the fitted map
-    tags: list[dict]  # [{"tag", "score"}], best first
-    neighbors: list[dict]  # [{"image", "score"}], nearest public images in attack space
-    caption: str | None = None
-    scene_graph: dict | None = None  # objects, attributes, relations, scene (when asked for)
-    final_caption: str | None = None  # written from chosen scene-graph parts (the paper's ablation)
-    aligned: np.ndarray | None = field(default=None, repr=False)  # the image's embedding in attack space
-    # with a low-fidelity maker (else None): {"method", "seconds", "image": None here; the CLI fills in the PNG's path}
-    lowfi: dict | None = None
-    # with a low-fidelity maker (else None): COCO classes {"tags": named by the top-k tags' nouns, "generated":
-    # detected in the generated image, "nearest": detected in the nearest public photo ([] where the bundle has no
-    # pool_objects.json), "union": all three, each class once, in that order}
-    objects: dict | None = None
-    lowfi_image: object | None = field(default=None, repr=False)  # the generated PIL image (not serialised)
-    # what the user should know about this result (align.collapse_warnings: the embedding maps onto the prior)
-    warnings: list[str] = field(default_factory=list)
-
-    UNSERIALISED = ("aligned", "lowfi_image")
-
-    def to_dict(self) -> dict:
-        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name not in self.UNSERIALISED}
 
 
 INIT_PHOTOS = 4  # nearest public photos whose mean latent starts the offline generator's inversion
@@ -97,7 +66,7 @@ class Attacker:
         self.pool_attack = b.pool_embeddings[b.image_encoder]
         self.votes = retrieve.NeighbourVotes(**b.manifest.get("neighbour_votes", {}))
         self._pool_tags = None
-        self._alignments: OrderedDict[tuple, align.Alignment] = OrderedDict()
+        self._alignments = align.FitCache(MAX_ALIGNMENTS)  # (victim, N, method, seed) -> map
         self._extra_pools: dict[str, np.ndarray] = {}
         self._captions: dict[str, list[str]] | None = None
         self._scorer: NeighbourhoodScorer | None = None
@@ -144,8 +113,7 @@ class Attacker:
         except SlimeError as err:
             raise SlimeError(str(err) if what in str(err) else f"{what}: {err}") from None
         self._extra_pools[victim] = embeddings
-        for key in [key for key in self._alignments if key[0] == victim]:
-            del self._alignments[key]
+        self._alignments.drop(lambda key: key[0] == victim)
 
     def victim_rows(self, victim: str, idx: np.ndarray, progress: bool = False) -> np.ndarray:
         """The victim's embeddings of the pool images `idx`. An encoder the bundle lacks embeds only these
@@ -170,22 +138,18 @@ class Attacker:
     # --- stages ------------------------------------------------------------------------------------
     def alignment(self, victim: str, n_align: int, method: str = "ridge", seed: int = 0) -> align.Alignment:
         """The map fitted on N pool pairs; the last MAX_ALIGNMENTS maps are kept (least recently used dropped)."""
-        key = (victim, n_align, method, seed)
-        if key in self._alignments:
-            self._alignments.move_to_end(key)
-            return self._alignments[key]
+        return self._alignments.get((victim, n_align, method, seed),
+                                    lambda: self._fit_alignment(victim, n_align, method, seed))
+
+    def _fit_alignment(self, victim: str, n_align: int, method: str, seed: int) -> align.Alignment:
         idx = align.choose_pairs(len(self.pool_attack), n_align, seed)  # same N checks for every victim
         if victim == self.bundle.image_encoder and victim not in self._extra_pools:
             # The attacker's own image tower: nothing to align. This is the no-alignment oracle.
             d = self.pool_attack.shape[1]
-            fit = align.Alignment(np.eye(d, dtype=np.float32), "identity", 0, 1.0)
-        else:
-            X = self.victim_rows(victim, idx)
-            fit = align.describe_fit(align.fit_alignment(X, self.pool_attack[idx], method), X, self.pool_attack[idx])
-            fit.info["prior_cosine"] = align.prior_cosine(self.pool_attack, n_align, method, seed)
-        self._alignments[key] = fit
-        while len(self._alignments) > MAX_ALIGNMENTS:
-            self._alignments.popitem(last=False)
+            return align.Alignment(np.eye(d, dtype=np.float32), "identity", 0, 1.0)
+        X = self.victim_rows(victim, idx)
+        fit = align.describe_fit(align.fit_alignment(X, self.pool_attack[idx], method), X, self.pool_attack[idx])
+        fit.info["prior_cosine"] = align.prior_cosine(self.pool_attack, n_align, method, seed)
         return fit
 
     def pool_tags(self):
@@ -219,6 +183,21 @@ class Attacker:
         sims = np.atleast_2d(attack_embeddings) @ self.pool_attack.T
         order = np.argsort(-sims, axis=1)
         return [[(names[j], float(row[j])) for j in idx if names[j] not in exclude][:k] for row, idx in zip(sims, order)]
+
+    def attack_aligned(self, aligned: np.ndarray, k: int, own_rows=None, n_neighbours: int = 0) -> BatchAttack:
+        """Attack-space embeddings (n, d) -> their top-k tags and (n_neighbours > 0) nearest public photos."""
+        near = self.neighbours(aligned, n_neighbours) if n_neighbours else [[] for _ in range(len(aligned))]
+        return BatchAttack(aligned, self.retrieve(aligned, k, own_rows), near)
+
+    def attack_batch(self, fit: align.Alignment, X: np.ndarray, k: int, *, A_true: np.ndarray | None = None,
+                     own_rows=None, n_neighbours: int = 0) -> BatchAttack:
+        """The one batch core: victim embeddings X (n, d_victim) through the fitted map `fit`, then `attack_aligned`.
+        A_true (n, d_attack): each image's true attacker embedding, for the alignment cosine of each row. own_rows:
+        each row's own pool row when it is a public photo (-1: none), kept out of its neighbours' tag votes."""
+        batch = self.attack_aligned(fit.transform(X), k, own_rows, n_neighbours)
+        if A_true is not None:
+            batch.cosines = align.cosines(batch.aligned, A_true)
+        return batch
 
     def neighbour_tags(self, attack_embeddings: np.ndarray, k: int, exclude: set[str] = frozenset()) -> list[list[str]]:
         """Baseline: the k most frequent-in-vocabulary tags of the nearest public image."""
@@ -299,32 +278,31 @@ class Attacker:
             embedding = self.embed(victim, [image])
         what = f"{name}: victim embedding" if name else "victim embedding"
         x = align.check_embeddings(np.atleast_2d(embedding), what)
-        if x.shape[1] != alignment.W.shape[0]:
-            raise SlimeError(f"{what} has {x.shape[1]} dims; '{victim}' embeddings have {alignment.W.shape[0]}.")
-        a = alignment.transform(x)
+        if x.shape[1] != alignment.input_dim:
+            raise SlimeError(f"{what} has {x.shape[1]} dims; '{victim}' embeddings have {alignment.input_dim}.")
+        batch = self.attack_batch(alignment, x, k, n_neighbours=n_neighbours)
         warnings = align.collapse_warnings(alignment, x)
         for text in warnings:
             log.warning("%s: %s", name or image or "embedding", text)
-        tags = self.retrieve(a, k)[0]
-        near = self.neighbours(a, n_neighbours)[0]
-        caption = self.caption([t for t, _ in tags], a[0], writer) if writer is not None else None
+        tags, a = batch.tags[0], batch.aligned[0]
+        caption = self.caption(tags, a, writer) if writer is not None else None
         graph = None
         if scene_graph == "tags":
-            graph = asdict(graph_from_tags([t for t, _ in tags]))
+            graph = asdict(graph_from_tags(tags))
         elif scene_graph is not None:
-            graph = asdict(scene_graph.scene_graph(tags=[t for t, _ in tags], caption=caption))
+            graph = asdict(scene_graph.scene_graph(tags=tags, caption=caption))
         final = None
         if final_from:
             prompt = final_prompt_from(graph, final_from)
             final = writer.write_prompt(prompt).text if prompt else ""  # "": the chosen parts of the graph are empty
         label = name or (str(image) if isinstance(image, (str, Path)) else None)
-        result = AttackResult(label, victim, self.bundle.attacker, spec.n, k, round(alignment.heldout_cosine, 4),
-                              [{"tag": t, "score": round(s, 4)} for t, s in tags],
-                              [{"image": n, "score": round(s, 4)} for n, s in near], caption, graph, final, a[0])
-        result.warnings = warnings
+        result = AttackResult.from_batch(batch, 0, image=label, victim=victim, attacker=self.bundle.attacker,
+                                         fit=alignment, n_align=spec.n, k=k, caption=caption, scene_graph=graph,
+                                         final_caption=final, warnings=warnings)
         if lowfi is not None:
-            result.lowfi_image, result.lowfi = self.generate_lowfi(a[0], lowfi)
-            result.objects = self.objects_of([t for t, _ in tags], result.lowfi_image, near[0][0] if near else None)
+            near = batch.neighbours[0]
+            result.lowfi_image, result.lowfi = self.generate_lowfi(a, lowfi)
+            result.objects = self.objects_of(tags, result.lowfi_image, near[0][0] if near else None)
         return result
 
     def caption(self, tags: list[str], aligned: np.ndarray, writer) -> str:
@@ -400,5 +378,4 @@ def mean_embedding_caption(attacker, writer, k: int) -> str:
     embedding, and what an embedding destroyed by a defence aligns to. Stronger than a random caption."""
     mean = attacker.pool_attack.mean(axis=0, keepdims=True)
     mean = mean / np.linalg.norm(mean)
-    tags = [[t for t, _ in row] for row in attacker.retrieve(mean, k)]
-    return write_captions(attacker, writer, tags, mean, k, "mean embedding", False)[0]
+    return write_captions(attacker, writer, attacker.attack_aligned(mean, k).tags, mean, k, "mean embedding", False)[0]

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from slime_core import align
 from slime_core.align import Alignment, check_embeddings, choose_pairs, fit_alignment, mean_cosine
 from slime_core.encoders.base import l2_normalise
 from slime_core.errors import SlimeError
@@ -188,3 +189,33 @@ def test_ridge_is_the_closed_form_on_both_sides_of_n_equals_d(n, d):
     X64 = X.astype(np.float64)
     W = np.linalg.solve(X64.T @ X64 + lam * np.eye(d), X64.T @ Y)
     assert np.allclose(fit.W, W, atol=1e-4 * np.abs(W).max())
+
+
+def test_an_adaptive_map_owns_its_intercept():
+    """fit_adaptive's map with a constant feature transforms raw victim embeddings itself: no caller appends the
+    column. Known answer: victim codes that lost their common offset (centred) map back onto offset targets only
+    with the intercept, and transform equals the explicit column-appended product."""
+    from slime_core.encoders.base import l2_normalise
+
+    rng = np.random.default_rng(0)
+    Z = rng.standard_normal((200, 8)).astype(np.float32)
+    Y = l2_normalise(Z[:, :4] * 0.1 + np.array([3.0, 0, 0, 0], np.float32))  # a large shared offset
+    fit, used = align.fit_adaptive(Z, Y, "lstsq")
+    assert used and fit.intercept_scale is not None and fit.input_dim == 8 and fit.W.shape == (9, 4)
+    out = fit.transform(Z[:5])
+    explicit = l2_normalise(align.with_intercept(Z[:5], fit.intercept_scale) @ fit.W)
+    np.testing.assert_allclose(out, explicit, atol=1e-6)
+    with pytest.raises(SlimeError, match="dimension 9"):
+        fit.transform(np.ones((1, 9), np.float32))
+
+
+def test_fit_cache_keeps_the_bound_and_drops_least_recently_used():
+    cache = align.FitCache(2)
+    made = []
+    fit = lambda key: (lambda: made.append(key) or key)  # noqa: E731
+    assert cache.get("a", fit("a")) == "a" and cache.get("b", fit("b")) == "b"
+    cache.get("a", fit("a"))  # a hit: "a" becomes the most recently used
+    cache.get("c", fit("c"))  # over the bound: "b" goes
+    assert made == ["a", "b", "c"] and sorted(cache) == ["a", "c"] and len(cache) == 2
+    cache.drop(lambda key: key == "a")
+    assert list(cache) == ["c"]

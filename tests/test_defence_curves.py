@@ -94,6 +94,8 @@ class FakeAttacker:
         return self._encoder
 
     caption = Attacker.caption  # the real method: the fake only supplies captions_of
+    attack_aligned = Attacker.attack_aligned  # the real batch core over the fake's retrieve and neighbours
+    attack_batch = Attacker.attack_batch
 
     def captions_of(self, names):
         return [self._captions[n][0] for n in names if n in self._captions]

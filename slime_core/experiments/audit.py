@@ -28,8 +28,8 @@ from slime_core.defend import DEFENCES, SPECS, spec
 from slime_core.encoders import encoder_spec
 from slime_core.errors import SlimeError
 from slime_core.experiments import defence_curves as _curves
-from slime_core.experiments.batch import attack_batch
-from slime_core.experiments.evaluation import GRID, tag_scores
+from slime_core.experiments.evaluation import GRID
+from slime_core.metrics import tag_scores
 from slime_core.metrics import Estimate
 
 THREAT_MODEL = [
@@ -89,7 +89,7 @@ def attack_grid(setup: "_curves.Setup", n_aligns, ks) -> dict:
     for n in n_aligns:
         idx = align.choose_pairs(len(pool), n, seed)
         fit = align.fit_alignment(setup.X_pool[idx], pool[idx], setup.method)
-        batch = attack_batch(attacker, fit, setup.X_test, setup.A_test, kmax)
+        batch = attacker.attack_batch(fit, setup.X_test, kmax, A_true=setup.A_test)
         by_n.append({"n_align": n, "heldout_cosine": fit.heldout_cosine,
                      "test_cosine": _ci(batch.cosines, n_boot, seed)})
         for k in ks:

@@ -23,28 +23,15 @@ from slime_core.attack_spec import AttackSpec
 from slime_core.caption_metrics import KEYS, score_caption
 from slime_core.data import Sample
 from slime_core.errors import SlimeError
-from slime_core.experiments.batch import attack_batch
 from slime_core.experiments.objects_eval import ObjectsEval
 from slime_core.infer import graph_from_tags, object_f1, relation_f1
-from slime_core.metrics import Estimate, NeighbourhoodScorer, exact_prf, paired_difference
+from slime_core.metrics import TAG_METRICS, Estimate, NeighbourhoodScorer, paired_difference, tag_scores
 from slime_core.pipeline import Attacker, check_held_out, mean_embedding_caption, random_public_captions, write_captions
 from slime_core.tags import make_parser, tags_of_captions
 from slime_core.write import check_final_parts, final_prompt_from
 
-TAG_METRICS = ("exact_precision", "exact_recall", "exact_f1", "neighbourhood_precision", "neighbourhood_recall",
-               "neighbourhood_f1")
 BASELINES = ("frequent", "nearest")
 GRID = AttackSpec(n_align=(10, 30, 100, 300), k=(1, 5, 10, 20))  # the default N x k grid of `slime eval`
-
-
-def tag_scores(pred: list[list[str]], refs: list[list[str]], scorer: NeighbourhoodScorer) -> dict[str, np.ndarray]:
-    """Per-image arrays of every tag metric."""
-    rows = []
-    for p, r in zip(pred, refs):
-        ex, nb = exact_prf(p, r), scorer.score(p, r)
-        rows.append([ex["precision"], ex["recall"], ex["f1"], nb["precision"], nb["recall"], nb["f1"]])
-    arr = np.asarray(rows, np.float64).reshape(-1, len(TAG_METRICS))
-    return {m: arr[:, i] for i, m in enumerate(TAG_METRICS)}
 
 
 def attack_entry(values, n_boot: int, seed: int) -> dict:
@@ -111,7 +98,7 @@ def evaluate(attacker: Attacker, samples: list[Sample], *, spec: AttackSpec = GR
     for step, n in enumerate(tqdm(list(n_aligns), desc="alignment sizes", disable=not progress)):
         report(0.1 + 0.9 * step / len(n_aligns), f"N={n}: aligning, retrieving, scoring")
         fit = attacker.alignment(victim, n, method, seed)
-        batch = attack_batch(attacker, fit, X, A, kmax)
+        batch = attacker.attack_batch(fit, X, kmax, A_true=A)
         aligned, tags = batch.aligned, batch.tags
         cos_est = Estimate.bootstrap(batch.cosines, n_boot, seed)
         nearest = attacker.neighbour_tags(aligned, kmax)

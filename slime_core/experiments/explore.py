@@ -9,8 +9,7 @@ import numpy as np
 
 from slime_core import align
 from slime_core.errors import SlimeError
-from slime_core.experiments.batch import attack_batch
-from slime_core.experiments.evaluation import tag_scores
+from slime_core.metrics import tag_scores
 from slime_core.metrics import Estimate, paired_difference
 
 
@@ -115,7 +114,7 @@ def own_model_leakage(attacker, fit, pool: np.ndarray, n_align: int, k: int, sco
     if len(held) < min_images:
         return None
     refs = [p["tags"][i] for i in held]
-    batch = attack_batch(attacker, fit, pool[held], attacker.pool_attack[held], k, own_rows=np.array(held))
+    batch = attacker.attack_batch(fit, pool[held], k, A_true=attacker.pool_attack[held], own_rows=np.array(held))
     attack = tag_scores(batch.tags, refs, scorer)
     prior = tag_scores([attacker.frequent_tags(k)] * len(held), refs, scorer)
     out = {"images": len(held), "k": k}
