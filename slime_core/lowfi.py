@@ -2,7 +2,6 @@
 
 KandinskyDecoder  the paper's way: Kandinsky 2.2's decoder, conditioned on an embedding in ViT-bigG-14's
                   CLIP image space (1280-d), turns it back into pixels. Needs the weights locally.
-nearest_gallery_images  the gallery images whose embeddings lie closest.
 make_lowfi        "offline" (`generate.OfflineGenerator`: TAEF2 latents from the aligned embedding, no network) or
                   "kandinsky" (the paper's decoder); both give `.generate(aligned (n, d)) -> [PIL image]`.
 """
@@ -12,7 +11,6 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -104,20 +102,6 @@ class KandinskyDecoder:
                             guidance_scale=guidance_scale, generator=generator, output_type="pil")
             images.extend(out.images)
         return images
-
-
-def nearest_gallery_images(aligned: np.ndarray, gallery_embeddings: np.ndarray, gallery_paths: Sequence[str],
-                           k: int = 5) -> list[tuple[str, float]]:
-    """The k gallery images most cosine-similar to `aligned` (d,), best first, as (path, score)."""
-    q = np.asarray(aligned, np.float32).reshape(-1)
-    g = np.asarray(gallery_embeddings, np.float32)
-    if g.ndim != 2 or g.shape[1] != q.shape[0]:
-        raise SlimeError(f"Gallery embeddings must be (n, {q.shape[0]}) to match the query; got {g.shape}.")
-    if len(gallery_paths) != len(g):
-        raise SlimeError(f"{len(gallery_paths)} gallery paths for {len(g)} gallery embeddings.")
-    sims = (g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)) @ (q / max(np.linalg.norm(q), 1e-12))
-    top = np.argsort(-sims, kind="stable")[: max(k, 0)]
-    return [(str(gallery_paths[i]), float(sims[i])) for i in top]
 
 
 LOWFI_METHODS = ("offline", "kandinsky")

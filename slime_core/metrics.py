@@ -125,3 +125,17 @@ class Difference:
 def paired_difference(attack: np.ndarray, baseline: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
     """`Difference.paired(...)` as its JSON dict (what result rows carry)."""
     return Difference.paired(attack, baseline, n_boot, seed).to_dict()
+
+
+TAG_METRICS = ("exact_precision", "exact_recall", "exact_f1", "neighbourhood_precision", "neighbourhood_recall",
+               "neighbourhood_f1")
+
+
+def tag_scores(pred: list[list[str]], refs: list[list[str]], scorer: NeighbourhoodScorer) -> dict[str, np.ndarray]:
+    """Every tag metric (TAG_METRICS) per image: exact P/R/F1 and the scorer's neighbourhood P/R/F1, as arrays."""
+    rows = []
+    for p, r in zip(pred, refs):
+        ex, nb = exact_prf(p, r), scorer.score(p, r)
+        rows.append([ex["precision"], ex["recall"], ex["f1"], nb["precision"], nb["recall"], nb["f1"]])
+    arr = np.asarray(rows, np.float64).reshape(-1, len(TAG_METRICS))
+    return {m: arr[:, i] for i, m in enumerate(TAG_METRICS)}

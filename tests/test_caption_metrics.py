@@ -74,10 +74,10 @@ def test_meteor_without_wordnet_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("SLIME_CACHE", str(tmp_path))
     monkeypatch.setattr(cm, "_wordnet_ok", lambda: False)
     monkeypatch.setattr(nltk.data, "path", list(nltk.data.path))
-    cm._wordnet.cache_clear()
+    cm.wordnet.cache_clear()
     with pytest.raises(MissingModelError, match="--setup"):
         cm.score_caption(LONG, [LONG])
-    cm._wordnet.cache_clear()
+    cm.wordnet.cache_clear()
 
 
 def test_wordnet_setup_copies_files_without_crlf(monkeypatch, tmp_path):

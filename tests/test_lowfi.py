@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from slime_core.errors import MissingModelError, SlimeError
-from slime_core.lowfi import KANDINSKY_DECODER_ID, KandinskyDecoder, nearest_gallery_images
+from slime_core.lowfi import KANDINSKY_DECODER_ID, KandinskyDecoder
 
 DIM = 32
 
@@ -74,14 +74,3 @@ def test_missing_model_fast(tmp_path):
     assert time.perf_counter() - t < 1.0
 
 
-def test_nearest_gallery_known_answer():
-    gallery = np.array([[1, 0, 0], [0, 1, 0], [0.8, 0.6, 0], [0, 0, 5]], np.float32)
-    paths = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
-    got = nearest_gallery_images(np.array([2.0, 0, 0]), gallery, paths, k=2)
-    assert [p for p, _ in got] == ["a.jpg", "c.jpg"]
-    assert got[0][1] == pytest.approx(1.0) and got[1][1] == pytest.approx(0.8)
-    assert len(nearest_gallery_images(np.ones(3), gallery, paths, k=10)) == 4
-    with pytest.raises(SlimeError):
-        nearest_gallery_images(np.ones(4), gallery, paths)
-    with pytest.raises(SlimeError):
-        nearest_gallery_images(np.ones(3), gallery, paths[:2])

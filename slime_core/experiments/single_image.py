@@ -8,14 +8,12 @@ import numpy as np
 
 from slime_core import caption_metrics as cm
 from slime_core.errors import MissingModelError, SlimeError
-from slime_core.metrics import exact_prf
+from slime_core import metrics
 
 
 def tag_scores(pred: list[str], refs: list[str], scorer) -> dict:
-    ex, nb = exact_prf(pred, refs), scorer.score(pred, refs)
-    return {"exact_precision": ex["precision"], "exact_recall": ex["recall"], "exact_f1": ex["f1"],
-            "neighbourhood_precision": nb["precision"], "neighbourhood_recall": nb["recall"],
-            "neighbourhood_f1": nb["f1"]}
+    """Every tag metric of one image (`metrics.tag_scores` for a batch of one)."""
+    return {m: float(v[0]) for m, v in metrics.tag_scores([pred], [refs], scorer).items()}
 
 
 def single_image_scores(attacker, result, refs: list[str], scorer) -> list[dict]:
