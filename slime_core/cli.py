@@ -20,8 +20,9 @@ from tqdm.auto import tqdm
 from slime_core import cli_args
 from slime_core.attack_spec import AttackSpec
 from slime_core.errors import SlimeError, mask_output
+from slime_core.files import check_writable
 from slime_core.output_gate import write_text
-from slime_core.present.serialise import check_writable, dumps
+from slime_core.present.serialise import dumps
 from slime_core.uploads import load_embedding_file
 
 
@@ -60,7 +61,7 @@ def lowfi_outputs(args, names: list[str] | None) -> list[Path]:
     --lowfi). One image (`names` None): --lowfi-out, else <image stem>_lowfi.png (lowfi.png for an embedding) in the
     current folder. Several: `names` (<image stem>_lowfi.png of a --data folder's images, lowfi_<row>.png of an
     embedding file's rows) in the folder --lowfi-out, else the current folder."""
-    from slime_core.present.serialise import check_writable_folder
+    from slime_core.files import check_writable_folder
 
     if args.lowfi == "none":
         if args.lowfi_out is not None:
@@ -201,7 +202,7 @@ def cmd_eval(args) -> int:
 
 def cmd_build(args) -> int:
     from slime_core.build import BuildConfig, build, output_folder
-    from slime_core.present.serialise import check_writable_folder
+    from slime_core.files import check_writable_folder
 
     cfg = BuildConfig(data=args.data, widen_vocab=args.widen_vocab, tag_backend=args.tags, seed=args.seed,
                       min_count=args.min_count, augment=args.augment,

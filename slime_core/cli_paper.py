@@ -49,7 +49,7 @@ def cmd_data_coco(args) -> int:
 
 def cmd_tags(args) -> int:
     from slime_core.output_gate import write_text
-    from slime_core.present.serialise import check_writable
+    from slime_core.files import check_writable
 
     if args.output:
         check_writable(args.output, "--output")  # before the parser loads and the captions are tagged

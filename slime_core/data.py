@@ -240,7 +240,7 @@ def check_dataset_out(out: str | Path, overwrite: bool = False) -> Path:
     """A folder `write_folder` may write, checked before any work: new, empty, or (with `overwrite`) an existing
     dataset folder; a file, a folder holding other things without `overwrite`, or one that cannot take a file is
     one SlimeError naming it."""
-    from slime_core.present.serialise import check_writable_folder
+    from slime_core.files import check_writable_folder
 
     out = Path(out)
     check_writable_folder(out, "--out")

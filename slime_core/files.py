@@ -1,6 +1,8 @@
 """Reading the user's files safely: regular files only (a FIFO blocks forever, /dev/zero never ends), symlinks
 followed first, and a cap on the bytes read. Every refusal is one SlimeError naming the file.
 
+Output paths the user names: checked before any slow work (`check_writable`, `check_writable_folder`).
+
 Writing our own caches: atomically (temporary file, then rename), and a cache that cannot be written is not the
 user's problem: the run goes on without it, saying so once per folder."""
 
@@ -82,3 +84,53 @@ def write_cache_entry(path: Path, write: Callable[[Path], None], root=None) -> b
                 tmp.unlink()
         except OSError:
             pass
+
+
+def check_writable(path, what: str = "output", suffixes: tuple[str, ...] = ()) -> Path:
+    """`path` as a Path, after making sure a file can be written there (and, given `suffixes`, that it ends in
+    one of them); a one-line SlimeError naming the path otherwise. Nothing is left behind by the check.
+
+    An existing path must be a regular file (or /dev/null, /dev/stdout, /dev/stderr): a FIFO would block and a
+    device such as /dev/full fails only after the work."""
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise SlimeError(f"{what} {path} should end in {' or '.join(suffixes)}.")
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        info = None
+    except OSError as err:  # a name too long, a loop of links, a file where a folder should be
+        raise SlimeError(f"{what} {path} cannot be written ({err.strerror or type(err).__name__}).") from None
+    if info is not None and stat.S_ISDIR(info.st_mode):
+        raise SlimeError(f"{what} {path} is a folder; name a file.")
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        if str(path) in (os.devnull, "/dev/stdout", "/dev/stderr"):
+            return path
+        raise SlimeError(f"{what} {path} is not a regular file (a device, pipe or socket); name a file.")
+    if not path.parent.is_dir():
+        raise SlimeError(f"{what} {path}: folder {path.parent} does not exist.")
+    existed = info is not None
+    try:
+        with open(path, "ab" if existed else "xb"):
+            pass
+    except OSError as err:
+        raise SlimeError(f"{what} {path} cannot be written ({err.strerror or type(err).__name__}).") from None
+    if not existed:
+        path.unlink(missing_ok=True)
+    return path
+
+
+def check_writable_folder(path, what: str = "output folder") -> Path:
+    """A folder that exists and takes a new file, or whose parent does (it will be created)."""
+    path = Path(path)
+    try:
+        exists = path.exists()
+    except OSError as err:  # a name too long
+        raise SlimeError(f"{what} {path} cannot be written ({err.strerror or type(err).__name__}).") from None
+    probe_dir = path if exists else path.parent
+    if exists and not path.is_dir():
+        raise SlimeError(f"{what} {path} is a file, not a folder.")
+    if not probe_dir.is_dir():
+        raise SlimeError(f"{what} {path}: folder {probe_dir} does not exist.")
+    check_writable(probe_dir / ".slime_write_check", what)
+    return path

@@ -93,7 +93,7 @@ def test_captions_file_that_is_a_fifo(tmp_path, capsys):
 # --- outputs ------------------------------------------------------------------------------------------
 
 def test_dev_full_and_long_names_are_refused_before_the_work(tmp_path, capsys):
-    from slime_core.present.serialise import check_writable
+    from slime_core.files import check_writable
 
     (tmp_path / "captions.jsonl").write_text(json.dumps({"image": "a.jpg", "captions": ["a dog on a mat"]}) + "\n")
     refused(capsys, ["tags", "--data", tmp_path, "--output", "/dev/full"], "/dev/full")
