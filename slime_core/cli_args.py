@@ -15,6 +15,7 @@ from slime_core.align import list_alignment_methods
 from slime_core.cli_paper import add_commands
 from slime_core.defend import DEFENCES
 from slime_core.lowfi import LOWFI_METHODS
+from slime_core.write import list_writers, writer_about
 
 FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
@@ -74,9 +75,8 @@ def add_attack_options(p: argparse.ArgumentParser) -> None:
 
 def add_caption_options(p: argparse.ArgumentParser, what: str = "caption ROUGE-L in the curves") -> None:
     p.add_argument("--caption", default="none",
-                   help=f"writer for {what}: none | auto (mbr where the pool's captions are, else local) | mbr "
-                        f"(no LLM: the most typical caption of the nearest public images) | consensus | local | "
-                        f"<litellm model>")
+                   help=f"writer for {what}: none | auto (mbr where the pool's captions are, else local) | "
+                        + " | ".join(f"{name} ({writer_about(name)})" for name in list_writers()) + " | <litellm model>")
     p.add_argument("--caption-mode", default=None, help="tags | neighbours | tags+neighbours (None: the writer's own)")
 
 

