@@ -14,7 +14,7 @@ protocol, the victim's caption is also scored against the oracle's caption.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -63,6 +63,36 @@ def reference_tags(attacker: Attacker, samples: list[Sample], parser=None, score
     return refs, scorer
 
 
+@dataclass
+class _Prepared:
+    """What every N x k point of an evaluation shares: the test images' embeddings, reference tags and the
+    baselines that do not depend on N."""
+
+    X: np.ndarray  # (n, d_victim) victim embeddings of the test images
+    A: np.ndarray  # (n, d_attack) their true attacker embeddings
+    refs: list[list[str]]
+    scorer: NeighbourhoodScorer
+    oracle: list[list[str]]  # the attacker's own embedding's top tags (no alignment)
+    fixed: dict  # k -> {"frequent", "oracle"}: tag scores of the baselines that do not depend on N
+    ref_graphs: list
+    objects: ObjectsEval
+
+
+def _prepare(attacker: Attacker, samples: list[Sample], spec: AttackSpec, parser, scorer, lowfi, n_boot: int,
+             progress: bool, report) -> _Prepared:
+    report(0.0, f"tagging the references of {len(samples)} images")
+    refs, scorer = reference_tags(attacker, samples, parser, scorer, progress)
+    report(0.05, f"embedding {len(samples)} images")
+    paths = [str(s.path) for s in samples]
+    X = attacker.embed(spec.victim, paths, progress=progress)
+    A = attacker.embed(attacker.bundle.image_encoder, paths, progress=progress)
+    oracle = attacker.attack_aligned(A, max(spec.k)).tags
+    fixed = {k: {"frequent": tag_scores([attacker.frequent_tags(k)] * len(refs), refs, scorer),
+                 "oracle": tag_scores([t[:k] for t in oracle], refs, scorer)} for k in spec.k}
+    return _Prepared(X, A, refs, scorer, oracle, fixed, [graph_from_tags(r) for r in refs],
+                     ObjectsEval(attacker, paths, lowfi, n_boot, spec.seed, progress))
+
+
 def evaluate(attacker: Attacker, samples: list[Sample], *, spec: AttackSpec = GRID, writer=None, caption_k: int = 10,
              n_boot: int = 1000, progress: bool = True, parser=None, scorer: NeighbourhoodScorer | None = None,
              on_progress=None, final_from: tuple[str, ...] = (), lowfi=None) -> dict:
@@ -74,58 +104,53 @@ def evaluate(attacker: Attacker, samples: list[Sample], *, spec: AttackSpec = GR
         raise SlimeError("no images to evaluate (the split has captions only).")
     spec.within(attacker)
     final_from = check_final_parts(final_from)
-    victim, n_aligns, ks, method, seed = spec.victim, spec.n_align, spec.k, spec.method, spec.seed
+    seed, n_aligns = spec.seed, spec.n_align
     report = on_progress or (lambda fraction, message: None)
-    b = attacker.bundle
     check_held_out(attacker, samples)
-    report(0.0, f"tagging the references of {len(samples)} images")
-    refs, scorer = reference_tags(attacker, samples, parser, scorer, progress)
-    report(0.05, f"embedding {len(samples)} images")
-    paths = [str(s.path) for s in samples]
-    X = attacker.embed(victim, paths, progress=progress)
-    A = attacker.embed(b.image_encoder, paths, progress=progress)
-    kmax = max(ks)
-    oracle = [[t for t, _ in row] for row in attacker.retrieve(A, kmax)]
-    ref_graphs = [graph_from_tags(r) for r in refs]
-    objects = ObjectsEval(attacker, paths, lowfi, n_boot, seed, progress)
-    # Baselines that do not depend on N: scored once per k.
-    fixed = {k: {"frequent": tag_scores([attacker.frequent_tags(k)] * len(refs), refs, scorer),
-                 "oracle": tag_scores([t[:k] for t in oracle], refs, scorer)} for k in ks}
-    oracle_caps, priors = caption_priors(attacker, writer, len(samples), oracle, A, caption_k, seed, progress) \
+    p = _prepare(attacker, samples, spec, parser, scorer, lowfi, n_boot, progress, report)
+    oracle_caps, priors = caption_priors(attacker, writer, len(samples), p.oracle, p.A, caption_k, seed, progress) \
         if writer is not None else (None, None)
-    result = {"victim": victim, "attacker": b.attacker, "method": method, "n_images": len(samples), "seed": seed,
-              "bootstrap": n_boot, "rows": [], "captions": []}
+    result = {"victim": spec.victim, "attacker": attacker.bundle.attacker, "method": spec.method,
+              "n_images": len(samples), "seed": seed, "bootstrap": n_boot, "rows": [], "captions": []}
     for step, n in enumerate(tqdm(list(n_aligns), desc="alignment sizes", disable=not progress)):
         report(0.1 + 0.9 * step / len(n_aligns), f"N={n}: aligning, retrieving, scoring")
-        fit = attacker.alignment(victim, n, method, seed)
-        batch = attacker.attack_batch(fit, X, kmax, A_true=A)
-        aligned, tags = batch.aligned, batch.tags
-        cos_est = Estimate.bootstrap(batch.cosines, n_boot, seed)
-        nearest = attacker.neighbour_tags(aligned, kmax)
-        seen = objects.per_alignment(aligned) if objects.pool is not None else None
-        for k in ks:
-            attack = tag_scores([t[:k] for t in tags], refs, scorer)
-            base = {"frequent": fixed[k]["frequent"], "nearest": tag_scores([t[:k] for t in nearest], refs, scorer),
-                    "oracle": fixed[k]["oracle"]}
-            # The same tags scored against the oracle's tags: how much of what the attacker's own embedding
-            # would reveal survives alignment.
-            vs_oracle = tag_scores([t[:k] for t in tags], [t[:k] for t in oracle], scorer)
-            result["rows"].append({"n_align": n, "k": k,
-                                   "alignment_cosine": {"heldout": fit.heldout_cosine, "test": cos_est.mean,
-                                                        "ci_low": cos_est.ci_low, "ci_high": cos_est.ci_high},
-                                   "metrics": summarise(attack, base, n_boot, seed),
-                                   "against_oracle_tags": {m: float(v.mean()) for m, v in vs_oracle.items()},
-                                   "scene_graph": graph_scores([t[:k] for t in tags], attacker.frequent_tags(k), ref_graphs,
-                                                               n_boot, seed),
-                                   **({"objects": objects.row(seen, [t[:k] for t in tags])} if seen is not None else {})})
+        fit = attacker.alignment(spec.victim, n, spec.method, seed)
+        batch = attacker.attack_batch(fit, p.X, max(spec.k), A_true=p.A)
+        result["rows"] += tag_rows(attacker, p, fit, batch, n, spec.k, n_boot, seed)
         if writer is not None:
-            near = attacker.neighbours(aligned, 1)
+            aligned, tags = batch.aligned, batch.tags
             caps = write_captions(attacker, writer, tags, aligned, caption_k, f"N={n}", progress)
             finals = final_captions(writer, tags, caption_k, final_from, progress) if final_from else None
-            systems = caption_systems(attacker, caps, oracle_caps, priors, tags, near, caption_k, finals)
+            systems = caption_systems(attacker, caps, oracle_caps, priors, tags, attacker.neighbours(aligned, 1),
+                                      caption_k, finals)
             result["captions"].append(caption_rows(samples, systems, n, caption_k, writer, n_boot, seed))
     report(1.0, "done")
     return result
+
+
+def tag_rows(attacker: Attacker, p: _Prepared, fit, batch, n: int, ks, n_boot: int, seed: int) -> list[dict]:
+    """One row per k at this N: the alignment cosine, every tag metric beside its baselines, the scene graph's
+    scores and (with a low-fidelity maker) the objects'."""
+    cos_est = Estimate.bootstrap(batch.cosines, n_boot, seed)
+    tags = batch.tags
+    nearest = attacker.neighbour_tags(batch.aligned, max(ks))
+    seen = p.objects.per_alignment(batch.aligned) if p.objects.pool is not None else None
+    rows = []
+    for k in ks:
+        top = [t[:k] for t in tags]
+        base = {"frequent": p.fixed[k]["frequent"], "nearest": tag_scores([t[:k] for t in nearest], p.refs, p.scorer),
+                "oracle": p.fixed[k]["oracle"]}
+        # The same tags scored against the oracle's tags: how much of what the attacker's own embedding
+        # would reveal survives alignment.
+        vs_oracle = tag_scores(top, [t[:k] for t in p.oracle], p.scorer)
+        rows.append({"n_align": n, "k": k,
+                     "alignment_cosine": {"heldout": fit.heldout_cosine, "test": cos_est.mean,
+                                          "ci_low": cos_est.ci_low, "ci_high": cos_est.ci_high},
+                     "metrics": summarise(tag_scores(top, p.refs, p.scorer), base, n_boot, seed),
+                     "against_oracle_tags": {m: float(v.mean()) for m, v in vs_oracle.items()},
+                     "scene_graph": graph_scores(top, attacker.frequent_tags(k), p.ref_graphs, n_boot, seed),
+                     **({"objects": p.objects.row(seen, top)} if seen is not None else {})})
+    return rows
 
 
 def caption_priors(attacker: Attacker, writer, n: int, oracle, A, k: int, seed: int, progress: bool):
