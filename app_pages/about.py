@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common
-from slime_core.encoders import encoder_names, encoder_spec
+from slime_core.encoders import encoder_cfg, encoder_names
 from slime_core.errors import SlimeError
 from slime_core.experiments.audit import PAPER_FIGURES_ENV, load_paper_figures, paper_figures_path
 from slime_core import settings
@@ -42,9 +42,9 @@ st.markdown(f"Attacker bundle **{b.attacker}** (`{b.path}`): image tower **{b.im
             f"images, pool embeddings for {', '.join(b.encoders())}. Data folder: `{attacker.data}`.")
 rows = []
 for name in encoder_names():
-    spec = encoder_spec(name)
-    rows.append({"encoder": name, "dims": spec.get("dim"), "offline": bool(spec.get("offline")),
-                 "in this bundle": name in b.pool_embeddings, "about": spec.get("about", "")})
+    cfg = encoder_cfg(name)
+    rows.append({"encoder": name, "dims": cfg.dim, "offline": cfg.offline,
+                 "in this bundle": name in b.pool_embeddings, "about": cfg.about})
 st.dataframe(pd.DataFrame(rows), hide_index=True)
 st.caption("Paper encoders (open_clip ViT-bigG-14 / ViT-L-14, Nomic, Gemini, Cohere) need weights or API keys; "
            "keys are read only from the environment or st.secrets and are never shown. The Kandinsky 2.2 decoder "
@@ -100,10 +100,10 @@ else:
                    f"`${PAPER_FIGURES_ENV}` names another). {paper.get('units', '')}")
         for t in paper.get("tables", []):
             paper_table(t)
-        for i, fig_spec in enumerate(paper.get("figures", [])):
-            st.plotly_chart(paper_figure(fig_spec), key=f"about_paper_{i}")
-            if fig_spec.get("note"):
-                st.caption(fig_spec["note"])
+        for i, figure in enumerate(paper.get("figures", [])):
+            st.plotly_chart(paper_figure(figure), key=f"about_paper_{i}")
+            if figure.get("note"):
+                st.caption(figure["note"])
         if paper.get("text_figures"):
             st.markdown("**Given only in the paper's text** (its plots are not available):\n"
                         + "\n".join(f"- {s}" for s in paper["text_figures"]))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from slime_core import settings
-from slime_core.encoders import encoder_names, encoder_spec
+from slime_core.encoders import encoder_cfg, encoder_names
 from slime_core.lowfi import LOWFI_METHODS
 
 
@@ -18,22 +18,22 @@ def victim_choices(pool_encoders: Sequence[str], probe=None) -> tuple[list[str],
     encoder without its key is not probed. Otherwise the reason is the probe's (or the missing key's) message."""
     usable, unavailable = [], []
     for name in encoder_names():
-        spec = encoder_spec(name)
-        if spec["kind"] == "sentence_transformers":
+        cfg = encoder_cfg(name)
+        if cfg.kind == "sentence_transformers":
             continue  # text-only encoders are no victims
         if name in pool_encoders:
             usable.append(name)
             continue
-        if spec.get("env") and not settings.secret(spec["env"]):
-            reason = f"needs the API key {spec['env']} in the environment (or st.secrets) and network access"
+        if cfg.env and not settings.secret(cfg.env):
+            reason = f"needs the API key {cfg.env} in the environment (or st.secrets) and network access"
         elif probe is not None:
             reason = probe(name)
             if reason is None:
                 usable.append(name)
                 continue
         else:
-            reason = f"needs the {spec.get('model')} weights ({spec.get('pretrained') or spec.get('model')}) on disk"
-        unavailable.append({"encoder": name, "dim": spec.get("dim"), "about": spec.get("about", ""), "reason": reason})
+            reason = f"needs the {cfg.model} weights ({cfg.pretrained or cfg.model}) on disk"
+        unavailable.append({"encoder": name, "dim": cfg.dim, "about": cfg.about, "reason": reason})
     return usable, unavailable
 
 

@@ -26,7 +26,7 @@ from slime_core import align, build_scale, retrieve
 from slime_core.bundle import DEFAULT_BUNDLE, Bundle, save_bundle
 from slime_core.objects import write_pool_objects
 from slime_core.data import load_folder
-from slime_core.encoders import EmbeddingCache, attacker_spec, effective_overrides, fingerprint, get_encoder
+from slime_core.encoders import AttackerCfg, EmbeddingCache, attacker_cfg, effective_overrides, fingerprint, get_encoder
 from slime_core.errors import SlimeError
 from slime_core.metrics import NeighbourhoodScorer, exact_prf
 from slime_core.rank import RankerConfig, rerank, train_ranker
@@ -72,8 +72,7 @@ class BuildConfig:
 
 def output_folder(cfg: BuildConfig) -> Path:
     """Where the bundle goes: --out, else models/<the attacker's bundle folder> (lite2-minilm: models/default)."""
-    return Path(cfg.out) if cfg.out is not None else DEFAULT_BUNDLE.parent / attacker_spec(cfg.attacker).get(
-        "bundle", cfg.attacker)
+    return Path(cfg.out) if cfg.out is not None else DEFAULT_BUNDLE.parent / attacker_cfg(cfg.attacker).folder
 
 
 def cross_fitted(X: np.ndarray, Y: np.ndarray, folds: int, seed: int) -> np.ndarray:
@@ -184,7 +183,8 @@ def _tags(cfg: BuildConfig, train: list, dev: list, progress: bool, log) -> _Tag
     return _Tags(train, dev, pool_tags, vocab, np.array([counts.get(t, 0) for t in vocab], np.float32), large)
 
 
-def _embed(cfg: BuildConfig, spec: dict, victims_names: tuple, tags: _Tags, progress: bool) -> _Embeddings | None:
+def _embed(cfg: BuildConfig, towers: AttackerCfg, victims_names: tuple, tags: _Tags,
+           progress: bool) -> _Embeddings | None:
     """Every pool image under the attacker and the victims, every tag under the text encoder (cached); None in
     an accelerate helper process, whose share is embedded and cached."""
     cache = EmbeddingCache(cfg.cache)
@@ -194,12 +194,12 @@ def _embed(cfg: BuildConfig, spec: dict, victims_names: tuple, tags: _Tags, prog
 
     paths = [str(s.path) for s in tags.pool]
     embed = dict(batch_size=cfg.image_batch, chunk=cfg.image_chunk, progress=progress)
-    A = build_scale.embed_images(cache, maker(spec["image"]), paths, **embed)
+    A = build_scale.embed_images(cache, maker(towers.image), paths, **embed)
     victims = {v: build_scale.embed_images(cache, maker(v), paths, **embed) for v in victims_names}
-    tag_text = build_scale.embed_tags(cfg.cache, maker(spec["text"]), tags.vocab, progress=progress)
+    tag_text = build_scale.embed_tags(cfg.cache, maker(towers.text), tags.vocab, progress=progress)
     if A is None:
         return None
-    image_enc, text_enc = maker(spec["image"])(), maker(spec["text"])()
+    image_enc, text_enc = maker(towers.image)(), maker(towers.text)()
     return _Embeddings(A, victims, tag_text, _semantics(image_enc, text_enc, paths), text_enc)
 
 
@@ -287,11 +287,11 @@ def build(cfg: BuildConfig, progress: bool = True, log=print) -> Bundle | None:
     """Train and write a bundle; None in an accelerate helper process (rank > 0), which only embeds."""
     t0 = time.time()
     torch.manual_seed(cfg.seed)
-    spec = attacker_spec(cfg.attacker)
-    victims_names = tuple(spec.get("victims", ()) if cfg.victims is None else cfg.victims)
+    towers = attacker_cfg(cfg.attacker)
+    victims_names = tuple(towers.victims if cfg.victims is None else cfg.victims)
     train, dev = _splits(cfg, log)
     tags = _tags(cfg, train, dev, progress, log)
-    emb = _embed(cfg, spec, victims_names, tags, progress)
+    emb = _embed(cfg, towers, victims_names, tags, progress)
     if emb is None:
         return None
     log(f"embeddings ready ({time.time() - t0:.0f}s)")
@@ -325,16 +325,16 @@ def build(cfg: BuildConfig, progress: bool = True, log=print) -> Bundle | None:
     fitted = {"alpha": alpha, "scale": search.scale, "use_ranker": bool(use_ranker), "by_alpha": by_alpha,
               "ranked": ranked, "image_features": int(X_train.shape[1]), "vote_weight": vote_weight,
               "by_vote_weight": {w: by_setting[(alpha, w)] for a, w in by_setting if a == alpha}}
-    manifest = _manifest(cfg, spec, victims_names, tags, emb, fitted, t0)
-    return _write(cfg, spec, manifest, tags, emb, heads, ranker, log, t0)
+    manifest = _manifest(cfg, towers, victims_names, tags, emb, fitted, t0)
+    return _write(cfg, towers, manifest, tags, emb, heads, ranker, log, t0)
 
 
-def _manifest(cfg: BuildConfig, spec: dict, victims_names: tuple, tags: _Tags, emb: _Embeddings, fitted: dict,
-              t0: float) -> dict:
-    names = (spec["image"], spec["text"], *victims_names)
+def _manifest(cfg: BuildConfig, towers: AttackerCfg, victims_names: tuple, tags: _Tags, emb: _Embeddings,
+              fitted: dict, t0: float) -> dict:
+    names = (towers.image, towers.text, *victims_names)
     overrides = {n: effective_overrides(n, cfg.encoder_overrides.get(n)) for n in names}
     return {
-        "attacker": cfg.attacker, "image_encoder": spec["image"], "text_encoder": spec["text"],
+        "attacker": cfg.attacker, "image_encoder": towers.image, "text_encoder": towers.text,
         "victims": list(victims_names),
         # name, or name@hash when registry fields were overridden (a tiny test model, another weight file)
         "fingerprints": {n: fingerprint(n, cfg.encoder_overrides.get(n)) for n in names},
@@ -348,7 +348,7 @@ def _manifest(cfg: BuildConfig, spec: dict, victims_names: tuple, tags: _Tags, e
                           "widen_vocab": str(cfg.widen_vocab) if cfg.widen_vocab else None, "tag_backend": cfg.tag_backend},
         "config": {"heads": asdict(cfg.heads), "ranker": asdict(cfg.ranker), "folds": cfg.folds, "seed": cfg.seed,
                    "negatives": asdict(cfg.negatives) if tags.large else None},
-        "metrics": {"dev_victim": victims_names[0] if victims_names else spec["image"], "dev_k": cfg.eval_k,
+        "metrics": {"dev_victim": victims_names[0] if victims_names else towers.image, "dev_k": cfg.eval_k,
                     "retrieval_by_alpha": {str(a): m for a, m in fitted["by_alpha"].items()},
                     "retrieval_by_vote_weight": {str(w): m for w, m in fitted["by_vote_weight"].items()},
                     "ranker": fitted["ranked"]},
@@ -356,12 +356,12 @@ def _manifest(cfg: BuildConfig, spec: dict, victims_names: tuple, tags: _Tags, e
     }
 
 
-def _write(cfg: BuildConfig, spec: dict, manifest: dict, tags: _Tags, emb: _Embeddings, heads, ranker, log,
-           t0: float) -> Bundle:
+def _write(cfg: BuildConfig, towers: AttackerCfg, manifest: dict, tags: _Tags, emb: _Embeddings, heads, ranker,
+           log, t0: float) -> Bundle:
     # Captions stay in the dataset folder (research-use licence); the bundle keeps derived tags only.
     pool_meta = {"images": [s.name for s in tags.pool], "splits": [s.split for s in tags.pool],
                  "tags": [sorted(c, key=lambda t: (-c[t], t)) for c in tags.pool_tags]}
-    pool_embeddings = {spec["image"]: emb.attacker} | emb.victims
+    pool_embeddings = {towers.image: emb.attacker} | emb.victims
     bundle = Bundle(manifest, heads, ranker, tags.vocab, tags.tag_counts, emb.tag_text, pool_meta, pool_embeddings,
                     emb.semantics)
     out = output_folder(cfg)

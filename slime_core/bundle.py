@@ -24,7 +24,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from slime_core.align import check_embeddings
-from slime_core.encoders import attacker_spec, encoder_spec, fingerprint
+from slime_core.encoders import attacker_cfg, encoder_cfg, fingerprint
 from slime_core.errors import SlimeError
 from slime_core.rank import DCNRanker
 from slime_core.retrieve import DualHeads
@@ -339,7 +339,7 @@ def resolve_bundle(bundle: str | Path | None, attacker: str | None) -> Path | No
     the attacker's registry entry> (lite2-minilm -> models/default); with neither, None (the default)."""
     if bundle is not None or attacker is None:
         return Path(bundle) if bundle is not None else None
-    folder = MODELS / attacker_spec(attacker).get("bundle", attacker)
+    folder = MODELS / attacker_cfg(attacker).folder
     if not (folder / "manifest.json").exists():
         raise SlimeError(f"no bundle for attacker '{attacker}' in {folder}; build one with "
                          f"`slime build --attacker {attacker} --data <dataset folder> --out {folder}`, or give --bundle.")
@@ -365,7 +365,7 @@ def check_bundle(folder: str | Path | None, attacker: str | None = None, victim:
                              f"but this process builds '{name}' as {now}; rebuild the bundle or set "
                              f"$SLIME_ENCODER_OVERRIDES as it was at build time.")
     image = manifest["image_encoder"]
-    if fingerprint(image) == image and "dim" in encoder_spec(image) and encoder_spec(image)["dim"] != manifest["dims"]["image"]:
+    if fingerprint(image) == image and encoder_cfg(image).dim != manifest["dims"]["image"]:
         raise SlimeError(f"{folder}: the bundle's {image} embeddings are {manifest['dims']['image']}-d, but the "
-                         f"registry's {image} is {encoder_spec(image)['dim']}-d; the bundle was built with another model.")
+                         f"registry's {image} is {encoder_cfg(image).dim}-d; the bundle was built with another model.")
     return manifest

@@ -24,7 +24,7 @@ from slime_core.attack_result import AttackResult, BatchAttack
 from slime_core.attack_spec import AttackSpec
 from slime_core.bundle import Bundle, load_bundle
 from slime_core.data import load_folder
-from slime_core.encoders import EmbeddingCache, encoder_spec, fingerprint, get_encoder
+from slime_core.encoders import EmbeddingCache, encoder_cfg, fingerprint, get_encoder
 from slime_core.errors import SlimeError
 from slime_core.infer import graph_from_tags
 from slime_core.metrics import NeighbourhoodScorer
@@ -122,7 +122,7 @@ class Attacker:
             return self._extra_pools[victim][idx]
         if victim in self.bundle.pool_embeddings:
             return self.bundle.pool_embeddings[victim][idx]
-        encoder_spec(victim)  # unknown names fail here with the list of known ones
+        encoder_cfg(victim)  # unknown names fail here with the list of known ones
         paths = [self.pool_paths()[i] for i in idx]
         missing = [p for p in paths if not p.exists()]
         if missing:
@@ -345,7 +345,7 @@ class _CachedOnly:
 
     def __init__(self, attacker, name: str):
         self.attacker, self.name, self.cache_key = attacker, name, fingerprint(name)
-        self.dim = int(encoder_spec(name)["dim"])  # only for an empty list; rows take the model's own width
+        self.dim = encoder_cfg(name).dim  # only for an empty list; rows take the model's own width
 
     def encode_images(self, images, batch_size: int = 16, progress: bool = False):
         return self.attacker.encoder(self.name).encode_images(images, batch_size=batch_size, progress=progress)

@@ -79,7 +79,8 @@ def _registry_key_names() -> tuple[str, ...]:
 
     try:
         table = json.loads((REPO / "slime_core" / "encoders" / "registry.json").read_text())["encoders"]
-        return tuple(sorted({spec["env"] for spec in table.values() if isinstance(spec.get("env"), str)}))
+        # raw JSON entries: settings sits below the encoders package and cannot use its typed EncoderCfg
+        return tuple(sorted({entry["env"] for entry in table.values() if isinstance(entry.get("env"), str)}))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return ()
 

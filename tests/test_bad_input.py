@@ -420,7 +420,7 @@ def test_remote_code_is_refused_without_opt_in(tmp_path, monkeypatch):
 
 
 def test_remote_code_opt_in_gets_past_the_refusal(tmp_path, monkeypatch):
-    from slime_core.encoders import hf
+    from slime_core.encoders import EncoderCfg, hf
 
     monkeypatch.setenv("SLIME_TRUST_REMOTE_CODE", "1")
     folder = _remote_code_checkpoint(tmp_path)
@@ -432,12 +432,13 @@ def test_remote_code_opt_in_gets_past_the_refusal(tmp_path, monkeypatch):
 
     monkeypatch.setattr(hf, "_load", fake_load)
     with pytest.raises(SlimeError, match="stop here"):
-        hf.build_hf_vision("nomic-vision-v1.5", {"model": "x", "path": str(folder)}, device="cpu")
+        hf.build_hf_vision(EncoderCfg("nomic-vision-v1.5", "hf_vision", 768, model="x", path=str(folder)), device="cpu")
     assert seen == {"path": str(folder), "trust": True}
     # the registry entry may forbid it outright: then the checkpoint's code never runs, opt-in or not
     seen.clear()
     with pytest.raises(SlimeError, match="stop here"):
-        hf.build_hf_vision("x", {"model": "x", "path": str(folder), "trust_remote_code": False}, device="cpu")
+        hf.build_hf_vision(EncoderCfg("x", "hf_vision", 768, model="x", path=str(folder), trust_remote_code=False),
+                           device="cpu")
     assert seen["trust"] is False
 
 

@@ -8,7 +8,7 @@ from PIL import Image
 
 from conftest import BLACK_DOG, DEMO, TAN_DOG
 from slime_core.encoders import (
-    EmbeddingCache, Encoder, attacker_spec, encoder_names, encoder_spec, get_encoder, l2_normalise, load_image,
+    EmbeddingCache, Encoder, attacker_cfg, encoder_cfg, encoder_names, get_encoder, l2_normalise, load_image,
 )
 from slime_core.encoders import base
 from slime_core.encoders.offline import package_dir
@@ -28,23 +28,25 @@ def test_registry_offline_entries():
     offline = encoder_names(offline_only=True)
     assert {"lite0", "lite1", "lite2", "minilm"} <= set(offline)
     assert "clip-vit-bigg-14" in encoder_names() and "clip-vit-bigg-14" not in offline
-    assert encoder_spec("lite2")["dim"] == 1280 and encoder_spec("minilm")["dim"] == 384
-    assert attacker_spec("lite2-minilm")["image"] == "lite2" and attacker_spec("lite2-minilm")["text"] == "minilm"
+    assert encoder_cfg("lite2").dim == 1280 and encoder_cfg("minilm").dim == 384
+    assert attacker_cfg("lite2-minilm").image == "lite2" and attacker_cfg("lite2-minilm").text == "minilm"
 
 
 def test_registry_unknown_names():
     with pytest.raises(SlimeError, match="unknown encoder 'lite9'; known: .*lite0"):
-        encoder_spec("lite9")
+        encoder_cfg("lite9")
     with pytest.raises(SlimeError, match="unknown encoder 'nope'"):
         get_encoder("nope")
     with pytest.raises(SlimeError, match="unknown attacker 'x'; known: .*lite2-minilm"):
-        attacker_spec("x")
+        attacker_cfg("x")
 
 
-def test_spec_is_a_copy():
-    spec = encoder_spec("lite0")
-    spec["dim"] = 1
-    assert encoder_spec("lite0")["dim"] == 1280
+def test_cfg_is_frozen():
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        encoder_cfg("lite0").dim = 1
+    assert encoder_cfg("lite0").dim == 1280
 
 
 def test_missing_weights_package():
@@ -59,7 +61,7 @@ def test_missing_weights_package():
 @pytest.mark.parametrize("name", ["lite0", "lite1", "lite2"])
 def test_lite_embeddings(name):
     enc = get_encoder(name)
-    assert enc.dim == encoder_spec(name)["dim"] and enc.modalities == ("image",)
+    assert enc.dim == encoder_cfg(name).dim and enc.modalities == ("image",)
     E = enc.encode_images([demo(BLACK_DOG), demo(TAN_DOG)])
     assert E.shape == (2, 1280) and E.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(E, axis=1), 1.0, atol=1e-5)

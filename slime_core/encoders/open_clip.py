@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from slime_core import loaded_models, settings
 from slime_core.encoders.base import Encoder, batched, l2_normalise, load_image
+from slime_core.encoders.config import EncoderCfg
 from slime_core.errors import MissingModelError, SlimeError
 
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -166,17 +167,14 @@ class OpenClipEncoder(Encoder):
         return self._run(texts, batch_size, progress, "texts", step)
 
 
-def build_open_clip(name: str, spec: dict, device: str | None = None) -> OpenClipEncoder:
-    """spec: `model` (open_clip config name), `pretrained` (tag, weight file path, or None for random
+def build_open_clip(cfg: EncoderCfg, device: str | None = None) -> OpenClipEncoder:
+    """cfg: `model` (open_clip config name), `pretrained` (tag, weight file path, or None for random
     weights), optional `path`, `precision` ("fp16" on CUDA and "fp32" elsewhere by default, or "bf16"), `seed` (random weights),
     `quick_gelu` (for a weight file given by path whose model was trained with QuickGELU),
     `model_config` (a JSON architecture file, registered under its stem, which then replaces `model`)."""
-    spec = dict(spec)
-    if spec.get("model_config"):
-        spec["model"] = register_config(spec["model_config"])
-    tag = spec.get("pretrained")
-    weights, tag_cfg = find_weights(spec["model"], str(tag), spec.get("path")) if tag else (None, {})
+    model = register_config(cfg.model_config) if cfg.model_config else cfg.model
+    tag = cfg.pretrained
+    weights, tag_cfg = find_weights(model, str(tag), cfg.path) if tag else (None, {})
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    precision = spec.get("precision") or ("fp16" if str(device).startswith("cuda") else "fp32")  # fp16 on GPUs
-    return OpenClipEncoder(name, spec["model"], weights, tag_cfg, device, precision,
-                           int(spec.get("seed", 0)), bool(spec.get("quick_gelu", False)))
+    precision = cfg.precision or ("fp16" if str(device).startswith("cuda") else "fp32")  # fp16 on GPUs
+    return OpenClipEncoder(cfg.name, model, weights, tag_cfg, device, precision, cfg.seed, cfg.quick_gelu)

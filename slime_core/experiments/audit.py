@@ -25,7 +25,7 @@ import numpy as np
 from slime_core import align, settings
 from slime_core.attack_spec import AttackSpec
 from slime_core.defend import DEFENCES, SPECS, spec
-from slime_core.encoders import encoder_spec
+from slime_core.encoders import encoder_cfg
 from slime_core.errors import SlimeError
 from slime_core.experiments import defence_curves as _curves
 from slime_core.experiments.evaluation import GRID
@@ -210,7 +210,7 @@ def build_report(attacker, samples, *, grid: AttackSpec = GRID, n_align: int = 3
     b = attacker.bundle
     def about(name):
         try:
-            return encoder_spec(name)
+            return encoder_cfg(name).as_dict()  # the registry entry as JSON, as the report stores it
         except SlimeError:
             return {"about": "an encoder outside the registry (pool embeddings supplied by the user)"}
 

@@ -108,15 +108,15 @@ def leakage_per_k_figure(report):
     return fig
 
 
-def paper_figure(fig_spec):
+def paper_figure(figure: dict):
     """One of the paper's figures, transcribed by hand, labelled as the paper's (not this run)."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for s in fig_spec["series"]:
+    for s in figure["series"]:
         fig.add_trace(go.Scatter(x=s["x"], y=s["y"], mode="lines+markers", name=s.get("name", "")))
-    fig.update_layout(title="THE PAPER'S FIGURE (not this run): " + fig_spec.get("title", ""),
-                      xaxis_title=fig_spec.get("x_label", ""), yaxis_title=fig_spec.get("y_label", ""),
+    fig.update_layout(title="THE PAPER'S FIGURE (not this run): " + figure.get("title", ""),
+                      xaxis_title=figure.get("x_label", ""), yaxis_title=figure.get("y_label", ""),
                       template="plotly_white", height=360, paper_bgcolor="#fff8ec")
     return fig
 
