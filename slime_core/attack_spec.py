@@ -62,10 +62,12 @@ class AttackSpec:
         if int(self.seed) != self.seed or self.seed < 0:
             raise SlimeError(f"seed must be a whole number >= 0, got {self.seed!r}.")
 
-    # one N / one k, for the surfaces that attack at a single point
+    # One N / one k, for the surfaces that attack at a single point (they call `single()` first, so each is then
+    # the only value). Both are the largest of a grid: N and k are given in any order ("300,30"), so the last
+    # value would be an arbitrary pick, and the largest is the point a grid's curves end at.
     @property
     def n(self) -> int:
-        return self.n_align[-1]
+        return max(self.n_align)
 
     @property
     def top_k(self) -> int:

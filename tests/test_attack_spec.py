@@ -36,6 +36,8 @@ def test_spec_refuses(kwargs, message):
 def test_spec_normalises_and_checks_sizes():
     s = AttackSpec("lite0", "30,300", 10)
     assert s.n_align == (30, 300) and s.k == (10,) and s.n == 300 and s.top_k == 10
+    unsorted = AttackSpec("lite0", "300,30", "10,5")  # kept in the order given; n and top_k are both the largest
+    assert unsorted.n_align == (300, 30) and unsorted.n == 300 and unsorted.top_k == 10
     fake = SimpleNamespace(pool_attack=[0] * 100, bundle=SimpleNamespace(tags=["a"] * 50))
     with pytest.raises(SlimeError, match=r"N=300 alignment pairs asked; the public pool holds 100 images"):
         s.within(fake)
