@@ -6,8 +6,12 @@ PATHs default to slime_core, app_pages and app.py. Also listed: imports that go 
 slime_core/ importing slime_core.experiments or slime_core.present; an experiment importing present; anything
 but a surface importing the CLI), and imports of the package's own modules made inside functions (per file: the
 CLI's keep start-up fast, the app's keep torch after the first paint, two break cycles). Function length is the span of its lines (decorators
-and docstring included) as `ast` reports it; nested functions are counted on their own as well. Exit
-status 0 always: this is a list for the reviewer, not a gate.
+and docstring included) as `ast` reports it; nested functions are counted on their own as well.
+Three more lists point at work for the registries and the layering: functions that dispatch on a name with 3 or
+more `if name == "..."` branches (a registry's job), cycles in the import graph of slime_core's modules (imports
+inside functions count: they hide a cycle, they do not remove it), and helpers defined under one name in two or
+more slime_core modules (module-level functions; main and dunders aside). Exit status 0 always: this is a list for
+the reviewer, not a gate.
 """
 
 from __future__ import annotations
@@ -90,6 +94,161 @@ def inner_imports(path: Path) -> int:
     return count
 
 
+DISPATCH_SUFFIXES = ("name", "kind", "method", "backend", "mode")  # identifiers a string dispatch compares
+
+
+def _own_nodes(fn):
+    """The nodes of a function's body, without those of functions, lambdas and classes nested in it."""
+    todo = list(ast.iter_child_nodes(fn))
+    while todo:
+        node = todo.pop()
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            yield node
+            todo += ast.iter_child_nodes(node)
+
+
+def _is_name_test(node) -> bool:
+    """`x == "..."` (either way round) where x is a Name/Attribute whose identifier ends in a DISPATCH_SUFFIXES word."""
+    if not (isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], ast.Eq)):
+        return False
+    sides = (node.left, node.comparators[0])
+    ident = lambda n: n.id if isinstance(n, ast.Name) else n.attr if isinstance(n, ast.Attribute) else ""
+    named = any(ident(n).lower().endswith(DISPATCH_SUFFIXES) for n in sides)
+    return named and any(isinstance(n, ast.Constant) and isinstance(n.value, str) for n in sides)
+
+
+def name_dispatches(path: Path, least: int = 3) -> list[tuple[str, int, int]]:
+    """(qualified name, first line, count) of every function whose if/elif tests hold `least` or more
+    `name == "..."` comparisons (nested functions counted on their own)."""
+    found = []
+
+    def walk(node, prefix=""):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = f"{prefix}{child.name}"
+                if not isinstance(child, ast.ClassDef):
+                    tests = [n.test for n in _own_nodes(child) if isinstance(n, ast.If)]
+                    count = sum(_is_name_test(c) for t in tests for c in ast.walk(t))
+                    if count >= least:
+                        found.append((name, child.lineno, count))
+                walk(child, name + ".")
+            else:
+                walk(child, prefix)
+
+    walk(ast.parse(path.read_text(encoding="utf-8"), str(path)))
+    return found
+
+
+def module_name(path: Path, root: Path = REPO) -> str:
+    """slime_core/encoders/base.py -> slime_core.encoders.base; a package's __init__.py -> the package."""
+    parts = path.resolve().relative_to(root.resolve()).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(files, root: Path = REPO) -> dict[str, dict[str, int]]:
+    """module -> {module it imports: first line}, between the given files' modules only; imports anywhere in a
+    file count (top level and in functions). `from P import x` is an edge to P.x where that is a module, else to P."""
+    known = {module_name(f, root): f for f in files}
+
+    def target(name: str) -> str | None:
+        parts = name.split(".")
+        return next((m for i in range(len(parts), 0, -1) if (m := ".".join(parts[:i])) in known), None)
+
+    graph = {}
+    for mod, path in known.items():
+        package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        edges = graph[mod] = {}
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: up (level - 1) packages from this module's own
+                    up = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    base = ".".join(up + ([node.module] if node.module else []))
+                names = [f"{base}.{a.name}" for a in node.names]
+            else:
+                continue
+            for hit in filter(None, map(target, names)):
+                if hit != mod:
+                    edges.setdefault(hit, node.lineno)
+    return graph
+
+
+def import_cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted, in a stable order."""
+    index, low, stack, on_stack, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while not component or component[-1] != v:
+                component.append(stack.pop())
+                on_stack.discard(component[-1])
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(out)
+
+
+def _top_level_functions(tree):
+    """Module-level function definitions, also those under a module-level if/try/with (not in classes)."""
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop(0)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield node
+        elif isinstance(node, (ast.If, ast.Try, ast.With)):
+            todo += [n for field in ("body", "orelse", "finalbody", "handlers") for n in getattr(node, field, [])]
+        elif isinstance(node, ast.ExceptHandler):
+            todo += node.body
+
+
+def duplicated_helpers(files) -> dict[str, list[tuple[Path, int]]]:
+    """Function name -> [(file, line)] for module-level functions defined in two or more of the files
+    (main and dunders aside: those are meant to repeat)."""
+    where: dict[str, list[tuple[Path, int]]] = {}
+    for f in files:
+        for fn in _top_level_functions(ast.parse(f.read_text(encoding="utf-8"), str(f))):
+            if fn.name != "main" and not (fn.name.startswith("__") and fn.name.endswith("__")):
+                where.setdefault(fn.name, []).append((f, fn.lineno))
+    return {name: sites for name, sites in sorted(where.items()) if len({f for f, _ in sites}) > 1}
+
+
+def print_registry_targets(files, rel) -> None:
+    """The three lists the module docstring ends with: string dispatch, import cycles, duplicated helpers."""
+    dispatch = sorted(((rel(f), *d) for f in files for d in name_dispatches(f)), key=lambda r: -r[3])
+    print(f"functions dispatching on a name with 3+ `name == \"...\"` branches: {len(dispatch)}")
+    for path, name, line, n in dispatch:
+        print(f"  {n:5d}  {path}:{line}  {name}")
+    package = [f for f in files if f.resolve().is_relative_to(REPO / "slime_core")]
+    graph = import_graph(package)
+    cycles = import_cycles(graph)
+    print(f"import cycles between slime_core modules (in-function imports included): {len(cycles)}")
+    short = lambda m: m.removeprefix("slime_core.")
+    for cycle in cycles:
+        print("  " + " <-> ".join(cycle))
+        for a in cycle:
+            edges = [f"{short(b)} (line {line})" for b, line in sorted(graph[a].items()) if b in cycle]
+            print(f"      {short(a)} imports " + ", ".join(edges))
+    dupes = duplicated_helpers(package)
+    print(f"helpers defined in 2+ slime_core modules: {len(dupes)}")
+    for name, sites in dupes.items():
+        print(f"  {name}: " + ", ".join(f"{rel(f)}:{line}" for f, line in sites))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("paths", nargs="*", default=list(DEFAULT_PATHS))
@@ -124,6 +283,7 @@ def main(argv=None) -> int:
     print(f"imports of the package's own modules inside functions: {sum(n for _, n in inner)}")
     for path, n in inner:
         print(f"  {n:5d}  {path}")
+    print_registry_targets(files, rel)
     print(f"({len(files)} files scanned)")
     return 0
 
