@@ -21,7 +21,7 @@ def neighbours(attacker, result, stacked: bool = False) -> None:
     first three one above the other; their tags where the photos are not on disk."""
     st.markdown("**Nearest public photos**" if stacked else
                 "**Nearest public images** (public photos nearest to the aligned embedding)")
-    shown = [n for n in result.neighbors if common.pool_image(n["image"])]
+    shown = [n for n in result.neighbours if common.pool_image(n["image"])]
     if shown:
         cols = [st.container() for _ in range(3)] if stacked else st.columns(5)
         for col, n in zip(cols, shown):
@@ -31,7 +31,7 @@ def neighbours(attacker, result, stacked: bool = False) -> None:
     st.caption("The pool photos are not in this checkout (they come with ../shared/data); their tags instead:")
     st.dataframe(pd.DataFrame([{"public image": n["image"], "cosine": n["score"],
                                 "its tags": ", ".join(tags_of.get(n["image"], [])[:6])}
-                               for n in result.neighbors[:3 if stacked else 5]]),
+                               for n in result.neighbours[:3 if stacked else 5]]),
                  hide_index=True, width="stretch")
 
 

@@ -71,7 +71,7 @@ def generated(attacker, aligned, method: str):
 
 
 def objects(attacker, result, pred: list[str], image) -> tuple[dict | None, str | None]:
-    nearest = result.neighbors[0]["image"] if result.neighbors else None
+    nearest = result.neighbours[0]["image"] if result.neighbours else None
     try:
         return attacker.objects_of(pred, image, nearest), None
     except SlimeError as err:  # e.g. the detector's model missing from this checkout

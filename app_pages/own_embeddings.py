@@ -98,8 +98,8 @@ if leak:
                    f"{d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] vs guessing the {k} most frequent tags",
                    delta_color="normal" if d["ci_low"] > 0 else "off", help=explore.OWN_LEAKAGE_HELP)
 table = pd.DataFrame([{"embedding": r.image, "top tags": ", ".join(t["tag"] for t in r.tags),
-                       "nearest public image": r.neighbors[0]["image"] if r.neighbors else "",
-                       "nearest cosine": r.neighbors[0]["score"] if r.neighbors else None} for r in results])
+                       "nearest public image": r.neighbours[0]["image"] if r.neighbours else "",
+                       "nearest cosine": r.neighbours[0]["score"] if r.neighbours else None} for r in results])
 st.dataframe(table, hide_index=True)
 counts = pd.Series([t["tag"] for r in results for t in r.tags]).value_counts().head(20)
 st.bar_chart(counts)

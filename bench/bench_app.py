@@ -105,7 +105,7 @@ def phases() -> int:
     public = attacker.captions_of(attacker.bundle.pool["images"])
     if public:
         caption = make_writer("consensus").write([t["tag"] for t in result.tags],
-                                                 attacker.captions_of([n["image"] for n in result.neighbors])).text
+                                                 attacker.captions_of([n["image"] for n in result.neighbours])).text
         caption_scores(caption, first["captions"], public)
         lap("consensus caption + BLEU/ROUGE/METEOR (WordNet)")
     out["full_page_s"] = round(time.perf_counter() - start, 2)

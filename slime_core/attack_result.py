@@ -36,7 +36,7 @@ class AttackResult:
     k: int
     alignment_cosine: float  # held-out mean cosine of the fitted map
     tags: list[dict]  # [{"tag", "score"}], best first
-    neighbors: list[dict]  # [{"image", "score"}], nearest public images in attack space
+    neighbours: list[dict]  # [{"image", "score"}], nearest public images in attack space (JSON key: "neighbors")
     caption: str | None = None
     scene_graph: dict | None = None  # objects, attributes, relations, scene (when asked for)
     final_caption: str | None = None  # written from chosen scene-graph parts (the paper's ablation)
@@ -52,9 +52,11 @@ class AttackResult:
     warnings: list[str] = field(default_factory=list)
 
     UNSERIALISED = ("aligned", "lowfi_image")
+    JSON_KEYS = {"neighbours": "neighbors"}  # the published JSON keeps its first spelling; the code has one
 
     def to_dict(self) -> dict:
-        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name not in self.UNSERIALISED}
+        return {self.JSON_KEYS.get(f.name, f.name): copy.deepcopy(getattr(self, f.name)) for f in fields(self)
+                if f.name not in self.UNSERIALISED}
 
     @classmethod
     def from_batch(cls, batch: BatchAttack, row: int, *, image: str | None, victim: str, attacker: str, fit,

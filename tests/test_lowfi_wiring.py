@@ -59,7 +59,7 @@ def test_attack_with_a_generator_returns_the_image_and_objects(tiny_attacker):
     assert result.lowfi["method"] == "offline" and result.lowfi["image"] is None and result.lowfi["seconds"] >= 0
     objs = result.objects
     assert set(objs) == OBJECT_KEYS and all(isinstance(v, list) for v in objs.values())
-    assert objs["nearest"] == tiny_attacker.pool_objects().get(result.neighbors[0]["image"], [])
+    assert objs["nearest"] == tiny_attacker.pool_objects().get(result.neighbours[0]["image"], [])
     assert objs["union"] == list(dict.fromkeys(objs["tags"] + objs["generated"] + objs["nearest"]))
     d = result.to_dict()
     assert "lowfi_image" not in d and "aligned" not in d

@@ -31,9 +31,9 @@ def test_attack_on_an_image(dog_attack, tiny_attacker):
     scores = [t["score"] for t in r.tags]
     assert scores == sorted(scores, reverse=True)
     assert all(t["tag"] in tiny_attacker.bundle.tags for t in r.tags)
-    assert len(r.neighbors) == 5
-    assert all(n["image"] in tiny_attacker.bundle.pool["images"] for n in r.neighbors)
-    sims = [n["score"] for n in r.neighbors]
+    assert len(r.neighbours) == 5
+    assert all(n["image"] in tiny_attacker.bundle.pool["images"] for n in r.neighbours)
+    sims = [n["score"] for n in r.neighbours]
     assert sims == sorted(sims, reverse=True) and all(-1 <= s <= 1 for s in sims)
     assert r.aligned.shape == (TINY_DIM,)
     assert np.linalg.norm(r.aligned) == pytest.approx(1.0, abs=1e-5)
@@ -65,8 +65,8 @@ def test_oracle_victim(tiny_attacker):
     emb = tiny_attacker.bundle.pool_embeddings[TINY_ATTACKER][i]
     r = tiny_attacker.attack(embedding=emb, spec=AttackSpec(TINY_ATTACKER, 30, 5))
     assert r.alignment_cosine > 0.99
-    assert r.neighbors[0]["image"] == tiny_attacker.bundle.pool["images"][i]
-    assert r.neighbors[0]["score"] > 0.99
+    assert r.neighbours[0]["image"] == tiny_attacker.bundle.pool["images"][i]
+    assert r.neighbours[0]["score"] > 0.99
     direct = [t for t, _ in tiny_attacker.retrieve(emb[None, :], 5)[0]]
     assert [t["tag"] for t in r.tags] == direct
 
@@ -237,4 +237,4 @@ def test_real_oracle_victim(attacker):
     emb = attacker.bundle.pool_embeddings["lite2"][i]
     r = attacker.attack(embedding=emb, spec=AttackSpec("lite2", 300, 5))
     assert r.alignment_cosine > 0.95
-    assert r.neighbors[0]["image"] == attacker.bundle.pool["images"][i] and r.neighbors[0]["score"] > 0.95
+    assert r.neighbours[0]["image"] == attacker.bundle.pool["images"][i] and r.neighbours[0]["score"] > 0.95
