@@ -4,7 +4,7 @@ known ones, and a member registered in a test is listed and used, then removed."
 import numpy as np
 import pytest
 
-from slime_core import align
+from slime_core import align, tags, write
 from slime_core.errors import SlimeError
 
 
@@ -35,8 +35,6 @@ def test_toy_alignment_method_is_listed_and_used():
 
 
 def test_writers_listed_and_unregistered_names_go_to_litellm(monkeypatch):
-    from slime_core import write
-
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-real")
     assert write.list_writers() == ["local", "mbr", "consensus"]
     assert all(write.writer_about(name) for name in write.list_writers())
@@ -49,8 +47,6 @@ def test_writers_listed_and_unregistered_names_go_to_litellm(monkeypatch):
 
 
 def test_toy_writer_is_listed_and_created():
-    from slime_core import write
-
     @write.register_writer("toy", "always the same caption")
     class ToyWriter(write.CaptionWriter):
         model, modes = "toy", ("neighbours",)
@@ -70,8 +66,6 @@ def test_toy_writer_is_listed_and_created():
 
 
 def test_unknown_tag_backend_names_the_known_ones():
-    from slime_core import tags
-
     assert tags.list_parsers() == ["spacy", "stanza"]
     with pytest.raises(SlimeError) as err:
         tags.create_parser("nltk")
@@ -79,8 +73,6 @@ def test_unknown_tag_backend_names_the_known_ones():
 
 
 def test_toy_parser_is_listed_and_created():
-    from slime_core import tags
-
     @tags.register_parser("toy")
     class ToyParser:
         def __init__(self, word="dog"):
