@@ -10,7 +10,7 @@ import streamlit as st
 from app_pages import _lowfi, common
 from slime_core import availability
 from slime_core.attack_spec import AttackSpec, parse_ints
-from slime_core.defend import DEFENCES, spec
+from slime_core.defences import defence_spec, list_defences
 from slime_core.errors import SlimeError
 from slime_core.experiments.audit import build_report, paper_figures_path
 from slime_core.pipeline import lowfi_maker
@@ -35,7 +35,7 @@ def build_audit(attacker, victim: str, limit: int, n_boot: int, n_examples: int,
     setup = common.defence_setup(victim, limit, n_align, k, "ridge", 0, n_boot)
     bar.progress(0.35, text=f"Attack grid ({len(ns)} N x {len(ks)} k), {len(defences)} defence curve(s), "
                             f"{n_examples} examples ...")
-    strengths = {d: list(spec(d).default_strengths) for d in defences}
+    strengths = {d: list(defence_spec(d).default_strengths) for d in defences}
     report = build_report(attacker, common.eval_samples(limit), grid=grid, n_align=n_align, k=k, defences=strengths,
                           n_examples=n_examples, n_boot=n_boot,
                           paper_figures=paper or paper_figures_path(), setup=setup, lowfi=maker)
@@ -59,7 +59,7 @@ def show(attacker, victims: list[str]) -> None:
         n_boot = a3.select_slider("Bootstrap resamples", [100, 200, 500, 1000], 200, key="ar_boot")
         n_examples = a4.number_input("Example images", 0, 24, 6, key="ar_examples")
         d1, d2 = st.columns([3, 1])
-        defences = d1.multiselect("Defences (each at its default strengths; fewer = faster)", DEFENCES,
+        defences = d1.multiselect("Defences (each at its default strengths; fewer = faster)", list_defences(),
                                   default=["noise", "rotation", "quantise"], key="ar_defences")
         lowfi = d2.selectbox("Generated image beside each example", usable + [_lowfi.NONE],
                              format_func=lambda m: _lowfi.LABELS.get(m, m), key="ar_lowfi")

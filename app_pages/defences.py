@@ -9,7 +9,7 @@ import json
 import streamlit as st
 
 from app_pages import common
-from slime_core import defend
+from slime_core.defences import defence_spec, list_defences
 from slime_core.experiments import defence_curves as curves
 from slime_core.present import defence_panel as panel
 from slime_core.present.figures import defence_figure
@@ -37,9 +37,9 @@ n_choices = [n for n in (10, 30, 100, 300, 500, pool_size) if n <= pool_size]
 
 c1, c2, c3 = st.columns(3)
 victim = c1.selectbox("Victim encoder", victims, key="df_victim")
-defence = c2.selectbox("Defence", defend.DEFENCES, key="df_defence",
-                       format_func=lambda d: f"{d} ({defend.spec(d).short or defend.spec(d).strength})")
-spec = defend.spec(defence)
+defence = c2.selectbox("Defence", list_defences(), key="df_defence",
+                       format_func=lambda d: f"{d} ({defence_spec(d).short or defence_spec(d).strength})")
+spec = defence_spec(defence)
 c4, c5, c6 = st.columns(3)
 n_align = c4.select_slider("N leaked pairs (attacker refits on them)", n_choices,
                            300 if 300 in n_choices else n_choices[-1], key="df_n")

@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 from slime_core.attack_spec import AttackSpec  # noqa: E402
 from slime_core.experiments import defence_curves as curves  # noqa: E402
 from slime_core.data import load_folder  # noqa: E402
-from slime_core.defend import DEFENCES, parse_strengths, spec  # noqa: E402
+from slime_core.defences import defence_spec, list_defences, parse_strengths  # noqa: E402
 from slime_core.pipeline import Attacker  # noqa: E402
 from slime_core.present.figures import defence_figure  # noqa: E402
 from slime_core.present.overview_png import render_png  # noqa: E402
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     ap.add_argument("--victim", default="lite0")
     ap.add_argument("--data", type=Path, default=None, help="dataset folder (default: the attacker's data folder)")
     ap.add_argument("--split", default="test")
-    ap.add_argument("--defences", default=",".join(DEFENCES), help="comma-separated subset")
+    ap.add_argument("--defences", default=",".join(list_defences()), help="comma-separated subset")
     ap.add_argument("--strength", action="append", default=[], metavar="NAME=S1,S2",
                     help="override one defence's strengths, e.g. noise=0,0.1 (repeatable)")
     ap.add_argument("--n-align", type=int, default=300)
@@ -71,10 +71,10 @@ def main(argv=None) -> int:
         return 0
 
     names = [d.strip() for d in args.defences.split(",") if d.strip()]
-    grid = {d: list(spec(d).default_strengths) for d in names}
+    grid = {d: list(defence_spec(d).default_strengths) for d in names}
     for item in args.strength:
         name, _, values = item.partition("=")
-        spec(name)
+        defence_spec(name)
         grid[name] = parse_strengths(values)
 
     writer = make_writer(args.caption)

@@ -225,16 +225,16 @@ def cmd_pool(args) -> int:
 
 def defence_grid(names: list[str], strength: str | None, **kwargs) -> dict[str, list[float]]:
     """name -> strengths, every strength checked by building its defence (fast) before any slow work."""
-    from slime_core.defend import make_defence, parse_strengths, spec
+    from slime_core.defences import create_defence, defence_spec, parse_strengths
 
     for d in names:
-        spec(d)
+        defence_spec(d)
     if strength and len(names) != 1:
         raise SlimeError("--strength needs exactly one --defence.")
-    grid = {d: (parse_strengths(strength) if strength else list(spec(d).default_strengths)) for d in names}
+    grid = {d: (parse_strengths(strength) if strength else list(defence_spec(d).default_strengths)) for d in names}
     for d, ss in grid.items():
         for s in ss:
-            make_defence(d, s, **kwargs)
+            create_defence(d, s, **kwargs)
     return grid
 
 
@@ -254,12 +254,13 @@ def defence_setup(args, spec: AttackSpec, *more: AttackSpec, attacker=None):
 
 def cmd_defend(args) -> int:
     """Leakage vs utility of one defence at each strength, the attacker refitting on defended pairs."""
+    from slime_core.defences import defence_options
     from slime_core.experiments.defence_curves import curve
     from slime_core.present.figures import defence_figure
     from slime_core.present.tables import defence_table
 
     spec = attack_spec(args)
-    kwargs = {"delta": args.delta, "calibration": args.calibration} if args.defence == "gaussian" else {}
+    kwargs = defence_options(args.defence, delta=args.delta, calibration=args.calibration)
     strengths = defence_grid([args.defence], args.strength, seed=args.defence_seed, **kwargs)[args.defence]
     for path, what in ((args.output, "--output"), (args.figure, "--figure")):
         if path:
@@ -277,13 +278,13 @@ def cmd_defend(args) -> int:
 
 def cmd_report(args) -> int:
     """Self-contained HTML audit report (plus JSON beside it)."""
-    from slime_core.defend import DEFENCES
+    from slime_core.defences import list_defences
     from slime_core.experiments.audit import build_report, paper_figures_path
     from slime_core.present.html_report import write_report
 
     spec = attack_spec(args)
     grid_spec = AttackSpec(args.victim, args.n_aligns, args.ks, args.method, args.seed)
-    names = [] if args.no_defences else [d.strip() for d in (args.defence or "").split(",") if d.strip()] or list(DEFENCES)
+    names = [] if args.no_defences else [d.strip() for d in (args.defence or "").split(",") if d.strip()] or list_defences()
     strengths = defence_grid(names, args.strength)
     out = check_writable(args.out, "--out", (".html", ".htm"))
     check_writable(out.with_suffix(".json"), "--out's JSON")

@@ -13,7 +13,7 @@ from pathlib import Path
 from slime_core import __version__
 from slime_core.align import list_alignment_methods
 from slime_core.cli_paper import add_commands
-from slime_core.defend import DEFENCES
+from slime_core.defences import list_defences
 from slime_core.lowfi import LOWFI_METHODS
 from slime_core.tags import list_parsers
 from slime_core.write import list_writers, writer_about
@@ -154,7 +154,7 @@ def add_build(sub) -> None:
 def add_defend(sub) -> None:
     p = sub.add_parser("defend", formatter_class=FORMATTER,
                        help="leakage vs utility of a defence applied before embeddings leave the owner")
-    p.add_argument("--defence", required=True, help=" | ".join(DEFENCES))
+    p.add_argument("--defence", required=True, help=" | ".join(list_defences()))  # read when the parser is built
     p.add_argument("--strength", default=None,
                    help="comma-separated strengths (None: the defence's own grid); 'inf' = no DP noise")
     add_split_options(p)

@@ -1,4 +1,4 @@
-"""Differential-privacy calibration of the noise defences (`gaussian`, `laplace` in defend.py).
+"""Differential-privacy calibration of the noise defences (`gaussian`, `laplace` in slime_core/defences/).
 
 Embeddings are unit-L2 vectors, so one embedding's L2 sensitivity is 2 and its L1 sensitivity 2 sqrt(d).
 gaussian: classic (Dwork & Roth 2014, Thm A.1, eps < 1) or the exact analytic Gaussian mechanism (Balle &

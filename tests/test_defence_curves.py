@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from slime_core.attack_spec import AttackSpec
+from slime_core.defences import defence_spec
 from slime_core.errors import SlimeError
 from slime_core.experiments import defence_curves as curves
 from slime_core.experiments.knee import knee_index, stop_index
@@ -351,7 +352,7 @@ def test_cli_defend_json_contract_on_the_tiny_bundle(capsys, tiny_bundle_dir, ti
 
 def test_strengths_for_a_dimension_and_the_curve_progress_hook():
     assert curves.strengths_for("pca", 24) == [24, 16, 8, 4, 2]  # d itself first: nothing dropped
-    assert curves.strengths_for("noise", 24) == list(curves.spec("noise").default_strengths)
+    assert curves.strengths_for("noise", 24) == list(defence_spec("noise").default_strengths)
     _, setup = fake_setup()
     seen = []
     rows = curves.curve(setup, "noise", [0, 3.0], on_step=lambda i, s: seen.append((i, s)))

@@ -8,8 +8,7 @@ import pytest
 from slime_core import align
 from slime_core.cli import main
 from slime_core.defend import (
-    DEFENCES, SPECS, Defence, apply_defence, dequantise, make_defence, parse_strengths, quantise_codes,
-    random_orthogonal,
+    DEFENCES, SPECS, apply_defence, dequantise, make_defence, parse_strengths, quantise_codes, random_orthogonal,
 )
 from slime_core.dp import analytic_delta, analytic_gaussian_sigma, classic_gaussian_sigma, gaussian_sigma, l1_sensitivity, laplace_scale
 from slime_core.errors import SlimeError
@@ -126,11 +125,11 @@ def test_quantise_int8_round_trip_and_binary():
     X = unit(100, 16, nonneg=True)
     d = make_defence("quantise", 8).fit(X)
     Z = d.transform(X)
-    step = d.state["step"]
+    step = d.step  # the defence's own fitted state, as typed attributes
     assert np.all(np.abs(Z - X) <= step / 2 + 1e-6)
-    codes = quantise_codes(X, d.state["lo"], step, 8)
+    codes = quantise_codes(X, d.lo, step, 8)
     assert codes.min() >= 0 and codes.max() <= 255
-    np.testing.assert_allclose(dequantise(codes, d.state["lo"], step), Z, atol=1e-6)
+    np.testing.assert_allclose(dequantise(codes, d.lo, step), Z, atol=1e-6)
     B = apply_defence("quantise", X, 1)
     assert set(np.unique(B)) == {-1.0, 1.0}
     assert 0.4 < (B > 0).mean() < 0.6  # median threshold: non-negative inputs do not collapse to one code
@@ -178,7 +177,7 @@ def test_fit_errors():
     with pytest.raises(SlimeError, match="NaN"):
         apply_defence("noise", np.full((2, 3), np.nan), 0.1)
     with pytest.raises(SlimeError, match="delta"):
-        Defence("gaussian", 1.0, delta=2.0)
+        make_defence("gaussian", 1.0, delta=2.0)
 
 
 def test_parse_strengths():

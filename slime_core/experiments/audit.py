@@ -24,7 +24,7 @@ import numpy as np
 
 from slime_core import align, settings
 from slime_core.attack_spec import AttackSpec
-from slime_core.defend import DEFENCES, SPECS, spec
+from slime_core.defences import defence_spec, list_defences
 from slime_core.encoders import encoder_cfg
 from slime_core.errors import SlimeError
 from slime_core.experiments import defence_curves as _curves
@@ -81,14 +81,14 @@ def _ci(values, n_boot, seed) -> dict:
 
 def attack_grid(setup: "_curves.Setup", n_aligns, ks) -> dict:
     """Undefended attack: alignment cosine per N and tag F1 per (N, k), beside the frequent-tag prior."""
-    attacker, n_boot, seed = setup.attacker, setup.n_boot, setup.seed
+    attacker, n_boot, seed = setup.attacker, setup.n_boot, setup.spec.seed
     pool = attacker.pool_attack
     kmax = max(ks)
     rows, by_n = [], []
     freq = {k: tag_scores([attacker.frequent_tags(k)] * len(setup.refs), setup.refs, setup.scorer) for k in ks}
     for n in n_aligns:
         idx = align.choose_pairs(len(pool), n, seed)
-        fit = align.fit_alignment(setup.X_pool[idx], pool[idx], setup.method)
+        fit = align.fit_alignment(setup.X_pool[idx], pool[idx], setup.spec.method)
         batch = attacker.attack_batch(fit, setup.X_test, kmax, A_true=setup.A_test)
         by_n.append({"n_align": n, "heldout_cosine": fit.heldout_cosine,
                      "test_cosine": _ci(batch.cosines, n_boot, seed)})
@@ -112,9 +112,9 @@ def examples(setup: "_curves.Setup", samples, n: int = 6, seed: int = 0, thumbs:
     samples = [s for s in samples if s.path is not None]
     pick = np.sort(np.random.default_rng(seed).choice(len(samples), size=min(n, len(samples)), replace=False))
     idx = setup.idx
-    fit = align.fit_alignment(setup.X_pool[idx], attacker.pool_attack[idx], setup.method)
+    fit = align.fit_alignment(setup.X_pool[idx], attacker.pool_attack[idx], setup.spec.method)
     aligned = fit.transform(setup.X_test[pick])
-    tags = attacker.retrieve(aligned, setup.k)
+    tags = attacker.retrieve(aligned, setup.spec.top_k)
     near = attacker.neighbours(aligned, 3)
     generated = lowfi.generate(aligned) if lowfi is not None else [None] * len(pick)
     out = []
@@ -124,7 +124,7 @@ def examples(setup: "_curves.Setup", samples, n: int = 6, seed: int = 0, thumbs:
         marked = [{"tag": t, "score": round(sc, 3), "match": "exact" if t in refs else "near" if t in covered else "miss"}
                   for t, sc in tags[j]]
         item = {"image": s.name, "caption": s.captions[0] if s.captions else "", "tags": marked,
-                "frequent_tags": attacker.frequent_tags(setup.k),
+                "frequent_tags": attacker.frequent_tags(setup.spec.top_k),
                 "neighbours": [{"image": name, "score": round(sc, 3)} for name, sc in near[j]]}
         if lowfi is not None:
             item["lowfi_method"] = lowfi.name
@@ -196,9 +196,8 @@ def build_report(attacker, samples, *, grid: AttackSpec = GRID, n_align: int = 3
     `lowfi`: a low-fidelity image maker; each example then shows its generated image beside the original."""
     samples = [s for s in samples if s.path is not None]
     if defences is None:
-        defences = {name: list(SPECS[name].default_strengths) for name in DEFENCES}
-    for name in defences:
-        spec(name)
+        defences = {name: list(defence_spec(name).default_strengths) for name in list_defences()}
+    specs = {name: defence_spec(name) for name in defences}
     grid.within(attacker)
     point = AttackSpec(grid.victim, n_align, k, grid.method, grid.seed).within(attacker)
     victim, method, seed, n_aligns, ks = grid.victim, grid.method, grid.seed, grid.n_align, grid.k
@@ -230,8 +229,8 @@ def build_report(attacker, samples, *, grid: AttackSpec = GRID, n_align: int = 3
         "settings": {"n_aligns": list(n_aligns), "ks": list(ks), "n_align": n_align, "k": k, "bootstrap": n_boot},
         "attack": attack,
         "examples": examples(setup, samples, n_examples, seed, lowfi=lowfi),
-        "defences": {name: {"spec": {"strength": SPECS[name].strength, "protects": SPECS[name].protects,
-                                     "does_not_protect": SPECS[name].does_not}, "rows": rows}
+        "defences": {name: {"spec": {"strength": specs[name].strength, "protects": specs[name].protects,
+                                     "does_not_protect": specs[name].does_not}, "rows": rows}
                      for name, rows in curves.items()},
         "undefended": setup.undefended,
         "paper_figures": load_paper_figures(paper_figures or paper_figures_path()),

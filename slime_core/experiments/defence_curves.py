@@ -62,17 +62,22 @@ import numpy as np
 from slime_core import align
 from slime_core.attack_spec import AttackSpec
 from slime_core.caption_metrics import rouge_l_best
-from slime_core.defend import DEFENCES, make_defence, spec
+from slime_core.defences import create_defence, defence_spec, list_defences
 from slime_core.encoders.base import l2_normalise
 from slime_core.errors import SlimeError
 from slime_core.experiments.batch import attack_batch
 from slime_core.experiments.evaluation import tag_scores
 from slime_core.experiments.knee import mark_knee
 from slime_core.metrics import Estimate, NeighbourhoodScorer, exact_prf, paired_difference
-from slime_core.pipeline import check_held_out, mean_embedding_caption, random_public_captions, write_captions
+from slime_core.pipeline import (
+    Attacker, check_held_out, mean_embedding_caption, random_public_captions, write_captions,
+)
 from slime_core.tags import make_parser, tags_of_captions
 
 RECALL_KS = (1, 5)
+# the undefended reference row: noise at sigma 0 releases the clean embeddings (a copy), and every row and report
+# has always carried it under this name
+UNDEFENDED = ("noise", 0.0)
 log = logging.getLogger(__name__)
 
 
@@ -80,18 +85,14 @@ log = logging.getLogger(__name__)
 class Setup:
     """Everything the measurements share: the clean embeddings, references and baselines."""
 
-    attacker: object
-    victim: str
+    attacker: Attacker
+    spec: AttackSpec  # the attack measured: one victim, one N, one k, its method and pair seed
     names: list[str]
     X_pool: np.ndarray  # (n_pool, d) clean victim embeddings of the public pool
     X_test: np.ndarray  # (n_test, d) clean victim embeddings of the test images
     A_test: np.ndarray  # (n_test, d_a) the attacker's own embeddings of the test images
     refs: list[list[str]]
     scorer: NeighbourhoodScorer
-    n_align: int = 300
-    k: int = 10
-    method: str = "ridge"
-    seed: int = 0
     n_boot: int = 1000
     idx: np.ndarray = field(default=None, repr=False)
     targets: np.ndarray = field(default=None, repr=False)
@@ -131,8 +132,7 @@ def prepare(attacker, samples, spec: AttackSpec, *, n_boot: int = 1000, progress
     X_pool = align.check_embeddings(attacker.victim_pool(victim, progress=progress), f"{victim} pool embeddings")
     X_test = attacker.embed(victim, paths, progress=progress)
     A_test = attacker.embed(b.image_encoder, paths, progress=progress)
-    setup = Setup(attacker, victim, [s.name for s in samples], X_pool, X_test, A_test, refs, scorer, n_align, k,
-                  method, seed, n_boot, idx)
+    setup = Setup(attacker, spec, [s.name for s in samples], X_pool, X_test, A_test, refs, scorer, n_boot, idx)
     setup.targets = _nearest_targets(X_pool, X_test)
     setup.clean_fit = align.fit_alignment(X_pool[idx], pool_attack[idx], method)
     freq = tag_scores([attacker.frequent_tags(k)] * len(refs), refs, scorer)
@@ -148,7 +148,7 @@ def prepare(attacker, samples, spec: AttackSpec, *, n_boot: int = 1000, progress
         setup.zs_vocab = sorted({t for r in refs for t in r})
         setup.zs_text = align.check_embeddings(victim_encoder.encode_texts(setup.zs_vocab),
                                                f"{victim} text embeddings of the test tags")
-    setup.undefended = measure(setup, "noise", 0.0)
+    setup.undefended = measure(setup, *UNDEFENDED)
     return setup
 
 
@@ -158,28 +158,28 @@ def _prepare_captions(setup: Setup, samples, writer) -> None:
     attacker = setup.attacker
     setup.writer = writer
     setup.ref_captions = [s.captions for s in samples]
-    randoms = random_public_captions(attacker, len(samples), setup.seed)
+    randoms = random_public_captions(attacker, len(samples), setup.spec.seed)
     setup.random_caption_rouge = np.array([rouge_l_best(c, refs) for c, refs in zip(randoms, setup.ref_captions)])
-    setup.mean_caption = mean_embedding_caption(attacker, writer, setup.k)
+    setup.mean_caption = mean_embedding_caption(attacker, writer, setup.spec.top_k)
     setup.mean_caption_rouge = np.array([rouge_l_best(setup.mean_caption, refs) for refs in setup.ref_captions])
 
 
 def caption_leakage(setup: Setup, aligned: np.ndarray, tags: list[list[str]]) -> dict:
     """Caption ROUGE-L of the attack on these aligned embeddings, with its paired differences to both priors."""
-    caps = write_captions(setup.attacker, setup.writer, tags, aligned, setup.k,
+    caps = write_captions(setup.attacker, setup.writer, tags, aligned, setup.spec.top_k,
                           "defended", progress=False)
     rl = np.array([rouge_l_best(c, refs) for c, refs in zip(caps, setup.ref_captions)])
     return {**_flat("caption_rouge_l", rl, setup), "caption_writer": setup.writer.model,
             "caption_rouge_l_vs_random_caption": paired_difference(rl, setup.random_caption_rouge, setup.n_boot,
-                                                                   setup.seed),
+                                                                   setup.spec.seed),
             "caption_rouge_l_vs_mean_embedding_caption": paired_difference(rl, setup.mean_caption_rouge,
-                                                                           setup.n_boot, setup.seed)}
+                                                                           setup.n_boot, setup.spec.seed)}
 
 
 def zero_shot_tag_f1(setup: Setup, defence, Z_test: np.ndarray) -> float:
     """The victim's own zero-shot tagging of its defended test embeddings: exact F1 of the top-k tags."""
     sims = l2_normalise(Z_test) @ l2_normalise(defence.transform_query(setup.zs_text)).T
-    top = np.argsort(-sims, axis=1, kind="stable")[:, : setup.k]
+    top = np.argsort(-sims, axis=1, kind="stable")[:, : setup.spec.top_k]
     return float(np.mean([exact_prf([setup.zs_vocab[j] for j in row], ref)["f1"]
                           for row, ref in zip(top, setup.refs)]))
 
@@ -209,20 +209,20 @@ def retrieval_recall(pool_def: np.ndarray, test_def: np.ndarray, targets: np.nda
 def _flat(name: str, values, setup: Setup) -> dict:
     """{name: mean, name_ci: [low, high]} of the per-image values' `Estimate`: the flat layout of the
     `slime defend` JSON (rows are read this way by the Defences page and by bench/ results)."""
-    e = Estimate.bootstrap(values, setup.n_boot, setup.seed)
+    e = Estimate.bootstrap(values, setup.n_boot, setup.spec.seed)
     return {name: e.mean, f"{name}_ci": e.interval}
 
 
 def measure(setup: Setup, defence: str, strength: float, defence_seed: int = 0, **defence_kwargs) -> dict:
     """One point of a curve: the JSON object of the `slime defend` contract."""
     t0 = time.perf_counter()
-    d = make_defence(defence, strength, defence_seed, **defence_kwargs)
+    d = create_defence(defence, strength, defence_seed, **defence_kwargs)
     released = np.concatenate([setup.X_pool, setup.X_test])
     Z = d.fit(released).transform(released)
     Z_pool, Z_test = Z[: len(setup.X_pool)], Z[len(setup.X_pool):]
-    attacker = setup.attacker
-    fit, intercept = align.fit_adaptive(Z_pool[setup.idx], attacker.pool_attack[setup.idx], setup.method)
-    batch = attack_batch(attacker, fit, Z_test, setup.A_test, setup.k, intercept)
+    attacker, spec = setup.attacker, setup.spec
+    fit, intercept = align.fit_adaptive(Z_pool[setup.idx], attacker.pool_attack[setup.idx], spec.method)
+    batch = attack_batch(attacker, fit, Z_test, setup.A_test, spec.top_k, intercept)
     aligned, cos, tags = batch.aligned, batch.cosines, batch.tags
     scores = tag_scores(tags, setup.refs, setup.scorer)
     exact, neigh = scores["exact_f1"], scores["neighbourhood_f1"]
@@ -231,9 +231,9 @@ def measure(setup: Setup, defence: str, strength: float, defence_seed: int = 0, 
         "attacker_intercept": intercept,
         **_flat("exact_f1", exact, setup),
         **_flat("neighbourhood_f1", neigh, setup),
-        "exact_f1_vs_frequent": paired_difference(exact, setup.frequent["exact_f1"], setup.n_boot, setup.seed),
+        "exact_f1_vs_frequent": paired_difference(exact, setup.frequent["exact_f1"], setup.n_boot, spec.seed),
         "neighbourhood_f1_vs_frequent": paired_difference(neigh, setup.frequent["neighbourhood_f1"],
-                                                          setup.n_boot, setup.seed),
+                                                          setup.n_boot, spec.seed),
     }
     baselines = {"frequent": {"exact_f1": float(setup.frequent["exact_f1"].mean()),
                               "neighbourhood_f1": float(setup.frequent["neighbourhood_f1"].mean()),
@@ -256,8 +256,8 @@ def measure(setup: Setup, defence: str, strength: float, defence_seed: int = 0, 
         "baselines": baselines,
         "released_dim": int(Z.shape[1]),
         "defence_info": d.describe(),
-        "victim": setup.victim, "attacker": attacker.bundle.attacker, "n_align": setup.n_align, "k": setup.k,
-        "method": setup.method, "n_images": len(setup.names), "seconds": round(time.perf_counter() - t0, 3),
+        "victim": spec.victim, "attacker": attacker.bundle.attacker, "n_align": spec.n, "k": spec.top_k,
+        "method": spec.method, "n_images": len(setup.names), "seconds": round(time.perf_counter() - t0, 3),
     }
 
 
@@ -267,24 +267,24 @@ def non_adaptive_leakage(setup: Setup, Z_test: np.ndarray) -> dict:
         return {"applicable": False,
                 "why": f"the defence releases {Z_test.shape[1]}-d embeddings; the pre-defence map takes "
                        f"{setup.X_test.shape[1]}-d"}
-    batch = attack_batch(setup.attacker, setup.clean_fit, Z_test, setup.A_test, setup.k)
+    batch = attack_batch(setup.attacker, setup.clean_fit, Z_test, setup.A_test, setup.spec.top_k)
     scores = tag_scores(batch.tags, setup.refs, setup.scorer)
     neigh = scores["neighbourhood_f1"]
     return {"applicable": True, **_flat("alignment_cosine", batch.cosines, setup),
             **_flat("exact_f1", scores["exact_f1"], setup), **_flat("neighbourhood_f1", neigh, setup),
             "neighbourhood_f1_vs_frequent": paired_difference(neigh, setup.frequent["neighbourhood_f1"],
-                                                              setup.n_boot, setup.seed)}
+                                                              setup.n_boot, setup.spec.seed)}
 
 
 def curve(setup: Setup, defence: str, strengths, defence_seed: int = 0, on_step=None, **defence_kwargs) -> list[dict]:
     """One row per strength, the knee flagged (`"knee": true` on exactly one row). `on_step(i, strength)` is
     called before each strength is measured (a progress bar)."""
-    spec(defence)
+    defence_spec(defence)
     strengths = list(strengths)
     if not strengths:
         raise SlimeError("no strengths given.")
     for s in strengths:  # validate every strength before the slow part
-        make_defence(defence, s, defence_seed, **defence_kwargs)
+        create_defence(defence, s, defence_seed, **defence_kwargs)
     rows = []
     for i, s in enumerate(strengths):
         if on_step is not None:
@@ -295,17 +295,14 @@ def curve(setup: Setup, defence: str, strengths, defence_seed: int = 0, on_step=
 
 
 def strengths_for(defence: str, dim: int) -> list:
-    """The defence's default strengths that apply to `dim`-dimensional embeddings; for pca and projection
-    (released dimension d') those up to d, with d itself (nothing dropped) first."""
-    strengths = [s for s in spec(defence).default_strengths if defence not in ("pca", "projection") or s <= dim]
-    if defence in ("pca", "projection") and dim not in strengths:
-        strengths = [dim] + strengths
-    return strengths
+    """The defence's default strengths that apply to `dim`-dimensional embeddings (its spec's own policy: where
+    the strength is the released dimension d', those up to d, with d itself first)."""
+    return defence_spec(defence).strengths_for(dim)
 
 
 def all_curves(setup: Setup, grid: dict | None = None, progress: bool = False) -> dict[str, list[dict]]:
     """Every defence (or those in `grid`: name -> strengths) at its default strengths."""
-    grid = grid or {name: spec(name).default_strengths for name in DEFENCES}
+    grid = grid or {name: defence_spec(name).default_strengths for name in list_defences()}
     out = {}
     for name, strengths in grid.items():
         t0 = time.perf_counter()

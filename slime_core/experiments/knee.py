@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from slime_core.defend import spec
+from slime_core.defences import defence_spec
 
 
 def tradeoff(row: dict, undefended: dict) -> dict:
@@ -48,7 +48,7 @@ def stop_index(rows: list[dict]) -> int | None:
     None when no strength does."""
     if not rows:
         return None
-    up = spec(rows[0]["defence"]).stronger == "up"
+    up = defence_spec(rows[0]["defence"]).stronger == "up"
     order = sorted(range(len(rows)), key=lambda i: rows[i]["strength"] if up else -rows[i]["strength"])
     for i in order:
         if rows[i]["leakage"]["neighbourhood_f1_vs_frequent"]["ci_low"] <= 0:

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
+from slime_core.defences import defence_spec
 from slime_core.present.tables import fmt_strength
-
-LINEAR = ("rotation", "shuffle", "projection")  # linear maps the refitting attacker absorbs
 
 
 def linear_warning(defence: str) -> str | None:
-    if defence not in LINEAR:
+    if not defence_spec(defence).refit_absorbs:  # a keyed linear map: the refitting attacker absorbs it
         return None
     return (f"**{defence}** is a linear map of the embeddings: an attacker who fits its alignment on leaked "
             f"defended pairs absorbs it (least squares recovers a rotation or permutation exactly), so leakage "

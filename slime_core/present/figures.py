@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slime_core.defend import spec
+from slime_core.defences import defence_spec
 from slime_core.errors import SlimeError
 from slime_core.present.tables import fmt_strength, non_adaptive_points
 
@@ -55,7 +55,7 @@ def defence_figure(rows: list[dict], title: str | None = None, selected: dict | 
                                  mode="markers", marker={"symbol": "diamond", "size": 16, "color": "rgba(0,0,0,0)",
                                                          "line": {"color": "black", "width": 3}},
                                  name=f"selected: strength {fmt_strength(selected['strength'])}"))
-    fig.update_layout(title=title or f"{name}: leakage vs utility ({spec(name).strength}); attacker refits on defended pairs",
+    fig.update_layout(title=title or f"{name}: leakage vs utility ({defence_spec(name).strength}); attacker refits on defended pairs",
                       xaxis_title="utility: image-to-image recall@1 (1 = unchanged)", yaxis_title="leakage",
                       template="plotly_white", height=460, legend={"orientation": "h", "y": -0.25})
     fig.update_xaxes(range=[-0.03, 1.05])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from slime_core.defend import SPECS
+from slime_core.defences import defence_spec, list_defences
 from slime_core.present.tables import fmt_strength, non_adaptive_points
 
 TAG, CAPTION, PRIOR, NON_ADAPTIVE = "#1f77b4", "#9467bd", "#d62728", "#17becf"
@@ -64,7 +64,7 @@ def _panel(ax, name: str, rows: list[dict], captions: bool) -> None:
     if len(set(zip(x, y))) == 1 and len(rows) > 1:
         ax.text(0.98, 0.95, "all strengths give the same point", transform=ax.transAxes, fontsize=7, color="#666",
                 ha="right")
-    ax.set_title(f"{name} ({SPECS[name].short if name in SPECS else ''})", fontsize=9, loc="left")
+    ax.set_title(f"{name} ({defence_spec(name).short if name in list_defences() else ''})", fontsize=9, loc="left")
     ax.set_xlim(-0.03, 1.05)
     ax.set_xlabel("recall@1 (utility)", fontsize=8)
     ax.tick_params(labelsize=7)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from slime_core.defend import spec
+from slime_core.defences import defence_spec
 
 GRAPH_METRICS = ("object_f1", "relation_f1", "relation_type_f1")  # graph_scores' keys, in table order
 
@@ -107,7 +107,7 @@ def defence_table(rows: list[dict]) -> str:
         return "(no rows)"
     r0 = rows[0]
     base = r0["baselines"]["frequent"]
-    lines = [f"defence {r0['defence']} ({spec(r0['defence']).strength}); victim {r0['victim']} -> {r0['attacker']}, "
+    lines = [f"defence {r0['defence']} ({defence_spec(r0['defence']).strength}); victim {r0['victim']} -> {r0['attacker']}, "
              f"N={r0['n_align']} refitted on defended pairs, k={r0['k']}, {r0['n_images']} test images",
              f"prior baseline (k most frequent tags): tag F1 {base['exact_f1']:.3f}, neighbourhood F1 "
              f"{base['neighbourhood_f1']:.3f}; cosine of the mean public embedding {base.get('alignment_cosine', float('nan')):.3f}; "
