@@ -65,8 +65,7 @@ from slime_core.caption_metrics import rouge_l_best
 from slime_core.defences import create_defence, defence_spec, list_defences
 from slime_core.encoders.base import l2_normalise
 from slime_core.errors import SlimeError
-from slime_core.experiments.batch import attack_batch
-from slime_core.experiments.evaluation import tag_scores
+from slime_core.metrics import tag_scores
 from slime_core.experiments.knee import mark_knee
 from slime_core.metrics import Estimate, NeighbourhoodScorer, exact_prf, paired_difference
 from slime_core.pipeline import (
@@ -222,7 +221,7 @@ def measure(setup: Setup, defence: str, strength: float, defence_seed: int = 0, 
     Z_pool, Z_test = Z[: len(setup.X_pool)], Z[len(setup.X_pool):]
     attacker, spec = setup.attacker, setup.spec
     fit, intercept = align.fit_adaptive(Z_pool[setup.idx], attacker.pool_attack[setup.idx], spec.method)
-    batch = attack_batch(attacker, fit, Z_test, setup.A_test, spec.top_k, intercept)
+    batch = attacker.attack_batch(fit, Z_test, spec.top_k, A_true=setup.A_test)  # the map owns its intercept
     aligned, cos, tags = batch.aligned, batch.cosines, batch.tags
     scores = tag_scores(tags, setup.refs, setup.scorer)
     exact, neigh = scores["exact_f1"], scores["neighbourhood_f1"]
@@ -267,7 +266,7 @@ def non_adaptive_leakage(setup: Setup, Z_test: np.ndarray) -> dict:
         return {"applicable": False,
                 "why": f"the defence releases {Z_test.shape[1]}-d embeddings; the pre-defence map takes "
                        f"{setup.X_test.shape[1]}-d"}
-    batch = attack_batch(setup.attacker, setup.clean_fit, Z_test, setup.A_test, setup.spec.top_k)
+    batch = setup.attacker.attack_batch(setup.clean_fit, Z_test, setup.spec.top_k, A_true=setup.A_test)
     scores = tag_scores(batch.tags, setup.refs, setup.scorer)
     neigh = scores["neighbourhood_f1"]
     return {"applicable": True, **_flat("alignment_cosine", batch.cosines, setup),
