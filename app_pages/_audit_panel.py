@@ -7,14 +7,15 @@ import time
 
 import streamlit as st
 
-from app_pages import _lowfi, common
-from slime_core import availability
 from slime_core.attack_spec import AttackSpec, parse_ints
-from slime_core.defences import defence_spec, list_defences
-from slime_core.errors import SlimeError
 from slime_core.experiments.audit import build_report, paper_figures_path
+from slime_core.infra.errors import SlimeError
 from slime_core.pipeline import lowfi_maker
 from slime_core.present.html_report import report_texts
+from slime_core.stages.defences import defence_spec, list_defences
+from slime_core.stages.encoders import availability
+
+from app_pages import _lowfi, common
 
 INTRO = ("One self-contained HTML file (plus the same numbers as JSON), as `slime report` writes it: the threat "
          "model, the models used, alignment cosine vs N, leakage per k beside the prior, example images with what "

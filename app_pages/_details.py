@@ -8,12 +8,13 @@ import functools
 import pandas as pd
 import streamlit as st
 
-from app_pages import common
-from slime_core import align
-from slime_core import headline as hl
-from slime_core.errors import SlimeError
+from slime_core.experiments import headline as hl
 from slime_core.experiments import single_image as sup
-from slime_core.infer import graph_from_tags
+from slime_core.infra.errors import SlimeError
+from slime_core.stages import align
+from slime_core.stages.infer import graph_from_tags
+
+from app_pages import common
 
 
 def neighbours(attacker, result, stacked: bool = False) -> None:

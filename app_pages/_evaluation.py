@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import streamlit as st
 
+from slime_core.attack_spec import AttackSpec
+from slime_core.stages.data import load_folder
+from slime_core.stages.write import make_writer
+
 from app_pages._resources import get_attacker, get_parser, get_scorer, reference_tags
 from app_pages._writers import get_writer
-from slime_core.attack_spec import AttackSpec
-from slime_core.data import load_folder
-from slime_core.write import make_writer
 
 EVAL_SPLIT = "test"
 

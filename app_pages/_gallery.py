@@ -12,10 +12,11 @@ import threading
 import numpy as np
 import streamlit as st
 
+from slime_core.experiments import headline as hl
+from slime_core.infra import settings
+from slime_core.stages.data import load_folder
+
 from app_pages import common
-from slime_core import headline as hl
-from slime_core import settings
-from slime_core.data import load_folder
 
 DEFAULTS = hl.DEFAULT_SETTINGS
 

@@ -13,7 +13,7 @@ import functools
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from slime_core.errors import mask_output, register_secrets
+from slime_core.infra.errors import mask_output, register_secrets
 
 SHOWN = ("markdown", "write", "caption", "code", "text", "error", "warning", "info", "success", "json", "title",
          "header", "subheader", "download_button", "dataframe", "table", "metric", "latex", "toast", "exception",
@@ -64,7 +64,7 @@ def _gated(fn):
 def _register_streamlit_secrets() -> None:
     """The values of st.secrets whose names say they are secrets (OPENAI_API_KEY, [openai] api_key, ...); other
     settings kept there (a data folder) are not masked."""
-    from slime_core.settings import is_secret_name
+    from slime_core.infra.settings import is_secret_name
 
     try:
         values = []

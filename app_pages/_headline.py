@@ -8,8 +8,9 @@ import re
 
 import streamlit as st
 
+from slime_core.experiments import headline as hl
+
 from app_pages._show import plain
-from slime_core import headline as hl
 
 COLOURS = {"exact": ("#1e8449", "#ffffff"), "neighbourhood": ("#f5b041", "#222222"), "miss": ("#e5e7e9", "#444444")}
 LEGEND = ("**green** = one of this photo's own tags (exact) · **amber** = next to one (among its 5 nearest "

@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
+from slime_core.experiments import headline as hl
+from slime_core.infra.errors import SlimeError
+from slime_core.stages import uploads as sup
+from slime_core.stages.encoders import availability
+
 from app_pages import _gallery, common
-from slime_core import availability
-from slime_core import uploads as sup
-from slime_core import headline as hl
-from slime_core.errors import SlimeError
 
 SOURCES = ["Demo gallery", "Upload a photo", "Upload a victim embedding"]
 

@@ -15,9 +15,10 @@ import hashlib
 
 import streamlit as st
 
+from slime_core.infra.errors import SlimeError
+from slime_core.stages.encoders import availability
+
 from app_pages import _details, common
-from slime_core import availability
-from slime_core.errors import SlimeError
 
 NONE = "none"
 LABELS = {"offline": "offline (TAEF2 latent inversion, a few s)", "kandinsky": "Kandinsky 2.2 (the paper's decoder)",
@@ -29,7 +30,7 @@ WIDTHS = [1.0, 1.0, 1.0, 1.0, 1.0, 1.6]
 def lowfi_problem(method: str, image_encoder: str) -> str | None:
     """None when `method`'s generator can run for an attacker whose attack space is `image_encoder`, else why not;
     nothing is loaded (the first generation loads it)."""
-    from slime_core.lowfi import check_lowfi
+    from slime_core.stages.lowfi import check_lowfi
 
     try:
         check_lowfi(method, image_encoder)

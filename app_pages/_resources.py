@@ -2,7 +2,7 @@
 `st.cache_resource`), the tag parser and text scorer around the models it loads, the public captions, the demo
 gallery, and embeddings of one photo.
 
-Loaded models have one owner, slime_core.loaded_models, which every session shares; this module caches only the
+Loaded models have one owner, slime_core.infra.loaded_models, which every session shares; this module caches only the
 attacker and data, so a slider change redoes only the cheap steps. Science lives in slime_core; this module only
 wires it to Streamlit. slime_core.pipeline and slime_core.experiments import torch (1-2 s), so the app imports
 them inside the functions that use them: a page draws its first elements before torch loads.
@@ -14,13 +14,14 @@ from pathlib import Path
 
 import streamlit as st
 
+from slime_core.infra import settings
+from slime_core.infra.errors import SlimeError
+from slime_core.stages.data import load_folder
+from slime_core.stages.encoders.base import content_hash
+from slime_core.stages.tags import make_parser, tags_of_captions
+from slime_core.stages.uploads import check_image_upload
+
 from app_pages._show import show_error
-from slime_core import settings
-from slime_core.data import load_folder
-from slime_core.encoders.base import content_hash
-from slime_core.errors import SlimeError
-from slime_core.tags import make_parser, tags_of_captions
-from slime_core.uploads import check_image_upload
 
 
 @st.cache_resource(show_spinner="Loading the attacker bundle ...")

@@ -8,7 +8,6 @@ from contextlib import contextmanager
 
 import streamlit as st
 
-
 # Characters that make Markdown links, emphasis, code, HTML, tables, Streamlit colour/icon directives or LaTeX.
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]()<>#!|~$:])")
 _LIST_START = re.compile(r"^(\s*)([-+]|\d+\.)")

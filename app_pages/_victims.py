@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from slime_core.infra.errors import SlimeError
+from slime_core.stages.encoders.availability import victim_choices
+
 from app_pages._resources import get_attacker
-from slime_core.availability import victim_choices
-from slime_core.errors import SlimeError
 
 
 @st.cache_resource(show_spinner="Checking which paper encoders can load here ...")

@@ -1,12 +1,13 @@
-"""Caption writers (the local LLM's weights are loaded once per process by slime_core.loaded_models), which ones
+"""Caption writers (the local LLM's weights are loaded once per process by slime_core.infra.loaded_models), which ones
 are offered here, and the caption prior (the writer's caption of the mean public embedding)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from slime_core.stages.write import make_writer
+
 from app_pages._resources import get_attacker, public_captions
-from slime_core.write import make_writer
 
 
 def get_writer(spec: str, mode: str | None = None):

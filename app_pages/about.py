@@ -7,12 +7,13 @@ import json
 import pandas as pd
 import streamlit as st
 
-from app_pages import common
-from slime_core.encoders import encoder_cfg, encoder_names
-from slime_core.errors import SlimeError
 from slime_core.experiments.audit import PAPER_FIGURES_ENV, load_paper_figures, paper_figures_path
-from slime_core import settings
+from slime_core.infra import settings
+from slime_core.infra.errors import SlimeError
 from slime_core.present.figures import paper_figure, training_size_figure
+from slime_core.stages.encoders import encoder_cfg, encoder_names
+
+from app_pages import common
 
 st.title("About SLImE")
 st.markdown("""

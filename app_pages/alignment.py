@@ -5,11 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app_pages import common
 from slime_core.experiments import explore
+from slime_core.infra.errors import SlimeError
 from slime_core.present import app_figures
-from slime_core.align import list_alignment_methods
-from slime_core.errors import SlimeError
+from slime_core.stages.align import list_alignment_methods
+
+from app_pages import common
 
 st.title("Alignment explorer")
 st.caption("Held-out cosine between aligned victim embeddings and the attacker's own embeddings of the same public "

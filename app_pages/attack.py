@@ -1,16 +1,17 @@
 """Page 1 - attack one image: the leak in one screen (photo, coloured tags, caption, both numbers beside their
 priors), then original | generated image | nearest photos | tags | caption | scene graph side by side, then the
-details. Layout lives in app_pages/_*.py, the science in slime_core.headline and slime_core.pipeline."""
+details. Layout lives in app_pages/_*.py, the science in slime_core.experiments.headline and slime_core.pipeline."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from app_pages import _details, _gallery, _headline, _inputs, _lowfi, _picker, _show, common
-from slime_core import headline as hl
-from slime_core.align import list_alignment_methods
 from slime_core.attack_spec import AttackSpec
-from slime_core.errors import SlimeError
+from slime_core.experiments import headline as hl
+from slime_core.infra.errors import SlimeError
+from slime_core.stages.align import list_alignment_methods
+
+from app_pages import _details, _gallery, _headline, _inputs, _lowfi, _picker, _show, common
 
 t1, t2 = st.columns([3, 1])
 t1.markdown("### What one image embedding gives away")

@@ -7,14 +7,15 @@ import json
 
 import streamlit as st
 
-from app_pages import _audit_panel, common
-from slime_core.align import list_alignment_methods
 from slime_core.attack_spec import AttackSpec, parse_ints
-from slime_core.errors import SlimeError
-from slime_core.metrics import TAG_METRICS
+from slime_core.infra.errors import SlimeError
 from slime_core.present import app_figures as sup
 from slime_core.present.html_report import evaluation_report, render_html
 from slime_core.present.tables import evaluation_table
+from slime_core.stages.align import list_alignment_methods
+from slime_core.stages.metrics import TAG_METRICS
+
+from app_pages import _audit_panel, common
 
 st.title("Batch report")
 st.caption("The `slime eval` table in the browser: alignment cosine and tag P/R/F1 per (N, k) on held-out test "

@@ -13,11 +13,26 @@ from __future__ import annotations
 
 from app_pages import _gate
 from app_pages._evaluation import EVAL_SPLIT, defence_setup, eval_samples, run_evaluation
-from app_pages._resources import (attacker_or_stop, embed_path, embed_upload, gallery, get_attacker, get_parser,
-                                  get_scorer, pool_image, public_captions, reference_tags)
+from app_pages._resources import (
+    attacker_or_stop,
+    embed_path,
+    embed_upload,
+    gallery,
+    get_attacker,
+    get_parser,
+    get_scorer,
+    pool_image,
+    public_captions,
+    reference_tags,
+)
 from app_pages._show import plain, show_error, timed
-from app_pages._victims import (encoder_problem, finish_victim_options, unavailable_expander, victim_options,
-                                victim_options_fast)
+from app_pages._victims import (
+    encoder_problem,
+    finish_victim_options,
+    unavailable_expander,
+    victim_options,
+    victim_options_fast,
+)
 from app_pages._writers import NO_PUBLIC_CAPTIONS, get_writer, mean_caption, writer_options
 
 __all__ = ["EVAL_SPLIT", "NO_PUBLIC_CAPTIONS", "attacker_or_stop", "defence_setup", "embed_path", "embed_upload",

@@ -8,14 +8,15 @@ import json
 
 import streamlit as st
 
-from app_pages import common
-from slime_core.defences import defence_spec, list_defences
 from slime_core.experiments import defence_curves as curves
+from slime_core.infra.errors import SlimeError
 from slime_core.present import defence_panel as panel
 from slime_core.present.figures import defence_figure
 from slime_core.present.serialise import jsonable
 from slime_core.present.tables import defence_table, fmt_strength
-from slime_core.errors import SlimeError
+from slime_core.stages.defences import defence_spec, list_defences
+
+from app_pages import common
 
 st.title("Defences")
 st.caption("The owner transforms its image embeddings before they leave it; the attacker adapts by refitting its "

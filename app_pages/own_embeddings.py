@@ -9,13 +9,14 @@ import zipfile
 import pandas as pd
 import streamlit as st
 
-from app_pages import common
-from slime_core import headline as hl
-from slime_core import uploads as sup
-from slime_core.align import list_alignment_methods
-from slime_core.errors import SlimeError
 from slime_core.experiments import explore
+from slime_core.experiments import headline as hl
+from slime_core.infra.errors import SlimeError
 from slime_core.present.html_report import own_embeddings_report, render_html
+from slime_core.stages import uploads as sup
+from slime_core.stages.align import list_alignment_methods
+
+from app_pages import common
 
 st.title("Your own embeddings")
 st.caption("Audit your own image embedder without sharing it: embed the public pool images with your model, upload "

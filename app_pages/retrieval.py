@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages import common
-from slime_core.experiments import explore
-from slime_core.present import app_figures as sup
-from slime_core.align import list_alignment_methods
 from slime_core.attack_spec import AttackSpec
-from slime_core.errors import SlimeError
-from slime_core.metrics import TAG_METRICS
+from slime_core.experiments import explore
+from slime_core.infra.errors import SlimeError
+from slime_core.present import app_figures as sup
+from slime_core.stages.align import list_alignment_methods
+from slime_core.stages.metrics import TAG_METRICS
+
+from app_pages import common
 
 st.title("Retrieval explorer")
 st.caption("Exact and neighbourhood tag precision/recall/F1 on held-out test images. Each attack figure is a mean "

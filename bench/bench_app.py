@@ -76,12 +76,12 @@ def phases() -> int:
     import streamlit  # noqa: F401
 
     lap("import streamlit")
-    from slime_core.experiments.single_image import caption_scores, single_image_scores
-    from slime_core.pipeline import embed_cached as embed_images
     import torch
 
     from slime_core.attack_spec import AttackSpec
+    from slime_core.experiments.single_image import caption_scores, single_image_scores
     from slime_core.pipeline import DEMO_DATA, Attacker
+    from slime_core.pipeline import embed_cached as embed_images
 
     torch.set_num_threads(int(os.environ.get("SLIME_APP_THREADS", "1")))  # as app_pages/_resources.py does
     lap("import slime_core (torch)")
@@ -93,14 +93,14 @@ def phases() -> int:
     result = attacker.attack(embedding=emb, spec=AttackSpec("lite0", 300, 10))
     lap("align N=300 + retrieve")
     out["time_to_tags_s"] = round(time.perf_counter() - start, 2)
-    from slime_core.tags import make_parser, tags_of_captions
+    from slime_core.stages.tags import make_parser, tags_of_captions
 
     refs = list(tags_of_captions(first["captions"], make_parser("spacy")))
     lap("spaCy parser + reference tags")
     scorer = attacker.scorer()
     single_image_scores(attacker, result, refs, scorer)
     lap("text encoder + tag scores")
-    from slime_core.write import make_writer
+    from slime_core.stages.write import make_writer
 
     public = attacker.captions_of(attacker.bundle.pool["images"])
     if public:

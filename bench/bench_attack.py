@@ -19,10 +19,10 @@ import time
 import numpy as np
 import torch
 
-from slime_core import align
 from slime_core.attack_spec import AttackSpec
 from slime_core.pipeline import Attacker, default_data
-from slime_core.retrieve import TagIndex
+from slime_core.stages import align
+from slime_core.stages.retrieve import TagIndex
 
 
 def timed(fn, repeats: int) -> float:

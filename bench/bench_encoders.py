@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from slime_core import settings
-from slime_core.encoders import get_encoder
+from slime_core.infra import settings
+from slime_core.stages.encoders import get_encoder
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--n", type=int, default=64)

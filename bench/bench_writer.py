@@ -9,7 +9,7 @@ import torch
 
 from slime_core.attack_spec import AttackSpec
 from slime_core.pipeline import Attacker, default_data
-from slime_core.write import LocalWriter
+from slime_core.stages.write import LocalWriter
 
 torch.set_num_threads(2)
 attacker = Attacker()

@@ -2,9 +2,8 @@
 
     python bench/code_shape.py [--module-lines 400] [--function-lines 60] [--page-lines 120] [PATH ...]
 
-PATHs default to slime_core, app_pages and app.py. Also listed: imports that go up a layer (a stage in
-slime_core/ importing slime_core.experiments or slime_core.present; an experiment importing present; anything
-but a surface importing the CLI), and imports of the package's own modules made inside functions (per file: the
+PATHs default to slime_core, app_pages and app.py. Also listed: imports that go up a layer (the folders, bottom to
+top: infra/, stages/, the pipeline and training/, experiments/, present/, cli/ — see LAYERS), and imports of the package's own modules made inside functions (per file: the
 CLI's keep start-up fast, the app's keep torch after the first paint, two break cycles). Function length is the span of its lines (decorators
 and docstring included) as `ast` reports it; nested functions are counted on their own as well.
 Three more lists point at work for the registries and the layering: functions that dispatch on a name with 3 or
@@ -54,15 +53,20 @@ def long_functions(path: Path, limit: int) -> list[tuple[str, int, int]]:
     return found
 
 
-LAYERS = {"experiments": 1, "present": 2, "cli": 3, "cli_args": 3, "cli_paper": 3}  # the CLI is a surface;
-# everything else in slime_core/ is layer 0 (the stages)
+# slime_core's folders, bottom to top: what every layer may use, the paper's stages, the pipeline that chains them
+# (and training, beside it), the experiments, their presentation, the CLI (a surface). The package's own
+# __init__ (the public API's lazy names) stands outside the layers.
+LAYERS = {"infra": 0, "stages": 1, "pipeline": 2, "attack_spec": 2, "attack_result": 2, "training": 2,
+          "experiments": 3, "present": 4, "cli": 5}
 
 
 def layer(module: str) -> int | None:
     parts = module.split(".")
     if parts[0] != "slime_core":
         return None
-    return LAYERS.get(parts[1], 0) if len(parts) > 1 else 0
+    if len(parts) < 2 or parts[1] == "__init__":
+        return None
+    return LAYERS.get(parts[1])
 
 
 def upward_imports(path: Path) -> list[tuple[int, str]]:
@@ -140,7 +144,7 @@ def name_dispatches(path: Path, least: int = 3) -> list[tuple[str, int, int]]:
 
 
 def module_name(path: Path, root: Path = REPO) -> str:
-    """slime_core/encoders/base.py -> slime_core.encoders.base; a package's __init__.py -> the package."""
+    """slime_core/stages/encoders/base.py -> slime_core.stages.encoders.base; a package's __init__.py -> the package."""
     parts = path.resolve().relative_to(root.resolve()).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
@@ -275,7 +279,7 @@ def main(argv=None) -> int:
         print(f"  {n:5d}  {path}:{line}  {name}")
     ups = [(rel(f), line, name) for f in files if f.resolve().is_relative_to(REPO / "slime_core")
            for line, name in upward_imports(f)]
-    print(f"imports going up a layer (stages < experiments < present < cli): {len(ups)}")
+    print(f"imports going up a layer (infra < stages < pipeline, training < experiments < present < cli): {len(ups)}")
     for path, line, name in ups:
         print(f"  {path}:{line}  {name}")
     inner = sorted(((rel(f), inner_imports(f)) for f in files), key=lambda r: -r[1])

@@ -51,9 +51,10 @@ def run_all(data: Path, out: Path) -> None:
     for name, argv in commands(data, out).items():
         if name == "attack_folder":  # every test photo would take minutes: a folder of the first 8
             argv = _small_folder(data, out, argv)
-        done = subprocess.run([sys.executable, "-m", "slime_core.cli", *argv], capture_output=True, text=True,
+        done = subprocess.run([sys.executable, "-m", "slime_core.cli.main", *argv], capture_output=True, text=True,
                               env=env, cwd=REPO)
-        (out / f"{name}.stdout").write_text(done.stdout)
+        # where the checkout and the outputs lie is not part of the output
+        (out / f"{name}.stdout").write_text(done.stdout.replace(str(out), "<out>").replace(str(REPO), "<repo>"))
         (out / f"{name}.rc").write_text(str(done.returncode))
         print(f"{name}: exit {done.returncode} {done.stderr.strip().splitlines()[-1:] if done.returncode else ''}",
               file=sys.stderr)

@@ -23,14 +23,14 @@ sys.path.insert(0, str(REPO))
 
 from slime_core.attack_spec import AttackSpec  # noqa: E402
 from slime_core.experiments import defence_curves as curves  # noqa: E402
-from slime_core.data import load_folder  # noqa: E402
-from slime_core.defences import defence_spec, list_defences, parse_strengths  # noqa: E402
 from slime_core.pipeline import Attacker  # noqa: E402
 from slime_core.present.figures import defence_figure  # noqa: E402
 from slime_core.present.overview_png import render_png  # noqa: E402
 from slime_core.present.serialise import jsonable  # noqa: E402
 from slime_core.present.tables import defence_table  # noqa: E402
-from slime_core.write import make_writer  # noqa: E402
+from slime_core.stages.data import load_folder  # noqa: E402
+from slime_core.stages.defences import defence_spec, list_defences, parse_strengths  # noqa: E402
+from slime_core.stages.write import make_writer  # noqa: E402
 
 
 def write_pictures(results: dict, stem: Path) -> None:

@@ -12,10 +12,10 @@ import json
 
 import numpy as np
 
-from slime_core import headline as hl
-from slime_core.data import load_folder
+from slime_core.experiments import headline as hl
 from slime_core.pipeline import DEMO_DATA, Attacker
-from slime_core.tags import make_parser
+from slime_core.stages.data import load_folder
+from slime_core.stages.tags import make_parser
 
 DEFAULTS = hl.DEFAULT_SETTINGS
 

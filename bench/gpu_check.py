@@ -33,9 +33,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from slime_core import build_scale  # noqa: E402
-from slime_core.errors import SlimeError  # noqa: E402
-from slime_core.retrieve import HeadConfig, TagIndex  # noqa: E402
+from slime_core.infra.errors import SlimeError  # noqa: E402
+from slime_core.stages.retrieve import HeadConfig, TagIndex  # noqa: E402
+from slime_core.training import build_scale  # noqa: E402
 
 TINY_CFG = {"embed_dim": 32, "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
             "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1}}
@@ -58,7 +58,7 @@ def timed(fn, device: str, repeat: int) -> float:
 
 
 def image_encoder(args, device: str):
-    from slime_core.encoders import get_encoder
+    from slime_core.stages.encoders import get_encoder
 
     if args.tiny:
         path = Path(tempfile.mkdtemp()) / "slime-gpucheck-tiny.json"

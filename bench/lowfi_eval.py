@@ -22,17 +22,29 @@ import numpy as np
 import torch
 from PIL import Image
 
-from slime_core import detect
-from slime_core.data import load_folder
-from slime_core.encoders import get_encoder
 from slime_core.experiments.objects_eval import prior_objects, score_sources, union
-from slime_core.objects import detect_objects, read_pool_objects
-from slime_core.generate import (ImageTower, InvertConfig, LatentRegressor, OfflineGenerator, PixelConfig,
-                                 invert_pixels, to_images)
-from slime_core.metrics import Estimate
-from slime_core.objects import objects_from_captions, objects_from_tags, object_scores
 from slime_core.pipeline import Attacker
-from slime_core.taef2 import load_taef2
+from slime_core.stages import detect
+from slime_core.stages.data import load_folder
+from slime_core.stages.encoders import get_encoder
+from slime_core.stages.generate import (
+    ImageTower,
+    InvertConfig,
+    LatentRegressor,
+    OfflineGenerator,
+    PixelConfig,
+    invert_pixels,
+    to_images,
+)
+from slime_core.stages.metrics import Estimate
+from slime_core.stages.objects import (
+    detect_objects,
+    object_scores,
+    objects_from_captions,
+    objects_from_tags,
+    read_pool_objects,
+)
+from slime_core.stages.taef2 import load_taef2
 
 
 def top5_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:

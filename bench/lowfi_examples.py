@@ -10,11 +10,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lowfi_eval import example_rows, examples  # noqa: E402 - the evaluation's own picture rule
-from slime_core.data import load_folder
-from slime_core.generate import (ImageTower, InvertConfig, LatentRegressor, OfflineGenerator, PixelConfig,
-                                 invert_pixels, to_images)
+
 from slime_core.pipeline import INIT_PHOTOS, Attacker
-from slime_core.taef2 import load_taef2
+from slime_core.stages.data import load_folder
+from slime_core.stages.generate import (
+    ImageTower,
+    InvertConfig,
+    LatentRegressor,
+    OfflineGenerator,
+    PixelConfig,
+    invert_pixels,
+    to_images,
+)
+from slime_core.stages.taef2 import load_taef2
 
 DATA = Path("../shared/data/flickr8k_8k_224")
 

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from slime_core.taef2 import load_taef2
+from slime_core.stages.taef2 import load_taef2
 
 
 def main() -> None:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from slime_core.data import load_folder
-from slime_core.metrics import exact_prf
 from slime_core.pipeline import Attacker
-from slime_core.tags import make_parser, tags_of_samples
+from slime_core.stages.data import load_folder
+from slime_core.stages.metrics import exact_prf
+from slime_core.stages.tags import make_parser, tags_of_samples
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "flickr8k_8k_224"
 

@@ -1,13 +1,18 @@
 """Does the DCN-v2 ranker help when trained on held-out images? 3-fold cross-validation on the dev split:
 the ranker learns from 2/3 of dev (true + cross-fitted aligned lite0/lite1 embeddings) and re-ranks the other
 third (aligned lite0), against plain prior-weighted retrieval. Run: python bench/ranker_on_dev.py"""
-import numpy as np, torch, time
-from slime_core.bundle import load_bundle
-from slime_core import retrieve
-from slime_core.build import cross_fitted, evaluate_tags, top_tags
-from slime_core.rank import RankerConfig, train_ranker, rerank
-from slime_core.metrics import NeighbourhoodScorer
-from slime_core.encoders import get_encoder
+import time
+
+import numpy as np
+import torch
+
+from slime_core.stages import retrieve
+from slime_core.stages.bundle import load_bundle
+from slime_core.stages.encoders import get_encoder
+from slime_core.stages.metrics import NeighbourhoodScorer
+from slime_core.stages.rank import RankerConfig, rerank, train_ranker
+from slime_core.training.build import cross_fitted, evaluate_tags, top_tags
+
 torch.set_num_threads(2)
 b=load_bundle()
 splits=np.array(b.pool['splits']); dev=np.where(splits=='dev')[0]

@@ -45,7 +45,7 @@ def subset_folder(data: Path, size: int, out: Path, seed: int) -> Path:
 
 def run(args: list[str]) -> None:
     print("+ slime " + " ".join(args), flush=True)
-    subprocess.run([sys.executable, "-m", "slime_core.cli", *args], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-m", "slime_core.cli.main", *args], cwd=ROOT, check=True)
 
 
 def point(result: dict, section: str, metric: str, prior: str, diff: str) -> dict:

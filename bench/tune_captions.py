@@ -15,15 +15,15 @@ import json
 from pathlib import Path
 
 import numpy as np
-
-from slime_core import align, settings
 from tqdm.auto import tqdm
 
-from slime_core.caption_metrics import rouge_l_best, rouge_l_matrix
-from slime_core.data import load_folder
-from slime_core.encoders import EmbeddingCache, get_encoder
-from slime_core.metrics import Estimate, Difference
-from slime_core.write import mbr_choice
+from slime_core.infra import settings
+from slime_core.stages import align
+from slime_core.stages.caption_metrics import rouge_l_best, rouge_l_matrix
+from slime_core.stages.data import load_folder
+from slime_core.stages.encoders import EmbeddingCache, get_encoder
+from slime_core.stages.metrics import Difference, Estimate
+from slime_core.stages.write import mbr_choice
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "flickr8k_8k_224"
 OUT = Path(__file__).resolve().parent / "results" / "tune_captions.json"

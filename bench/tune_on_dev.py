@@ -23,12 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slime_core import align, build, build_scale, retrieve, settings
-from slime_core.data import load_folder
-from slime_core.encoders import EmbeddingCache, get_encoder
-from slime_core.metrics import NeighbourhoodScorer, exact_prf
-from slime_core.retrieve import HeadConfig
-from slime_core.tags import make_parser
+from slime_core.infra import settings
+from slime_core.stages import align, retrieve
+from slime_core.stages.data import load_folder
+from slime_core.stages.encoders import EmbeddingCache, get_encoder
+from slime_core.stages.metrics import NeighbourhoodScorer, exact_prf
+from slime_core.stages.retrieve import HeadConfig
+from slime_core.stages.tags import make_parser
+from slime_core.training import build, build_scale
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "flickr8k_8k_224"
 OUT = Path(__file__).resolve().parent / "results" / "tune_on_dev.json"

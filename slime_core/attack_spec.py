@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from slime_core.align import alignment_method
-from slime_core.errors import SlimeError
+from slime_core.infra.errors import SlimeError
+from slime_core.stages.align import alignment_method
 
 
 def parse_ints(text, what: str = "value") -> list[int]:

@@ -19,18 +19,19 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from slime_core import align, loaded_models, lowfi, retrieve, settings
 from slime_core.attack_result import AttackResult, BatchAttack
 from slime_core.attack_spec import AttackSpec
-from slime_core.bundle import Bundle, load_bundle
-from slime_core.data import load_folder
-from slime_core.encoders import EmbeddingCache, encoder_cfg, fingerprint, get_encoder
-from slime_core.errors import SlimeError
-from slime_core.infer import graph_from_tags
-from slime_core.metrics import NeighbourhoodScorer
-from slime_core.rank import rerank
-from slime_core.uploads import check_degenerate, order_pool_upload
-from slime_core.write import check_final_parts, final_prompt_from
+from slime_core.infra import loaded_models, settings
+from slime_core.infra.errors import SlimeError
+from slime_core.stages import align, lowfi, retrieve
+from slime_core.stages.bundle import Bundle, load_bundle
+from slime_core.stages.data import load_folder
+from slime_core.stages.encoders import EmbeddingCache, encoder_cfg, fingerprint, get_encoder, weights_identity
+from slime_core.stages.infer import graph_from_tags
+from slime_core.stages.metrics import NeighbourhoodScorer
+from slime_core.stages.rank import rerank
+from slime_core.stages.uploads import check_degenerate, order_pool_upload
+from slime_core.stages.write import check_final_parts, final_prompt_from
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class Attacker:
         return self._scorer
 
     def encoder(self, name: str):
-        """The encoder called `name`; its weights are loaded once per process (slime_core.loaded_models)."""
+        """The encoder called `name`; its weights are loaded once per process (slime_core.infra.loaded_models)."""
         return get_encoder(name)
 
     def embed(self, victim: str, images: list, progress: bool = False) -> np.ndarray:
@@ -216,7 +217,7 @@ class Attacker:
         """Pool photo name -> the COCO classes a detector found in it, from the bundle's pool_objects.json (written
         by the build, `objects.write_pool_objects`); {} for a bundle without one."""
         if self._pool_objects is None:
-            from slime_core import objects  # imports the detector's torchvision: only once objects are asked for
+            from slime_core.stages import objects  # imports the detector's torchvision: only once objects are asked for
 
             try:
                 self._pool_objects = (objects.read_pool_objects(self.bundle.path) if self.bundle.path else None) or {}
@@ -245,7 +246,10 @@ class Attacker:
     def objects_of(self, tags: list[str], image=None, nearest: str | None = None) -> dict:
         """The COCO classes named by `tags` (their nouns), detected in `image` (the generated picture; None: not
         made, "generated" is None) and in the public photo `nearest`, and their union (in that order)."""
-        from slime_core import detect, objects  # torchvision (~1 s): only an attack that lists objects pays for it
+        from slime_core.stages import (  # torchvision (~1 s): only an attack that lists objects pays for it
+            detect,
+            objects,
+        )
 
         named = objects.objects_from_tags(tags)
         seen = detect.objects(detect.detect(image)) if image is not None else None
@@ -345,6 +349,7 @@ class _CachedOnly:
 
     def __init__(self, attacker, name: str):
         self.attacker, self.name, self.cache_key = attacker, name, fingerprint(name)
+        self.weights_id = weights_identity(name)  # the real encoder's, so both find the same cache entries
         self.dim = encoder_cfg(name).dim  # only for an empty list; rows take the model's own width
 
     def encode_images(self, images, batch_size: int = 16, progress: bool = False):

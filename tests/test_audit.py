@@ -9,10 +9,10 @@ from PIL import Image
 from test_defence_curves import FakeAttacker
 
 from slime_core.attack_spec import AttackSpec
-from slime_core.errors import SlimeError
-from slime_core.experiments import defence_curves as curves
 from slime_core.experiments import audit
+from slime_core.experiments import defence_curves as curves
 from slime_core.experiments.audit import build_report, load_paper_figures
+from slime_core.infra.errors import SlimeError
 from slime_core.present.html_report import write_report
 
 PACKAGED = Path(audit.__file__).resolve().parents[1] / "paper_figures.json"
@@ -120,7 +120,7 @@ def test_report_errors(world, tmp_path):
 
 
 def test_report_with_a_caption_writer_shows_caption_rouge_beside_its_prior(tmp_path):
-    from slime_core.write import make_writer
+    from slime_core.stages.write import make_writer
 
     att = FakeAttacker(data=tmp_path)
     setup = curves.prepare(att, att.samples, AttackSpec("fake-victim", 60, 3), n_boot=100, refs=att.refs,

@@ -9,9 +9,10 @@ import shutil
 
 import pytest
 
+from slime_core.cli.main import main
+from slime_core.infra.errors import SlimeError
+
 from conftest import DEFAULT_BUNDLE
-from slime_core.cli import main
-from slime_core.errors import SlimeError
 
 
 def run_cli(capsys, *argv):
@@ -97,7 +98,7 @@ DAMAGE = {
 
 @pytest.mark.parametrize("case", sorted(DAMAGE))
 def test_corrupt_bundle_is_one_error_naming_the_file(bundle_copy, case):
-    from slime_core.bundle import load_bundle
+    from slime_core.stages.bundle import load_bundle
 
     filename, damage = DAMAGE[case]
     damage(bundle_copy)
@@ -118,7 +119,7 @@ def test_corrupt_bundle_cli_exit_2(bundle_copy, capsys, case):
 
 
 def test_intact_bundle_copy_still_loads(bundle_copy):
-    from slime_core.bundle import load_bundle
+    from slime_core.stages.bundle import load_bundle
 
     bundle = load_bundle(bundle_copy)
     assert bundle.pool_embeddings["lite2"].shape[0] == len(bundle.pool["images"])
@@ -137,7 +138,7 @@ class _Counting:
     def encode_images(self, images, batch_size=16, progress=False):
         import numpy as np
 
-        from slime_core.encoders import l2_normalise, load_image
+        from slime_core.stages.encoders import l2_normalise, load_image
 
         self.seen += len(images)
         return l2_normalise(np.stack([np.asarray(load_image(i), np.float32).mean(axis=(0, 1)) + 1 for i in images]))
@@ -153,7 +154,7 @@ def _png(path, colour, size=(40, 36)):
 def test_truncated_cache_entry_is_a_miss_and_is_repaired(tmp_path):
     import numpy as np
 
-    from slime_core.encoders import EmbeddingCache
+    from slime_core.stages.encoders import EmbeddingCache
 
     images = [_png(tmp_path / "a.png", (200, 10, 10)), _png(tmp_path / "b.png", (10, 200, 10))]
     cache, enc = EmbeddingCache(tmp_path / "cache"), _Counting()
@@ -172,7 +173,7 @@ def test_truncated_cache_entry_is_a_miss_and_is_repaired(tmp_path):
 
 
 def test_cache_key_includes_weights_identity_and_preprocess_version(tmp_path, monkeypatch):
-    from slime_core.encoders import EmbeddingCache, base, weights_identity
+    from slime_core.stages.encoders import EmbeddingCache, base, weights_identity
 
     images = [_png(tmp_path / "a.png", (200, 10, 10))]
     cache = EmbeddingCache(tmp_path / "cache")
@@ -193,7 +194,7 @@ def test_cache_key_includes_weights_identity_and_preprocess_version(tmp_path, mo
 
 
 def test_cache_identity_follows_a_local_weights_file(tmp_path):
-    from slime_core.encoders import weights_identity
+    from slime_core.stages.encoders import weights_identity
 
     weights = tmp_path / "model.safetensors"
     weights.write_bytes(b"x" * 10)
@@ -205,7 +206,7 @@ def test_cache_identity_follows_a_local_weights_file(tmp_path):
 # --- 3. images ----------------------------------------------------------------------------------------
 
 def test_unreadable_image_bytes_name_the_file_not_a_bytesio(tmp_path):
-    from slime_core.encoders import load_image
+    from slime_core.stages.encoders import load_image
 
     with pytest.raises(SlimeError) as err:
         load_image(b"not an image at all", name="holiday.png")
@@ -221,7 +222,7 @@ def test_unreadable_image_bytes_name_the_file_not_a_bytesio(tmp_path):
 def test_tiny_image_refused(tmp_path):
     from PIL import Image
 
-    from slime_core.encoders import load_image
+    from slime_core.stages.encoders import load_image
 
     Image.new("RGB", (31, 200)).save(tmp_path / "sliver.png")
     with pytest.raises(SlimeError, match=r"sliver.png: image is 31x200 pixels; at least 32"):
@@ -244,7 +245,7 @@ def test_16_bit_png_is_scaled_not_white(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from slime_core.encoders import load_image
+    from slime_core.stages.encoders import load_image
 
     path = _png16(tmp_path / "depth16.png")
     assert Image.open(path).mode in ("I;16", "I")
@@ -297,7 +298,7 @@ def _npy(path, arr):
 def test_cli_refuses_bad_embedding_before_loading_anything(tmp_path, capsys, monkeypatch, case):
     import numpy as np
 
-    from slime_core import cli
+    from slime_core.cli import main as cli
 
     monkeypatch.setattr(cli, "make_attacker", lambda args: pytest.fail("the bundle loaded before the check"))
     vec = np.ones(1280, np.float32)
@@ -322,7 +323,7 @@ def test_cli_refuses_bad_embedding_before_loading_anything(tmp_path, capsys, mon
 def test_cli_refuses_bad_victim_pool(tmp_path, capsys, monkeypatch):
     import numpy as np
 
-    from slime_core import cli
+    from slime_core.cli import main as cli
 
     monkeypatch.setattr(cli, "make_attacker", lambda args: pytest.fail("the bundle loaded before the check"))
     emb = _npy(tmp_path / "one.npy", np.ones((1, 1280), np.float32))
@@ -349,7 +350,7 @@ GOOD = json.dumps({"image": "a.jpg", "captions": ["a dog"], "split": "test"}).en
 
 
 def test_captions_not_utf8_names_file_and_line(tmp_path, capsys):
-    from slime_core.data import load_folder
+    from slime_core.stages.data import load_folder
 
     bad = b'{"image": "a.jpg", "captions": ["caf\xe9 au lait"], "split": "test"}'  # Latin-1, not UTF-8
     folder = _dataset(tmp_path, [GOOD, bad])
@@ -362,7 +363,7 @@ def test_captions_not_utf8_names_file_and_line(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["../../etc/hostname", "/etc/hostname", "sub/../../x.jpg", "..", "C:\\\\x.jpg",
                                   "..\\\\..\\\\x.jpg", ""])
 def test_image_names_escaping_the_folder_refused_on_reading(tmp_path, name):
-    from slime_core.data import load_folder
+    from slime_core.stages.data import load_folder
 
     folder = _dataset(tmp_path, [GOOD, json.dumps({"image": name, "captions": ["x"], "split": "test"}).encode()])
     with pytest.raises(SlimeError, match=r"captions.jsonl:2: image name") as err:
@@ -378,7 +379,7 @@ def test_image_names_escaping_the_folder_cli(tmp_path, capsys):
 
 
 def test_coco_file_name_escaping_refused_on_reading_and_writing(tmp_path, capsys):
-    from slime_core.data import Sample, write_folder
+    from slime_core.stages.data import Sample, write_folder
 
     coco = tmp_path / "captions_val2017.json"
     coco.write_text(json.dumps({"images": [{"id": 1, "file_name": "../../etc/hostname"}],
@@ -405,8 +406,8 @@ def _remote_code_checkpoint(tmp_path):
 
 
 def test_remote_code_is_refused_without_opt_in(tmp_path, monkeypatch):
-    from slime_core.encoders import get_encoder
-    from slime_core.errors import MissingModelError
+    from slime_core.infra.errors import MissingModelError
+    from slime_core.stages.encoders import get_encoder
 
     monkeypatch.delenv("SLIME_TRUST_REMOTE_CODE", raising=False)
     folder = _remote_code_checkpoint(tmp_path)
@@ -420,7 +421,7 @@ def test_remote_code_is_refused_without_opt_in(tmp_path, monkeypatch):
 
 
 def test_remote_code_opt_in_gets_past_the_refusal(tmp_path, monkeypatch):
-    from slime_core.encoders import EncoderCfg, hf
+    from slime_core.stages.encoders import EncoderCfg, hf
 
     monkeypatch.setenv("SLIME_TRUST_REMOTE_CODE", "1")
     folder = _remote_code_checkpoint(tmp_path)
@@ -430,7 +431,7 @@ def test_remote_code_opt_in_gets_past_the_refusal(tmp_path, monkeypatch):
         seen.update(path=path, trust=trust_remote_code)
         raise hf.MissingModelError("stop here")
 
-    monkeypatch.setattr(hf, "_load", fake_load)
+    monkeypatch.setattr(hf, "_load_hf_vision", fake_load)
     with pytest.raises(SlimeError, match="stop here"):
         hf.build_hf_vision(EncoderCfg("nomic-vision-v1.5", "hf_vision", 768, model="x", path=str(folder)), device="cpu")
     assert seen == {"path": str(folder), "trust": True}
@@ -487,7 +488,7 @@ def test_tag_embedding_chunks_and_tag_cache_survive_truncation(tmp_path):
     import numpy as np
 
     pytest.importorskip("accelerate")
-    from slime_core import build_scale
+    from slime_core.training import build_scale
 
     class Text:
         name, dim, calls = "text-bad-input", 4, 0
@@ -515,7 +516,7 @@ def test_tag_embedding_chunks_and_tag_cache_survive_truncation(tmp_path):
 
         return [Counter({s.captions[0]: 1}) for s in samples]
 
-    from slime_core.data import Sample
+    from slime_core.stages.data import Sample
 
     samples = [Sample("a.jpg", None, ["dog"]), Sample("b.jpg", None, ["cat"])]
     original = build_scale.tags_of_samples
@@ -545,7 +546,7 @@ def test_malformed_coco_annotations_are_one_error(tmp_path, capsys, content):
 
 
 def test_captions_must_be_a_list_of_texts(tmp_path):
-    from slime_core.data import load_folder
+    from slime_core.stages.data import load_folder
 
     folder = _dataset(tmp_path, [json.dumps({"image": "a.jpg", "captions": "a dog"}).encode()])
     with pytest.raises(SlimeError, match=r"captions.jsonl:1: .*list of texts"):
@@ -563,7 +564,7 @@ def test_malformed_karpathy_file_is_one_error(tmp_path, capsys):
     assert_refused(code, err, "dataset_coco.json", "../../etc/hostname")
 
 
-# --- the real process: `python -m slime_core.cli` --------------------------------------------------------
+# --- the real process: `python -m slime_core.cli.main` --------------------------------------------------------
 
 def test_subprocess_corrupt_bundle_exit_2_one_line(bundle_copy):
     import os
@@ -574,7 +575,7 @@ def test_subprocess_corrupt_bundle_exit_2_one_line(bundle_copy):
 
     _truncate(bundle_copy / "heads.safetensors")
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-m", "slime_core.cli", "pool", "--bundle", str(bundle_copy)],
+    proc = subprocess.run([sys.executable, "-m", "slime_core.cli.main", "pool", "--bundle", str(bundle_copy)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == ""

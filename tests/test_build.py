@@ -5,14 +5,15 @@ import json
 import numpy as np
 import pytest
 
-from conftest import demo_records
 from slime_core.attack_spec import AttackSpec
-from slime_core.build import ALPHAS, BuildConfig, build, cross_fitted, output_folder, training_counts
-from slime_core.bundle import load_bundle, vocab_hash
-from slime_core.encoders.base import l2_normalise
-from slime_core.errors import SlimeError
-from slime_core.rank import RankerConfig
-from slime_core.retrieve import HeadConfig
+from slime_core.infra.errors import SlimeError
+from slime_core.stages.bundle import load_bundle, vocab_hash
+from slime_core.stages.encoders.base import l2_normalise
+from slime_core.stages.rank import RankerConfig
+from slime_core.stages.retrieve import HeadConfig
+from slime_core.training.build import ALPHAS, BuildConfig, build, cross_fitted, output_folder, training_counts
+
+from conftest import demo_records
 
 pytestmark = pytest.mark.slow  # real weights: EfficientNet-Lite, MiniLM, spaCy, the default bundle
 
@@ -58,7 +59,7 @@ def test_vocabulary_and_pool(built, spacy_parser):
     assert bundle.pool["images"] == [r["image"] for r in records]  # train first, then dev
     assert bundle.pool["splits"] == ["train"] * 12 + ["dev"] * 4
     # every training tag is in the vocabulary, counted over the 12 training images, most frequent first
-    from slime_core.tags import tags_of_captions
+    from slime_core.stages.tags import tags_of_captions
 
     train_tags = [tags_of_captions(r["captions"], spacy_parser) for r in records[:12]]
     counts = {}
@@ -105,7 +106,7 @@ def test_build_logs_progress(built):
 
 
 def test_output_folder_defaults_to_the_attackers_bundle_folder(tmp_path):
-    from slime_core.bundle import DEFAULT_BUNDLE
+    from slime_core.stages.bundle import DEFAULT_BUNDLE
 
     assert output_folder(BuildConfig(data=tmp_path)) == DEFAULT_BUNDLE  # lite2-minilm: models/default
     assert output_folder(BuildConfig(data=tmp_path, out=tmp_path / "b")) == tmp_path / "b"
@@ -135,7 +136,7 @@ def test_cross_fitted_never_sees_its_own_row():
     interpolate it (cosine near 1); one fitted on the other folds cannot predict it at all."""
     rng = np.random.default_rng(1)
     X, Y = l2_normalise(rng.normal(size=(30, 60))), l2_normalise(rng.normal(size=(30, 20)))
-    from slime_core.align import fit_alignment
+    from slime_core.stages.align import fit_alignment
 
     insample = np.sum(fit_alignment(X, Y).transform(X) * Y, axis=1).mean()
     crossed = np.sum(l2_normalise(cross_fitted(X, Y, folds=5, seed=0)) * Y, axis=1).mean()

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from slime_core.infra.errors import SlimeError
+from slime_core.stages.bundle import Bundle, dequantise_rows, load_bundle, quantise_rows, save_bundle, vocab_hash
+from slime_core.stages.encoders.base import l2_normalise
+from slime_core.stages.rank import DCNRanker
+from slime_core.stages.retrieve import DualHeads
+
 from conftest import DEFAULT_BUNDLE
-from slime_core.bundle import Bundle, dequantise_rows, load_bundle, quantise_rows, save_bundle, vocab_hash
-from slime_core.encoders.base import l2_normalise
-from slime_core.errors import SlimeError
-from slime_core.rank import DCNRanker
-from slime_core.retrieve import DualHeads
 
 DIMS = {"image": 8, "image_features": 10, "text": 6, "joint": 4}
 

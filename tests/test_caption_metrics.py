@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slime_core import caption_metrics as cm
-from slime_core.errors import MissingModelError, SlimeError
+from slime_core.infra.errors import MissingModelError, SlimeError
+from slime_core.stages import caption_metrics as cm
 
 LONG = "a man in a red jacket rides a bicycle down a busy city street"
 KEYS = {"bleu4", "rouge1", "rouge2", "rougeL", "meteor"}

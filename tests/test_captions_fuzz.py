@@ -16,9 +16,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
-from slime_core import cli
+from slime_core.cli import main as cli
 
 EXAMPLES = int(os.environ.get("SLIME_FUZZ_EXAMPLES", "40"))
 DEADLINE_MS = int(os.environ.get("SLIME_FUZZ_DEADLINE_MS", "20000"))
@@ -135,8 +136,8 @@ def test_tags_reads_any_captions_file_or_refuses_it_in_one_line(capsys, workdir,
 @given(content=captions_files())
 def test_load_folder_with_images_required(workdir, content):
     """The loader that build/eval use: a list of samples, or one SlimeError naming the file."""
-    from slime_core.data import load_folder
-    from slime_core.errors import SlimeError
+    from slime_core.infra.errors import SlimeError
+    from slime_core.stages.data import load_folder
 
     folder = fresh(workdir)
     (folder / "captions.jsonl").write_bytes(content)

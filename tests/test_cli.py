@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 
+from slime_core.cli.main import main
+
 from conftest import BLACK_DOG, DEMO, TINY_ATTACKER, TINY_SPLITS, TINY_VICTIM, TINY_VICTIM_DIM, demo_records
-from slime_core.cli import main
 
 DOG = str(DEMO / "images" / BLACK_DOG)
 CONTRACT = {"image", "victim", "attacker", "n_align", "k", "alignment_cosine", "tags", "neighbors", "caption"}
@@ -189,7 +190,7 @@ def test_wrong_dimension_embedding(capsys, tmp_path, tiny):
 
 def test_tiny_bundle_without_its_encoders_is_refused(capsys, tiny_bundle_dir, monkeypatch):
     """Without the overrides it was built under, the tiny bundle must not meet the real encoders."""
-    from slime_core.encoders import OVERRIDES_ENV
+    from slime_core.stages.encoders import OVERRIDES_ENV
 
     monkeypatch.delenv(OVERRIDES_ENV, raising=False)
     code, _, err = run(capsys, "attack", "--bundle", str(tiny_bundle_dir), "--victim", TINY_VICTIM, "--image", DOG)
@@ -212,15 +213,17 @@ def test_argparse_errors_exit_2():
 def test_caption_auto_is_mbr_where_the_pool_captions_are_else_local(monkeypatch, tmp_path):
     import argparse
 
-    from slime_core import cli, settings, write
+    from slime_core.cli import main as cli
+    from slime_core.infra import settings
+    from slime_core.stages import write
 
     chosen = []
     monkeypatch.setattr(write, "make_writer", lambda spec, mode=None: chosen.append(spec))
     args = argparse.Namespace(caption="auto", caption_mode=None, pool_data=None)
     monkeypatch.setenv("SLIME_DATA", str(settings.DEMO_DATA))  # the demo gallery: test photos, not the pool
-    cli.make_writer(args)
+    cli.writer_from_args(args)
     (tmp_path / "captions.jsonl").write_text("")
-    cli.make_writer(argparse.Namespace(caption="auto", caption_mode=None, pool_data=tmp_path))
-    cli.make_writer(argparse.Namespace(caption="auto", caption_mode=None, pool_data=tmp_path / "absent"))
-    cli.make_writer(argparse.Namespace(caption="consensus", caption_mode=None, pool_data=None))
+    cli.writer_from_args(argparse.Namespace(caption="auto", caption_mode=None, pool_data=tmp_path))
+    cli.writer_from_args(argparse.Namespace(caption="auto", caption_mode=None, pool_data=tmp_path / "absent"))
+    cli.writer_from_args(argparse.Namespace(caption="consensus", caption_mode=None, pool_data=None))
     assert chosen == ["local", "mbr", "local", "consensus"]

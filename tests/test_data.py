@@ -5,9 +5,10 @@ import json
 import pytest
 from PIL import Image
 
+from slime_core.infra.errors import SlimeError
+from slime_core.stages.data import Sample, load_coco, load_folder, select_split
+
 from conftest import DEMO, SHARED, demo_records, make_folder
-from slime_core.data import Sample, load_coco, load_folder, select_split
-from slime_core.errors import SlimeError
 
 
 def test_demo_gallery(demo_samples):

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 
 from slime_core.attack_spec import AttackSpec
-from slime_core.defences import defence_spec
-from slime_core.errors import SlimeError
 from slime_core.experiments import defence_curves as curves
 from slime_core.experiments.knee import knee_index, stop_index
-from slime_core.metrics import NeighbourhoodScorer
+from slime_core.infra.errors import SlimeError
 from slime_core.pipeline import Attacker
 from slime_core.present.figures import defence_figure
 from slime_core.present.overview_png import render_png
 from slime_core.present.tables import defence_table
+from slime_core.stages.defences import defence_spec
+from slime_core.stages.metrics import NeighbourhoodScorer
 
 
 def _unit(X):
@@ -177,7 +177,7 @@ def test_every_defence_runs_on_the_fake_world():
 
 
 def test_caption_rouge_l_with_a_writer_beats_its_priors_until_the_noise_wins():
-    from slime_core.write import make_writer
+    from slime_core.stages.write import make_writer
 
     att = FakeAttacker()
     setup = curves.prepare(att, att.samples, AttackSpec("fake-victim", 60, 3), n_boot=200, refs=att.refs,
@@ -202,7 +202,7 @@ def test_caption_rouge_l_with_a_writer_beats_its_priors_until_the_noise_wins():
 
 
 def test_caption_metric_without_pool_captions_is_a_clear_error():
-    from slime_core.write import make_writer
+    from slime_core.stages.write import make_writer
 
     att = FakeAttacker()
     att._captions = {}
@@ -279,8 +279,8 @@ def test_figure_and_png(tmp_path):
 @pytest.mark.slow
 def test_real_bundle_end_to_end_on_a_few_images():
     """The default bundle and 6 test images; a cheap scorer stands in for MiniLM to keep this fast."""
-    from slime_core.data import load_folder
     from slime_core.pipeline import Attacker
+    from slime_core.stages.data import load_folder
 
     try:
         attacker = Attacker()
@@ -304,7 +304,7 @@ def test_cli_defend_json_contract_with_a_caption_writer(capsys):
     """`slime defend ... --format json` on the default bundle: the issue's JSON contract, plus caption ROUGE-L."""
     import json
 
-    from slime_core.cli import main
+    from slime_core.cli.main import main
 
     code = main(["defend", "--victim", "lite0", "--defence", "noise", "--strength", "0,0.5", "--limit", "8",
                  "--k", "5", "--bootstrap", "50", "--caption", "consensus", "--format", "json", "--no-progress"])
@@ -329,9 +329,9 @@ def test_cli_defend_json_contract_on_the_tiny_bundle(capsys, tiny_bundle_dir, ti
     dual encoder, so utility also has its zero-shot tag field."""
     import json
 
-    from conftest import TINY_VICTIM
+    from slime_core.cli.main import main
 
-    from slime_core.cli import main
+    from conftest import TINY_VICTIM
 
     code = main(["defend", "--bundle", str(tiny_bundle_dir), "--pool-data", str(tiny_data), "--data", str(tiny_data),
                  "--victim", TINY_VICTIM, "--defence", "noise", "--strength", "0,0.5", "--n-align", "30", "--k", "5",

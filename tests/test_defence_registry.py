@@ -11,16 +11,22 @@ import numpy as np
 import pytest
 from test_defence_curves import fake_setup
 
-from slime_core.defences import registry
 from slime_core.attack_spec import AttackSpec
-from slime_core.cli import main
-from slime_core.defences import (
-    Defence, DefenceSpec, create_defence, defence_options, defence_spec, list_defences, register_defence,
+from slime_core.cli.main import main
+from slime_core.experiments import defence_curves as curves
+from slime_core.infra.errors import SlimeError
+from slime_core.stages.defences import (
+    Defence,
+    DefenceSpec,
+    create_defence,
+    defence_options,
+    defence_spec,
+    list_defences,
+    register_defence,
+    registry,
     unregister_defence,
 )
-from slime_core.defences.base import KeptDimensions
-from slime_core.errors import SlimeError
-from slime_core.experiments import defence_curves as curves
+from slime_core.stages.defences.base import KeptDimensions
 
 BUILT_IN = ["noise", "gaussian", "laplace", "rotation", "shuffle", "pca", "projection", "quantise"]
 
@@ -70,14 +76,11 @@ def truncate():
 # ---- the registry itself ---------------------------------------------------------------------------------------------
 
 def test_built_ins_register_on_import_in_their_order():
-    from slime_core import defend
-
     assert list_defences() == BUILT_IN
-    assert list(defend.DEFENCES) == BUILT_IN and list(defend.SPECS) == BUILT_IN  # the old names, from the registry
     for name in BUILT_IN:
         d = create_defence(name, defence_spec(name).default_strengths[-1])
         assert isinstance(d, Defence) and d.name == name and d.spec is defence_spec(name)
-        assert type(d).__module__ == f"slime_core.defences.{name}"  # one file per defence
+        assert type(d).__module__ == f"slime_core.stages.defences.{name}"  # one file per defence
         assert not hasattr(d, "state")  # its own state as typed attributes
 
 
@@ -198,8 +201,8 @@ def test_slime_defend_and_report_run_a_new_defence(negate, capsys, tmp_path, tin
 
 def test_defences_page_and_audit_form_list_a_new_defence(negate):
     pytest.importorskip("streamlit")
-    from test_app import APP, TIMEOUT, errors, ok
     from streamlit.testing.v1 import AppTest
+    from test_app import APP, TIMEOUT, errors, ok
 
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()

@@ -5,13 +5,25 @@ import math
 import numpy as np
 import pytest
 
-from slime_core import align
-from slime_core.cli import main
-from slime_core.defend import (
-    DEFENCES, SPECS, apply_defence, dequantise, make_defence, parse_strengths, quantise_codes, random_orthogonal,
+from slime_core.cli.main import main
+from slime_core.stages import align
+from slime_core.stages.defences import apply_defence
+from slime_core.stages.defences import create_defence as make_defence
+from slime_core.stages.defences import defence_spec, list_defences, parse_strengths
+from slime_core.stages.defences.quantise import dequantise, quantise_codes
+from slime_core.stages.defences.rotation import random_orthogonal
+
+DEFENCES = list_defences()
+SPECS = {name: defence_spec(name) for name in DEFENCES}
+from slime_core.infra.errors import SlimeError
+from slime_core.stages.dp import (
+    analytic_delta,
+    analytic_gaussian_sigma,
+    classic_gaussian_sigma,
+    gaussian_sigma,
+    l1_sensitivity,
+    laplace_scale,
 )
-from slime_core.dp import analytic_delta, analytic_gaussian_sigma, classic_gaussian_sigma, gaussian_sigma, l1_sensitivity, laplace_scale
-from slime_core.errors import SlimeError
 
 
 def unit(n, d, seed=0, nonneg=False):
@@ -215,8 +227,7 @@ def test_queries_get_only_the_keyed_linear_part_of_a_defence():
 
 
 def test_every_spec_carries_its_short_name_and_description_as_data():
-    from slime_core.defend import DEFENCES, spec
-
+    spec = defence_spec
     for name in DEFENCES:
         s = spec(name)
         assert s.short and s.description, name

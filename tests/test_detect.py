@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from slime_core.infra import loaded_models
+from slime_core.infra.errors import MissingModelError, SlimeError
+from slime_core.stages import detect
+
 from conftest import BLACK_DOG, DEMO
-from slime_core import detect, loaded_models
-from slime_core.errors import MissingModelError, SlimeError
 
 LABELS = tuple((detect.MODEL_DIR / detect.LABELS_FILE).read_text().splitlines())
 DOG, PERSON, CAT = 16, 0, 15

@@ -8,13 +8,22 @@ from pathlib import Path
 
 import pytest
 
-from slime_core import encoders
-from slime_core.encoders import (
-    OVERRIDES_ENV, AttackerCfg, EncoderCfg, attacker_cfg, effective_cfg, encoder_cfg, encoder_names, fingerprint,
-    get_encoder, registry, weights_identity,
+from slime_core.infra.errors import SlimeError
+from slime_core.stages import encoders
+from slime_core.stages.encoders import (
+    OVERRIDES_ENV,
+    AttackerCfg,
+    EncoderCfg,
+    attacker_cfg,
+    effective_cfg,
+    encoder_cfg,
+    encoder_names,
+    fingerprint,
+    get_encoder,
+    registry,
+    weights_identity,
 )
-from slime_core.encoders.config import from_entry
-from slime_core.errors import SlimeError
+from slime_core.stages.encoders.config import from_entry
 
 
 @pytest.fixture(autouse=True)

@@ -6,13 +6,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import BLACK_DOG, DEMO, TAN_DOG
-from slime_core.encoders import (
-    EmbeddingCache, Encoder, attacker_cfg, encoder_cfg, encoder_names, get_encoder, l2_normalise, load_image,
+from slime_core.infra.errors import MissingModelError, SlimeError
+from slime_core.stages.encoders import (
+    EmbeddingCache,
+    Encoder,
+    attacker_cfg,
+    base,
+    encoder_cfg,
+    encoder_names,
+    get_encoder,
+    l2_normalise,
+    load_image,
 )
-from slime_core.encoders import base
-from slime_core.encoders.offline import package_dir
-from slime_core.errors import MissingModelError, SlimeError
+from slime_core.stages.encoders.offline import package_dir
+
+from conftest import BLACK_DOG, DEMO, TAN_DOG
 
 DOG_CLASSES = range(151, 269)  # ImageNet-1k: the domestic dog breeds
 

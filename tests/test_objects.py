@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slime_core.infer import lemma
-from slime_core.objects import (
+from slime_core.stages.infer import lemma
+from slime_core.stages.objects import (
     WORDS_FILE,
     coco_classes,
     coco_words,

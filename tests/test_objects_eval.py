@@ -7,7 +7,7 @@ import json
 import pytest
 
 from slime_core.experiments.objects_eval import prior_objects, score_sources, union
-from slime_core.objects import POOL_OBJECTS, read_pool_objects, write_pool_objects
+from slime_core.stages.objects import POOL_OBJECTS, read_pool_objects, write_pool_objects
 from tests.conftest import BLACK_DOG, DEMO, TAN_DOG
 
 

@@ -12,10 +12,11 @@ import os
 from urllib.parse import quote, quote_plus
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from slime_core.errors import MASK, SlimeError, mask_output, mask_secrets, register_secrets
-from slime_core.output_gate import MaskedStream, masked_streams, write_text
+from slime_core.infra.errors import MASK, SlimeError, mask_output, mask_secrets, register_secrets
+from slime_core.infra.output_gate import MaskedStream, masked_streams, write_text
 
 EXAMPLES = int(os.environ.get("SLIME_FUZZ_EXAMPLES", "60"))
 DEADLINE_MS = int(os.environ.get("SLIME_FUZZ_DEADLINE_MS", "2000"))
@@ -129,9 +130,11 @@ def test_attack_and_its_report_never_show_a_key_the_caption_server_echoes(tmp_pa
     and the HTML/JSON report made from that result holds none of it."""
     import json
 
-    from conftest import DEMO, demo_records
-    from slime_core import cli, write
+    from slime_core.cli import main as cli
     from slime_core.present.html_report import attack_report, write_report
+    from slime_core.stages import write
+
+    from conftest import DEMO, demo_records
 
     key = "sk-proj-Zx81_secretKEY_0042"
     monkeypatch.setenv("OPENAI_API_KEY", key)
@@ -180,7 +183,7 @@ st.write("data folder kept: /srv/data")
 
 
 def test_a_key_straddling_a_long_lines_flush_point_is_masked(key_env):
-    from slime_core.output_gate import FLUSH_AT
+    from slime_core.infra.output_gate import FLUSH_AT
 
     key = "sk-longline-0123456789abcdefXYZ"
     key_env(key)

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slime_core import build_scale
-from slime_core.cli import main
-from slime_core.encoders import OVERRIDES_ENV, fingerprint, get_encoder
-from slime_core.errors import SlimeError
+from slime_core.cli.main import main
+from slime_core.infra.errors import SlimeError
+from slime_core.stages.encoders import OVERRIDES_ENV, fingerprint, get_encoder
+from slime_core.training import build_scale
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "assets" / "demo"
@@ -56,9 +56,9 @@ def tiny_bundle(tiny_env, tiny_data, tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     mp = pytest.MonkeyPatch()
     mp.setenv(OVERRIDES_ENV, tiny_env)
-    from slime_core import build as build_mod
-    from slime_core.retrieve import HeadConfig
-    from slime_core.rank import RankerConfig
+    from slime_core.stages.rank import RankerConfig
+    from slime_core.stages.retrieve import HeadConfig
+    from slime_core.training import build as build_mod
 
     cfg = build_mod.BuildConfig(data=folder, out=out, attacker="clip-vit-bigg-14", cache=cache, folds=2, min_count=1,
                                 heads=HeadConfig(epochs=2, batch_size=4), ranker=RankerConfig(epochs=1, candidates=8))
@@ -87,7 +87,7 @@ def test_cli_defend_with_a_dual_encoder_victim_measures_zero_shot_utility(tiny_b
     """ViT-L-14 has a text tower, so the curves also measure the owner's zero-shot tagging; a rotation
     applied to its queries with the same key leaves that unchanged."""
     from slime_core import pipeline
-    from slime_core.encoders import EmbeddingCache
+    from slime_core.stages.encoders import EmbeddingCache
 
     out, _, _ = tiny_bundle
     folder, _ = tiny_data
@@ -104,7 +104,7 @@ def test_cli_defend_with_a_dual_encoder_victim_measures_zero_shot_utility(tiny_b
 
 def test_cli_attack_with_tiny_victim(tiny_bundle, tiny_data, tiny_env, monkeypatch, tmp_path, capsys):
     from slime_core import pipeline
-    from slime_core.encoders import EmbeddingCache
+    from slime_core.stages.encoders import EmbeddingCache
 
     out, bundle, _ = tiny_bundle
     folder, rows = tiny_data
@@ -130,7 +130,7 @@ def test_cli_attack_with_tiny_victim(tiny_bundle, tiny_data, tiny_env, monkeypat
 
 
 def test_attacker_flag_picks_models_folder(monkeypatch, tmp_path, capsys):
-    from slime_core import bundle as bundle_mod
+    from slime_core.stages import bundle as bundle_mod
 
     monkeypatch.setattr(bundle_mod, "MODELS", tmp_path)
     assert main(["attack", "--attacker", "clip-vit-bigg-14", "--image", "x.jpg"]) == 2
@@ -143,7 +143,7 @@ def test_attacker_flag_picks_models_folder(monkeypatch, tmp_path, capsys):
 
 
 def test_check_bundle_dims_against_registry(tiny_bundle, tmp_path, monkeypatch):
-    from slime_core.bundle import check_bundle
+    from slime_core.stages.bundle import check_bundle
 
     out, _, _ = tiny_bundle
     copy = tmp_path / "b"
@@ -195,7 +195,7 @@ def test_exact_topk_matches_brute_force_in_chunks():
 def test_sampled_negative_heads_learn():
     """Images are noisy copies of their tags' text embeddings; with 3000 tags and only a few hundred
     sampled per step, the heads still rank each image's own tags near the top of the whole vocabulary."""
-    from slime_core.retrieve import HeadConfig, project_images, project_tags
+    from slime_core.stages.retrieve import HeadConfig, project_images, project_tags
 
     rng = np.random.default_rng(0)
     V, n, d = 2000, 256, 32
@@ -215,9 +215,9 @@ def test_sampled_negative_heads_learn():
 
 def test_large_vocabulary_build_path(tiny_env, tiny_data, tmp_path, monkeypatch):
     """The sampled-negative path of build() end to end: threshold set below the tiny vocabulary."""
-    from slime_core import build as build_mod
-    from slime_core.rank import RankerConfig
-    from slime_core.retrieve import HeadConfig
+    from slime_core.stages.rank import RankerConfig
+    from slime_core.stages.retrieve import HeadConfig
+    from slime_core.training import build as build_mod
 
     monkeypatch.setenv(OVERRIDES_ENV, tiny_env)
     folder, _ = tiny_data
@@ -252,7 +252,7 @@ def _coco_files(tmp_path, n_train=6, n_val=5):
 
 
 def test_data_coco_paper_protocol(tmp_path, capsys):
-    from slime_core.data import load_folder
+    from slime_core.stages.data import load_folder
 
     files, img_dir = _coco_files(tmp_path)
     out = tmp_path / "folder"
@@ -268,7 +268,7 @@ def test_data_coco_paper_protocol(tmp_path, capsys):
 
 
 def test_load_karpathy(tmp_path):
-    from slime_core.data import load_karpathy, paper_protocol
+    from slime_core.stages.data import load_karpathy, paper_protocol
 
     (tmp_path / "val2014").mkdir()
     demo = sorted((DEMO / "images").iterdir())
@@ -291,7 +291,7 @@ def test_load_karpathy(tmp_path):
 
 
 def test_tag_statistics_counts():
-    from slime_core.tags import tag_statistics
+    from slime_core.stages.tags import tag_statistics
 
     per = [Counter({"black dog": 2, "dog chase ball": 1, "dog run on grass": 1}), Counter({"black dog": 1}), Counter()]
     s = tag_statistics(per, 9)
@@ -304,8 +304,8 @@ def test_tag_statistics_counts():
 @pytest.mark.skipif(not (COCO_VAL / "captions.jsonl").exists(), reason="no ../shared COCO val captions")
 def test_tags_cli_on_real_coco_captions(capsys):
     """A slice of the real COCO val captions through `slime tags --stats`; batched tagging equals per-image."""
-    from slime_core.data import load_folder
-    from slime_core.tags import make_parser, tags_of_captions, tags_of_samples
+    from slime_core.stages.data import load_folder
+    from slime_core.stages.tags import make_parser, tags_of_captions, tags_of_samples
 
     assert main(["tags", "--data", str(COCO_VAL), "--limit", "100", "--stats", "--format", "json", "--no-progress"]) == 0
     stats = json.loads(capsys.readouterr().out)

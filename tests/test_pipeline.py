@@ -4,12 +4,13 @@ error path) on the tiny bundle; known answers on the committed default bundle, m
 import numpy as np
 import pytest
 
-from conftest import BLACK_DOG, DEMO, TAN_DOG, TINY_ATTACKER, TINY_DIM, TINY_VICTIM, TINY_VICTIM_DIM
-from slime_core.align import choose_pairs, fit_alignment
 from slime_core.attack_spec import AttackSpec
-from slime_core.errors import SlimeError
+from slime_core.infra.errors import SlimeError
 from slime_core.pipeline import AttackResult
-from slime_core.write import CaptionWriter
+from slime_core.stages.align import choose_pairs, fit_alignment
+from slime_core.stages.write import CaptionWriter
+
+from conftest import BLACK_DOG, DEMO, TAN_DOG, TINY_ATTACKER, TINY_DIM, TINY_VICTIM, TINY_VICTIM_DIM
 
 FIELDS = {"image", "victim", "attacker", "n_align", "k", "alignment_cosine", "tags", "neighbors", "caption"}
 DOG = str(DEMO / "images" / BLACK_DOG)
@@ -194,7 +195,7 @@ def test_scene_graph_and_final_caption(tiny_attacker):
 
 def test_neighbour_captions_missing_is_a_clear_error(tiny_bundle, tmp_path):
     from slime_core.pipeline import Attacker
-    from slime_core.write import ConsensusWriter
+    from slime_core.stages.write import ConsensusWriter
 
     bare = Attacker(tiny_bundle, data=tmp_path)  # a fresh clone: no pool captions anywhere
     x = tiny_bundle.pool_embeddings[TINY_VICTIM][0]

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from slime_core.rank import DCNRanker, RankerConfig, grouped_margin_loss, pair_features, rerank, train_ranker
-from slime_core.retrieve import TagIndex, with_prior
+from slime_core.stages.rank import DCNRanker, RankerConfig, grouped_margin_loss, pair_features, rerank, train_ranker
+from slime_core.stages.retrieve import TagIndex, with_prior
 
 
 def unit(rng, *shape):

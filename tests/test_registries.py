@@ -4,8 +4,8 @@ known ones, and a member registered in a test is listed and used, then removed."
 import numpy as np
 import pytest
 
-from slime_core import align, tags, write
-from slime_core.errors import SlimeError
+from slime_core.infra.errors import SlimeError
+from slime_core.stages import align, tags, write
 
 
 def test_alignment_methods_listed_default_first():

@@ -6,10 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from slime_core.errors import SlimeError
-from slime_core.retrieve import (
-    DualHeads, HeadConfig, TagIndex, hardest_negative_hinge, image_features, log_prior, multi_positive_nce,
-    project_images, project_tags, train_heads, with_prior,
+from slime_core.infra.errors import SlimeError
+from slime_core.stages.retrieve import (
+    DualHeads,
+    HeadConfig,
+    TagIndex,
+    hardest_negative_hinge,
+    image_features,
+    log_prior,
+    multi_positive_nce,
+    project_images,
+    project_tags,
+    train_heads,
+    with_prior,
 )
 
 # ---------------------------------------------------------------- losses
@@ -211,7 +220,7 @@ def test_image_features():
 
 @pytest.mark.parametrize("steps", [1, 2, 10, 20, 37])
 def test_one_cycle_never_divides_by_zero(steps):
-    from slime_core.retrieve import one_cycle
+    from slime_core.stages.retrieve import one_cycle
 
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     sched = one_cycle(opt, 0.1, steps)
@@ -224,7 +233,7 @@ def test_one_cycle_never_divides_by_zero(steps):
 
 
 def test_neighbour_votes_share_the_nearest_photos_tags():
-    from slime_core.retrieve import NeighbourVotes
+    from slime_core.stages.retrieve import NeighbourVotes
 
     pool_A = np.eye(4, dtype=np.float32)  # four public photos, orthogonal
     pool_tags = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 1], [0, 0, 1]], np.float32)  # their tags over a 3-tag vocabulary
@@ -242,7 +251,7 @@ def test_neighbour_votes_share_the_nearest_photos_tags():
 
 
 def test_fused_topk_adds_the_bonus_before_ranking():
-    from slime_core.retrieve import fused_topk
+    from slime_core.stages.retrieve import fused_topk
 
     q, keys = np.array([[1.0, 0.0]], np.float32), np.array([[1.0, 0], [0.9, 0], [0.0, 1]], np.float32)
     scores, ids = fused_topk(q, keys, np.zeros((1, 3), np.float32), 2)

@@ -1,9 +1,9 @@
-"""Settings are read from the environment at call time, and only in slime_core.settings."""
+"""Settings are read from the environment at call time, and only in slime_core.infra.settings."""
 
 import subprocess
 from pathlib import Path
 
-from slime_core import settings
+from slime_core.infra import settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -30,4 +30,4 @@ def test_blank_values_count_as_unset(monkeypatch, tmp_path):
 def test_only_the_settings_module_reads_the_environment():
     out = subprocess.run(["git", "grep", "-n", "os.environ", "--", "slime_core", "app_pages", "app.py"],
                          cwd=REPO, capture_output=True, text=True).stdout
-    assert {line.split(":")[0] for line in out.splitlines()} == {"slime_core/settings.py"}
+    assert {line.split(":")[0] for line in out.splitlines()} == {"slime_core/infra/settings.py"}

@@ -4,8 +4,8 @@ from collections import Counter
 
 import pytest
 
-from slime_core.errors import MissingModelError, SlimeError
-from slime_core.tags import StanzaParser, Token, extract_tags, make_parser, tags_of_captions
+from slime_core.infra.errors import MissingModelError, SlimeError
+from slime_core.stages.tags import StanzaParser, Token, extract_tags, make_parser, tags_of_captions
 
 # ---------------------------------------------------------------- spaCy (the offline default)
 

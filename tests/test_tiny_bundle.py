@@ -5,8 +5,9 @@ import json
 
 import numpy as np
 
+from slime_core.stages.bundle import check_bundle, vocab_hash
+
 from conftest import TINY_ATTACKER, TINY_DIM, TINY_SPLITS, TINY_VICTIM, TINY_VICTIM_DIM
-from slime_core.bundle import check_bundle, vocab_hash
 
 
 def test_tiny_bundle_is_small_and_consistent(tiny_bundle, tiny_bundle_dir):

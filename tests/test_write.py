@@ -7,9 +7,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from slime_core import loaded_models, write
-from slime_core.errors import MissingModelError, SlimeError
-from slime_core.write import check_final_parts, final_caption_prompt, final_prompt_from
+from slime_core.infra import loaded_models
+from slime_core.infra.errors import MissingModelError, SlimeError
+from slime_core.stages import write
+from slime_core.stages.write import check_final_parts, final_caption_prompt, final_prompt_from
 
 TAGS = ["dog", "grass", "running", "ball"]
 NEIGHBOURS = ["A cat sleeps on a red sofa.", "A dog runs on the grass.", "A brown dog runs across the grass.",
@@ -53,7 +54,7 @@ def test_consensus_picks_the_caption_the_others_agree_with():
 
 
 def test_rouge_l_matrix_is_the_pairwise_rouge_l():
-    from slime_core.caption_metrics import rouge_l, rouge_l_matrix
+    from slime_core.stages.caption_metrics import rouge_l, rouge_l_matrix
 
     M = rouge_l_matrix(NEIGHBOURS)
     assert M.shape == (4, 4) and (M == M.T).all() and (np.diag(M) == 1).all()

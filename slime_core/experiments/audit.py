@@ -22,15 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from slime_core import align, settings
 from slime_core.attack_spec import AttackSpec
-from slime_core.defences import defence_spec, list_defences
-from slime_core.encoders import encoder_cfg
-from slime_core.errors import SlimeError
 from slime_core.experiments import defence_curves as _curves
 from slime_core.experiments.evaluation import GRID
-from slime_core.metrics import tag_scores
-from slime_core.metrics import Estimate
+from slime_core.infra import settings
+from slime_core.infra.errors import SlimeError
+from slime_core.stages import align
+from slime_core.stages.defences import defence_spec, list_defences
+from slime_core.stages.encoders import encoder_cfg
+from slime_core.stages.metrics import Estimate, tag_scores
 
 THREAT_MODEL = [
     ("Owner", "embeds its private images with an image encoder (the victim) and releases or stores the "
@@ -55,7 +55,7 @@ def thumbnail_uri(path, size: int = 144) -> str | None:
 
     try:
         if isinstance(path, (str, Path)):  # regular files only, capped (a symlink to /dev/zero never ends)
-            from slime_core.files import MAX_IMAGE_BYTES, read_bytes
+            from slime_core.infra.files import MAX_IMAGE_BYTES, read_bytes
 
             path = io.BytesIO(read_bytes(path, "image file", MAX_IMAGE_BYTES))
         with Image.open(path) as im:

@@ -59,19 +59,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from slime_core import align
 from slime_core.attack_spec import AttackSpec
-from slime_core.caption_metrics import rouge_l_best
-from slime_core.defences import create_defence, defence_spec, list_defences
-from slime_core.encoders.base import l2_normalise
-from slime_core.errors import SlimeError
-from slime_core.metrics import tag_scores
+from slime_core.experiments.evaluation import reference_tags
 from slime_core.experiments.knee import mark_knee
-from slime_core.metrics import Estimate, NeighbourhoodScorer, exact_prf, paired_difference
+from slime_core.infra.errors import SlimeError
 from slime_core.pipeline import (
-    Attacker, check_held_out, mean_embedding_caption, random_public_captions, write_captions,
+    Attacker,
+    check_held_out,
+    mean_embedding_caption,
+    random_public_captions,
+    write_captions,
 )
-from slime_core.tags import make_parser, tags_of_captions
+from slime_core.stages import align
+from slime_core.stages.caption_metrics import rouge_l_best
+from slime_core.stages.defences import create_defence, defence_spec, list_defences
+from slime_core.stages.encoders.base import l2_normalise
+from slime_core.stages.metrics import Estimate, NeighbourhoodScorer, exact_prf, paired_difference, tag_scores
 
 RECALL_KS = (1, 5)
 # the undefended reference row: noise at sigma 0 releases the clean embeddings (a copy), and every row and report
@@ -122,11 +125,7 @@ def prepare(attacker, samples, spec: AttackSpec, *, n_boot: int = 1000, progress
     check_held_out(attacker, samples)
     pool_attack = attacker.pool_attack
     idx = align.choose_pairs(len(pool_attack), n_align, seed)
-    if refs is None:
-        parser = make_parser("spacy")
-        refs = [list(tags_of_captions(s.captions, parser)) for s in samples]
-    scorer = scorer if scorer is not None else attacker.scorer()
-    scorer.neighbours(list(dict.fromkeys(t for r in refs for t in r)))  # one batched text encoding, not one per image
+    refs, scorer = reference_tags(attacker, samples, scorer=scorer, refs=refs)
     paths = [str(s.path) for s in samples]
     X_pool = align.check_embeddings(attacker.victim_pool(victim, progress=progress), f"{victim} pool embeddings")
     X_test = attacker.embed(victim, paths, progress=progress)

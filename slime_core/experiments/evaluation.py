@@ -20,15 +20,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from slime_core.attack_spec import AttackSpec
-from slime_core.caption_metrics import KEYS, score_caption
-from slime_core.data import Sample
-from slime_core.errors import SlimeError
 from slime_core.experiments.objects_eval import ObjectsEval
-from slime_core.infer import graph_from_tags, object_f1, relation_f1
-from slime_core.metrics import TAG_METRICS, Estimate, NeighbourhoodScorer, paired_difference, tag_scores
+from slime_core.infra.errors import SlimeError
 from slime_core.pipeline import Attacker, check_held_out, mean_embedding_caption, random_public_captions, write_captions
-from slime_core.tags import make_parser, tags_of_captions
-from slime_core.write import check_final_parts, final_prompt_from
+from slime_core.stages.caption_metrics import KEYS, score_caption
+from slime_core.stages.data import Sample
+from slime_core.stages.infer import graph_from_tags, object_f1, relation_f1
+from slime_core.stages.metrics import TAG_METRICS, Estimate, NeighbourhoodScorer, paired_difference, tag_scores
+from slime_core.stages.tags import make_parser, tags_of_captions
+from slime_core.stages.write import check_final_parts, final_prompt_from
 
 BASELINES = ("frequent", "nearest")
 GRID = AttackSpec(n_align=(10, 30, 100, 300), k=(1, 5, 10, 20))  # the default N x k grid of `slime eval`
@@ -54,10 +54,13 @@ def summarise(attack: dict, baselines: dict[str, dict], n_boot: int, seed: int) 
 
 
 def reference_tags(attacker: Attacker, samples: list[Sample], parser=None, scorer: NeighbourhoodScorer | None = None,
-                   progress: bool = False) -> tuple[list[list[str]], NeighbourhoodScorer]:
-    """The tags of each sample's own captions, and a scorer whose near-synonyms of them are already encoded."""
-    parser = parser or make_parser("spacy")
-    refs = [list(tags_of_captions(s.captions, parser)) for s in tqdm(samples, desc="tagging references", disable=not progress)]
+                   progress: bool = False, refs=None) -> tuple[list[list[str]], NeighbourhoodScorer]:
+    """The tags of each sample's own captions (or `refs`, tagged before), and a scorer whose near-synonyms of them
+    are already encoded."""
+    if refs is None:
+        parser = parser or make_parser("spacy")
+        refs = [list(tags_of_captions(s.captions, parser))
+                for s in tqdm(samples, desc="tagging references", disable=not progress)]
     scorer = scorer if scorer is not None else attacker.scorer()
     scorer.neighbours(sorted({t for r in refs for t in r}))  # one batched text-encoder pass, not one per image
     return refs, scorer

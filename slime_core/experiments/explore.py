@@ -7,10 +7,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from slime_core import align
-from slime_core.errors import SlimeError
-from slime_core.metrics import tag_scores
-from slime_core.metrics import Estimate, paired_difference
+from slime_core.infra.errors import SlimeError
+from slime_core.stages import align
+from slime_core.stages.metrics import Estimate, paired_difference, tag_scores
 
 
 def n_grid(pool_size: int, points: int = 6, low: int = 10) -> list[int]:

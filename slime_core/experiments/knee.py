@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from slime_core.defences import defence_spec
+from slime_core.stages.defences import defence_spec
 
 
 def tradeoff(row: dict, undefended: dict) -> dict:

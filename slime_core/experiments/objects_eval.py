@@ -16,8 +16,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from slime_core.metrics import Estimate, paired_difference
-from slime_core.objects import detect_objects, frequent_objects, object_scores, objects_from_tags, read_pool_objects
+from slime_core.stages.metrics import Estimate, paired_difference
+from slime_core.stages.objects import (
+    detect_objects,
+    frequent_objects,
+    object_scores,
+    objects_from_tags,
+    read_pool_objects,
+)
 
 
 def prior_objects(train_objects: list[list[str]]) -> list[str]:

@@ -6,12 +6,12 @@ from typing import Sequence
 
 import numpy as np
 
-from slime_core import caption_metrics as cm
-from slime_core.errors import MissingModelError, SlimeError
-from slime_core import metrics
+from slime_core.infra.errors import MissingModelError, SlimeError
+from slime_core.stages import caption_metrics as cm
+from slime_core.stages import metrics
 
 
-def tag_scores(pred: list[str], refs: list[str], scorer) -> dict:
+def image_tag_scores(pred: list[str], refs: list[str], scorer) -> dict:
     """Every tag metric of one image (`metrics.tag_scores` for a batch of one)."""
     return {m: float(v[0]) for m, v in metrics.tag_scores([pred], [refs], scorer).items()}
 
@@ -22,9 +22,9 @@ def single_image_scores(attacker, result, refs: list[str], scorer) -> list[dict]
     k = len(result.tags)
     pred = [t["tag"] for t in result.tags]
     nearest = attacker.neighbour_tags(result.aligned[None, :], k)[0]
-    rows = {"attack": tag_scores(pred, refs, scorer),
-            "most frequent tags": tag_scores(attacker.frequent_tags(k), refs, scorer),
-            "nearest public image": tag_scores(nearest, refs, scorer)}
+    rows = {"attack": image_tag_scores(pred, refs, scorer),
+            "most frequent tags": image_tag_scores(attacker.frequent_tags(k), refs, scorer),
+            "nearest public image": image_tag_scores(nearest, refs, scorer)}
     out = []
     for metric in rows["attack"]:
         a = rows["attack"][metric]

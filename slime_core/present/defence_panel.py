@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from slime_core.defences import defence_spec
 from slime_core.present.tables import fmt_strength
+from slime_core.stages.defences import defence_spec
 
 
 def linear_warning(defence: str) -> str | None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from slime_core.defences import defence_spec
-from slime_core.errors import SlimeError
+from slime_core.infra.errors import SlimeError
 from slime_core.present.tables import fmt_strength, non_adaptive_points
+from slime_core.stages.defences import defence_spec
 
 
 def defence_figure(rows: list[dict], title: str | None = None, selected: dict | None = None):

@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from slime_core.errors import SlimeError, mask_output
 from slime_core.experiments.audit import THREAT_MODEL, load_paper_figures, paper_figures_path, png_uri, thumbnail_uri
+from slime_core.infra.errors import SlimeError, mask_output
 from slime_core.present import figures
 from slime_core.present.serialise import jsonable
 from slime_core.present.tables import fmt_strength, knee_label, optional_cells
@@ -150,7 +150,7 @@ def write_report(report: dict, out) -> tuple[Path, Path]:
         raise SlimeError(f"report path {out} should end in .html (the JSON goes beside it).")
     if not out.parent.exists():
         raise SlimeError(f"folder {out.parent} does not exist.")
-    from slime_core.output_gate import write_text  # masked: no configured key reaches the files
+    from slime_core.infra.output_gate import write_text  # masked: no configured key reaches the files
 
     html, json_text = report_texts(report)
     json_path = out.with_suffix(".json")

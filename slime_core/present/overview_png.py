@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from slime_core.defences import defence_spec, list_defences
 from slime_core.present.tables import fmt_strength, non_adaptive_points
+from slime_core.stages.defences import defence_spec, list_defences
 
 TAG, CAPTION, PRIOR, NON_ADAPTIVE = "#1f77b4", "#9467bd", "#d62728", "#17becf"
 

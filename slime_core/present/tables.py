@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from slime_core.defences import defence_spec
+from slime_core.stages.defences import defence_spec
 
 GRAPH_METRICS = ("object_f1", "relation_f1", "relation_type_f1")  # graph_scores' keys, in table order
 
