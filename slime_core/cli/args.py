@@ -192,6 +192,29 @@ def add_report(sub) -> None:
     add_attack_options(p)
 
 
+def add_audit(sub) -> None:
+    p = sub.add_parser("audit", formatter_class=FORMATTER,
+                       help="attack every embedding of a store (.npy, Parquet): tags and sensitive attributes to Parquet")
+    p.add_argument("--embeddings", type=Path, required=True,
+                   help="the store: .npy (rows, dims), or Parquet with an embedding column of lists")
+    p.add_argument("--out", type=Path, required=True,
+                   help="folder of Parquet part files (e.g. results.parquet/); a killed run resumes there")
+    p.add_argument("--victim-pool", type=Path,
+                   help="the victim's embeddings of the pool images, in `slime pool` order (.npy, .csv, .parquet)")
+    p.add_argument("--column", default="embedding", help="Parquet: the embedding column")
+    p.add_argument("--id-column", default=None, help="Parquet: the column of ids (None: the row number)")
+    p.add_argument("--n-align", default="300", help="N leaked (victim, attacker) pairs the map is fitted on")
+    p.add_argument("--k", default="10", help="number of tags retrieved per embedding")
+    p.add_argument("--batch-size", type=count(1, "1 to 1,000,000", 1_000_000), default=4096,
+                   help="rows per batch and per part file (memory grows with it)")
+    p.add_argument("--attributes", type=Path, default=None,
+                   help="JSON table of sensitive attributes (None: the packaged one: children, people, ...)")
+    p.add_argument("--summary", type=Path, default=None, help="summary HTML to write (None: OUT/_summary.html)")
+    p.add_argument("--engine", default="local", help="where the batches run: local (this process)")
+    add_caption_options(p, "a caption per embedding (slow: a writer call each)")
+    add_attack_options(p)
+
+
 def build_parser(commands: dict, more=()) -> argparse.ArgumentParser:
     """The whole `slime` parser; `commands` maps a command name to the function that runs it; `more`: functions
     that add more commands (cli/paper.py's data coco and tags), after build."""
@@ -206,6 +229,7 @@ def build_parser(commands: dict, more=()) -> argparse.ArgumentParser:
     p.add_argument("--bundle", type=Path, default=None, help="attacker bundle folder (None: models/default)")
     add_defend(sub)
     add_report(sub)
+    add_audit(sub)
     for name, p in sub.choices.items():
         if name in commands:
             p.set_defaults(func=commands[name])

@@ -306,8 +306,44 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_audit(args) -> int:
+    """Every embedding of a store attacked in batches, written as Parquet parts (resumable) plus a summary HTML."""
+    from slime_core.experiments import store_audit
+    from slime_core.present.html_report import store_audit_report, write_report
+    from slime_core.stages.attributes import load_attributes
+    from slime_core.stages.stores import open_store
+
+    spec = attack_spec(args)
+    run = store_audit.engine(args.engine)
+    # everything that can be wrong with the inputs is said before the bundle loads, and all of it before the work
+    store = open_store(args.embeddings, args.column, args.id_column)
+    out = store_audit.check_out(args.out)
+    summary_path = args.summary or out / store_audit.SUMMARY
+    if args.summary is not None:
+        check_writable(summary_path, "--summary", (".html", ".htm"))
+    attributes = load_attributes(args.attributes)
+    pool = load_embedding_file(args.victim_pool, "victim pool file", names=True) if args.victim_pool is not None else None
+    attacker = make_attacker(args)
+    if pool is not None:
+        attacker.add_victim_pool(args.victim, *pool, what=str(args.victim_pool))
+    spec.within(attacker)
+    attributes = load_attributes(args.attributes, attacker.bundle.tags)  # every attribute must name some tag
+    writer = writer_from_args(args) if args.caption != "none" else None
+    fit = attacker.alignment(args.victim, spec.n, spec.method, spec.seed)
+    if store.dim != fit.input_dim:
+        raise SlimeError(f"{args.embeddings}: embeddings of {store.dim} dims; '{args.victim}' embeddings have "
+                         f"{fit.input_dim}. Pick the victim (or --victim-pool) that made them.")
+    job = store_audit.AuditJob(store, out, args.victim, spec.n, spec.top_k, attributes, spec.method, spec.seed,
+                               args.batch_size, args.victim_pool, writer, attacker.bundle.attacker)
+    summary = run(job, attacker, fit, progress=not args.no_progress)
+    html_path, _ = write_report(store_audit_report(summary), summary_path)
+    print(f"wrote {summary['rows_scored']:,} rows to {out} ({summary['rows_skipped']:,} skipped, "
+          f"{summary['rows_resumed']:,} from an earlier run); summary: {html_path}")
+    return 0
+
+
 COMMANDS = {"attack": cmd_attack, "eval": cmd_eval, "build": cmd_build, "pool": cmd_pool, "defend": cmd_defend,
-            "report": cmd_report}
+            "report": cmd_report, "audit": cmd_audit}
 
 
 def parser():

@@ -107,6 +107,31 @@ def own_embeddings_report(audit: dict, verdict: str) -> dict:
             "paper_figures": load_paper_figures(paper_figures_path())}
 
 
+STORE_SETTINGS = (("input", "embeddings"), ("victim", "victim"), ("victim_pool", "victim pool file"),
+                  ("attacker", "attacker"), ("n_align", "N leaked pairs"), ("method", "alignment method"),
+                  ("seed", "pair draw seed"), ("k", "k tags"), ("batch_size", "batch size"),
+                  ("caption", "caption writer"), ("out", "results (Parquet parts)"))
+
+
+def store_audit_report(summary: dict) -> dict:
+    """`slime audit`'s summary (`experiments.store_audit`) as a report the template renders: the run's settings,
+    rows scored and skipped, each attribute's share beside its prior, the most exposed embeddings, the tags."""
+    import datetime as dt
+
+    s = summary["settings"]
+    shown = {"input": f"{s['input']['path']} ({s['input']['kind']}, {s['input']['rows']:,} rows of "
+                      f"{s['input']['dim']} dims{', column ' + s['input']['column'] if s['input']['column'] else ''})",
+             "victim_pool": (s["victim_pool"] or {}).get("path", "the bundle's")}
+    settings = {label: shown.get(key, s.get(key)) for key, label in STORE_SETTINGS}
+    settings["caption writer"] = settings["caption writer"] or "none"
+    return {"title": "SLImE store audit: what your stored embeddings give away",
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "made_by": "slime audit",
+            "data": {"folder": s["input"]["path"], "test_images": summary["rows"], "what": "stored embeddings"},
+            "threat_model": [{"role": r, "text": t} for r, t in THREAT_MODEL], "settings": settings,
+            "store": summary, "examples": [], "defences": {}, "undefended": None,
+            "paper_figures": load_paper_figures(paper_figures_path())}
+
+
 def attack_report(result: dict, image=None, generated=None, captions: Sequence[str] = (),
                   classified: Sequence[tuple[str, str]] | None = None, pool_images: Path | None = None,
                   made_by: str = "the SLImE app, Attack one image") -> dict:

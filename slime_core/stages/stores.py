@@ -85,6 +85,12 @@ class Store:
     def batches(self, batch_size: int, wanted: Callable[[int], bool] = lambda i: True) -> Iterator[Batch]:
         raise NotImplementedError
 
+    def id_type(self):
+        """The Arrow type of the ids: the id column's, else int64 row numbers."""
+        import pyarrow as pa
+
+        return pa.int64()
+
     def describe(self) -> dict:
         """What names this store's contents for a run's manifest: a changed file is a different run."""
         info = self.path.stat()
@@ -171,6 +177,11 @@ class ParquetStore(Store):
         if not 1 <= dim <= MAX_DIM:
             raise SlimeError(f"{self.path}: column '{self.column}' holds vectors of {dim} values; expected 1 to {MAX_DIM}.")
         return dim
+
+    def id_type(self):
+        import pyarrow as pa
+
+        return self.file.schema_arrow.field(self.id_name).type if self.id_name else pa.int64()
 
     def _first_length(self) -> int:
         """A plain list column's width, from its first non-null row (read alone; later rows of another length are
