@@ -27,17 +27,17 @@ T = TypeVar("T")
 
 
 # The limits on remote calls, from the environment (read through settings) and checked here, where they are used.
-def deadline() -> float:
+def default_deadline() -> float:
     """Seconds one command may spend on remote calls in all (SLIME_REMOTE_DEADLINE, default 300)."""
     return _seconds("SLIME_REMOTE_DEADLINE", 300.0)
 
 
-def timeout() -> float:
+def default_timeout() -> float:
     """Seconds one remote call may take (SLIME_REMOTE_TIMEOUT, default 30)."""
     return _seconds("SLIME_REMOTE_TIMEOUT", 30.0)
 
 
-def retries() -> int:
+def default_retries() -> int:
     """Tries after a failed remote call (SLIME_REMOTE_RETRIES, default 3)."""
     return int(_seconds("SLIME_REMOTE_RETRIES", 3))
 
@@ -78,7 +78,7 @@ def command_scope(seconds: float | None = None):
     global _scope
     with _lock:
         previous = _scope
-        _scope = {"seconds": deadline() if seconds is None else float(seconds), "end": None}
+        _scope = {"seconds": default_deadline() if seconds is None else float(seconds), "end": None}
     try:
         yield
     finally:
@@ -93,7 +93,7 @@ def _deadline() -> tuple[float, float | None]:
             if _scope["seconds"] and _scope["end"] is None:
                 _scope["end"] = time.monotonic() + _scope["seconds"]
             return _scope["seconds"], _scope["end"]
-    seconds = deadline()
+    seconds = default_deadline()
     return seconds, (time.monotonic() + seconds if seconds else None)
 
 
@@ -102,8 +102,8 @@ def call(send: Callable[[float], T], what: str, retries: int | None = None, time
          give_up: Callable[[int, str], str] | None = None) -> T:
     """`send(timeout)` under the retry policy. `send` raises `Transient` for a failure worth retrying and
     SlimeError (or anything else) for one that is not; those pass through at once."""
-    retries = retries() if retries is None else int(retries)
-    timeout = timeout() if timeout is None else float(timeout)
+    retries = default_retries() if retries is None else int(retries)
+    timeout = default_timeout() if timeout is None else float(timeout)
     seconds, end = _deadline()
 
     def remaining() -> float:

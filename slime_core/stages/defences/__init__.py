@@ -41,14 +41,9 @@ __all__ = ["Defence", "DefenceSpec", "apply_defence", "check_input", "create_def
            "defence_options", "defence_spec", "list_defences", "parse_strengths", "register_defence",
            "unregister_defence"]
 
-# Registration happens here, on import of the package; this order is the registry's order.
+# Registration happens here, on import of the package; this order is the registry's order (isort must not sort it).
+# isort: off
 from slime_core.stages.defences import (  # noqa: E402,F401
-    gaussian,
-    laplace,
-    noise,
-    pca,
-    projection,
-    quantise,
-    rotation,
-    shuffle,
+    noise, gaussian, laplace, rotation, shuffle, pca, projection, quantise,
 )
+# isort: on

@@ -63,8 +63,8 @@ class ApiImageEncoder(Encoder):
             raise MissingModelError(f"encoder '{self.name}' needs its credential in the environment variable "
                                     f"{key_env}; it is read from there only. {key_help}".strip())
         self.base_url = base_url.rstrip("/")
-        self.timeout = float(cfg.timeout or remote.timeout())
-        self.retries = cfg.retries if cfg.retries is not None else remote.retries()
+        self.timeout = float(cfg.timeout or remote.default_timeout())
+        self.retries = cfg.retries if cfg.retries is not None else remote.default_retries()
         self.backoff = float(cfg.backoff)
         self.max_wait = float(cfg.max_wait)
         self.workers = max(1, cfg.workers)
