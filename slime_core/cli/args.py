@@ -210,7 +210,12 @@ def add_audit(sub) -> None:
     p.add_argument("--attributes", type=Path, default=None,
                    help="JSON table of sensitive attributes (None: the packaged one: children, people, ...)")
     p.add_argument("--summary", type=Path, default=None, help="summary HTML to write (None: OUT/_summary.html)")
-    p.add_argument("--engine", default="local", help="where the batches run: local (this process)")
+    p.add_argument("--engine", default="local",
+                   help="where the batches run: local (this process) or ray (Ray Data actors; the [scale] extra)")
+    p.add_argument("--address", default=None,
+                   help="--engine ray: a running Ray cluster to join (ray://host:10001 or auto; None: a local Ray)")
+    p.add_argument("--workers", type=count(1, "1 to 1,024", 1024), default=2,
+                   help="--engine ray: actors holding the attacker, one CPU each")
     add_caption_options(p, "a caption per embedding (slow: a writer call each)")
     add_attack_options(p)
 

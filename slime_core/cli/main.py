@@ -308,7 +308,7 @@ def cmd_report(args) -> int:
 
 def cmd_audit(args) -> int:
     """Every embedding of a store attacked in batches, written as Parquet parts (resumable) plus a summary HTML."""
-    from slime_core.experiments import store_audit
+    from slime_core.experiments import store_audit, store_audit_ray  # noqa: F401 - the second registers "ray"
     from slime_core.present.html_report import store_audit_report, write_report
     from slime_core.stages.attributes import load_attributes
     from slime_core.stages.stores import open_store
@@ -335,7 +335,8 @@ def cmd_audit(args) -> int:
                          f"{fit.input_dim}. Pick the victim (or --victim-pool) that made them.")
     job = store_audit.AuditJob(store, out, args.victim, spec.n, spec.top_k, attributes, spec.method, spec.seed,
                                args.batch_size, args.victim_pool, writer, attacker.bundle.attacker)
-    summary = run(job, attacker, fit, progress=not args.no_progress)
+    engine_options = {"address": args.address, "workers": args.workers} if args.engine == "ray" else {}
+    summary = run(job, attacker, fit, progress=not args.no_progress, **engine_options)
     html_path, _ = write_report(store_audit_report(summary), summary_path)
     print(f"wrote {summary['rows_scored']:,} rows to {out} ({summary['rows_skipped']:,} skipped, "
           f"{summary['rows_resumed']:,} from an earlier run); summary: {html_path}")

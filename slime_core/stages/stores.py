@@ -91,6 +91,11 @@ class Store:
 
         return pa.int64()
 
+    def __reduce__(self):
+        """Sent to another process (a Ray worker) as its path and columns, and opened again there: never as the
+        memory-mapped array or the open file."""
+        return open_store, (self.path, self.column or DEFAULT_COLUMN, self.id_name)
+
     def describe(self) -> dict:
         """What names this store's contents for a run's manifest: a changed file is a different run."""
         info = self.path.stat()
