@@ -199,25 +199,31 @@ class _Fake:
         return np.ones((len(images), self.width), np.float32)
 
 
+def unwritable_cache(tmp_path: Path, monkeypatch, where: str) -> Path:
+    """A cache root that cannot be written: a file, a path under /proc, or a read-only folder."""
+    if where == "file":
+        root = tmp_path / "cache_file"
+        root.write_text("not a folder")
+        return root
+    if where == "proc":
+        return Path("/proc/slime-cache")
+    root = tmp_path / "ro"
+    root.mkdir()
+    root.chmod(0o500)
+    if os.geteuid() == 0:  # root writes into read-only folders: the refusal the kernel would give
+        from slime_core.infra import files
+
+        def refuse(*_):
+            raise PermissionError(13, "Permission denied")
+        monkeypatch.setattr(files.os, "replace", refuse)
+    return root
+
+
 @pytest.mark.parametrize("where", ["file", "proc", "readonly"])
 def test_an_unwritable_cache_is_skipped_and_said_once(tmp_path, caplog, monkeypatch, where):
     from slime_core.stages.encoders.base import EmbeddingCache
 
-    if where == "file":
-        root = tmp_path / "cache_file"
-        root.write_text("not a folder")
-    elif where == "proc":
-        root = Path("/proc/slime-cache")
-    else:
-        root = tmp_path / "ro"
-        root.mkdir()
-        root.chmod(0o500)
-        if os.geteuid() == 0:  # root writes into read-only folders: the refusal the kernel would give
-            from slime_core.infra import files
-
-            def refuse(*_):
-                raise PermissionError(13, "Permission denied")
-            monkeypatch.setattr(files.os, "replace", refuse)
+    root = unwritable_cache(tmp_path, monkeypatch, where)
     caplog.set_level(logging.WARNING)
     for _ in range(2):
         cache = EmbeddingCache(root)
@@ -312,18 +318,7 @@ def test_build_caches_go_on_without_an_unwritable_cache(tmp_path, caplog, monkey
     from slime_core.stages.data import Sample
     from slime_core.training import build_scale
 
-    root = tmp_path / "cache"
-    if where == "file":
-        root.write_text("not a folder")
-    else:
-        root.mkdir()
-        root.chmod(0o500)
-        if os.geteuid() == 0:  # root writes into read-only folders: the refusal the kernel would give
-            from slime_core.infra import files
-
-            def refuse(*_):
-                raise PermissionError(13, "Permission denied")
-            monkeypatch.setattr(files.os, "replace", refuse)
+    root = unwritable_cache(tmp_path, monkeypatch, where)
     caplog.set_level(logging.WARNING)
 
     class Text:
