@@ -188,6 +188,9 @@ def add_report(sub) -> None:
     p.add_argument("--paper-figures", type=Path, default=None,
                    help="JSON of the paper's figures, transcribed by hand, shown labelled as the paper's "
                         "(None: $SLIME_PAPER_FIGURES, else the packaged transcription of the paper's tables)")
+    p.add_argument("--attributes", type=Path, default=None,
+                   help="JSON table of sensitive attributes for the report's AUC section (None: the packaged one: "
+                        "children, people, ...)")
     add_caption_options(p)
     add_attack_options(p)
 

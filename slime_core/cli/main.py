@@ -282,6 +282,7 @@ def cmd_report(args) -> int:
     """Self-contained HTML audit report (plus JSON beside it)."""
     from slime_core.experiments.audit import build_report, paper_figures_path
     from slime_core.present.html_report import write_report
+    from slime_core.stages.attributes import load_attributes
     from slime_core.stages.defences import list_defences
 
     spec = attack_spec(args)
@@ -290,7 +291,10 @@ def cmd_report(args) -> int:
     strengths = defence_grid(names, args.strength)
     out = check_writable(args.out, "--out", (".html", ".htm"))
     check_writable(out.with_suffix(".json"), "--out's JSON")
+    attributes = load_attributes(args.attributes) if args.attributes is not None else None  # a bad file: one line
     attacker = make_attacker(args)
+    if attributes is not None:
+        attributes = load_attributes(args.attributes, attacker.bundle.tags)  # every attribute must name some tag
     maker = None
     if args.lowfi != "none":
         from slime_core.stages import lowfi
@@ -300,7 +304,7 @@ def cmd_report(args) -> int:
     report = build_report(attacker, samples, grid=grid_spec, n_align=spec.n, k=spec.top_k, defences=strengths,
                           n_examples=args.examples, n_boot=args.bootstrap,
                           paper_figures=args.paper_figures or paper_figures_path(), setup=setup,
-                          progress=not args.no_progress, lowfi=maker)
+                          progress=not args.no_progress, lowfi=maker, attributes=attributes)
     html_path, json_path = write_report(report, out)
     print(f"wrote {html_path} and {json_path}")
     return 0

@@ -28,6 +28,9 @@ from slime_core.stages.metrics import Difference, Estimate
 
 CHANCE = 0.5
 LEVEL = 0.95
+SCORE_TEXT = ("per attribute, the highest retrieval score (logit_scale * cosine + alpha * log-count prior) "
+              "among the vocabulary tags that contain one of its words")
+TRUTH_TEXT = "one of the attribute's words (whole words) in any of the photo's captions"
 
 
 def rank_auc(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -127,8 +130,6 @@ def evaluate_attributes(attacker: Attacker, samples: list[Sample], *, victim: st
     return {"victim": victim, "attacker": attacker.bundle.attacker, "method": method, "seed": seed,
             "n_images": len(samples), "bootstrap": n_boot, "level": LEVEL, "chance": CHANCE,
             "attributes_file": attributes.source, "systems": systems,
-            "score": "per attribute, the highest retrieval score (logit_scale * cosine + alpha * log-count prior) "
-                     "among the vocabulary tags that contain one of its words",
-            "truth": "one of the attribute's words (whole words) in any of the photo's captions",
+            "score": SCORE_TEXT, "truth": TRUTH_TEXT,
             "rows": attribute_rows(attributes, vocab, truth, scores, n_boot, seed)}
 

@@ -1,6 +1,7 @@
 """The audit behind `slime report`: every measurement the report shows, as one dict.
 
 Sections: threat model; models used; alignment cosine vs N; leakage per k beside the prior baselines;
+sensitive attributes (ROC AUC per attribute beside chance and the oracle: `attribute_report.report_section`);
 example images with what leaked; defence curves (leakage vs utility, knee marked); the paper's reference
 figures (the packaged transcription, or $SLIME_PAPER_FIGURES), drawn apart and labelled as the paper's.
 Every other number comes from this run. Images are carried as base64 JPEG thumbnails (a generated low-fidelity
@@ -24,6 +25,7 @@ import numpy as np
 
 from slime_core.attack_spec import AttackSpec
 from slime_core.experiments import defence_curves as _curves
+from slime_core.experiments.attribute_report import report_section
 from slime_core.experiments.evaluation import GRID
 from slime_core.infra import settings
 from slime_core.infra.errors import SlimeError
@@ -111,6 +113,8 @@ def examples(setup: "_curves.Setup", samples, n: int = 6, seed: int = 0, thumbs:
     attacker = setup.attacker
     samples = [s for s in samples if s.path is not None]
     pick = np.sort(np.random.default_rng(seed).choice(len(samples), size=min(n, len(samples)), replace=False))
+    if not len(pick):  # --examples 0: nothing to attack (an empty batch is refused)
+        return []
     idx = setup.idx
     fit = align.fit_alignment(setup.X_pool[idx], attacker.pool_attack[idx], setup.spec.method)
     aligned = fit.transform(setup.X_test[pick])
@@ -188,12 +192,14 @@ def _check_table(t: dict) -> None:
 
 def build_report(attacker, samples, *, grid: AttackSpec = GRID, n_align: int = 300, k: int = 10,
                  defences: dict | None = None, n_examples: int = 6, n_boot: int = 1000, paper_figures=None,
-                 data_label: str | None = None, setup=None, progress: bool = False, lowfi=None) -> dict:
+                 data_label: str | None = None, setup=None, progress: bool = False, lowfi=None,
+                 attributes=None) -> dict:
     """Run everything the report shows and return it as one dict (`write_report` renders it): the attack over
     `grid` (victim, N x k, method, seed), and the defence curves and examples at one point (n_align, k).
     `defences`: name -> strengths; None = every defence at its default strengths; {} = no curves.
     `paper_figures`: a figures file or an upload's bytes; None = `paper_figures_path()`.
-    `lowfi`: a low-fidelity image maker; each example then shows its generated image beside the original."""
+    `lowfi`: a low-fidelity image maker; each example then shows its generated image beside the original.
+    `attributes`: the sensitive-attribute table (`stages.attributes.load_attributes`; None: the packaged one)."""
     samples = [s for s in samples if s.path is not None]
     if defences is None:
         defences = {name: list(defence_spec(name).default_strengths) for name in list_defences()}
@@ -228,6 +234,7 @@ def build_report(attacker, samples, *, grid: AttackSpec = GRID, n_align: int = 3
         "data": {"folder": data_label or str(attacker.data), "test_images": len(samples)},
         "settings": {"n_aligns": list(n_aligns), "ks": list(ks), "n_align": n_align, "k": k, "bootstrap": n_boot},
         "attack": attack,
+        "sensitive_attributes": report_section(setup, samples, sorted({*n_aligns, n_align}), attributes),
         "examples": examples(setup, samples, n_examples, seed, lowfi=lowfi),
         "defences": {name: {"spec": {"strength": specs[name].strength, "protects": specs[name].protects,
                                      "does_not_protect": specs[name].does_not}, "rows": rows}

@@ -146,3 +146,27 @@ def training_size_figure(result: dict):
     fig.update_layout(height=380, margin=dict(t=60, b=40, l=40, r=20),
                       title=f"What leaks, by the attacker's public training data ({n} test photos, k = {result['k']})")
     return fig
+
+
+def attribute_auc_figure(result: dict):
+    """Sensitive attributes (`attribute_eval` / `attribute_report` dicts): each measurable attribute's ROC AUC with
+    its 95% interval, one series per system (each N, the oracle), beside chance (0.5, dashed)."""
+    import plotly.graph_objects as go
+
+    rows = [r for r in result["rows"] if r["reason"] is None]
+    fig = go.Figure()
+    for label in result["systems"]:
+        est = [r["auc"][label] for r in rows]
+        fig.add_trace(go.Scatter(x=[r["attribute"] for r in rows], y=[e["mean"] for e in est], mode="markers",
+                                 name="oracle (no alignment)" if label == "oracle" else f"attack, {label}",
+                                 marker={"size": 9, "symbol": "diamond" if label == "oracle" else "circle"},
+                                 error_y={"type": "data", "symmetric": False,
+                                          "array": [e["ci_high"] - e["mean"] for e in est],
+                                          "arrayminus": [e["mean"] - e["ci_low"] for e in est]},
+                                 hovertemplate="%{x}: AUC %{y:.3f}"))
+    lows = [e["ci_low"] for r in rows for e in r["auc"].values() if e["ci_low"] == e["ci_low"]]  # NaN: no interval
+    fig.add_hline(y=result.get("chance", 0.5), line_dash="dash", line_color="gray", annotation_text="chance (0.5)")
+    fig.update_layout(title=f"Sensitive attributes read off {result['victim']} embeddings: ROC AUC (95% CI)",
+                      yaxis_title="ROC AUC", yaxis_range=[min([0.3, *lows]) - 0.02, 1.02], template="plotly_white", height=380,
+                      scattermode="group", legend={"orientation": "h", "y": -0.2})
+    return fig

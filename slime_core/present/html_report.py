@@ -63,6 +63,8 @@ def render_html(report: dict) -> str:
     if report.get("attack"):
         figs |= {"alignment_vs_n": _div(figures.alignment_vs_n_figure(report)),
                  "leakage_per_k": _div(figures.leakage_per_k_figure(report))}
+    measurable = [r for r in (report.get("sensitive_attributes") or {}).get("rows", []) if r["measurable"]]
+    figs["attributes"] = _div(figures.attribute_auc_figure(report["sensitive_attributes"])) if measurable else ""
     plotly_js = plotly.offline.get_plotlyjs() if report.get("attack") or figs["defences"] or figs["paper"] else ""
     template = _environment().get_template("report.html.j2")
     return template.render(report=report, css=CSS, plotly_js=plotly_js, figures=figs,
