@@ -197,15 +197,18 @@ def add_report(sub) -> None:
 
 def add_audit(sub) -> None:
     p = sub.add_parser("audit", formatter_class=FORMATTER,
-                       help="attack every embedding of a store (.npy, Parquet): tags and sensitive attributes to Parquet")
+                       help="attack every embedding of a store (.npy, Parquet, LanceDB): tags and sensitive attributes "
+                            "to Parquet")
     p.add_argument("--embeddings", type=Path, required=True,
-                   help="the store: .npy (rows, dims), or Parquet with an embedding column of lists")
+                   help="the store: .npy (rows, dims), Parquet with an embedding column of lists, or a LanceDB "
+                        "table's folder (db/name.lance; the [scale] extra)")
     p.add_argument("--out", type=Path, required=True,
                    help="folder of Parquet part files (e.g. results.parquet/); a killed run resumes there")
     p.add_argument("--victim-pool", type=Path,
                    help="the victim's embeddings of the pool images, in `slime pool` order (.npy, .csv, .parquet)")
-    p.add_argument("--column", default="embedding", help="Parquet: the embedding column")
-    p.add_argument("--id-column", default=None, help="Parquet: the column of ids (None: the row number)")
+    p.add_argument("--column", default="embedding",
+                   help="Parquet, LanceDB: the embedding column (LanceDB: 'vector' where there is no 'embedding')")
+    p.add_argument("--id-column", default=None, help="Parquet, LanceDB: the column of ids (None: the row number)")
     p.add_argument("--n-align", default="300", help="N leaked (victim, attacker) pairs the map is fitted on")
     p.add_argument("--k", default="10", help="number of tags retrieved per embedding")
     p.add_argument("--batch-size", type=count(1, "1 to 1,000,000", 1_000_000), default=4096,

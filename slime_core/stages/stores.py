@@ -1,5 +1,6 @@
-"""Embedding stores read in bounded batches: a .npy file (memory-mapped) or a Parquet file (an embedding column of
-fixed-size lists or lists of numbers, read row group by row group), for `slime audit` on millions of vectors.
+"""Embedding stores read in bounded batches: a .npy file (memory-mapped), a Parquet file (an embedding column of
+fixed-size lists or lists of numbers, read row group by row group) or a LanceDB table (its `name.lance` folder, read
+one offset/limit query per batch), for `slime audit` on millions of vectors.
 
 `open_store(path, column=..., id_column=...)` checks everything that can be checked without reading the vectors —
 the file is a readable regular file, its footer or header parses, the column exists and holds numeric lists of one
@@ -11,8 +12,8 @@ names the same rows in every run: the audit's part files and its resume rely on 
 Rows are not judged here (a NaN row is returned as it is): `row_problems` says which rows of a batch cannot be
 scored, so the caller skips and counts them rather than refusing the whole store.
 
-More kinds (a LanceDB table is next) register with `@register_store(kind, suffixes)`: a class taking
-(path, column, id_column) with the `Store` attributes and `batches`.
+More kinds register with `@register_store(kind, suffixes)`: a class taking (path, column, id_column) with the
+`Store` attributes and `batches`.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ import numpy as np
 from slime_core.infra.errors import SlimeError
 from slime_core.infra.files import regular_file
 from slime_core.stages.align import MAX_ROW_NORM, MIN_ROW_NORM
+from slime_core.stages.stores_lance import LanceTable
 
 _STORES: dict[str, tuple[type, tuple[str, ...]]] = {}  # kind -> (reader class, path suffixes)
 DEFAULT_COLUMN = "embedding"
+LANCE_COLUMN = "vector"  # LanceDB's usual vector column: a LanceDB table without DEFAULT_COLUMN is read from it
 MAX_DIM = 65_536  # as uploads.MAX_FILE_DIM: no encoder comes near it; a wider column is a wrong column
 
 
@@ -74,6 +77,7 @@ class Store:
     dim: int
     column: str | None
     id_name: str | None
+    schema = None  # the Arrow schema of a store with columns
 
     def n_batches(self, batch_size: int) -> int:
         return -(-self.rows // batch_size)
@@ -89,7 +93,7 @@ class Store:
         """The Arrow type of the ids: the id column's, else int64 row numbers."""
         import pyarrow as pa
 
-        return pa.int64()
+        return self.schema.field(self.id_name).type if self.id_name else pa.int64()
 
     def __reduce__(self):
         """Sent to another process (a Ray worker) as its path and columns, and opened again there: never as the
@@ -102,6 +106,50 @@ class Store:
         return {"path": str(self.path.resolve()), "kind": self.kind, "bytes": info.st_size,
                 "mtime_ns": info.st_mtime_ns, "rows": self.rows, "dim": self.dim, "column": self.column,
                 "id_column": self.id_name}
+
+    def _check_columns(self, first_rows: Callable[[], Iterator]) -> int:
+        """The embedding column's width, after checking both columns of `self.schema`; SlimeError naming the store
+        otherwise. `first_rows()`: record batches of the column from its first row, for a plain list's width."""
+        import pyarrow as pa
+
+        schema, names = self.schema, self.schema.names
+        listing = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+        if self.id_name is not None and self.id_name not in names:
+            raise SlimeError(f"{self.path}: no id column '{self.id_name}' (columns: {listing}).")
+        if self.column not in names:
+            lists = [n for n in names if _is_list(schema.field(n).type)]
+            hint = f"; list columns: {', '.join(lists[:5])} (pick one with --column)" if lists else ""
+            raise SlimeError(f"{self.path}: no embedding column '{self.column}' (columns: {listing}){hint}.")
+        kind = schema.field(self.column).type
+        if not _is_list(kind) or not (pa.types.is_floating(kind.value_type) or pa.types.is_integer(kind.value_type)):
+            raise SlimeError(f"{self.path}: column '{self.column}' is {kind}; an embedding column holds lists of "
+                             f"numbers (fixed-size list or list of float).")
+        dim = kind.list_size if pa.types.is_fixed_size_list(kind) else self._first_length(first_rows)
+        if not 1 <= dim <= MAX_DIM:
+            raise SlimeError(f"{self.path}: column '{self.column}' holds vectors of {dim} values; expected 1 to {MAX_DIM}.")
+        return dim
+
+    def _first_length(self, first_rows: Callable[[], Iterator]) -> int:
+        """A plain list column's width, from its first non-null row (read alone; later rows of another length are
+        reported by `row_problems` when their batch is read)."""
+        import pyarrow.compute as pc
+
+        try:
+            for rb in first_rows():
+                lengths = pc.list_value_length(rb.column(0)).drop_null()
+                if len(lengths):
+                    return int(lengths[0].as_py())
+        except SlimeError:
+            raise
+        except Exception as err:  # noqa: BLE001 - a damaged page
+            raise SlimeError(f"{self.path}: column '{self.column}' cannot be read ({_describe_error(err)}).") from None
+        raise SlimeError(f"{self.path}: column '{self.column}' has no vectors (every row is null).")
+
+    def _batch(self, index: int, start: int, table) -> Batch:
+        """Batch `index` from an Arrow table of its rows (the embedding column, and the id column if any)."""
+        X, missing = vectors(table.column(self.column), self.dim)
+        ids = table.column(self.id_name).to_pylist() if self.id_name else list(range(start, start + table.num_rows))
+        return Batch(index, start, ids, X, missing)
 
 
 def _describe_error(err: Exception) -> str:
@@ -154,53 +202,13 @@ class ParquetStore(Store):
             schema, meta = self.file.schema_arrow, self.file.metadata
         except Exception as err:  # noqa: BLE001 - a truncated or corrupt footer: pyarrow raises on open
             raise SlimeError(f"{path}: not a readable Parquet file ({_describe_error(err)}); is it truncated?") from None
-        self.column, self.id_name, self.rows = column, id_column, meta.num_rows
-        self.dim = self._check_columns(schema)
+        self.column, self.id_name, self.rows, self.schema = column, id_column, meta.num_rows, schema
+        self.dim = self._check_columns(lambda: self.file.iter_batches(batch_size=1024, columns=[self.column]))
         # global row number where each row group starts: batch boundaries are rows, not row groups
         sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
         self.group_starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         if self.rows == 0:
             raise SlimeError(f"{path}: no rows.")
-
-    def _check_columns(self, schema) -> int:
-        """The embedding column's width, after checking both columns; SlimeError naming the file otherwise."""
-        import pyarrow as pa
-
-        names = schema.names
-        listing = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
-        if self.id_name is not None and self.id_name not in names:
-            raise SlimeError(f"{self.path}: no id column '{self.id_name}' (columns: {listing}).")
-        if self.column not in names:
-            lists = [n for n in names if _is_list(schema.field(n).type)]
-            hint = f"; list columns: {', '.join(lists[:5])} (pick one with --column)" if lists else ""
-            raise SlimeError(f"{self.path}: no embedding column '{self.column}' (columns: {listing}){hint}.")
-        kind = schema.field(self.column).type
-        if not _is_list(kind) or not (pa.types.is_floating(kind.value_type) or pa.types.is_integer(kind.value_type)):
-            raise SlimeError(f"{self.path}: column '{self.column}' is {kind}; an embedding column holds lists of "
-                             f"numbers (fixed-size list or list of float).")
-        dim = kind.list_size if pa.types.is_fixed_size_list(kind) else self._first_length()
-        if not 1 <= dim <= MAX_DIM:
-            raise SlimeError(f"{self.path}: column '{self.column}' holds vectors of {dim} values; expected 1 to {MAX_DIM}.")
-        return dim
-
-    def id_type(self):
-        import pyarrow as pa
-
-        return self.file.schema_arrow.field(self.id_name).type if self.id_name else pa.int64()
-
-    def _first_length(self) -> int:
-        """A plain list column's width, from its first non-null row (read alone; later rows of another length are
-        reported by `row_problems` when their batch is read)."""
-        import pyarrow.compute as pc
-
-        try:
-            for rb in self.file.iter_batches(batch_size=1024, columns=[self.column]):
-                lengths = pc.list_value_length(rb.column(0)).drop_null()
-                if len(lengths):
-                    return int(lengths[0].as_py())
-        except Exception as err:  # noqa: BLE001 - a damaged page
-            raise SlimeError(f"{self.path}: column '{self.column}' cannot be read ({_describe_error(err)}).") from None
-        raise SlimeError(f"{self.path}: column '{self.column}' has no vectors (every row is null).")
 
     def _chunks(self, wanted_groups: list[int], batch_size: int):
         """(global row number, record batch) over the wanted row groups, in order."""
@@ -244,10 +252,39 @@ class ParquetStore(Store):
         last = np.searchsorted(self.group_starts, end - 1, side="right") - 1
         return np.arange(first, last + 1)
 
-    def _batch(self, index: int, start: int, table) -> Batch:
-        X, missing = vectors(table.column(self.column), self.dim)
-        ids = table.column(self.id_name).to_pylist() if self.id_name else list(range(start, start + table.num_rows))
-        return Batch(index, start, ids, X, missing)
+
+@register_store("lance", (".lance",))
+class LanceStore(Store):
+    """A LanceDB table, given as its folder (`db/name.lance`; the `lancedb` package, the [scale] extra): the vector
+    column of fixed-size lists (or lists) of numbers, one offset/limit query per batch, so a resumed run reads only
+    the batches still to do. `--column` left at "embedding" reads LanceDB's usual "vector" where the table has no
+    "embedding". The table is pinned to the version it had when opened: a Ray worker opens that version again, and
+    the manifest names it with its time, so a table written between two runs makes them different runs."""
+
+    def __init__(self, path: Path, column: str = DEFAULT_COLUMN, id_column: str | None = None,
+                 version: int | None = None):
+        self.lance = LanceTable(path, version)
+        self.path, self.schema, self.rows = self.lance.path, self.lance.schema, self.lance.rows
+        if column == DEFAULT_COLUMN and column not in self.schema.names and LANCE_COLUMN in self.schema.names:
+            column = LANCE_COLUMN
+        self.column, self.id_name = column, id_column
+        self.dim = self._check_columns(lambda: self.lance.scan([self.column]))
+        if self.rows == 0:  # after the columns: a wrong --column is said first, as for Parquet
+            raise SlimeError(f"{self.path}: no rows.")
+
+    def batches(self, batch_size: int, wanted: Callable[[int], bool] = lambda i: True) -> Iterator[Batch]:
+        columns = [self.column] + ([self.id_name] if self.id_name and self.id_name != self.column else [])
+        for i in range(self.n_batches(batch_size)):
+            if wanted(i):
+                start = i * batch_size
+                yield self._batch(i, start, self.lance.read(columns, start, self.batch_rows(i, batch_size)))
+
+    def __reduce__(self):
+        return LanceStore, (self.path, self.column, self.id_name, self.lance.version)
+
+    def describe(self) -> dict:
+        return {"path": str(self.path), "kind": self.kind, "version": self.lance.version, "written": self.lance.written,
+                "rows": self.rows, "dim": self.dim, "column": self.column, "id_column": self.id_name}
 
 
 def _is_list(kind) -> bool:
@@ -297,3 +334,4 @@ def row_problems(X: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray
     if missing is not None:
         code[missing] = 1
     return code
+
