@@ -16,7 +16,7 @@ from slime_core.present.html_report import own_embeddings_report, render_html
 from slime_core.stages import uploads as sup
 from slime_core.stages.align import list_alignment_methods
 
-from app_pages import common
+from app_pages import _own_attributes, common
 
 st.title("Your own embeddings")
 st.caption("Audit your own image embedder without sharing it: embed the public pool images with your model, upload "
@@ -104,8 +104,10 @@ table = pd.DataFrame([{"embedding": r.image, "top tags": ", ".join(t["tag"] for 
 st.dataframe(table, hide_index=True)
 counts = pd.Series([t["tag"] for r in results for t in r.tags]).value_counts().head(20)
 st.bar_chart(counts)
+attributes = _own_attributes.show(attacker, fit, pool_arr, audit_arr, audit_names, n_align)
 payload = {"alignment_cosine": fit.heldout_cosine, "alignment_prior_cosine": prior, "n_align": n_align,
-           "method": method, "k": k, "tag_leakage": leak, "results": [r.to_dict() for r in results]}
+           "method": method, "k": k, "tag_leakage": leak, "results": [r.to_dict() for r in results],
+           "sensitive_attributes": attributes}
 e1, e2, e3 = st.columns(3)
 e3.download_button("Download the HTML audit report",
                    render_html(own_embeddings_report(payload, hl.alignment_headline(fit.heldout_cosine, prior, n_align))),

@@ -477,6 +477,32 @@ def test_own_embeddings_audit_and_refusals(monkeypatch):
         assert "\n" not in errors(at)
 
 
+def test_own_embeddings_sensitive_attributes():
+    """After an upload: each uploaded embedding's attribute margins and flags, beside the built-in victim's AUCs
+    (lite0's measured file: bench/results/attribute_auc_lite0.json), said to be measured there."""
+    from slime_core.stages.attributes import load_attributes
+
+    at = start("own_embeddings")
+    pool = pool_embeddings("lite1")
+    at.file_uploader(key="own_pool").set_value(("pool.npy", npy_bytes(pool), "application/octet-stream"))
+    at.file_uploader(key="own_audit").set_value(("audit.npy", npy_bytes(pool[:3]), "application/octet-stream")).run()
+    ok(at)
+    assert not at.error, errors(at)
+    names = load_attributes().names
+    frames = [d.value for d in at.dataframe]
+    scores = next(f for f in frames if "flagged" in f.columns)
+    assert list(scores.columns) == ["embedding", "flagged", *names] and len(scores) == 3
+    for _, row in scores.iterrows():  # flagged exactly where the margin over the calibrated threshold is >= 0
+        assert row["flagged"] == (", ".join(a for a in names if row[a] >= 0) or "-")
+    aucs = next(f for f in frames if "AUC N=300" in f.columns)
+    assert list(aucs["attribute"]) == names and {"AUC oracle", "N=300 − chance", "N=300 − oracle"} <= set(aucs.columns)
+    assert at.selectbox(key="own_attr_victim").value == "lite0"
+    assert any("measured by bench/attribute_auc.py on 1,000 public test photos" in c.value and "0.5 is chance" in c.value
+               for c in at.caption)
+    assert any(m.value.startswith("**What each of your embeddings gives away") for m in at.markdown)
+    assert len(at.get("plotly_chart")) >= 1
+
+
 def test_uploaded_pools_keep_at_most_four_per_session():
     from slime_core.experiments import headline as hl
     from slime_core.pipeline import Attacker

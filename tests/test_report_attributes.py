@@ -14,6 +14,7 @@ from slime_core.cli.main import main
 from slime_core.experiments import attribute_report
 from slime_core.experiments import defence_curves as curves
 from slime_core.experiments.audit import build_report
+from slime_core.infra.errors import SlimeError
 from slime_core.present.html_report import report_texts
 from slime_core.stages.attributes import parse_attributes
 from slime_core.stages.data import load_folder
@@ -121,3 +122,23 @@ def test_uploaded_attribute_scores(tiny_attacker):
         assert r["flagged"] == [a for a, m in r["margins"].items() if m >= 0]
     assert all(0 <= a["prior"] <= 1 for a in out["attributes"]) and out["calibration_photos"] >= 20
     assert np.isfinite([a["threshold"] for a in out["attributes"]]).all()
+
+
+def test_built_in_aucs_read_when_measured_else_measured_here(tiny_attacker, tiny_data, tmp_path):
+    from slime_core.experiments.attribute_eval import evaluate_attributes
+
+    samples = load_folder(tiny_data, "test")
+    table = parse_attributes(json.dumps(TINY_TABLE).encode(), "t.json")
+    here = attribute_report.built_in_aucs(tiny_attacker, TINY_VICTIM, samples, n_aligns=(10, 30, 5000), n_boot=50,
+                                          measured_dir=tmp_path, attributes=table)
+    assert not here["measured"] and "computed here on 8 public test photos" in here["source"]
+    assert list(here["systems"]) == ["N=10", "N=30", "oracle"]  # N beyond the 40-photo pool dropped
+    measured = evaluate_attributes(tiny_attacker, samples, victim=TINY_VICTIM, n_aligns=(30,), n_boot=50,
+                                   attributes=table) | {"attributes_file": "attributes.json"}
+    (tmp_path / f"attribute_auc_{TINY_VICTIM}.json").write_text(json.dumps(measured))
+    read = attribute_report.built_in_aucs(tiny_attacker, TINY_VICTIM, samples, measured_dir=tmp_path)
+    assert read["measured"] and "measured by bench/attribute_auc.py on 8 public test photos" in read["source"]
+    assert read["rows"] == json.loads(json.dumps(measured["rows"]))
+    (tmp_path / f"attribute_auc_{TINY_VICTIM}.json").write_text(json.dumps(measured | {"attacker": "another"}))
+    with pytest.raises(SlimeError, match="none of its words"):  # not this attacker's: measured here (packaged table)
+        attribute_report.built_in_aucs(tiny_attacker, TINY_VICTIM, samples, measured_dir=tmp_path)

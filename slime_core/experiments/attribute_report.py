@@ -140,11 +140,12 @@ def uploaded_attribute_scores(attacker, fit, pool: np.ndarray, X: np.ndarray, na
 
 
 def built_in_aucs(attacker, victim: str, samples, *, n_aligns=(30, 300), n_boot: int = 200,
-                  measured_dir: Path | None = MEASURED_DIR) -> dict:
+                  measured_dir: Path | None = MEASURED_DIR, attributes: Attributes | None = None) -> dict:
     """The attribute AUCs of a built-in victim (`evaluate_attributes`' dict plus `source`, in words): read from
-    `measured_dir`/attribute_auc_<victim>.json where it was measured for this attacker and the packaged table,
-    else measured now on `samples` at the N of `n_aligns` the pool allows."""
-    path = Path(measured_dir) / f"attribute_auc_{victim}.json" if measured_dir is not None else None
+    `measured_dir`/attribute_auc_<victim>.json where it was measured for this attacker and the packaged table
+    (`attributes` None), else measured now on `samples` at the N of `n_aligns` the pool allows."""
+    path = Path(measured_dir) / f"attribute_auc_{victim}.json" if measured_dir is not None and attributes is None \
+        else None
     if path is not None and path.is_file():
         result = json.loads(path.read_text())
         if (result.get("victim"), result.get("attacker"), result.get("attributes_file")) == \
@@ -152,6 +153,6 @@ def built_in_aucs(attacker, victim: str, samples, *, n_aligns=(30, 300), n_boot:
             return result | {"source": f"measured by bench/attribute_auc.py on {result['n_images']:,} public test "
                                        f"photos ({result['bootstrap']:,} resamples; {path.name})", "measured": True}
     ns = tuple(n for n in n_aligns if n <= len(attacker.pool_attack)) or (len(attacker.pool_attack),)
-    result = evaluate_attributes(attacker, samples, victim=victim, n_aligns=ns, n_boot=n_boot)
+    result = evaluate_attributes(attacker, samples, victim=victim, n_aligns=ns, n_boot=n_boot, attributes=attributes)
     return result | {"source": f"computed here on {result['n_images']:,} public test photos ({n_boot:,} resamples; "
                                f"no measured file for {victim})", "measured": False}

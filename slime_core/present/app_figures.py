@@ -41,6 +41,45 @@ def caption_frame(result: dict):
     return pd.DataFrame(rows)
 
 
+def _ci_cell(mean: float, low: float, high: float, signed: bool = False) -> str:
+    f = "{:+.3f}" if signed else "{:.3f}"
+    return f"{f.format(mean)} [{f.format(low)}, {f.format(high)}]"
+
+
+def attribute_auc_frame(result: dict):
+    """Sensitive-attribute AUCs (`attribute_eval` / `attribute_report` dicts) as a table: per attribute its
+    prevalence, AUC [95% CI] per system, and the largest N's (or the report's main N's) difference to chance and
+    to the oracle; "not measurable here" with the reason where it has no AUC."""
+    import pandas as pd
+
+    labels = list(result["systems"])
+    main = result.get("main") or [lab for lab in labels if lab != "oracle"][-1]
+    chance = result.get("chance", 0.5)
+    rows = []
+    for r in result["rows"]:
+        row = {"attribute": r["attribute"], "prevalence": f"{r['prevalence']:.1%} ({r['n_positive']})"}
+        if r["reason"] is not None:
+            rows.append(row | {f"AUC {labels[0]}": f"not measurable here: {r['reason']}"})
+            continue
+        row |= {f"AUC {lab}": _ci_cell(r["auc"][lab]["mean"], r["auc"][lab]["ci_low"], r["auc"][lab]["ci_high"])
+                for lab in labels}
+        e, d = r["auc"][main], r["auc"][main].get("vs_oracle")
+        row[f"{main} − chance"] = _ci_cell(e["mean"] - chance, e["ci_low"] - chance, e["ci_high"] - chance, True)
+        if d is not None:
+            row[f"{main} − oracle"] = _ci_cell(d["diff"], d["ci_low"], d["ci_high"], True)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def uploaded_attributes_frame(scores: dict):
+    """`attribute_report.uploaded_attribute_scores` as a table: per uploaded embedding the attributes it is flagged
+    for and its margin per attribute (score minus the calibrated threshold)."""
+    import pandas as pd
+
+    return pd.DataFrame([{"embedding": r["embedding"], "flagged": ", ".join(r["flagged"]) or "-", **r["margins"]}
+                         for r in scores["rows"]])
+
+
 # ---- figures -------------------------------------------------------------------------------------------------
 
 def scene_graph_figure(graph):
