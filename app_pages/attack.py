@@ -1,6 +1,5 @@
-"""Page 1 - attack one image: the leak in one screen (photo, coloured tags, caption, both numbers beside their
-priors), then original | generated image | nearest photos | tags | caption | scene graph side by side, then the
-details. Layout lives in app_pages/_*.py, the science in slime_core.experiments.headline and slime_core.pipeline."""
+"""Page 1 - attack one image: the leak in one screen (photo, coloured tags, caption, numbers beside their priors), then
+original | generated | nearest photos | tags | caption | scene graph, then details (layout in app_pages/_*.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""Page - defences: what a transform of the victim's embeddings costs the attacker and the owner. The owner defends
-everything it releases with one key; the attacker refits its alignment on N defended leaked pairs. Numbers and words
-come from slime_core (experiments.defence_curves, present.defence_panel): the rows `slime defend` prints."""
+"""Page - defences: what a transform of the victim's embeddings costs the attacker and the owner (one key for all it
+releases; the attacker refits on N defended pairs). Numbers and words: the rows `slime defend` prints."""
 
 from __future__ import annotations
 
