@@ -6,7 +6,10 @@ $SLIME_CACHE/bench_audit), not in the repo. Then, each in its own process:
 
   the audit      `slime audit`'s engine (--engine, default local) on each store at --batch-size: rows per second
                  of the engine's run (the attacker's set-up and the map's fit excluded), and the process's peak
-                 memory (its max RSS, from os.wait4), so the 100k and 1M figures can be compared;
+                 memory (VmHWM: its own peak RSS since exec; os.wait4's ru_maxrss would count the parent's memory
+                 at the fork), so the 100k and 1M figures can be compared;
+  the attack     the batch core alone (`Attacker.attack_batch` and the attribute scores) on in-memory rows at the
+                 same batch size: the engine's own cost (reading, checking, writing, summing up) is the rest;
   the floor      numpy doing only the two matrix products — alignment (X @ W, the fitted map) and tag cosine
                  (aligned @ T.T, the vocabulary in attack space: V x 1,280) — and the top-k, at the same batch
                  size, on in-memory rows: what no implementation of the attack can avoid.
@@ -84,6 +87,30 @@ def child_audit(args) -> dict:
             "rows_per_second": store.rows / seconds}
 
 
+def child_attack(args) -> dict:
+    """In a child process: the batch core (attack_batch + attribute scores, as the engine calls them) on
+    `--floor-rows` in-memory rows, without reading, checking or writing anything."""
+    from slime_core.experiments.store_audit import AuditJob, score_rows
+    from slime_core.pipeline import Attacker
+    from slime_core.stages.attributes import load_attributes
+
+    attacker = Attacker()
+    fit = attacker.alignment(args.victim, args.n_align)
+    job = AuditJob(None, Path("."), args.victim, args.n_align, args.k, load_attributes(None, attacker.bundle.tags))
+    X = synthetic_batch(attacker.bundle.pool_embeddings[args.victim], args.batch_size)
+    batches = -(-args.floor_rows // args.batch_size)
+    t = time.perf_counter()
+    for _ in range(batches):
+        score_rows(attacker, fit, X, job)
+    seconds = time.perf_counter() - t
+    return {"rows": batches * args.batch_size, "seconds": seconds, "rows_per_second": batches * args.batch_size / seconds}
+
+
+def synthetic_batch(pool: np.ndarray, n: int) -> np.ndarray:
+    rng = np.random.default_rng(SEED)
+    return (0.7 * pool[rng.integers(len(pool), size=n)] + 0.3 * pool[rng.integers(len(pool), size=n)]).astype(np.float32)
+
+
 def child_floor(args) -> dict:
     """In a child process: the floor (two matrix products and the top-k per batch) on `--floor-rows` rows."""
     from slime_core.pipeline import Attacker
@@ -93,8 +120,7 @@ def child_floor(args) -> dict:
     rng = np.random.default_rng(SEED)
     T = rng.standard_normal((len(attacker.bundle.tags), W.shape[1]), dtype=np.float32)  # vocabulary in attack space
     T /= np.linalg.norm(T, axis=1, keepdims=True)
-    pool = attacker.bundle.pool_embeddings[args.victim]
-    X = (pool[rng.integers(len(pool), size=args.batch_size)]).astype(np.float32)
+    X = synthetic_batch(attacker.bundle.pool_embeddings[args.victim], args.batch_size)
     batches = -(-args.floor_rows // args.batch_size)
     t = time.perf_counter()
     for _ in range(batches):
@@ -113,13 +139,24 @@ def in_child(mode: str, args, **more) -> tuple[dict, float]:
             "--n-align", str(args.n_align), "--victim", args.victim, "--engine", args.engine,
             "--floor-rows", str(args.floor_rows)] + (["--progress"] if args.progress else []) \
         + [x for key, value in more.items() for x in (f"--{key}", str(value))]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True)
     if proc.returncode:
         raise SystemExit(f"{mode} failed with status {proc.returncode}")
-    return json.loads(out.strip().splitlines()[-1]), usage.ru_maxrss / 1024  # Linux: KiB
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result, result.pop("peak_rss_mib")
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS since it started (Linux: VmHWM; elsewhere ru_maxrss)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
@@ -132,13 +169,14 @@ def main() -> None:
     ap.add_argument("--engine", default="local", help="the audit engine to measure (store_audit.list_engines())")
     ap.add_argument("--floor-rows", type=int, default=200_000, help="rows the floor is timed on")
     ap.add_argument("--cache", type=Path, default=None, help="where the stores go (None: $SLIME_CACHE/bench_audit)")
-    ap.add_argument("--child", choices=("audit", "floor"), help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=("audit", "attack", "floor"), help=argparse.SUPPRESS)
     ap.add_argument("--store", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--progress", action="store_true", help="show the audit's progress bars")
     args = ap.parse_args()
     if args.child:
-        print(json.dumps((child_audit if args.child == "audit" else child_floor)(args)))
+        run = {"audit": child_audit, "attack": child_attack, "floor": child_floor}[args.child]
+        print(json.dumps(run(args) | {"peak_rss_mib": peak_rss_mib()}))
         return
     from slime_core.infra import settings
     from slime_core.stages.bundle import load_bundle
@@ -152,6 +190,10 @@ def main() -> None:
     floor, floor_rss = in_child("floor", args)
     result["floor"] = dict(floor, peak_rss_mib=floor_rss)
     print(f"floor: {floor['rows_per_second']:,.0f} rows/s ({floor['rows']:,} rows, V={floor['vocabulary']})", flush=True)
+    core, core_rss = in_child("attack", args)
+    result["attack"] = dict(core, peak_rss_mib=core_rss, vs_floor=floor["rows_per_second"] / core["rows_per_second"])
+    print(f"attack core: {core['rows_per_second']:,.0f} rows/s, {result['attack']['vs_floor']:.2f}x the floor's time",
+          flush=True)
     for rows in sizes:
         t = time.perf_counter()
         store = write_store(cache / f"store_{rows}.parquet", rows, pool)
@@ -160,10 +202,11 @@ def main() -> None:
         shutil.rmtree(out, ignore_errors=True)
         run, rss = in_child("audit", args, store=store, out=out)
         shutil.rmtree(out, ignore_errors=True)
-        run.update(peak_rss_mib=rss, vs_floor=floor["rows_per_second"] / run["rows_per_second"])
+        run.update(peak_rss_mib=rss, vs_floor=floor["rows_per_second"] / run["rows_per_second"],
+                   vs_attack=core["rows_per_second"] / run["rows_per_second"])
         result["audit"][str(rows)] = run
-        print(f"{rows:,} rows: {run['rows_per_second']:,.0f} rows/s ({run['seconds']:.0f} s), "
-              f"{run['vs_floor']:.2f}x the floor's time, peak RSS {rss:,.0f} MiB", flush=True)
+        print(f"{rows:,} rows: {run['rows_per_second']:,.0f} rows/s ({run['seconds']:.0f} s), {run['vs_floor']:.2f}x "
+              f"the floor's time, {run['vs_attack']:.2f}x the attack core's, peak RSS {rss:,.0f} MiB", flush=True)
     RESULTS.write_text(json.dumps(result, indent=2))
     print(f"wrote {RESULTS}")
 

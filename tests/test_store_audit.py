@@ -106,6 +106,26 @@ def test_npy_and_parquet_stores_give_the_same_table(capsys, tmp_path, tiny, tiny
     assert len(pd.read_parquet(tmp_path / "store.npy.out")) == 300  # manifest and summary are not read as data
     html = (tmp_path / "store.npy.out" / "_summary.html").read_text()
     assert "Sensitive attributes beside their prior" in html and "Most exposed embeddings" in html
+    s = summary_of(tmp_path / "store.npy.out")
+    assert s["rows_scored"] == 300 and s["rows_skipped"] == 0 and s["rows_resumed"] == 0
+    assert [a["name"] for a in s["attributes"]] == list(TINY_ATTRIBUTES)
+    assert all(0 <= a["prior"] <= 1 and 0 <= a["share"] <= 1 for a in s["attributes"])
+    margins = [r["margin"] for r in s["most_exposed"]]
+    assert len(margins) == 20 and margins == sorted(margins, reverse=True)
+    assert s == summary_of(tmp_path / "store.parquet.out") | {"settings": s["settings"]}  # but the input's name
+
+
+def test_summary_elsewhere_and_help(capsys, tmp_path, tiny, tiny_bundle):
+    np.save(tmp_path / "s.npy", store_rows(tiny_bundle, 10))
+    code, out, err = audit(capsys, tiny, tmp_path / "s.npy", tmp_path / "r", "--summary", str(tmp_path / "sum.html"))
+    assert code == 0, err
+    assert (tmp_path / "sum.html").is_file() and (tmp_path / "sum.json").is_file()
+    assert not (tmp_path / "r" / "_summary.html").exists()
+    code, _, err = audit(capsys, tiny, tmp_path / "s.npy", tmp_path / "r2", "--summary", str(tmp_path / "no" / "s.html"))
+    assert_one_line_error(code, err)
+    with pytest.raises(SystemExit) as exit_:
+        main(["audit", "--help"])
+    assert exit_.value.code == 0 and "--id-column" in capsys.readouterr().out
 
 
 def test_parquet_ids_and_plain_lists(capsys, tmp_path, tiny, tiny_bundle):

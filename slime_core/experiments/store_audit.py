@@ -41,6 +41,7 @@ MANIFEST = "_audit.json"
 SUMMARY = "_summary.html"
 MANIFEST_VERSION = 1
 META_KEY = b"slime_audit"  # a part's own record: the batch it covers, its input rows and its skipped rows
+ATTACK_ROWS = 1024  # rows attacked at once inside a batch (see score_rows)
 
 _ENGINES: dict[str, Callable] = {}
 
@@ -156,22 +157,35 @@ def score_batch(attacker, fit, batch: Batch, job: AuditJob):
     good = np.flatnonzero(codes == 0)
     skipped = [(batch.ids[i], SKIP_REASONS[codes[i] - 1].format(dim=job.store.dim)) for i in np.flatnonzero(codes)]
     schema = part_schema(job)
-    columns = {"id": pa.array([batch.ids[i] for i in good], schema.field("id").type)}
-    if len(good):
-        result = attacker.attack_batch(fit, batch.X[good], job.k)
-        flat = [t for row in result.scored_tags for t in row]
-        offsets = pa.array(np.cumsum([0] + [len(row) for row in result.scored_tags]), pa.int32())
-        columns["tags"] = pa.ListArray.from_arrays(offsets, pa.array([t for t, _ in flat], pa.string()))
-        columns["tag_scores"] = pa.ListArray.from_arrays(offsets, pa.array(np.array([s for _, s in flat], np.float32)))
-        scores = attribute_scores(attacker, result.aligned, job.attributes)
-        for j, a in enumerate(job.attributes.names):
-            columns[f"attr_{a}"] = pa.array(scores[:, j])
+    if not len(good):
+        table = schema.empty_table()
+    else:
+        scored, scores, captions = score_rows(attacker, fit, batch.X[good], job)
+        flat = [t for row in scored for t in row]
+        offsets = pa.array(np.cumsum([0] + [len(row) for row in scored]), pa.int32())
+        columns = {"id": pa.array([batch.ids[i] for i in good], schema.field("id").type),
+                   "tags": pa.ListArray.from_arrays(offsets, pa.array([t for t, _ in flat], pa.string())),
+                   "tag_scores": pa.ListArray.from_arrays(offsets, pa.array(np.array([s for _, s in flat], np.float32)))}
+        columns |= {f"attr_{a}": pa.array(scores[:, j]) for j, a in enumerate(job.attributes.names)}
         if job.writer is not None:
-            captions = write_captions(attacker, job.writer, result.tags, result.aligned, job.k, "captions", False)
             columns["caption"] = pa.array([mask_output(c) for c in captions], pa.string())
-    table = pa.table(columns, schema=schema) if len(good) else schema.empty_table()
+        table = pa.table(columns, schema=schema)
     record = {"batch": batch.index, "rows_in": len(batch.ids), "skipped": [[_jsonable(i), r] for i, r in skipped]}
     return table.replace_schema_metadata({META_KEY: json.dumps(record).encode()})
+
+
+def score_rows(attacker, fit, X: np.ndarray, job: AuditJob):
+    """Rows that can be scored -> (scored tags per row, (n, n_attr) attribute scores, captions or None), through
+    `Attacker.attack_batch` ATTACK_ROWS at a time: its temporaries grow with rows x public pool (the neighbour
+    votes' (n, 6,909) similarities and their partition), and a quarter of a 4,096-row batch keeps them ~100 MB."""
+    scored, scores, captions = [], [], [] if job.writer is not None else None
+    for start in range(0, len(X), ATTACK_ROWS):
+        result = attacker.attack_batch(fit, X[start:start + ATTACK_ROWS], job.k)
+        scored += result.scored_tags
+        scores.append(attribute_scores(attacker, result.aligned, job.attributes))
+        if captions is not None:
+            captions += write_captions(attacker, job.writer, result.tags, result.aligned, job.k, "captions", False)
+    return scored, np.concatenate(scores), captions
 
 
 def _jsonable(value):
@@ -225,8 +239,8 @@ def run_local(job: AuditJob, attacker, fit, progress: bool = True) -> dict:
     claim_out(job)
     n = job.store.n_batches(job.batch_size)
     done = {i for i in range(n) if part_complete(job, i)}
-    summary = RunningSummary(job.attributes.names, calibrate(attacker, fit, job.victim, job.attributes,
-                                                             job.n_align, job.seed))
+    summary = RunningSummary(job.attributes.names, calibrate(attacker, fit, job.victim, job.attributes, job.n_align,
+                                                             job.seed), attacker.frequent_tags(job.k))
     resumed = sum(job.store.batch_rows(i, job.batch_size) for i in done)
     fresh = job.store.batches(job.batch_size, wanted=lambda i: i not in done)
     with tqdm(total=job.store.rows, initial=resumed, unit="rows", unit_scale=True, desc="audit",

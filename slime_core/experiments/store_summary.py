@@ -94,6 +94,7 @@ class RunningSummary:
 
     names: list[str]
     calibration: Calibration
+    prior_tags: list[str] = field(default_factory=list)  # the k most frequent training tags: the tag prior
     scored: int = 0
     flagged: np.ndarray = None
     score_sum: np.ndarray = None
@@ -147,9 +148,10 @@ class RunningSummary:
                        "prior": float(cal.prior[j]), "precision": float(cal.precision[j])}
                       for j, a in enumerate(self.names)]
         exposed = [row for _, _, row in sorted(self._heap, key=lambda e: (e[0], e[1]), reverse=True)]
+        common = sorted(self.tag_counts.items(), key=lambda tc: (-tc[1], tc[0]))[:TOP_TAGS]
         return {"rows_scored": self.scored, "rows_skipped": sum(self.skipped.values()),
                 "skipped": dict(self.skipped), "first_skipped": self.first_skipped,
                 "skip_reasons": list(SKIP_REASONS), "attributes": attributes, "most_exposed": exposed,
-                "top_tags": [{"tag": str(t), "rows": int(c), "share": c / n} for t, c in
-                             sorted(self.tag_counts.items(), key=lambda tc: (-tc[1], tc[0]))[:TOP_TAGS]],
+                "top_tags": [{"tag": str(t), "rows": int(c), "share": c / n, "in_prior": str(t) in self.prior_tags}
+                             for t, c in common],
                 "calibration": {"photos": cal.photos, "source": cal.source}}
