@@ -6,6 +6,7 @@ generated with Hypothesis (a small fixed budget)."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -210,8 +211,10 @@ def test_another_runs_out_is_refused(capsys, tmp_path, tiny, tiny_bundle):
     assert_one_line_error(code, err)
     assert "different run (k: 5 there, 3 now)" in err and "new --out" in err
     np.save(tmp_path / "s.npy", store_rows(tiny_bundle, 70, seed=9))  # the same name, another file
+    os.utime(tmp_path / "s.npy", ns=(1, 1))  # and a different modification time, whatever the clock's resolution
     code, _, err = audit(capsys, tiny, tmp_path / "s.npy", tmp_path / "r")
     assert_one_line_error(code, err)
+    assert "different run (input.mtime_ns: " in err
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     code, _, err = audit(capsys, tiny, tmp_path / "s.npy", tmp_path / "other")

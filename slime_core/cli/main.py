@@ -338,7 +338,8 @@ def cmd_audit(args) -> int:
         raise SlimeError(f"{args.embeddings}: embeddings of {store.dim} dims; '{args.victim}' embeddings have "
                          f"{fit.input_dim}. Pick the victim (or --victim-pool) that made them.")
     job = store_audit.AuditJob(store, out, args.victim, spec.n, spec.top_k, attributes, spec.method, spec.seed,
-                               args.batch_size, args.victim_pool, writer, attacker.bundle.attacker)
+                               args.batch_size, args.victim_pool, writer, attacker.bundle.attacker,
+                               store_audit.bundle_digest(attacker.bundle))
     engine_options = {"address": args.address, "workers": args.workers} if args.engine == "ray" else {}
     summary = run(job, attacker, fit, progress=not args.no_progress, **engine_options)
     html_path, _ = write_report(store_audit_report(summary), summary_path)

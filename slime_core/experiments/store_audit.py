@@ -78,6 +78,7 @@ class AuditJob:
     victim_pool: Path | None = None  # the user's pool file, when the victim's pool comes from one
     writer: object | None = None  # a caption writer (stages.write), or None: no caption column
     attacker_name: str = ""
+    bundle_digest: str = ""  # `bundle_digest(bundle)`: a retrained bundle under the same name is another run
 
     def manifest(self) -> dict:
         """What makes two runs the same run: equal manifests may share an --out."""
@@ -91,7 +92,8 @@ class AuditJob:
                 "method": self.method, "seed": self.seed, "batch_size": self.batch_size,
                 "attributes": self.attributes.names,
                 "attributes_digest": hashlib.sha256(json.dumps(words).encode()).hexdigest()[:16],
-                "caption": getattr(self.writer, "name", None) if self.writer is not None else None}
+                "bundle": self.bundle_digest, "caption": None if self.writer is None else
+                f"{type(self.writer).__name__}:{getattr(self.writer, 'model', '?')}:{getattr(self.writer, 'mode', '?')}"}
 
     def part(self, index: int) -> Path:
         return self.out / f"part-{index:06d}.parquet"
@@ -115,10 +117,11 @@ def claim_out(job: AuditJob) -> None:
             old = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
             raise SlimeError(f"--out {out}: its {MANIFEST} cannot be read ({type(err).__name__}); give a new --out.") from None
-        diff = next((key for key in sorted(set(old) | set(manifest)) if old.get(key) != manifest.get(key)), None)
+        diff = first_difference(old, manifest)
         if diff is not None:
-            raise SlimeError(f"--out {out} holds the results of a different run ({diff}: {json.dumps(old.get(diff))[:80]} "
-                             f"there, {json.dumps(manifest.get(diff))[:80]} now); give a new --out.")
+            key, there, now = diff
+            raise SlimeError(f"--out {out} holds the results of a different run ({key}: {json.dumps(there)[:80]} "
+                             f"there, {json.dumps(now)[:80]} now); give a new --out.")
     else:
         if out.exists() and any(not p.name.startswith(".") for p in out.iterdir()):
             raise SlimeError(f"--out {out} is a folder of other files (no {MANIFEST}); give a new or empty --out.")
@@ -126,6 +129,25 @@ def claim_out(job: AuditJob) -> None:
         _atomic(path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8"))
     for tmp in out.glob(".part-*.tmp"):
         tmp.unlink(missing_ok=True)
+
+
+def first_difference(old: dict, new: dict, prefix: str = ""):
+    """(dotted key, old value, new value) of the first key where two manifests differ, or None."""
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = first_difference(a, b, f"{prefix}{key}.")
+            if inner is not None:
+                return inner
+        elif a != b:
+            return f"{prefix}{key}", a, b
+    return None
+
+
+def bundle_digest(bundle) -> str:
+    """A short digest of the attacker bundle's manifest (its training settings and data) and folder."""
+    text = json.dumps([str(getattr(bundle, "path", "")), bundle.manifest], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
