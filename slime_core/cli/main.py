@@ -334,9 +334,7 @@ def cmd_audit(args) -> int:
     attributes = load_attributes(args.attributes, attacker.bundle.tags)  # every attribute must name some tag
     writer = writer_from_args(args) if args.caption != "none" else None
     fit = attacker.alignment(args.victim, spec.n, spec.method, spec.seed)
-    if store.dim != fit.input_dim:
-        raise SlimeError(f"{args.embeddings}: embeddings of {store.dim} dims; '{args.victim}' embeddings have "
-                         f"{fit.input_dim}. Pick the victim (or --victim-pool) that made them.")
+    store_audit.check_dim(store, fit, args.victim)
     job = store_audit.AuditJob(store, out, args.victim, spec.n, spec.top_k, attributes, spec.method, spec.seed,
                                args.batch_size, args.victim_pool, writer, attacker.bundle.attacker,
                                store_audit.bundle_digest(attacker.bundle))

@@ -107,6 +107,19 @@ def check_out(out) -> Path:
     return check_writable_folder(out, "--out")
 
 
+def check_dim(store: Store, fit, victim: str) -> None:
+    """The store's vectors must be the victim's: the fitted map takes `fit.input_dim` values."""
+    if store.dim != fit.input_dim:
+        raise SlimeError(f"{store.path}: embeddings of {store.dim} dims; '{victim}' embeddings have {fit.input_dim}. "
+                         f"Pick the victim (or --victim-pool) that made them.")
+
+
+def new_summary(job: AuditJob, attacker, fit) -> RunningSummary:
+    """The empty summary every engine folds its parts into: thresholds calibrated for this map, the tag prior."""
+    return RunningSummary(job.attributes.names, calibrate(attacker, fit, job.victim, job.attributes, job.n_align,
+                                                          job.seed), attacker.frequent_tags(job.k))
+
+
 def claim_out(job: AuditJob) -> None:
     """Write the job's manifest into --out, or check the one there: another run's results are refused, and so is
     a folder of other files. Left-over temporary parts of a killed run are removed."""
@@ -261,8 +274,7 @@ def run_local(job: AuditJob, attacker, fit, progress: bool = True) -> dict:
     claim_out(job)
     n = job.store.n_batches(job.batch_size)
     done = {i for i in range(n) if part_complete(job, i)}
-    summary = RunningSummary(job.attributes.names, calibrate(attacker, fit, job.victim, job.attributes, job.n_align,
-                                                             job.seed), attacker.frequent_tags(job.k))
+    summary = new_summary(job, attacker, fit)
     resumed = sum(job.store.batch_rows(i, job.batch_size) for i in done)
     fresh = job.store.batches(job.batch_size, wanted=lambda i: i not in done)
     with tqdm(total=job.store.rows, initial=resumed, unit="rows", unit_scale=True, desc="audit",

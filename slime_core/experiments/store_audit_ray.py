@@ -19,7 +19,6 @@ from __future__ import annotations
 import numpy as np
 
 from slime_core.experiments import store_audit
-from slime_core.experiments.store_summary import RunningSummary, calibrate
 from slime_core.infra.errors import MissingModelError, SlimeError
 
 DEFAULT_WORKERS = 2
@@ -87,8 +86,7 @@ def run_ray(job: store_audit.AuditJob, attacker, fit, progress: bool = True, add
     finally:
         if started:
             ray.shutdown()
-    summary = RunningSummary(job.attributes.names, calibrate(attacker, fit, job.victim, job.attributes, job.n_align,
-                                                             job.seed))
+    summary = store_audit.new_summary(job, attacker, fit)
     for i in range(n):  # every part is complete now: counted from disk, one at a time
         table = store_audit.read_part(job, i)
         if table is None:
