@@ -68,7 +68,7 @@ def write_store(path: Path, rows: int, pool: np.ndarray, chunk: int = 65_536) ->
 
 def child_audit(args) -> dict:
     """In a child process: the engine on one store; prints its timing as JSON."""
-    from slime_core.experiments import store_audit
+    from slime_core.experiments import store_audit, store_audit_ray  # noqa: F401 - the second registers "ray"
     from slime_core.pipeline import Attacker
     from slime_core.stages.attributes import load_attributes
     from slime_core.stages.stores import open_store

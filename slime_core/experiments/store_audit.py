@@ -15,8 +15,8 @@ reason, in the part's metadata, from which the summary counts them — never sco
 The manifest names the run (input file with its size and modification time, victim and its pool file, N, k,
 method, seed, batch size, attributes, writer): an --out that holds another run's parts is refused in one line.
 
-Engines are a registry (`register_engine`): "local" runs here batch after batch; a distributed engine (Ray Data)
-registers beside it and reuses `score_batch` per batch and `RunningSummary` over the written parts.
+Engines are a registry (`register_engine`): "local" runs here batch after batch; "ray" (store_audit_ray) registers
+beside it and reuses `score_batch` per batch, `write_part`, and `new_summary` folded over the written parts.
 """
 
 from __future__ import annotations
