@@ -34,7 +34,7 @@ from slime_core.experiments.attribute_eval import (
     attribute_rows,
     evaluate_attributes,
 )
-from slime_core.experiments.store_summary import calibration_rows, pool_truth
+from slime_core.experiments.store_summary import calibration_rows, matching_thresholds, pool_truth
 from slime_core.infra import settings
 from slime_core.stages import align
 from slime_core.stages.attributes import DEFAULT_NAME, Attributes, attribute_scores, attribute_truth, load_attributes
@@ -101,17 +101,6 @@ def report_section(setup, samples, n_aligns, attributes: Attributes | None = Non
             "what_auc_means": AUC_MEANS, "score": SCORE_TEXT, "truth": TRUTH_TEXT, "rows": out}
 
 
-def _matching_thresholds(scores: np.ndarray, prior: np.ndarray) -> np.ndarray:
-    """Per column, the score at and above which the share of rows flagged equals `prior` (nobody: just above the
-    highest score)."""
-    out = np.empty(scores.shape[1], np.float32)
-    for j in range(scores.shape[1]):
-        ranked = np.sort(scores[:, j])[::-1]
-        flagged = int(round(prior[j] * len(ranked)))
-        out[j] = ranked[flagged - 1] if flagged else np.nextafter(ranked[0], np.float32(np.inf))
-    return out
-
-
 def uploaded_attribute_scores(attacker, fit, pool: np.ndarray, X: np.ndarray, names, n_align: int, seed: int = 0,
                               attributes: Attributes | None = None) -> dict:
     """Each uploaded embedding's attribute scores (X: the victim embeddings to audit; `pool`: the same model's
@@ -125,7 +114,7 @@ def uploaded_attribute_scores(attacker, fit, pool: np.ndarray, X: np.ndarray, na
     truth = pool_truth(attacker, rows, usable)
     cal = attribute_scores(attacker, fit.transform(pool[rows]), usable)
     prior = truth.mean(axis=0)
-    thresholds = _matching_thresholds(cal, prior)
+    thresholds = matching_thresholds(cal, prior)
     hit = cal >= thresholds
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = (hit & truth).sum(axis=0) / hit.sum(axis=0)

@@ -76,16 +76,22 @@ def calibrate(attacker, fit, victim: str, attributes: Attributes, n_align: int, 
     scores = attribute_scores(attacker, aligned, attributes)
     truth = pool_truth(attacker, rows, attributes)
     prior = truth.mean(axis=0)
-    thresholds = np.empty(len(attributes), np.float32)
-    for j in range(len(attributes)):
-        ranked = np.sort(scores[:, j])[::-1]
-        flagged = int(round(prior[j] * len(ranked)))
-        # the flagged-th highest score; nobody shows it on the public photos: just above the highest
-        thresholds[j] = ranked[flagged - 1] if flagged else np.nextafter(ranked[0], np.float32(np.inf))
+    thresholds = matching_thresholds(scores, prior)
     hit = scores >= thresholds
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = (hit & truth).sum(axis=0) / hit.sum(axis=0)
     return Calibration(thresholds, prior, precision, len(rows), source)
+
+
+def matching_thresholds(scores: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """Per column of `scores` (rows, attributes), the score at and above which the share of rows flagged equals
+    `prior`: the flagged-th highest score (nobody shows the attribute: just above the highest)."""
+    out = np.empty(scores.shape[1], np.float32)
+    for j in range(scores.shape[1]):
+        ranked = np.sort(scores[:, j])[::-1]
+        flagged = int(round(prior[j] * len(ranked)))
+        out[j] = ranked[flagged - 1] if flagged else np.nextafter(ranked[0], np.float32(np.inf))
+    return out
 
 
 @dataclass
