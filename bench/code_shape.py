@@ -31,25 +31,29 @@ def python_files(paths) -> list[Path]:
     return out
 
 
-def long_functions(path: Path, limit: int) -> list[tuple[str, int, int]]:
-    """(qualified name, first line, length) of every function longer than `limit` lines."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-    found = []
-
+def functions(path: Path):
+    """(qualified name, node) of every function in the file, methods and nested functions included."""
     def walk(node, prefix=""):
         for child in ast.iter_child_nodes(node):
             if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 name = f"{prefix}{child.name}"
                 if not isinstance(child, ast.ClassDef):
-                    first = min([child.lineno] + [d.lineno for d in child.decorator_list])
-                    length = child.end_lineno - first + 1
-                    if length > limit:
-                        found.append((name, first, length))
-                walk(child, name + ".")
+                    yield name, child
+                yield from walk(child, name + ".")
             else:
-                walk(child, prefix)
+                yield from walk(child, prefix)
 
-    walk(tree)
+    yield from walk(ast.parse(path.read_text(encoding="utf-8"), str(path)))
+
+
+def long_functions(path: Path, limit: int) -> list[tuple[str, int, int]]:
+    """(qualified name, first line, length) of every function longer than `limit` lines."""
+    found = []
+    for name, fn in functions(path):
+        first = min([fn.lineno] + [d.lineno for d in fn.decorator_list])
+        length = fn.end_lineno - first + 1
+        if length > limit:
+            found.append((name, first, length))
     return found
 
 
@@ -125,21 +129,11 @@ def name_dispatches(path: Path, least: int = 3) -> list[tuple[str, int, int]]:
     """(qualified name, first line, count) of every function whose if/elif tests hold `least` or more
     `name == "..."` comparisons (nested functions counted on their own)."""
     found = []
-
-    def walk(node, prefix=""):
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                name = f"{prefix}{child.name}"
-                if not isinstance(child, ast.ClassDef):
-                    tests = [n.test for n in _own_nodes(child) if isinstance(n, ast.If)]
-                    count = sum(_is_name_test(c) for t in tests for c in ast.walk(t))
-                    if count >= least:
-                        found.append((name, child.lineno, count))
-                walk(child, name + ".")
-            else:
-                walk(child, prefix)
-
-    walk(ast.parse(path.read_text(encoding="utf-8"), str(path)))
+    for name, fn in functions(path):
+        tests = [n.test for n in _own_nodes(fn) if isinstance(n, ast.If)]
+        count = sum(_is_name_test(c) for t in tests for c in ast.walk(t))
+        if count >= least:
+            found.append((name, fn.lineno, count))
     return found
 
 
