@@ -9,8 +9,9 @@ and docstring included) as `ast` reports it; nested functions are counted on the
 Three more lists point at work for the registries and the layering: functions that dispatch on a name with 3 or
 more `if name == "..."` branches (a registry's job), cycles in the import graph of slime_core's modules (imports
 inside functions count: they hide a cycle, they do not remove it), and helpers defined under one name in two or
-more slime_core modules (module-level functions; main and dunders aside). Exit status 0 always: this is a list for
-the reviewer, not a gate.
+more slime_core modules (module-level functions; main and dunders aside), and registries written out by hand
+(a module-level dict that a decorator fills) instead of on `infra.registry.Registry`. Exit status 0 always: this is
+a list for the reviewer, not a gate.
 """
 
 from __future__ import annotations
@@ -225,6 +226,35 @@ def duplicated_helpers(files) -> dict[str, list[tuple[Path, int]]]:
     return {name: sites for name, sites in sorted(where.items()) if len({f for f, _ in sites}) > 1}
 
 
+def _module_dicts(tree) -> set[str]:
+    """Names a module binds to a dict display (`X = {}`, `X: dict[...] = {...}`) at its top level."""
+    out = set()
+    for node in tree.body:
+        target, value = ((node.targets[0], node.value) if isinstance(node, ast.Assign) and len(node.targets) == 1
+                         else (node.target, node.value) if isinstance(node, ast.AnnAssign) else (None, None))
+        if isinstance(target, ast.Name) and isinstance(value, ast.Dict):
+            out.add(target.id)
+    return out
+
+
+def hand_rolled_registries(path: Path) -> list[tuple[str, int]]:
+    """(dict name, line) for module-level dicts a decorator fills -- `X[name] = entry` inside a function nested in
+    a module-level function, or in one named register*: a registry written out again instead of
+    `infra.registry.Registry`."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    dicts, found = _module_dicts(tree), {}
+    for fn in _top_level_functions(tree):
+        inner = [n for n in ast.walk(fn) if isinstance(n, (ast.FunctionDef, ast.Lambda)) and n is not fn]
+        scopes = inner + ([fn] if fn.name.startswith("register") else [])
+        for scope in scopes:
+            for node in ast.walk(scope):
+                if isinstance(node, ast.Assign):
+                    for t in node.targets:
+                        if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name) and t.value.id in dicts:
+                            found.setdefault(t.value.id, node.lineno)
+    return sorted(found.items(), key=lambda kv: kv[1])
+
+
 def print_registry_targets(files, rel) -> None:
     """The three lists the module docstring ends with: string dispatch, import cycles, duplicated helpers."""
     dispatch = sorted(((rel(f), *d) for f in files for d in name_dispatches(f)), key=lambda r: -r[3])
@@ -241,6 +271,11 @@ def print_registry_targets(files, rel) -> None:
         for a in cycle:
             edges = [f"{short(b)} (line {line})" for b, line in sorted(graph[a].items()) if b in cycle]
             print(f"      {short(a)} imports " + ", ".join(edges))
+    rolled = [(rel(f), name, line) for f in package for name, line in hand_rolled_registries(f)]
+    print(f"registries written out by hand (a module dict a decorator fills, not infra.registry.Registry): "
+          f"{len(rolled)}")
+    for path, name, line in rolled:
+        print(f"  {path}:{line}  {name}")
     dupes = duplicated_helpers(package)
     print(f"helpers defined in 2+ slime_core modules: {len(dupes)}")
     for name, sites in dupes.items():

@@ -73,6 +73,18 @@ def test_duplicated_helper_is_found(tmp_path):
     assert code_shape.duplicated_helpers(files) == {"_read": [(files[0], 1), (files[1], 2)]}
 
 
+def test_hand_rolled_registry_is_found(tmp_path):
+    [rolled, shared] = write(tmp_path, {
+        "rolled.py": "_THINGS: dict = {}\nCACHE = {}\n\n\ndef register(name):\n    def deco(f):\n"
+                     "        _THINGS[name] = f\n        return f\n    return deco\n\n\n"
+                     "def remember(k, v):\n    CACHE[k] = v\n",
+        "shared.py": "from slime_core.infra.registry import Registry\nTHINGS = Registry('thing')\n"
+                     "register = THINGS.register\n",
+    })
+    assert code_shape.hand_rolled_registries(rolled) == [("_THINGS", 7)]  # a plain cache is not a registry
+    assert code_shape.hand_rolled_registries(shared) == []
+
+
 def test_clean_tree_yields_nothing(tmp_path):
     files = write(tmp_path, {
         "pkg/__init__.py": "",
@@ -87,4 +99,5 @@ def test_clean_tree_yields_nothing(tmp_path):
 def test_report_lists_the_new_sections(capsys):
     assert code_shape.main([]) == 0
     out = capsys.readouterr().out
-    assert all(s in out for s in ("dispatching on a name", "import cycles", "helpers defined in 2+"))
+    assert all(s in out for s in ("dispatching on a name", "import cycles", "helpers defined in 2+",
+                                    "registries written out by hand"))

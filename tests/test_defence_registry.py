@@ -166,7 +166,7 @@ def test_report_lists_defences_at_call_time(negate, monkeypatch, tmp_path_factor
     att, setup = fake_setup(data=root)
     # every defence (defences=None), with the registry cut to noise and the toy: pca's defaults exceed this
     # world's 20 dimensions
-    monkeypatch.setattr(registry, "_REGISTRY", {"noise": registry.defence_class("noise"), "negate": Negate})
+    monkeypatch.setattr(registry.DEFENCES, "_entries", {"noise": registry.defence_class("noise"), "negate": Negate})
     report = build_report(att, att.samples, grid=AttackSpec("fake-victim", (10, 60), (1, 3)), n_align=60, k=3,
                           n_examples=1, n_boot=100, setup=setup)
     assert list(report["defences"]) == ["noise", "negate"]

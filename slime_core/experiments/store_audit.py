@@ -33,6 +33,7 @@ import numpy as np
 from slime_core.experiments.store_summary import RunningSummary, calibrate
 from slime_core.infra.errors import SlimeError, mask_output
 from slime_core.infra.files import check_writable_folder
+from slime_core.infra.registry import Registry
 from slime_core.pipeline import write_captions
 from slime_core.stages.attributes import Attributes, attribute_scores
 from slime_core.stages.stores import SKIP_REASONS, Batch, Store, row_problems
@@ -43,25 +44,11 @@ MANIFEST_VERSION = 1
 META_KEY = b"slime_audit"  # a part's own record: the batch it covers, its input rows and its skipped rows
 ATTACK_ROWS = 1024  # rows attacked at once inside a batch (see score_rows)
 
-_ENGINES: dict[str, Callable] = {}
-
-
-def register_engine(name: str):
-    """Decorator: `engine(job, attacker, fit, progress) -> summary dict` runs a whole audit under `name`."""
-    def register(run):
-        _ENGINES[name] = run
-        return run
-    return register
-
-
-def list_engines() -> list[str]:
-    return list(_ENGINES)
-
-
-def engine(name: str) -> Callable:
-    if name not in _ENGINES:
-        raise SlimeError(f"unknown --engine '{name}'; use one of: {', '.join(_ENGINES)}.")
-    return _ENGINES[name]
+# engine(job, attacker, fit, progress) -> summary dict: what runs a whole audit, by --engine name
+ENGINES: Registry[Callable] = Registry("--engine")
+register_engine = ENGINES.register
+list_engines = ENGINES.names
+engine = ENGINES.get
 
 
 @dataclass

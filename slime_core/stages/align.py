@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from slime_core.infra.errors import SlimeError
+from slime_core.infra.registry import Registry
 from slime_core.stages.encoders.base import l2_normalise
 
 LAMBDAS = np.logspace(-4, 2, 13)  # relative to the mean eigenvalue of X X^T
@@ -24,27 +25,10 @@ LOO_ROWS = 256  # leave-one-out error is averaged over at most this many pairs (
 
 # Alignment methods by name, in registration order (the default, ridge, first). A method takes the checked,
 # unit-normalised pairs (X, Y) and returns an Alignment: adding one is one decorated function, not a new branch.
-_METHODS: dict[str, Callable[[np.ndarray, np.ndarray], "Alignment"]] = {}
-
-
-def register_alignment_method(name: str):
-    """Decorator: register `fit(X, Y) -> Alignment` as the alignment method `name`."""
-    def register(fit):
-        _METHODS[name] = fit
-        return fit
-    return register
-
-
-def list_alignment_methods() -> list[str]:
-    """The registered alignment method names, the default first."""
-    return list(_METHODS)
-
-
-def alignment_method(name: str):
-    """The fit function registered as `name`, or a one-line SlimeError that names the known ones."""
-    if name not in _METHODS:
-        raise SlimeError(f"unknown alignment method '{name}'; use one of {', '.join(_METHODS)}.")
-    return _METHODS[name]
+METHODS: Registry[Callable[[np.ndarray, np.ndarray], "Alignment"]] = Registry("alignment method")
+register_alignment_method = METHODS.register  # decorator: register `fit(X, Y) -> Alignment` as a method name
+list_alignment_methods = METHODS.names  # the registered method names, the default first
+alignment_method = METHODS.get  # the fit function registered under a name (unknown: a one-line SlimeError)
 
 
 @dataclass

@@ -26,10 +26,11 @@ import numpy as np
 
 from slime_core.infra.errors import SlimeError
 from slime_core.infra.files import regular_file
+from slime_core.infra.registry import Registry
 from slime_core.stages.align import MAX_ROW_NORM, MIN_ROW_NORM
 from slime_core.stages.stores_lance import LanceTable
 
-_STORES: dict[str, tuple[type, tuple[str, ...]]] = {}  # kind -> (reader class, path suffixes)
+STORES: Registry[type] = Registry("store")  # kind -> reader class, registered with the path suffixes it reads
 DEFAULT_COLUMN = "embedding"
 LANCE_COLUMN = "vector"  # LanceDB's usual vector column: a LanceDB table without DEFAULT_COLUMN is read from it
 MAX_DIM = 65_536  # as uploads.MAX_FILE_DIM: no encoder comes near it; a wider column is a wrong column
@@ -38,22 +39,21 @@ MAX_DIM = 65_536  # as uploads.MAX_FILE_DIM: no encoder comes near it; a wider c
 def register_store(kind: str, suffixes: tuple[str, ...]):
     """Class decorator: a store reader for paths ending in `suffixes` (lower case, with the dot)."""
     def register(cls):
-        _STORES[kind] = (cls, tuple(suffixes))
         cls.kind = kind
-        return cls
+        return STORES.add(kind, cls, suffixes=tuple(suffixes))
     return register
 
 
 def list_stores() -> dict[str, tuple[str, ...]]:
     """kind -> the path suffixes it reads."""
-    return {kind: suffixes for kind, (_, suffixes) in _STORES.items()}
+    return {kind: STORES.meta(kind)["suffixes"] for kind in STORES.names()}
 
 
 def open_store(path, column: str = DEFAULT_COLUMN, id_column: str | None = None) -> "Store":
     """The store at `path`, chosen by its suffix; one SlimeError naming the path for anything that is not one."""
     path = Path(path)
-    for cls, suffixes in (entry for entry in _STORES.values()):
-        if path.suffix.lower() in suffixes:
+    for kind, cls in STORES:
+        if path.suffix.lower() in STORES.meta(kind)["suffixes"]:
             return cls(path, column, id_column)
     known = ", ".join(f"{kind} ({' '.join(s)})" for kind, s in list_stores().items())
     raise SlimeError(f"{path}: not an embedding store this tool reads; give one of: {known}.")

