@@ -38,7 +38,7 @@ def run_evaluation(spec: AttackSpec, limit: int, n_boot: int, writer_spec: str =
     bar = st.progress(0.0, text=f"Evaluating {len(samples)} test images ...")
     result = evaluate(attacker, samples, spec=spec, writer=writer, n_boot=n_boot, progress=False,
                       parser=get_parser(), scorer=get_scorer(),
-                      on_progress=lambda f, msg: bar.progress(min(f, 1.0), text=f"{msg} ..."))
+                      on_progress=lambda f, msg: bar.progress(min(f, 1.0), text=f"{msg} ...")).to_dict()
     st.session_state[key] = result
     return result
 

@@ -2,6 +2,7 @@
 one small end-to-end run on the real default bundle (marked slow), and `slime defend`'s JSON contract on the
 tiny bundle (fast) and on the default bundle (slow)."""
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,6 +17,7 @@ from slime_core.pipeline import Attacker
 from slime_core.present.figures import defence_figure
 from slime_core.present.overview_png import render_png
 from slime_core.present.tables import defence_table
+from slime_core.stages import align
 from slime_core.stages.defences import defence_spec
 from slime_core.stages.metrics import NeighbourhoodScorer
 
@@ -56,6 +58,7 @@ class FakeAttacker:
         self.bundle = SimpleNamespace(pool={"images": pool_names}, attacker="fake-attacker", image_encoder="fake-att",
                                       manifest={"text_encoder": "fake-text"}, tags=self.tag_names, tag_text=self.tag_text)
         self.pool_attack, self._X_pool = A[:n_pool], Xv[:n_pool]
+        self._alignments, self._extra_pools = align.FitCache(4), {}
         self._X_test, self._A_test = Xv[n_pool:], A[n_pool:]
         self.data = Path(data)
         best = lambda a: [self.tag_names[i] for i in np.argsort(-(self.tag_vecs @ a))[:3]]
@@ -75,6 +78,9 @@ class FakeAttacker:
 
     def victim_pool(self, victim, progress=False):
         return self._X_pool
+
+    def victim_rows(self, victim, idx, progress=False):
+        return self._X_pool[idx]
 
     def embed(self, name, paths, progress=False):
         return self._A_test if name == self.bundle.image_encoder else self._X_test
@@ -97,6 +103,7 @@ class FakeAttacker:
     caption = Attacker.caption  # the real method: the fake only supplies captions_of
     attack_aligned = Attacker.attack_aligned  # the real batch core over the fake's retrieve and neighbours
     attack_batch = Attacker.attack_batch
+    alignment, _fit_alignment = Attacker.alignment, Attacker._fit_alignment  # the real cached fit
 
     def captions_of(self, names):
         return [self._captions[n][0] for n in names if n in self._captions]
@@ -378,3 +385,14 @@ def test_defence_panel_words_and_table_come_from_the_row():
     assert f"Knee (where the trade-off bends): strength {knee['strength']:g}" in panel.curve_note([clean, loud])
     fig = defence_figure([clean, loud], selected=loud)
     assert fig.data[-1].name == "selected: strength 3"
+
+
+def test_a_measured_point_is_typed_and_writes_the_defend_json():
+    _, setup = fake_setup()
+    point = curves.measure(setup, "noise", 0.1)
+    assert isinstance(point, curves.DefencePoint) and point.released_dim == 20 and point.n_align == 60
+    row = point.to_dict()
+    assert list(row) == ["defence", "strength", "leakage", "utility", "baselines", "released_dim", "defence_info",
+                         "victim", "attacker", "n_align", "k", "method", "n_images", "seconds"]
+    assert row["leakage"]["non_adaptive"]["applicable"] and json.loads(json.dumps(row)) == row
+    assert list(setup.undefended) == list(row)  # the undefended point is the same JSON object

@@ -1,11 +1,13 @@
 """`slime eval`'s engine on eight demo test images: rows, baselines, intervals, and the guards, on the tiny
 bundle; that more leaked pairs align better is checked on the real default attacker (`slow`)."""
 
+import json
+
 import numpy as np
 import pytest
 
 from slime_core.attack_spec import AttackSpec
-from slime_core.experiments.evaluation import BASELINES, TAG_METRICS, evaluate, tag_scores
+from slime_core.experiments.evaluation import BASELINES, TAG_METRICS, Evaluation, TagRow, evaluate, tag_scores
 from slime_core.infra.errors import SlimeError
 from slime_core.present.tables import evaluation_table as format_table
 from slime_core.stages.data import Sample, load_folder
@@ -21,8 +23,22 @@ def result(_tiny_attacker, tiny_overrides, tiny_data):
     samples = load_folder(tiny_data, "test")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(OVERRIDES_ENV, tiny_overrides)
-        return evaluate(_tiny_attacker, samples, spec=AttackSpec(TINY_VICTIM, (20, 30), (5,)), n_boot=200,
-                        progress=False)
+        typed = evaluate(_tiny_attacker, samples, spec=AttackSpec(TINY_VICTIM, (20, 30), (5,)), n_boot=200,
+                         progress=False)
+    assert isinstance(typed, Evaluation) and all(isinstance(r, TagRow) for r in typed.rows)
+    return typed.to_dict()
+
+
+def test_typed_result_writes_the_eval_json(result):
+    """`Evaluation.to_dict()` is the `slime eval` JSON: its keys in their order, "objects" only where measured."""
+    assert list(result) == ["victim", "attacker", "method", "n_images", "seed", "bootstrap", "rows", "captions"]
+    assert list(result["rows"][0]) == ["n_align", "k", "alignment_cosine", "metrics", "against_oracle_tags",
+                                       "scene_graph", "objects"]
+    bare = TagRow(30, 5, {"heldout": 0.5}, {}, {}, {})
+    assert bare.to_dict() == {"n_align": 30, "k": 5, "alignment_cosine": {"heldout": 0.5}, "metrics": {},
+                              "against_oracle_tags": {}, "scene_graph": {}}
+    assert Evaluation("v", "a", "ridge", 1, 0, 10, [bare]).to_dict()["rows"] == [bare.to_dict()]
+    assert json.loads(json.dumps(result)) == result  # plain JSON all the way down
 
 
 def test_result_shape(result):
@@ -158,7 +174,7 @@ def test_captions_stand_beside_a_random_and_the_mean_embedding_caption(tiny_atta
 
     samples = load_folder(tiny_data, "test")
     res = evaluate(tiny_attacker, samples, spec=AttackSpec(TINY_VICTIM, (30,), (5,)), n_boot=100, progress=False,
-                   writer=make_writer("consensus"), caption_k=5)
+                   writer=make_writer("consensus"), caption_k=5).to_dict()
     cap = res["captions"][0]
     pool_captions = tiny_attacker.captions_of(tiny_attacker.bundle.pool["images"])
     assert cap["mean_embedding_caption"] in pool_captions  # consensus picks one
@@ -176,7 +192,8 @@ def test_captions_stand_beside_a_random_and_the_mean_embedding_caption(tiny_atta
 @pytest.mark.slow
 def test_alignment_improves_with_n(attacker, small_test_folder):
     samples = load_folder(small_test_folder, "test")
-    real = evaluate(attacker, samples, spec=AttackSpec("lite0", (30, 300), (5,)), n_boot=200, progress=False)
+    real = evaluate(attacker, samples, spec=AttackSpec("lite0", (30, 300), (5,)), n_boot=200,
+                    progress=False).to_dict()
     assert real["victim"] == "lite0" and real["attacker"] == "lite2-minilm" and real["n_images"] == 8
     small, large = real["rows"]
     assert 0 < small["alignment_cosine"]["heldout"] < large["alignment_cosine"]["heldout"] <= 1
@@ -206,5 +223,5 @@ def test_a_low_fidelity_maker_adds_the_generated_images_objects(_tiny_attacker, 
         mp.setenv(OVERRIDES_ENV, tiny_overrides)
         out = evaluate(_tiny_attacker, samples, spec=AttackSpec(TINY_VICTIM, (20,), (5,)), n_boot=50,
                        progress=False, lowfi=tiny_generator(dim))
-    o = out["rows"][0]["objects"]
+    o = out.rows[0].objects
     assert o["generated"]["n_images"] == 4 and 0 <= o["generated"]["f1"]["mean"] <= 1

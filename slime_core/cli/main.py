@@ -195,7 +195,7 @@ def cmd_eval(args) -> int:
     maker = lowfi.make_lowfi(args.lowfi, attacker.bundle.image_encoder) if args.lowfi != "none" else None
     samples = load_samples(args)
     result = evaluate(attacker, samples, spec=spec, writer=writer, n_boot=args.bootstrap, progress=not args.no_progress,
-                      final_from=final_from, lowfi=maker)
+                      final_from=final_from, lowfi=maker).to_dict()
     print(json.dumps(result, indent=2) if args.format == "json" else evaluation_table(result))  # kept if the file fails
     if args.output:
         write_text(args.output, json.dumps(result, indent=2), "--output")

@@ -2,8 +2,8 @@
 Your own embeddings page (each uploaded embedding's attribute scores, beside the AUCs a built-in victim reaches).
 
 The report's section (`report_section`) is measured in the report's own run, on its test photos and embeddings (the
-defence set-up's `X_test`, `A_test`, `X_pool`): for each N of the report, the map fitted on the same N pool pairs as
-its attack grid (`align.choose_pairs`, the report's method and seed), and the oracle (the attacker's own embedding of
+defence set-up's `X_test`, `A_test`): for each N of the report, the attacker's own cached map on the same N pool pairs
+as its attack grid (`Attacker.alignment`, the report's method and seed), and the oracle (the attacker's own embedding of
 each photo, no alignment), ROC AUC per attribute with its 95% bootstrap interval (`attribute_eval.attribute_rows`:
 the same resamples for every system, so the differences to the oracle are paired), beside chance (0.5), and each
 attribute's prevalence among these photos. An attribute is "not measurable here", with the reason, where its
@@ -36,7 +36,6 @@ from slime_core.experiments.attribute_eval import (
 )
 from slime_core.experiments.store_summary import calibration_rows, matching_thresholds, pool_truth
 from slime_core.infra import settings
-from slime_core.stages import align
 from slime_core.stages.attributes import DEFAULT_NAME, Attributes, attribute_scores, attribute_truth, load_attributes
 from slime_core.stages.attributes import normalise
 from slime_core.stages.encoders.base import l2_normalise
@@ -77,9 +76,7 @@ def report_section(setup, samples, n_aligns, attributes: Attributes | None = Non
     A = l2_normalise(setup.A_test)
     aligned, systems = {}, {}
     for n in sorted({int(n) for n in n_aligns} | {spec.n}):  # the report's main N among them
-        idx = align.choose_pairs(len(attacker.pool_attack), n, spec.seed)  # the attack grid's pairs and map
-        aligned[f"N={n}"] = align.fit_alignment(setup.X_pool[idx], attacker.pool_attack[idx], spec.method).transform(
-            setup.X_test)
+        aligned[f"N={n}"] = attacker.alignment(spec.victim, n, spec.method, spec.seed).transform(setup.X_test)
         systems[f"N={n}"] = {"victim": spec.victim, "n_align": n, "method": spec.method,
                              "alignment_cosine": float(np.mean(np.sum(aligned[f"N={n}"] * A, axis=1)))}
     aligned["oracle"] = A

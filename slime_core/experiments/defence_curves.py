@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -107,7 +107,12 @@ class Setup:
     mean_caption_rouge: np.ndarray | None = field(default=None, repr=False)
     zs_vocab: list | None = field(default=None, repr=False)  # zero-shot utility: the victim's own text tower
     zs_text: np.ndarray | None = field(default=None, repr=False)
-    clean_fit: object = field(default=None, repr=False)  # the non-adaptive attacker's map, fitted on clean pairs
+
+    @property
+    def clean_fit(self) -> align.Alignment:
+        """The non-adaptive attacker's map, fitted on the clean pairs: the attacker's own (cached) fit at `spec`."""
+        s = self.spec
+        return self.attacker.alignment(s.victim, s.n, s.method, s.seed)
 
 
 def prepare(attacker, samples, spec: AttackSpec, *, n_boot: int = 1000, progress: bool = False, refs=None,
@@ -120,7 +125,7 @@ def prepare(attacker, samples, spec: AttackSpec, *, n_boot: int = 1000, progress
     if not samples:
         raise SlimeError("no images to measure on (the split has captions only).")
     spec.single().within(attacker)
-    victim, n_align, k, method, seed = spec.victim, spec.n, spec.top_k, spec.method, spec.seed
+    victim, n_align, k, seed = spec.victim, spec.n, spec.top_k, spec.seed
     b = attacker.bundle
     check_held_out(attacker, samples)
     pool_attack = attacker.pool_attack
@@ -132,7 +137,6 @@ def prepare(attacker, samples, spec: AttackSpec, *, n_boot: int = 1000, progress
     A_test = attacker.embed(b.image_encoder, paths, progress=progress)
     setup = Setup(attacker, spec, [s.name for s in samples], X_pool, X_test, A_test, refs, scorer, n_boot, idx)
     setup.targets = _nearest_targets(X_pool, X_test)
-    setup.clean_fit = align.fit_alignment(X_pool[idx], pool_attack[idx], method)
     freq = tag_scores([attacker.frequent_tags(k)] * len(refs), refs, scorer)
     mean_pool = attacker.pool_attack.mean(axis=0)
     mean_pool = mean_pool / np.linalg.norm(mean_pool)
@@ -146,7 +150,7 @@ def prepare(attacker, samples, spec: AttackSpec, *, n_boot: int = 1000, progress
         setup.zs_vocab = sorted({t for r in refs for t in r})
         setup.zs_text = align.check_embeddings(victim_encoder.encode_texts(setup.zs_vocab),
                                                f"{victim} text embeddings of the test tags")
-    setup.undefended = measure(setup, *UNDEFENDED)
+    setup.undefended = measure(setup, *UNDEFENDED).to_dict()
     return setup
 
 
@@ -211,8 +215,34 @@ def _flat(name: str, values, setup: Setup) -> dict:
     return {name: e.mean, f"{name}_ci": e.interval}
 
 
-def measure(setup: Setup, defence: str, strength: float, defence_seed: int = 0, **defence_kwargs) -> dict:
-    """One point of a curve: the JSON object of the `slime defend` contract."""
+@dataclass
+class DefencePoint:
+    """One point of a defence curve, as `measure` makes it; `to_dict()` is one object of the `slime defend` JSON
+    (`curve` adds the knee's marks to those objects)."""
+
+    defence: str
+    strength: float
+    leakage: dict  # the adaptive attacker's: flat means with "<metric>_ci" intervals, "_vs_frequent" differences,
+    #                caption ROUGE-L with a writer, and "non_adaptive" (the attacker whose map predates the defence)
+    utility: dict  # recall@k of each image's clean nearest neighbour; the victim's zero-shot tag F1 where it has text
+    baselines: dict  # prior -> its means ("frequent"; "random_caption", "mean_embedding_caption" with a writer)
+    released_dim: int
+    defence_info: dict  # the fitted defence's own description (`Defence.describe`)
+    victim: str
+    attacker: str
+    n_align: int
+    k: int
+    method: str
+    n_images: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def measure(setup: Setup, defence: str, strength: float, defence_seed: int = 0, **defence_kwargs) -> DefencePoint:
+    """One point of a curve: the defence fitted on everything released, the adaptive attacker refitted on the
+    defended pairs, the non-adaptive one's clean map, the owner's utility."""
     t0 = time.perf_counter()
     d = create_defence(defence, strength, defence_seed, **defence_kwargs)
     released = np.concatenate([setup.X_pool, setup.X_test])
@@ -246,17 +276,9 @@ def measure(setup: Setup, defence: str, strength: float, defence_seed: int = 0, 
     utility = retrieval_recall(Z_pool, Z_test, setup.targets)
     if setup.zs_text is not None:
         utility["zero_shot_tag_f1"] = zero_shot_tag_f1(setup, d, Z_test)
-    return {
-        "defence": defence,
-        "strength": strength,
-        "leakage": leakage,
-        "utility": utility,
-        "baselines": baselines,
-        "released_dim": int(Z.shape[1]),
-        "defence_info": d.describe(),
-        "victim": spec.victim, "attacker": attacker.bundle.attacker, "n_align": spec.n, "k": spec.top_k,
-        "method": spec.method, "n_images": len(setup.names), "seconds": round(time.perf_counter() - t0, 3),
-    }
+    return DefencePoint(defence, strength, leakage, utility, baselines, int(Z.shape[1]), d.describe(), spec.victim,
+                        attacker.bundle.attacker, spec.n, spec.top_k, spec.method, len(setup.names),
+                        round(time.perf_counter() - t0, 3))
 
 
 def non_adaptive_leakage(setup: Setup, Z_test: np.ndarray) -> dict:
@@ -287,7 +309,7 @@ def curve(setup: Setup, defence: str, strengths, defence_seed: int = 0, on_step=
     for i, s in enumerate(strengths):
         if on_step is not None:
             on_step(i, s)
-        rows.append(measure(setup, defence, s, defence_seed, **defence_kwargs))
+        rows.append(measure(setup, defence, s, defence_seed, **defence_kwargs).to_dict())
     mark_knee(rows, setup.undefended)
     return rows
 

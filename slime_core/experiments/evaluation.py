@@ -14,7 +14,7 @@ protocol, the victim's caption is also scored against the oracle's caption.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -32,6 +32,62 @@ from slime_core.stages.write import check_final_parts, final_prompt_from
 
 BASELINES = ("frequent", "nearest")
 GRID = AttackSpec(n_align=(10, 30, 100, 300), k=(1, 5, 10, 20))  # the default N x k grid of `slime eval`
+
+
+@dataclass
+class TagRow:
+    """One (N, k) point of `slime eval`: the tags' leakage beside their baselines. A metric's entry holds the
+    attack's mean and interval ("attack", "ci_low", "ci_high"), each baseline's mean under its name and the
+    paired differences to the priors ("vs_frequent", "vs_nearest")."""
+
+    n_align: int
+    k: int
+    alignment_cosine: dict  # {"heldout": the fit's held-out pairs, "test", "ci_low", "ci_high": the test images}
+    metrics: dict  # TAG_METRICS -> entry
+    against_oracle_tags: dict  # TAG_METRICS -> mean: the same tags scored against the oracle's
+    scene_graph: dict  # object/relation/relation-type F1 -> entry (baseline: the most frequent tags' graph)
+    objects: dict | None = None  # the low-fidelity image's detected objects (`ObjectsEval.row`), with a maker only
+
+    def to_dict(self) -> dict:
+        row = asdict(self)
+        if self.objects is None:  # the JSON has no "objects" key without a low-fidelity maker
+            del row["objects"]
+        return row
+
+
+@dataclass
+class CaptionRow:
+    """The captions at one N: each caption metric of the attack beside every other system (`caption_systems`)."""
+
+    n_align: int
+    k: int
+    writer: str
+    mode: str
+    metrics: dict  # caption metric (`caption_metrics.KEYS`) -> entry, with "vs_<prior>" differences
+    examples: list[dict]  # the first five images: every system's caption and the references
+    mean_embedding_caption: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Evaluation:
+    """What `evaluate` returns; `to_dict()` is the `slime eval` JSON that reports, the app and bench/ read."""
+
+    victim: str
+    attacker: str
+    method: str
+    n_images: int
+    seed: int
+    bootstrap: int
+    rows: list[TagRow] = field(default_factory=list)  # one per (N, k), N-major
+    captions: list[CaptionRow] = field(default_factory=list)  # one per N, with a writer only
+
+    def to_dict(self) -> dict:
+        head = {name: getattr(self, name) for name in ("victim", "attacker", "method", "n_images", "seed",
+                                                       "bootstrap")}
+        return {**head, "rows": [r.to_dict() for r in self.rows], "captions": [c.to_dict() for c in self.captions]}
 
 
 def attack_entry(values, n_boot: int, seed: int) -> dict:
@@ -98,7 +154,7 @@ def _prepare(attacker: Attacker, samples: list[Sample], spec: AttackSpec, parser
 
 def evaluate(attacker: Attacker, samples: list[Sample], *, spec: AttackSpec = GRID, writer=None, caption_k: int = 10,
              n_boot: int = 1000, progress: bool = True, parser=None, scorer: NeighbourhoodScorer | None = None,
-             on_progress=None, final_from: tuple[str, ...] = (), lowfi=None) -> dict:
+             on_progress=None, final_from: tuple[str, ...] = (), lowfi=None) -> Evaluation:
     """Every N x k of `spec` on `samples` (checked against the attacker before any work). parser, scorer: reuse
     loaded ones (an app keeps them); on_progress(fraction, message) after each stage. lowfi: a low-fidelity image
     maker (`lowfi.make_lowfi`) whose images' detected objects are scored too."""
@@ -113,25 +169,24 @@ def evaluate(attacker: Attacker, samples: list[Sample], *, spec: AttackSpec = GR
     p = _prepare(attacker, samples, spec, parser, scorer, lowfi, n_boot, progress, report)
     oracle_caps, priors = caption_priors(attacker, writer, len(samples), p.oracle, p.A, caption_k, seed, progress) \
         if writer is not None else (None, None)
-    result = {"victim": spec.victim, "attacker": attacker.bundle.attacker, "method": spec.method,
-              "n_images": len(samples), "seed": seed, "bootstrap": n_boot, "rows": [], "captions": []}
+    result = Evaluation(spec.victim, attacker.bundle.attacker, spec.method, len(samples), seed, n_boot)
     for step, n in enumerate(tqdm(list(n_aligns), desc="alignment sizes", disable=not progress)):
         report(0.1 + 0.9 * step / len(n_aligns), f"N={n}: aligning, retrieving, scoring")
         fit = attacker.alignment(spec.victim, n, spec.method, seed)
         batch = attacker.attack_batch(fit, p.X, max(spec.k), A_true=p.A)
-        result["rows"] += tag_rows(attacker, p, fit, batch, n, spec.k, n_boot, seed)
+        result.rows += tag_rows(attacker, p, fit, batch, n, spec.k, n_boot, seed)
         if writer is not None:
             aligned, tags = batch.aligned, batch.tags
             caps = write_captions(attacker, writer, tags, aligned, caption_k, f"N={n}", progress)
             finals = final_captions(writer, tags, caption_k, final_from, progress) if final_from else None
             systems = caption_systems(attacker, caps, oracle_caps, priors, tags, attacker.neighbours(aligned, 1),
                                       caption_k, finals)
-            result["captions"].append(caption_rows(samples, systems, n, caption_k, writer, n_boot, seed))
+            result.captions.append(caption_rows(samples, systems, n, caption_k, writer, n_boot, seed))
     report(1.0, "done")
     return result
 
 
-def tag_rows(attacker: Attacker, p: _Prepared, fit, batch, n: int, ks, n_boot: int, seed: int) -> list[dict]:
+def tag_rows(attacker: Attacker, p: _Prepared, fit, batch, n: int, ks, n_boot: int, seed: int) -> list[TagRow]:
     """One row per k at this N: the alignment cosine, every tag metric beside its baselines, the scene graph's
     scores and (with a low-fidelity maker) the objects'."""
     cos_est = Estimate.bootstrap(batch.cosines, n_boot, seed)
@@ -146,13 +201,13 @@ def tag_rows(attacker: Attacker, p: _Prepared, fit, batch, n: int, ks, n_boot: i
         # The same tags scored against the oracle's tags: how much of what the attacker's own embedding
         # would reveal survives alignment.
         vs_oracle = tag_scores(top, [t[:k] for t in p.oracle], p.scorer)
-        rows.append({"n_align": n, "k": k,
-                     "alignment_cosine": {"heldout": fit.heldout_cosine, "test": cos_est.mean,
-                                          "ci_low": cos_est.ci_low, "ci_high": cos_est.ci_high},
-                     "metrics": summarise(tag_scores(top, p.refs, p.scorer), base, n_boot, seed),
-                     "against_oracle_tags": {m: float(v.mean()) for m, v in vs_oracle.items()},
-                     "scene_graph": graph_scores(top, attacker.frequent_tags(k), p.ref_graphs, n_boot, seed),
-                     **({"objects": p.objects.row(seen, top)} if seen is not None else {})})
+        rows.append(TagRow(n, k,
+                           alignment_cosine={"heldout": fit.heldout_cosine, "test": cos_est.mean,
+                                             "ci_low": cos_est.ci_low, "ci_high": cos_est.ci_high},
+                           metrics=summarise(tag_scores(top, p.refs, p.scorer), base, n_boot, seed),
+                           against_oracle_tags={m: float(v.mean()) for m, v in vs_oracle.items()},
+                           scene_graph=graph_scores(top, attacker.frequent_tags(k), p.ref_graphs, n_boot, seed),
+                           objects=p.objects.row(seen, top) if seen is not None else None))
     return rows
 
 
@@ -215,7 +270,8 @@ def caption_systems(attacker: Attacker, caps, oracle_caps, priors: dict, tags, n
     return systems
 
 
-def caption_rows(samples, systems: dict[str, list[str]], n: int, k: int, writer, n_boot: int, seed: int) -> dict:
+def caption_rows(samples, systems: dict[str, list[str]], n: int, k: int, writer, n_boot: int,
+                 seed: int) -> CaptionRow:
     """Each caption metric of the attack with its interval, beside every other system and its paired differences
     to the three priors."""
     caps, oracle_caps = systems["attack"], systems["oracle"]
@@ -233,7 +289,6 @@ def caption_rows(samples, systems: dict[str, list[str]], n: int, k: int, writer,
                         "against_oracle_caption": float(np.mean([x[key] for x in vs_oracle]))}
     examples = [{"image": s.name, **{name: texts[i] for name, texts in systems.items()}, "references": s.captions}
                 for i, s in enumerate(samples[:5])]
-    return {"n_align": n, "k": k, "writer": writer.model, "mode": writer.mode, "metrics": metrics, "examples": examples,
-            "mean_embedding_caption": systems["mean_embedding_caption"][0]}
+    return CaptionRow(n, k, writer.model, writer.mode, metrics, examples, systems["mean_embedding_caption"][0])
 
 
