@@ -293,3 +293,26 @@ def test_damaged_stores_are_refused_in_one_line_or_read(tmp_path, kind, cut, fli
             stores.row_problems(batch.X, batch.missing)
     except SlimeError as err:
         assert "\n" not in str(err) and str(path) in str(err)
+
+
+def test_a_second_run_on_a_busy_out_is_refused_until_the_first_ends(capsys, tmp_path, tiny, tiny_bundle):
+    """Two runs on one --out would race for its part files: while one holds it, another is refused in one line
+    naming the holder; once the holder is gone (even killed), the folder is free."""
+    np.save(tmp_path / "s.npy", store_rows(tiny_bundle, 70))
+    out = tmp_path / "r"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from slime_core.experiments.store_audit import exclusive\n"
+        f"with exclusive(Path({str(out / '.lock')!r}), 'x'):\n    print('held', flush=True); time.sleep(120)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code, _, err = audit(capsys, tiny, tmp_path / "s.npy", out)
+        assert_one_line_error(code, err)
+        assert f"in use by another slime audit (pid {holder.pid})" in err and "another --out" in err
+        assert not any(out.glob("part-*"))
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert audit(capsys, tiny, tmp_path / "s.npy", out)[0] == 0  # a killed holder leaves no stale lock
+    assert pq.read_table(out).num_rows == 70  # the lock file is not read as a part

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -39,6 +40,7 @@ from slime_core.stages.attributes import Attributes, attribute_scores
 from slime_core.stages.stores import SKIP_REASONS, Batch, Store, row_problems
 
 MANIFEST = "_audit.json"
+LOCK = ".lock"  # held (flock) by the run writing into --out
 SUMMARY = "_summary.html"
 MANIFEST_VERSION = 1
 META_KEY = b"slime_audit"  # a part's own record: the batch it covers, its input rows and its skipped rows
@@ -107,28 +109,61 @@ def new_summary(job: AuditJob, attacker, fit) -> RunningSummary:
                                                           job.seed), attacker.frequent_tags(job.k))
 
 
-def claim_out(job: AuditJob) -> None:
-    """Write the job's manifest into --out, or check the one there: another run's results are refused, and so is
-    a folder of other files. Left-over temporary parts of a killed run are removed."""
+@contextmanager
+def claim_out(job: AuditJob):
+    """Hold --out for this run: a second run on the same folder is refused while this one lives (it would delete
+    this run's temporary parts and race it for the same part files). Inside, the job's manifest is written into
+    --out, or the one there checked: another run's results are refused, and so is a folder of other files.
+    Left-over temporary parts of a killed run are removed."""
     out, manifest = job.out, job.manifest()
-    path = out / MANIFEST
-    if path.exists():
+    out.mkdir(parents=True, exist_ok=True)
+    with exclusive(out / LOCK, f"--out {out}"):
+        path = out / MANIFEST
+        if path.exists():
+            try:
+                old = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as err:
+                raise SlimeError(f"--out {out}: its {MANIFEST} cannot be read ({type(err).__name__}); "
+                                 f"give a new --out.") from None
+            diff = first_difference(old, manifest)
+            if diff is not None:
+                key, there, now = diff
+                raise SlimeError(f"--out {out} holds the results of a different run ({key}: {json.dumps(there)[:80]} "
+                                 f"there, {json.dumps(now)[:80]} now); give a new --out.")
+        else:
+            if any(not p.name.startswith(".") for p in out.iterdir()):
+                raise SlimeError(f"--out {out} is a folder of other files (no {MANIFEST}); give a new or empty --out.")
+            _atomic(path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8"))
+        for tmp in out.glob(".part-*.tmp"):
+            tmp.unlink(missing_ok=True)
+        yield
+
+
+@contextmanager
+def exclusive(path: Path, what: str):
+    """An advisory lock on `path` (flock) for the block: the operating system drops it when the process ends, so
+    a killed run never leaves a stale lock behind. Where there is no flock (Windows), runs are not guarded."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path, "a+", encoding="utf-8") as f:
         try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise SlimeError(f"--out {out}: its {MANIFEST} cannot be read ({type(err).__name__}); give a new --out.") from None
-        diff = first_difference(old, manifest)
-        if diff is not None:
-            key, there, now = diff
-            raise SlimeError(f"--out {out} holds the results of a different run ({key}: {json.dumps(there)[:80]} "
-                             f"there, {json.dumps(now)[:80]} now); give a new --out.")
-    else:
-        if out.exists() and any(not p.name.startswith(".") for p in out.iterdir()):
-            raise SlimeError(f"--out {out} is a folder of other files (no {MANIFEST}); give a new or empty --out.")
-        out.mkdir(parents=True, exist_ok=True)
-        _atomic(path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8"))
-    for tmp in out.glob(".part-*.tmp"):
-        tmp.unlink(missing_ok=True)
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held by another process (or another open of it in this one)
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise SlimeError(f"{what} is in use by another slime audit ({holder}); wait for it to finish or give "
+                             f"another --out.") from None
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(f"pid {os.getpid()}")
+            f.flush()
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def first_difference(old: dict, new: dict, prefix: str = ""):
@@ -256,9 +291,13 @@ def write_part(job: AuditJob, index: int, table) -> None:
 @register_engine("local")
 def run_local(job: AuditJob, attacker, fit, progress: bool = True) -> dict:
     """The audit in this process, batch after batch; parts already complete are read back, not recomputed."""
+    with claim_out(job):
+        return _run_local(job, attacker, fit, progress)
+
+
+def _run_local(job: AuditJob, attacker, fit, progress: bool) -> dict:
     from tqdm.auto import tqdm
 
-    claim_out(job)
     n = job.store.n_batches(job.batch_size)
     done = {i for i in range(n) if part_complete(job, i)}
     summary = new_summary(job, attacker, fit)

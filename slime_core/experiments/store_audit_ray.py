@@ -55,15 +55,19 @@ def _ray():
 def run_ray(job: store_audit.AuditJob, attacker, fit, progress: bool = True, address: str | None = None,
             workers: int = DEFAULT_WORKERS) -> dict:
     """The audit on Ray Data (a local Ray, or the cluster at `address`); the summary as the local engine gives it."""
-    from tqdm.auto import tqdm
-
     ray = _ray()
     if job.writer is not None:
         raise SlimeError("--engine ray writes no captions (a caption writer holds a loaded LLM, which is not sent to "
                          "workers); use --engine local with --caption, or leave --caption out.")
     if attacker.bundle.path is None:
         raise SlimeError("--engine ray needs the attacker's bundle on disk (--bundle), for the workers to load it.")
-    store_audit.claim_out(job)
+    with store_audit.claim_out(job):  # held by this driver while the workers write the parts
+        return _run_ray(ray, job, attacker, fit, progress, address, workers)
+
+
+def _run_ray(ray, job: store_audit.AuditJob, attacker, fit, progress: bool, address: str | None, workers: int) -> dict:
+    from tqdm.auto import tqdm
+
     n = job.store.n_batches(job.batch_size)
     todo = [i for i in range(n) if not store_audit.part_complete(job, i)]
     resumed = sum(job.store.batch_rows(i, job.batch_size) for i in set(range(n)) - set(todo))
