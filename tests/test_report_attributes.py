@@ -138,7 +138,38 @@ def test_built_in_aucs_read_when_measured_else_measured_here(tiny_attacker, tiny
     (tmp_path / f"attribute_auc_{TINY_VICTIM}.json").write_text(json.dumps(measured))
     read = attribute_report.built_in_aucs(tiny_attacker, TINY_VICTIM, samples, measured_dir=tmp_path)
     assert read["measured"] and "measured by bench/attribute_auc.py on 8 public test photos" in read["source"]
-    assert read["rows"] == json.loads(json.dumps(measured["rows"]))
+    assert read["rows"] == [r | {"measurable": r["reason"] is None} for r in json.loads(json.dumps(measured["rows"]))]
+    assert read["main"] == "N=30" and "chance" in read["what_auc_means"]  # the report's section, as it is
     (tmp_path / f"attribute_auc_{TINY_VICTIM}.json").write_text(json.dumps(measured | {"attacker": "another"}))
     with pytest.raises(SlimeError, match="none of its words"):  # not this attacker's: measured here (packaged table)
         attribute_report.built_in_aucs(tiny_attacker, TINY_VICTIM, samples, measured_dir=tmp_path)
+
+
+def test_own_embeddings_report_carries_the_attribute_tables(tiny_attacker, tiny_data):
+    """The page's HTML download holds what the page shows: each audited embedding's margins and flags, the
+    calibration, and the built-in victim's AUC section, said to be measured on public photos, not the user's."""
+    from slime_core.present.html_report import own_embeddings_report, render_html
+
+    table = parse_attributes(json.dumps(TINY_TABLE).encode(), "t.json")
+    aucs = attribute_report.built_in_aucs(tiny_attacker, TINY_VICTIM, load_folder(tiny_data, "test"),
+                                          n_aligns=(10, 30), n_boot=30, measured_dir=None, attributes=table)
+    assert aucs["main"] == "N=30" and all("measurable" in r for r in aucs["rows"])
+    scores = {"attributes": [{"name": "child", "about": "a child", "threshold": 0.25, "prior": 0.1,
+                              "precision": 0.5},
+                             {"name": "beach", "about": "sand, sea", "threshold": 0.4, "prior": 0.05,
+                              "precision": None}],
+              "calibration": "the dev photos, embedded by your model and aligned", "calibration_photos": 70,
+              "rows": [{"embedding": "<b>row 0</b>", "margins": {"child": 0.125, "beach": -0.2}, "flagged": ["child"]}],
+              "not_scored": {}}
+    audit = {"alignment_cosine": 0.71, "alignment_prior_cosine": 0.574, "n_align": 300, "method": "ridge", "k": 2,
+             "results": [], "sensitive_attributes": {"scores": scores, "built_in_aucs": aucs}}
+    page = render_html(own_embeddings_report(audit, "above the prior"))
+    own = page.index("Sensitive attributes of each audited embedding")
+    assert "&lt;b&gt;row 0&lt;/b&gt;" in page and "+0.125" in page[own:] and "-0.200" in page[own:]
+    assert "70 public photos" in page and "no flags" in page and "0.500" in page[own:]
+    assert f"built-in victim {TINY_VICTIM} on public test photos, not on your model" in page
+    section = page.index("<h2>Sensitive attributes</h2>")
+    assert section > own and "AUC attack N=30" in page[section:]
+    audit["sensitive_attributes"] = {"scores": {"attributes": [], "rows": [], "not_scored": {}}}
+    page = render_html(own_embeddings_report(audit, "above the prior"))
+    assert "nothing scored" in page and "<h2>Sensitive attributes</h2>" not in page

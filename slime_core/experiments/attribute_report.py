@@ -136,9 +136,19 @@ def built_in_aucs(attacker, victim: str, samples, *, n_aligns=(30, 300), n_boot:
         result = json.loads(path.read_text())
         if (result.get("victim"), result.get("attacker"), result.get("attributes_file")) == \
                 (victim, attacker.bundle.attacker, DEFAULT_NAME):
-            return result | {"source": f"measured by bench/attribute_auc.py on {result['n_images']:,} public test "
-                                       f"photos ({result['bootstrap']:,} resamples; {path.name})", "measured": True}
+            return _as_section(result) | {
+                "source": f"measured by bench/attribute_auc.py on {result['n_images']:,} public test photos "
+                          f"({result['bootstrap']:,} resamples; {path.name})", "measured": True}
     ns = tuple(n for n in n_aligns if n <= len(attacker.pool_attack)) or (len(attacker.pool_attack),)
     result = evaluate_attributes(attacker, samples, victim=victim, n_aligns=ns, n_boot=n_boot, attributes=attributes)
-    return result | {"source": f"computed here on {result['n_images']:,} public test photos ({n_boot:,} resamples; "
-                               f"no measured file for {victim})", "measured": False}
+    return _as_section(result) | {"source": f"computed here on {result['n_images']:,} public test photos "
+                                            f"({n_boot:,} resamples; no measured file for {victim})", "measured": False}
+
+
+def _as_section(result: dict) -> dict:
+    """`evaluate_attributes`' dict with what the report's section adds (`report_section`'s keys): its main system
+    (the largest N), the words on AUC, and each row's `measurable`."""
+    systems = result["systems"]
+    main = max((label for label in systems if label != "oracle"), key=lambda label: systems[label]["n_align"])
+    return result | {"main": main, "what_auc_means": AUC_MEANS,
+                     "rows": [r | {"measurable": r["reason"] is None} for r in result["rows"]]}

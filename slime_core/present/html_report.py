@@ -97,6 +97,7 @@ def own_embeddings_report(audit: dict, verdict: str) -> dict:
     from collections import Counter
 
     counts = Counter(t["tag"] for r in audit["results"] for t in r["tags"]).most_common(20)
+    aucs = (audit.get("sensitive_attributes") or {}).get("built_in_aucs")
     return {"title": "SLImE audit: what your embedding model leaks",
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "made_by": "the SLImE app, Your own embeddings",
@@ -105,6 +106,8 @@ def own_embeddings_report(audit: dict, verdict: str) -> dict:
             "settings": {"N leaked pairs": audit["n_align"], "alignment method": audit["method"], "k tags": audit["k"],
                          "embeddings audited": len(audit["results"])},
             "own": {**audit, "verdict": verdict, "tag_counts": counts},
+            # a built-in victim's measured AUCs, when the page measured them: the report's usual attribute section
+            "sensitive_attributes": aucs if aucs and "systems" in aucs else None,
             "examples": [], "defences": {}, "undefended": None,
             "paper_figures": load_paper_figures(paper_figures_path())}
 
