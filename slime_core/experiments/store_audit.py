@@ -48,9 +48,19 @@ ATTACK_ROWS = 1024  # rows attacked at once inside a batch (see score_rows)
 
 # engine(job, attacker, fit, progress) -> summary dict: what runs a whole audit, by --engine name
 ENGINES: Registry[Callable] = Registry("--engine")
-register_engine = ENGINES.register
-list_engines = ENGINES.names
-engine = ENGINES.get
+
+
+def register_engine(name: str):
+    """Decorator: `engine(job, attacker, fit, progress) -> summary dict` runs a whole audit under `name`."""
+    return ENGINES.register(name)
+
+
+def list_engines() -> list[str]:
+    return ENGINES.names()
+
+
+def engine(name: str) -> Callable:
+    return ENGINES.get(name)
 
 
 @dataclass

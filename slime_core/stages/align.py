@@ -26,9 +26,21 @@ LOO_ROWS = 256  # leave-one-out error is averaged over at most this many pairs (
 # Alignment methods by name, in registration order (the default, ridge, first). A method takes the checked,
 # unit-normalised pairs (X, Y) and returns an Alignment: adding one is one decorated function, not a new branch.
 METHODS: Registry[Callable[[np.ndarray, np.ndarray], "Alignment"]] = Registry("alignment method")
-register_alignment_method = METHODS.register  # decorator: register `fit(X, Y) -> Alignment` as a method name
-list_alignment_methods = METHODS.names  # the registered method names, the default first
-alignment_method = METHODS.get  # the fit function registered under a name (unknown: a one-line SlimeError)
+
+
+def register_alignment_method(name: str):
+    """Decorator: register `fit(X, Y) -> Alignment` as the alignment method `name`."""
+    return METHODS.register(name)
+
+
+def list_alignment_methods() -> list[str]:
+    """The registered alignment method names, the default first."""
+    return METHODS.names()
+
+
+def alignment_method(name: str):
+    """The fit function registered as `name`, or a one-line SlimeError that names the known ones."""
+    return METHODS.get(name)
 
 
 @dataclass

