@@ -8,9 +8,10 @@ import functools
 import pandas as pd
 import streamlit as st
 
-from slime_core.experiments import headline as hl
 from slime_core.experiments import single_image as sup
 from slime_core.infra.errors import SlimeError
+from slime_core.present import headline_words as hw
+from slime_core.present import scene_graph_dot as sgd
 from slime_core.stages import align
 from slime_core.stages.infer import graph_from_tags
 
@@ -40,12 +41,12 @@ def alignment(attacker, result, method: str) -> None:
     """The fitted map's held-out cosine beside what a constant (no-information) victim embedding gets."""
     prior = align.prior_cosine(attacker.pool_attack, result.n_align, method)
     st.metric("Alignment cosine", f"{result.alignment_cosine:.3f}", f"{result.alignment_cosine - prior:+.3f} vs "
-              f"a constant embedding ({prior:.3f})", help=hl.ALIGNMENT_HELP)
+              f"a constant embedding ({prior:.3f})", help=hw.ALIGNMENT_HELP)
 
 
 def _readable(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
-    df["metric"] = [hl.metric_name(m) for m in df["metric"]]
+    df["metric"] = [hw.metric_name(m) for m in df["metric"]]
     return df.set_index("metric")
 
 
@@ -60,7 +61,7 @@ def scores(attacker, result, refs: list[str], captions: list[str], caption: str 
         st.markdown("**Tag scores beside the baselines** (neither baseline sees the victim embedding)")
         st.dataframe(_readable(sup.single_image_scores(attacker, result, refs, scorer)).style.format("{:.3f}"),
                      width="stretch")
-        st.caption(f"{len(refs)} reference tags from the captions. {hl.TAG_SCORE_HELP} Near-miss scores count a tag "
+        st.caption(f"{len(refs)} reference tags from the captions. {hw.TAG_SCORE_HELP} Near-miss scores count a tag "
                    "among the 5 nearest vocabulary tags (MiniLM text space) of a reference tag.")
         if caption:
             rows, note = sup.caption_scores(caption, captions, common.public_captions())
@@ -90,13 +91,13 @@ def scene_graph(pred: list[str], found: dict | None, why: str | None) -> None:
     """The graph of the recovered tags, objects seen in the generated image marked (found: Attacker.objects_of)."""
     st.markdown("**Scene graph** (from the recovered tags)")
     seen = (found or {}).get("generated") or ()
-    st.graphviz_chart(hl.scene_graph_dot(graph_from_tags(pred), font_size=16, seen=seen), width="stretch")
+    st.graphviz_chart(sgd.scene_graph_dot(graph_from_tags(pred), font_size=16, seen=seen), width="stretch")
     if found is None:
         st.caption(common.plain(why or ""))
         return
     if found["generated"] is not None:
         st.markdown(f"objects in the generated image: **{names(found['generated'])}** (marked "
-                    f"{hl.SEEN_IN_IMAGE} in the graph)")
+                    f"{sgd.SEEN_IN_IMAGE} in the graph)")
     st.caption(f"in the nearest public photo: {names(found['nearest'])}; all: {names(found['union'])}")
 
 

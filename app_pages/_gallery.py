@@ -13,7 +13,8 @@ import numpy as np
 import streamlit as st
 
 from slime_core.experiments import headline as hl
-from slime_core.infra import settings
+from slime_core.infra import files, settings
+from slime_core.stages import bundle
 from slime_core.stages.data import load_folder
 
 from app_pages import common
@@ -22,7 +23,7 @@ DEFAULTS = hl.DEFAULT_SETTINGS
 
 
 def table_path(attacker):
-    key = hl.cache_key(hl.bundle_identity(attacker.bundle), [(g["name"], g["captions"]) for g in common.gallery()],
+    key = files.cache_key(bundle.bundle_identity(attacker.bundle), [(g["name"], g["captions"]) for g in common.gallery()],
                        DEFAULTS)
     return settings.cache_root() / "app" / f"gallery_{key}.json"
 
@@ -36,7 +37,7 @@ def table(attacker) -> dict | None:
     """The gallery table when it is ready (from memory or the disk cache), else None."""
     state = _state()
     if state["table"] is None:
-        data = hl.load_json(table_path(attacker))
+        data = files.load_json(table_path(attacker))
         if data and "refs" in data and "default_scores" in data:
             state["table"] = data
     return state["table"]
@@ -51,7 +52,7 @@ def _build(attacker, parser, path) -> None:
         data = hl.gallery_table(attacker, samples, parser, **DEFAULTS)
         state["table"] = data  # kept for this server even when the disk cache cannot take it
         try:
-            hl.save_json_atomic(path, data)
+            files.save_json_atomic(path, data)
         except OSError:
             pass  # SLIME_CACHE unwritable: the table is recomputed by the next server process
     except Exception as err:  # noqa: BLE001 - a failed warm-up only costs the percentile; say why on the page
@@ -81,8 +82,8 @@ def default_photo(attacker) -> tuple[str, str]:
     """(photo name, how it was chosen): the shipped choice for this bundle (so the first start opens on it too),
     else the gallery table's, else the first photo by name while that table is computed."""
     names = [g["name"] for g in common.gallery()]
-    shipped = hl.load_json(SHIPPED_DEFAULT)
-    if shipped and shipped.get("bundle") == hl.bundle_identity(attacker.bundle) and shipped.get("image") in names:
+    shipped = files.load_json(SHIPPED_DEFAULT)
+    if shipped and shipped.get("bundle") == bundle.bundle_identity(attacker.bundle) and shipped.get("image") in names:
         return shipped["image"], hl.DEFAULT_RULE
     tab = table(attacker)
     if tab and "gain" in tab["default_scores"]:

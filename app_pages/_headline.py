@@ -9,12 +9,11 @@ import re
 import streamlit as st
 
 from slime_core.experiments import headline as hl
+from slime_core.present import headline_words as hw
+from slime_core.present.tag_chips import LEGEND, chips
 
 from app_pages._show import plain
 
-COLOURS = {"exact": ("#1e8449", "#ffffff"), "neighbourhood": ("#f5b041", "#222222"), "miss": ("#e5e7e9", "#444444")}
-LEGEND = ("**green** = one of this photo's own tags (exact) · **amber** = next to one (among its 5 nearest "
-          "vocabulary tags) · **grey** = miss")
 BASE_CSS = """
 .block-container {padding-top: 2.6rem; padding-bottom: 1rem;}
 .slime-tag {display: inline-block; padding: 1px 10px; margin: 2px 3px; border-radius: 12px; font-size: 1.0rem;}
@@ -36,15 +35,6 @@ html, body, [data-testid="stAppViewContainer"] {font-size: 20px;}
 
 def style(present: bool) -> None:
     st.html("<style>" + BASE_CSS + (PRESENT_CSS if present else "") + "</style>")
-
-
-def chips(classified: list[tuple[str, str]]) -> str:
-    out = []
-    for tag, cls in classified:
-        bg, fg = COLOURS[cls]
-        out.append(f'<span class="slime-tag slime-{cls}" data-class="{cls}" style="background:{bg};color:{fg}">'
-                   f"{html.escape(tag)}</span>")
-    return " ".join(out)
 
 
 def tags_panel(classified, have_refs: bool | None, near_known: bool) -> None:
@@ -101,20 +91,20 @@ def fill_tag_number(slots, attack: float | None, prior: float, k: int) -> None:
         if attack is None:
             st.info("Add reference captions (one per line, below the uploader) to score this photo.")
             return
-        st.metric("Tag F1 (exact)", f"{attack:.2f}", f"{attack - prior:+.2f} vs guessing", help=hl.TAG_SCORE_HELP,
+        st.metric("Tag F1 (exact)", f"{attack:.2f}", f"{attack - prior:+.2f} vs guessing", help=hw.TAG_SCORE_HELP,
                   delta_color="normal" if abs(attack - prior) >= 0.005 else "off")
-        st.caption(hl.tag_headline(attack, prior, k))
+        st.caption(hw.tag_headline(attack, prior, k))
 
 
 def fill_caption_number(slots, attack: float, prior: float) -> None:
     with slots["caption_number"].container():
-        st.metric("Caption ROUGE-L", f"{attack:.2f}", f"{attack - prior:+.2f} vs generic caption", help=hl.CAPTION_HELP,
+        st.metric("Caption ROUGE-L", f"{attack:.2f}", f"{attack - prior:+.2f} vs generic caption", help=hw.CAPTION_HELP,
                   delta_color="normal" if abs(attack - prior) >= 0.005 else "off")
-        st.caption(hl.caption_headline(attack, prior))
+        st.caption(hw.caption_headline(attack, prior))
 
 
 def percentile_line(slot, value: float, scores: dict, victim: str, n_align: int, k: int) -> None:
     vals = list(scores.values())
     p = hl.percentile(value, vals)
-    slot.markdown(f"**This photo: {hl.percentile_words(p, len(vals))}** (percentile {p:.0f} by exact tag F1 at "
+    slot.markdown(f"**This photo: {hw.percentile_words(p, len(vals))}** (percentile {p:.0f} by exact tag F1 at "
                   f"{victim}, N={n_align}, k={k})")

@@ -10,8 +10,9 @@ import pandas as pd
 import streamlit as st
 
 from slime_core.experiments import explore
-from slime_core.experiments import headline as hl
+from slime_core.experiments import uploaded_pools as upl
 from slime_core.infra.errors import SlimeError
+from slime_core.present import headline_words as hw
 from slime_core.present.html_report import own_embeddings_report, render_html
 from slime_core.stages import uploads as sup
 from slime_core.stages.align import list_alignment_methods
@@ -65,12 +66,12 @@ try:
     pool_arr, audit_arr, audit_names = sup.read_audit_uploads((pool_up.name, pool_up.getvalue()),
                                                              (audit_up.name, audit_up.getvalue()), pool_names)
     # This session's pools and maps live in its own state (at most 4 pools), never in the shared attacker.
-    pools = st.session_state.setdefault("own_pools", hl.UploadedPools(max_pools=4))
+    pools = st.session_state.setdefault("own_pools", upl.UploadedPools(max_pools=4))
     pool_key = sup.content_key(pool_up.getvalue())
     pools.add(pool_key, pool_arr)
     with st.spinner(f"Fitting {method} on N={n_align} pairs ..."):
         fit, prior = pools.fit(attacker, pool_key, n_align, method)
-    results = hl.attack_rows(attacker, fit, audit_arr, audit_names, k)
+    results = upl.attack_rows(attacker, fit, audit_arr, audit_names, k)
 except SlimeError as err:
     common.show_error(err)
     st.stop()
@@ -78,11 +79,11 @@ except SlimeError as err:
 st.subheader("3. Report")
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Held-out alignment cosine", f"{fit.heldout_cosine:.3f}", f"{fit.heldout_cosine - prior:+.3f} vs prior",
-          help=hl.ALIGNMENT_HELP)
-m2.metric("Prior: a constant embedding", f"{prior:.3f}", help=hl.ALIGNMENT_HELP)
+          help=hw.ALIGNMENT_HELP)
+m2.metric("Prior: a constant embedding", f"{prior:.3f}", help=hw.ALIGNMENT_HELP)
 m3.metric("Embeddings audited", len(results))
 m4.metric("Embedding dims", pool_arr.shape[1])
-st.caption(hl.alignment_headline(fit.heldout_cosine, prior, n_align))
+st.caption(hw.alignment_headline(fit.heldout_cosine, prior, n_align))
 # Scored once per pool and settings in this session: a download click reruns the page, it should not rescore.
 leak_memo = st.session_state.setdefault("own_leakage", {})
 leak_key = (pool_key, n_align, method, k)
@@ -110,7 +111,7 @@ payload = {"alignment_cosine": fit.heldout_cosine, "alignment_prior_cosine": pri
            "sensitive_attributes": attributes}
 e1, e2, e3 = st.columns(3)
 e3.download_button("Download the HTML audit report",
-                   render_html(own_embeddings_report(payload, hl.alignment_headline(fit.heldout_cosine, prior, n_align))),
+                   render_html(own_embeddings_report(payload, hw.alignment_headline(fit.heldout_cosine, prior, n_align))),
                    file_name="slime_audit.html", mime="text/html", key="own_html")
 e1.download_button("Download JSON", json.dumps(payload, indent=2), file_name="slime_audit.json",
                    mime="application/json", key="own_json")

@@ -158,11 +158,12 @@ def test_the_page_opens_on_the_shipped_rule_photo_and_says_so(attack_app):
     for the shipped bundle by the stated median rule, and the page states that rule."""
     from slime_core.experiments import headline as hl
     from slime_core.infra import settings
+    from slime_core.stages import bundle
 
     from app_pages import common
 
     shipped = json.loads((settings.DEMO_DATA / "default_photo.json").read_text())
-    assert shipped["bundle"] == hl.bundle_identity(common.get_attacker().bundle), "rerun bench/demo_default.py"
+    assert shipped["bundle"] == bundle.bundle_identity(common.get_attacker().bundle), "rerun bench/demo_default.py"
     assert attack_app.session_state["gallery_image"] == shipped["image"]
     assert any(f"Shown first: {hl.DEFAULT_RULE}." in c.value for c in attack_app.caption)
 
@@ -504,11 +505,11 @@ def test_own_embeddings_sensitive_attributes():
 
 
 def test_uploaded_pools_keep_at_most_four_per_session():
-    from slime_core.experiments import headline as hl
+    from slime_core.experiments import uploaded_pools as upl
     from slime_core.pipeline import Attacker
 
     attacker = Attacker()
-    pools = hl.UploadedPools(max_pools=4, max_fits=2)
+    pools = upl.UploadedPools(max_pools=4, max_fits=2)
     pool = pool_embeddings("lite0")
     for i in range(5):
         pools.add(f"p{i}", pool)
@@ -538,12 +539,12 @@ def test_alignment_prior_is_a_constant_embeddings_heldout_cosine():
 
 
 def test_alignment_headline_says_where_the_cosine_sits_against_the_prior():
-    from slime_core.experiments import headline as hl
+    from slime_core.present import headline_words as hw
 
-    assert "expect tags to leak" in hl.alignment_headline(0.728, 0.577, 300)
-    assert "barely above what no information gives" in hl.alignment_headline(0.6, 0.577, 300)
+    assert "expect tags to leak" in hw.alignment_headline(0.728, 0.577, 300)
+    assert "barely above what no information gives" in hw.alignment_headline(0.6, 0.577, 300)
     # unrelated embeddings (e.g. random): the intercept-free map scores far below the constant-embedding prior
-    assert "below what no information gives" in hl.alignment_headline(0.025, 0.577, 300)
+    assert "below what no information gives" in hw.alignment_headline(0.025, 0.577, 300)
 
 def test_parse_embeddings_formats_and_errors():
     arr = np.arange(12, dtype=np.float32).reshape(3, 4) + 1

@@ -8,9 +8,12 @@ user's problem: the run goes on without it, saying so once per folder."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import stat
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Callable
@@ -134,3 +137,32 @@ def check_writable_folder(path, what: str = "output folder") -> Path:
         raise SlimeError(f"{what} {path}: folder {probe_dir} does not exist.")
     check_writable(probe_dir / ".slime_write_check", what)
     return path
+
+
+# ---- small JSON caches (the app's gallery scores) ----------------------------------------------------------
+
+def cache_key(*parts) -> str:
+    """A short digest of JSON-able parts: a cache entry's name."""
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def save_json_atomic(path: Path, data) -> None:
+    """Write JSON to a temporary file beside `path`, then rename it over: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_json(path: Path):
+    """The cached JSON, or None when absent or unreadable (an unreadable entry is a miss, not an error)."""
+    try:
+        return json.loads(read_bytes(path, "cache entry").decode("utf-8"))  # a FIFO or device here is a miss too
+    except (OSError, ValueError, RecursionError, SlimeError):
+        return None

@@ -369,3 +369,11 @@ def check_bundle(folder: str | Path | None, attacker: str | None = None, victim:
         raise SlimeError(f"{folder}: the bundle's {image} embeddings are {manifest['dims']['image']}-d, but the "
                          f"registry's {image} is {encoder_cfg(image).dim}-d; the bundle was built with another model.")
     return manifest
+
+
+def bundle_identity(bundle) -> str:
+    """A short hash of the bundle's manifest and vocabulary: what is cached from a bundle (the app's gallery
+    scores) follows the bundle."""
+    h = hashlib.sha1(json.dumps(bundle.manifest, sort_keys=True, default=str).encode())
+    h.update("\n".join(bundle.tags).encode())
+    return h.hexdigest()[:12]
