@@ -183,6 +183,7 @@ def main() -> None:
     ap.add_argument("--store", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--progress", action="store_true", help="show the audit's progress bars")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
     args = ap.parse_args()
     if args.child:
         run = {"audit": child_audit, "attack": child_attack, "floor": child_floor}[args.child]
@@ -217,8 +218,8 @@ def main() -> None:
         print(f"{rows:,} rows: {run['rows_per_second']:,.0f} rows/s ({run['seconds']:.0f} s), {run['vs_floor']:.2f}x "
               f"the floor's time ({run['vs_floor_cpu']:.2f}x its CPU time), {run['vs_attack']:.2f}x the attack core's "
               f"({run['vs_attack_cpu']:.2f}x), peak RSS {rss:,.0f} MiB", flush=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
-    print(f"wrote {RESULTS}")
+    args.results.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.results}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ class BatchAttack:
     scored_tags: list[list[tuple[str, float]]]  # per row, the top-k retrieved (tag, score), best first
     neighbours: list[list[tuple[str, float]]]  # per row, the nearest public photos (name, cosine); [] if not asked
     cosines: np.ndarray | None = None  # (n,) cosine with each image's true attacker embedding, where it was given
+    projected: np.ndarray | None = field(default=None, repr=False)  # (n, d_head) `Attacker.project(aligned)`
 
     @property
     def tags(self) -> list[list[str]]:

@@ -160,14 +160,22 @@ class Attacker:
             self._pool_tags = retrieve.tag_matrix(tag_lists, {t: i for i, t in enumerate(self.bundle.tags)})
         return self._pool_tags
 
-    def retrieve(self, attack_embeddings: np.ndarray, k: int, own_rows=None) -> list[list[tuple[str, float]]]:
+    def project(self, attack_embeddings: np.ndarray) -> np.ndarray:
+        """Attack-space image embeddings (n, d) through the bundle's semantic features and image head: the space the
+        tag vectors are scored in (retrieval and the attribute scores share it)."""
+        b = self.bundle
+        return retrieve.project_images(b.heads, retrieve.image_features(attack_embeddings, b.semantics))
+
+    def retrieve(self, attack_embeddings: np.ndarray, k: int, own_rows=None,
+                 projected: np.ndarray | None = None) -> list[list[tuple[str, float]]]:
         """Top-k tags for attack-space image embeddings (n, d): prior-weighted retrieval plus the nearest public
         photos' tag votes (when the bundle's dev check gave them a weight), then the DCN-v2 ranker over the candidates
-        when that check kept it. own_rows: each embedding's own pool row (-1: none), kept out of its vote."""
+        when that check kept it. own_rows: each embedding's own pool row (-1: none), kept out of its vote.
+        projected: `project(attack_embeddings)`, when the caller has it already."""
         if k < 1:
             raise SlimeError(f"k must be at least 1, got {k}.")
         b = self.bundle
-        u = retrieve.project_images(b.heads, retrieve.image_features(attack_embeddings, b.semantics))
+        u = self.project(attack_embeddings) if projected is None else projected
         q, _ = retrieve.with_prior(u, self.tag_vecs, self.prior, b.manifest["logit_scale"], self.alpha)
         n_cand = max(k, b.manifest["candidates"]) if b.manifest.get("use_ranker") else k
         if self.votes.weight:
@@ -188,7 +196,8 @@ class Attacker:
     def attack_aligned(self, aligned: np.ndarray, k: int, own_rows=None, n_neighbours: int = 0) -> BatchAttack:
         """Attack-space embeddings (n, d) -> their top-k tags and (n_neighbours > 0) nearest public photos."""
         near = self.neighbours(aligned, n_neighbours) if n_neighbours else [[] for _ in range(len(aligned))]
-        return BatchAttack(aligned, self.retrieve(aligned, k, own_rows), near)
+        projected = self.project(aligned)
+        return BatchAttack(aligned, self.retrieve(aligned, k, own_rows, projected), near, projected=projected)
 
     def attack_batch(self, fit: align.Alignment, X: np.ndarray, k: int, *, A_true: np.ndarray | None = None,
                      own_rows=None, n_neighbours: int = 0) -> BatchAttack:

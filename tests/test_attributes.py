@@ -176,6 +176,18 @@ def test_scores_shape_dtype_and_the_retrieval_score(tiny_attacker):
     assert attribute_scores(tiny_attacker, A[:0], attributes).shape == (0, 2)
 
 
+def test_a_batch_attack_hands_its_projection_to_the_attribute_scores(tiny_attacker):
+    """The audit scores attributes from the projection the retrieval already made: the same bits as projecting again,
+    and the same tags as retrieving without it."""
+    attributes = _tiny_attributes(tiny_attacker)
+    A = tiny_attacker.pool_attack[:9]
+    batch = tiny_attacker.attack_aligned(A, 5)
+    np.testing.assert_array_equal(batch.projected, tiny_attacker.project(A))
+    np.testing.assert_array_equal(attribute_scores(tiny_attacker, A, attributes, batch.projected),
+                                  attribute_scores(tiny_attacker, A, attributes))
+    assert batch.scored_tags == tiny_attacker.retrieve(A, 5)
+
+
 def test_an_embedding_pointed_at_an_attribute_tag_scores_above_one_pointed_away(tiny_attacker):
     """Known answer: among random attack-space directions, the one whose projection is nearest the attribute's tag
     scores higher on that attribute than the one farthest from all of its tags."""

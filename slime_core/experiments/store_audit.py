@@ -249,7 +249,7 @@ def score_rows(attacker, fit, X: np.ndarray, job: AuditJob):
     for start in range(0, len(X), ATTACK_ROWS):
         result = attacker.attack_batch(fit, X[start:start + ATTACK_ROWS], job.k)
         scored += result.scored_tags
-        scores.append(attribute_scores(attacker, result.aligned, job.attributes))
+        scores.append(attribute_scores(attacker, result.aligned, job.attributes, result.projected))
         if captions is not None:
             captions += write_captions(attacker, job.writer, result.tags, result.aligned, job.k, "captions", False)
     return scored, np.concatenate(scores), captions

@@ -44,7 +44,6 @@ import numpy as np
 
 from slime_core.infra.errors import SlimeError
 from slime_core.infra.files import read_bytes
-from slime_core.stages import retrieve
 
 DEFAULT_NAME = "attributes.json"
 ENTRY_KEYS = {"words", "about"}
@@ -166,9 +165,11 @@ def _columns(attributes: Attributes, vocab: tuple[str, ...]) -> tuple[np.ndarray
     return np.concatenate(ids), np.cumsum([0] + [len(i) for i in ids[:-1]])
 
 
-def attribute_scores(attacker, aligned: np.ndarray, attributes: Attributes) -> np.ndarray:
+def attribute_scores(attacker, aligned: np.ndarray, attributes: Attributes,
+                     projected: np.ndarray | None = None) -> np.ndarray:
     """(n, len(attributes)) float32: each attack-space embedding's score per attribute (the module docstring says
-    which). `attacker` is a pipeline.Attacker (its bundle, tag_vecs, prior, alpha); `aligned` (n, d) or (d,).
+    which). `attacker` is a pipeline.Attacker (its bundle, tag_vecs, prior, alpha); `aligned` (n, d) or (d,);
+    `projected`: `attacker.project(aligned)` where the attack computed it already (a batch attack does).
     Rows that are not finite give NaN scores: callers skip such rows, counting them, rather than score them."""
     b = attacker.bundle
     aligned = np.atleast_2d(np.asarray(aligned, np.float32))
@@ -178,7 +179,7 @@ def attribute_scores(attacker, aligned: np.ndarray, attributes: Attributes) -> n
     if not len(aligned):
         return np.zeros((0, len(attributes)), np.float32)
     cols, starts = _columns(attributes, tuple(b.tags))
-    u = retrieve.project_images(b.heads, retrieve.image_features(aligned, b.semantics))
+    u = attacker.project(aligned) if projected is None else np.atleast_2d(projected)
     # scale * cos + alpha * prior: `with_prior`'s inner product, on the attribute tags' columns only
     scores = u @ (np.float32(b.manifest["logit_scale"]) * attacker.tag_vecs[cols]).T
     scores += np.float32(attacker.alpha) * attacker.prior[cols]
