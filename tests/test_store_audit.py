@@ -316,3 +316,29 @@ def test_a_second_run_on_a_busy_out_is_refused_until_the_first_ends(capsys, tmp_
         holder.wait()
     assert audit(capsys, tiny, tmp_path / "s.npy", out)[0] == 0  # a killed holder leaves no stale lock
     assert pq.read_table(out).num_rows == 70  # the lock file is not read as a part
+
+
+def test_the_lock_is_exclusive_in_one_process_too_and_skipped_where_the_file_system_has_none(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    from slime_core.experiments.store_audit import exclusive
+
+    lock = tmp_path / ".lock"
+    with exclusive(lock, "--out here"):
+        assert lock.read_text() == f"pid {os.getpid()}"
+        with pytest.raises(SlimeError, match=f"--out here is in use by another slime audit \\(pid {os.getpid()}\\)"):
+            with exclusive(lock, "--out here"):
+                pass
+    with exclusive(lock, "--out here"):  # released at the end of the block
+        pass
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    ran = []
+    with exclusive(lock, "--out here"):
+        ran.append(True)
+    assert ran == [True]
+

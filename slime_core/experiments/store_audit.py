@@ -152,7 +152,8 @@ def claim_out(job: AuditJob):
 @contextmanager
 def exclusive(path: Path, what: str):
     """An advisory lock on `path` (flock) for the block: the operating system drops it when the process ends, so
-    a killed run never leaves a stale lock behind. Where there is no flock (Windows), runs are not guarded."""
+    a killed run never leaves a stale lock behind. Where there is no flock (Windows, a file system without locks
+    such as some network mounts), runs are not guarded."""
     try:
         import fcntl
     except ImportError:
@@ -161,11 +162,17 @@ def exclusive(path: Path, what: str):
     with open(path, "a+", encoding="utf-8") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # held by another process (or another open of it in this one)
+            locked = True
+        except BlockingIOError:  # held by another process (or another open of it in this one)
             f.seek(0)
             holder = f.read().strip() or "another process"
             raise SlimeError(f"{what} is in use by another slime audit ({holder}); wait for it to finish or give "
                              f"another --out.") from None
+        except OSError:  # no locks on this file system
+            locked = False
+        if not locked:
+            yield
+            return
         try:
             f.seek(0)
             f.truncate()
