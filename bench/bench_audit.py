@@ -11,8 +11,9 @@ $SLIME_CACHE/bench_audit), not in the repo. Then, each in its own process:
   the attack     the batch core alone (`Attacker.attack_batch` and the attribute scores) on in-memory rows at the
                  same batch size: the engine's own cost (reading, checking, writing, summing up) is the rest;
   the floor      numpy doing only the two matrix products — alignment (X @ W, the fitted map) and tag cosine
-                 (aligned @ T.T, the vocabulary in attack space: V x 1,280) — and the top-k, at the same batch
-                 size, on in-memory rows: what no implementation of the attack can avoid.
+                 (aligned @ T.T, the vocabulary in attack space: V x 1,280, stored transposed) — and the top-k (the
+                 attack's own, `retrieve.top_k_columns`), at the same batch size, on in-memory rows: what no
+                 implementation of the attack can avoid.
 
 Times are given on the wall clock and in CPU time (all threads; steadier where other work shares the cores).
 Goals: engine <= 2x the floor's time per row; peak memory at 100k and 1M within 10% of each other, under 2 GB.
@@ -119,18 +120,20 @@ def synthetic_batch(pool: np.ndarray, n: int) -> np.ndarray:
 def child_floor(args) -> dict:
     """In a child process: the floor (two matrix products and the top-k per batch) on `--floor-rows` rows."""
     from slime_core.pipeline import Attacker
+    from slime_core.stages.retrieve import top_k_columns
 
     attacker = Attacker()
     W = np.ascontiguousarray(attacker.alignment(args.victim, args.n_align).W[:DIM])  # (1280, d_attack)
     rng = np.random.default_rng(SEED)
     T = rng.standard_normal((len(attacker.bundle.tags), W.shape[1]), dtype=np.float32)  # vocabulary in attack space
     T /= np.linalg.norm(T, axis=1, keepdims=True)
+    TT = np.ascontiguousarray(T.T)  # the faster layout for the product, as the attack keeps its pool
     X = synthetic_batch(attacker.bundle.pool_embeddings[args.victim], args.batch_size)
     batches = -(-args.floor_rows // args.batch_size)
     t, c = time.perf_counter(), time.process_time()
     for _ in range(batches):
-        S = (X @ W) @ T.T
-        top = np.argpartition(-S, args.k - 1, axis=1)[:, :args.k]
+        S = (X @ W) @ TT
+        top = top_k_columns(S, args.k)  # the attack's own multithreaded top-k
         np.take_along_axis(S, top, axis=1).argsort(axis=1)
     return timing(batches * args.batch_size, time.perf_counter() - t, time.process_time() - c) | {
         "vocabulary": len(T), "attack_dim": int(W.shape[1])}

@@ -65,6 +65,7 @@ class Attacker:
         self.alpha = float(b.manifest["prior_alpha"])
         self.index = retrieve.TagIndex(retrieve.prior_keys(self.tag_vecs, self.prior))
         self.pool_attack = b.pool_embeddings[b.image_encoder]
+        self._pool_attack_T = None
         self.votes = retrieve.NeighbourVotes(**b.manifest.get("neighbour_votes", {}))
         self._pool_tags = None
         self._alignments = align.FitCache(MAX_ALIGNMENTS)  # (victim, N, method, seed) -> map
@@ -153,6 +154,14 @@ class Attacker:
         fit.info["prior_cosine"] = align.prior_cosine(self.pool_attack, n_align, method, seed)
         return fit
 
+    @property
+    def pool_attack_T(self) -> np.ndarray:
+        """pool_attack.T as a C-contiguous array, made once: the neighbour votes' product with every batch is a third
+        faster with it than with the transposed view."""
+        if self._pool_attack_T is None:
+            self._pool_attack_T = np.ascontiguousarray(self.pool_attack.T)
+        return self._pool_attack_T
+
     def pool_tags(self):
         """(pool, V) sparse 0/1 matrix: which vocabulary tags each public pool photo's captions have."""
         if self._pool_tags is None:
@@ -179,7 +188,8 @@ class Attacker:
         q, _ = retrieve.with_prior(u, self.tag_vecs, self.prior, b.manifest["logit_scale"], self.alpha)
         n_cand = max(k, b.manifest["candidates"]) if b.manifest.get("use_ranker") else k
         if self.votes.weight:
-            bonus = self.votes.bonus(np.atleast_2d(attack_embeddings), self.pool_attack, self.pool_tags(), own_rows)
+            bonus = self.votes.bonus(np.atleast_2d(attack_embeddings), self.pool_attack, self.pool_tags(), own_rows,
+                                     self.pool_attack_T)
             scores, ids = retrieve.fused_topk(q, self.index.vectors, bonus, n_cand)
         else:
             scores, ids = self.index.search(q, n_cand)

@@ -5,6 +5,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from slime_core.infra.errors import SlimeError
 from slime_core.stages.retrieve import (
@@ -259,3 +261,24 @@ def test_fused_topk_adds_the_bonus_before_ranking():
     scores, ids = fused_topk(q, keys, np.array([[0.0, 0.0, 2.0]], np.float32), 2)
     assert ids.tolist() == [[2, 0]] and np.allclose(scores, [[2.0, 1.0]])
     assert fused_topk(q, keys, np.zeros((1, 3)), 10)[1].shape == (1, 3)  # k above the vocabulary: all of it
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 40), st.integers(1, 45), st.integers(0, 2**32 - 1))
+def test_top_k_is_argpartitions_set_and_best_first_breaks_ties_by_column(n, m, k, seed):
+    """top_k_columns (torch.topk) finds the set np.argpartition finds, and best_first orders it by score, equal
+    scores in column order (values drawn from a few levels, so ties are common)."""
+    from slime_core.stages.retrieve import best_first, top_k_columns
+
+    S = np.random.default_rng(seed).integers(0, 4, size=(n, m)).astype(np.float32)
+    kk = min(k, m)
+    got = top_k_columns(S, k)
+    assert got.shape == (n, kk)
+    want_scores = -np.sort(-S, axis=1)[:, :kk]
+    np.testing.assert_array_equal(-np.sort(-np.take_along_axis(S, got, axis=1), axis=1), want_scores)
+    scores, ids = best_first(S, k)
+    np.testing.assert_array_equal(scores, want_scores)
+    np.testing.assert_array_equal(np.take_along_axis(S, ids, axis=1), scores)
+    for row_s, row_i in zip(scores, ids):
+        for a in range(kk - 1):  # ties keep column order
+            assert row_s[a] > row_s[a + 1] or row_i[a] < row_i[a + 1]
