@@ -17,7 +17,7 @@ def get_writer(spec: str, mode: str | None = None):
 @st.cache_data(show_spinner=False, max_entries=16)
 def mean_caption(writer_spec: str, k: int) -> str:
     """The writer's caption of the mean public embedding: the caption prior (what a no-information embedding gets)."""
-    from slime_core.pipeline import mean_embedding_caption  # torch: imported once a page is drawn
+    from slime_core.attack_captions import mean_embedding_caption  # torch: imported once a page is drawn
 
     return mean_embedding_caption(get_attacker(), get_writer(writer_spec), k)
 

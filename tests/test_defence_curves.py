@@ -85,8 +85,11 @@ class FakeAttacker:
     def embed(self, name, paths, progress=False):
         return self._A_test if name == self.bundle.image_encoder else self._X_test
 
-    def retrieve(self, A, k, own_rows=None):
-        s = np.atleast_2d(A) @ self.tag_vecs.T
+    def project(self, A):
+        return np.atleast_2d(A)  # the fake's tags live in attack space itself
+
+    def retrieve(self, A, k, own_rows=None, projected=None):
+        s = (self.project(A) if projected is None else projected) @ self.tag_vecs.T
         return [[(self.tag_names[i], float(row[i])) for i in np.argsort(-row)[:k]] for row in s]
 
     def neighbours(self, A, k=5, exclude=frozenset()):

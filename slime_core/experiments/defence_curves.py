@@ -59,17 +59,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from slime_core.attack_captions import mean_embedding_caption, random_public_captions, write_captions
 from slime_core.attack_spec import AttackSpec
 from slime_core.experiments.evaluation import reference_tags
 from slime_core.experiments.knee import mark_knee
 from slime_core.infra.errors import SlimeError
-from slime_core.pipeline import (
-    Attacker,
-    check_held_out,
-    mean_embedding_caption,
-    random_public_captions,
-    write_captions,
-)
+from slime_core.pipeline import Attacker, check_held_out
 from slime_core.stages import align
 from slime_core.stages.caption_metrics import rouge_l_best
 from slime_core.stages.defences import create_defence, defence_spec, list_defences

@@ -19,10 +19,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
+from slime_core.attack_captions import mean_embedding_caption, random_public_captions, write_captions
 from slime_core.attack_spec import AttackSpec
 from slime_core.experiments.objects_eval import ObjectsEval
 from slime_core.infra.errors import SlimeError
-from slime_core.pipeline import Attacker, check_held_out, mean_embedding_caption, random_public_captions, write_captions
+from slime_core.pipeline import Attacker, check_held_out
 from slime_core.stages.caption_metrics import KEYS, score_caption
 from slime_core.stages.data import Sample
 from slime_core.stages.infer import graph_from_tags, object_f1, relation_f1

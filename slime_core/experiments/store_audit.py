@@ -31,11 +31,11 @@ from typing import Callable
 
 import numpy as np
 
+from slime_core.attack_captions import write_captions
 from slime_core.experiments.store_summary import RunningSummary, calibrate
 from slime_core.infra.errors import SlimeError, mask_output
 from slime_core.infra.files import check_writable_folder
 from slime_core.infra.registry import Registry
-from slime_core.pipeline import write_captions
 from slime_core.stages.attributes import Attributes, attribute_scores
 from slime_core.stages.stores import SKIP_REASONS, Batch, Store, row_problems
 
