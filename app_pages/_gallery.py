@@ -23,8 +23,8 @@ DEFAULTS = hl.DEFAULT_SETTINGS
 
 
 def table_path(attacker):
-    key = files.cache_key(bundle.bundle_identity(attacker.bundle), [(g["name"], g["captions"]) for g in common.gallery()],
-                       DEFAULTS)
+    captions = [(g["name"], g["captions"]) for g in common.gallery()]
+    key = files.cache_key(bundle.bundle_identity(attacker.bundle), captions, DEFAULTS)
     return settings.cache_root() / "app" / f"gallery_{key}.json"
 
 

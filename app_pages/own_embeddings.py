@@ -83,7 +83,8 @@ m1.metric("Held-out alignment cosine", f"{fit.heldout_cosine:.3f}", f"{fit.heldo
 m2.metric("Prior: a constant embedding", f"{prior:.3f}", help=hw.ALIGNMENT_HELP)
 m3.metric("Embeddings audited", len(results))
 m4.metric("Embedding dims", pool_arr.shape[1])
-st.caption(hw.alignment_headline(fit.heldout_cosine, prior, n_align))
+verdict = hw.alignment_headline(fit.heldout_cosine, prior, n_align)  # shown here and in the HTML download
+st.caption(verdict)
 # Scored once per pool and settings in this session: a download click reruns the page, it should not rescore.
 leak_memo = st.session_state.setdefault("own_leakage", {})
 leak_key = (pool_key, n_align, method, k)
@@ -110,8 +111,7 @@ payload = {"alignment_cosine": fit.heldout_cosine, "alignment_prior_cosine": pri
            "method": method, "k": k, "tag_leakage": leak, "results": [r.to_dict() for r in results],
            "sensitive_attributes": attributes}
 e1, e2, e3 = st.columns(3)
-e3.download_button("Download the HTML audit report",
-                   render_html(own_embeddings_report(payload, hw.alignment_headline(fit.heldout_cosine, prior, n_align))),
+e3.download_button("Download the HTML audit report", render_html(own_embeddings_report(payload, verdict)),
                    file_name="slime_audit.html", mime="text/html", key="own_html")
 e1.download_button("Download JSON", json.dumps(payload, indent=2), file_name="slime_audit.json",
                    mime="application/json", key="own_json")

@@ -28,7 +28,8 @@ def main() -> None:
     d = table["default_scores"]
     image = hl.default_photo(d["names"], d["gain"])
     i = d["names"].index(image)
-    out = {"image": image, "rule": hl.DEFAULT_RULE, "settings": DEFAULTS, "bundle": bundle.bundle_identity(attacker.bundle),
+    out = {"image": image, "rule": hl.DEFAULT_RULE, "settings": DEFAULTS,
+           "bundle": bundle.bundle_identity(attacker.bundle),
            "exact_f1": round(d["exact_f1"][i], 4), "neighbourhood_f1_gain": round(d["gain"][i], 4),
            "gallery_gain_median": round(float(np.median(d["gain"])), 4), "photos": len(d["names"])}
     (DEMO_DATA / "default_photo.json").write_text(json.dumps(out, indent=1) + "\n")
